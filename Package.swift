@@ -1,0 +1,131 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every target shares: Swift 6 language mode and the upcoming features that make
+/// each `public import` and each existential a visible decision.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "licensed",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "licensed", targets: ["licensed"]),
+        .executable(name: "licensectl", targets: ["licensectl"]),
+        .library(name: "LicenseClient", targets: ["LicenseClient"]),
+        .library(name: "LicenseProtocol", targets: ["LicenseProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // The system OpenSSL (libssl-dev): every signature and digest goes through it.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Generated protobuf types and the length-prefixed frame codec. No logic.
+        .target(
+            name: "LicenseProtocol",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Ed25519 keys, signatures, SHA-256 and randomness through OpenSSL.
+        .target(
+            name: "LicenseCrypto",
+            dependencies: ["COpenSSL"],
+            swiftSettings: swiftSettings
+        ),
+        // The pure domain: licences, licence files, verification, fingerprints. No I/O.
+        .target(
+            name: "LicenseCore",
+            dependencies: ["LicenseProtocol", "LicenseCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        // The daemon's network side: SwiftNIO listener, sessions, dispatch, lifecycle.
+        .target(
+            name: "LicenseServer",
+            dependencies: [
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Swift client library.
+        .target(
+            name: "LicenseClient",
+            dependencies: [
+                "LicenseProtocol", "LicenseCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "licensed",
+            dependencies: [
+                "LicenseServer", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "licensectl",
+            dependencies: [
+                "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseProtocolTests",
+            dependencies: [
+                "LicenseProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseCryptoTests",
+            dependencies: ["LicenseCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseCoreTests",
+            dependencies: ["LicenseCore", "LicenseCrypto", "LicenseProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseServerTests",
+            dependencies: [
+                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
