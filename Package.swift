@@ -52,7 +52,10 @@ let package = Package(
         // The pure domain: licences, licence files, verification, fingerprints. No I/O.
         .target(
             name: "LicenseCore",
-            dependencies: ["LicenseProtocol", "LicenseCrypto"],
+            dependencies: [
+                "LicenseProtocol", "LicenseCrypto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The daemon's network side: SwiftNIO listener, sessions, dispatch, lifecycle.
@@ -60,8 +63,10 @@ let package = Package(
             name: "LicenseServer",
             dependencies: [
                 "LicenseCore", "LicenseProtocol", "LicenseCrypto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
@@ -73,8 +78,10 @@ let package = Package(
             name: "LicenseClient",
             dependencies: [
                 "LicenseProtocol", "LicenseCrypto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -82,9 +89,12 @@ let package = Package(
             name: "licensed",
             dependencies: [
                 "LicenseServer", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -101,7 +111,9 @@ let package = Package(
             name: "LicenseProtocolTests",
             dependencies: [
                 "LicenseProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
@@ -113,13 +125,17 @@ let package = Package(
         ),
         .testTarget(
             name: "LicenseCoreTests",
-            dependencies: ["LicenseCore", "LicenseCrypto", "LicenseProtocol"],
+            dependencies: [
+                "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,164 @@
+public import LicenseProtocol
+import NIOConcurrencyHelpers
+public import NIOCore
+public import NIOPosix
+
+/// One framed protocol connection to a licence server: sends `ClientMessage`s, matches each
+/// `ServerMessage` to its request by request_id, and delivers pushed `Event`s on `events`.
+///
+/// Requests may be issued concurrently from any task; replies may arrive in any order.
+public final class LicenseConnection: Sendable {
+    private let channel: any Channel
+    private let pending: PendingRequests
+    /// Events the server pushes (request_id 0): revocations, shutdown, ...
+    public let events: AsyncStream<Licensed_V1_Event>
+
+    private init(channel: any Channel, pending: PendingRequests, events: AsyncStream<Licensed_V1_Event>) {
+        self.channel = channel
+        self.pending = pending
+        self.events = events
+    }
+
+    /// Opens a TCP connection (no Hello yet).
+    public static func connect(
+        host: String,
+        port: Int,
+        connectTimeout: TimeAmount = .seconds(5),
+        maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> LicenseConnection {
+        let pending = PendingRequests()
+        let (events, continuation) = AsyncStream.makeStream(of: Licensed_V1_Event.self, bufferingPolicy: .bufferingNewest(256))
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength))
+                        )
+                        try channel.pipeline.syncOperations.addHandler(ResponseHandler(pending: pending, events: continuation))
+                    }
+                }
+                .connect(host: host, port: port)
+                .get()
+        } catch {
+            continuation.finish()
+            throw LicenseClientError.unavailable("cannot connect to licence server \(host):\(port): \(error)")
+        }
+        return LicenseConnection(channel: channel, pending: pending, events: events)
+    }
+
+    /// Sends `body` and waits for its reply. A server `Error` is thrown as `LicenseClientError`.
+    public func request(_ body: Licensed_V1_ClientMessage.OneOf_Body) async throws -> Licensed_V1_ServerMessage.OneOf_Body {
+        let promise = self.channel.eventLoop.makePromise(of: Licensed_V1_ServerMessage.self)
+        let requestID = self.pending.register(promise)
+        var message = Licensed_V1_ClientMessage()
+        message.requestID = requestID
+        message.body = body
+        var buffer = self.channel.allocator.buffer(capacity: 64)
+        try buffer.writeFrame(message)
+        self.channel.writeAndFlush(buffer).whenFailure { error in
+            self.pending.fail(requestID, LicenseClientError.unavailable("cannot send to the licence server: \(error)"))
+        }
+        let reply = try await promise.futureResult.get()
+        switch reply.body {
+        case .error(let error): throw LicenseClientError(error)
+        case .some(let body): return body
+        case .none: throw LicenseClientError(code: .internal, message: "the server sent a reply without a body")
+        }
+    }
+
+    /// Opens the session.
+    public func hello(_ hello: Licensed_V1_Hello) async throws -> Licensed_V1_HelloResponse {
+        guard case .hello(let response) = try await self.request(.hello(hello)) else {
+            throw LicenseClientError(code: .internal, message: "the server answered Hello with another message")
+        }
+        return response
+    }
+
+    /// Closes the connection; requests still waiting fail with UNAVAILABLE.
+    public func close() async {
+        try? await self.channel.close()
+    }
+}
+
+/// Requests waiting for their reply, by request_id.
+final class PendingRequests: Sendable {
+    private let state = NIOLockedValueBox<(nextID: UInt64, waiting: [UInt64: EventLoopPromise<Licensed_V1_ServerMessage>])>((1, [:]))
+
+    func register(_ promise: EventLoopPromise<Licensed_V1_ServerMessage>) -> UInt64 {
+        self.state.withLockedValue { state in
+            let id = state.nextID
+            state.nextID += 1
+            state.waiting[id] = promise
+            return id
+        }
+    }
+
+    func complete(_ message: Licensed_V1_ServerMessage) -> Bool {
+        guard let promise = self.state.withLockedValue({ $0.waiting.removeValue(forKey: message.requestID) }) else { return false }
+        promise.succeed(message)
+        return true
+    }
+
+    func fail(_ id: UInt64, _ error: any Error) {
+        self.state.withLockedValue { $0.waiting.removeValue(forKey: id) }?.fail(error)
+    }
+
+    func failAll(_ error: any Error) {
+        let all = self.state.withLockedValue { state in
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for promise in all { promise.fail(error) }
+    }
+}
+
+/// Routes each decoded `ServerMessage` to its waiting request or, for request_id 0, to `events`.
+final class ResponseHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let pending: PendingRequests
+    private let events: AsyncStream<Licensed_V1_Event>.Continuation
+
+    init(pending: PendingRequests, events: AsyncStream<Licensed_V1_Event>.Continuation) {
+        self.pending = pending
+        self.events = events
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        guard let message = try? frame.decodeMessage(as: Licensed_V1_ServerMessage.self) else {
+            self.pending.failAll(LicenseClientError(code: .internal, message: "the server sent an undecodable frame"))
+            context.close(promise: nil)
+            return
+        }
+        if message.requestID == 0 {
+            switch message.body {
+            case .event(let event):
+                self.events.yield(event)
+            case .error(let error):
+                // A connection-level error (the server could not tell which request it answers).
+                self.pending.failAll(LicenseClientError(error))
+            default:
+                break
+            }
+            return
+        }
+        _ = self.pending.complete(message)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.pending.failAll(LicenseClientError.unavailable("the connection to the licence server closed"))
+        self.events.finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.pending.failAll(LicenseClientError.unavailable("connection error: \(error)"))
+        context.close(promise: nil)
+    }
+}

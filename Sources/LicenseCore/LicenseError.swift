@@ -1,0 +1,26 @@
+public import LicenseProtocol
+
+/// A request the domain refused, with the protocol code the client sees and a message for a person
+/// that says what to do.
+public struct LicenseError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The protocol's error code.
+    public var code: Licensed_V1_Error.Code
+    /// What happened and what to do.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: Licensed_V1_Error.Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(self.code): \(self.message)" }
+
+    /// The protocol form.
+    public var protocolError: Licensed_V1_Error {
+        var error = Licensed_V1_Error()
+        error.code = self.code
+        error.message = self.message
+        return error
+    }
+}

@@ -1,0 +1,66 @@
+public import LicenseProtocol
+
+/// A licence whose issuer signature verified with a trusted key, with where it came from.
+public struct VerifiedLicense: Sendable, Hashable {
+    /// The signed licence content.
+    public var license: Licensed_V1_License
+    /// The trusted key that signed it.
+    public var keyID: String
+    /// File it was loaded from.
+    public var file: String
+    /// 1-based block number in that file.
+    public var block: Int
+
+    /// Creates a verified licence record.
+    public init(license: Licensed_V1_License, keyID: String, file: String, block: Int) {
+        self.license = license
+        self.keyID = keyID
+        self.file = file
+        self.block = block
+    }
+
+    /// Where the licence stands at `nowMs`.
+    public func state(at nowMs: Int64) -> Licensed_V1_LicenseStatus.State {
+        if self.license.notBeforeMs != 0, nowMs < self.license.notBeforeMs { return .notYetValid }
+        if self.license.notAfterMs != 0, nowMs > self.license.notAfterMs {
+            return nowMs > self.license.notAfterMs + self.license.gracePeriodMs ? .expired : .expiring
+        }
+        return .compliant
+    }
+}
+
+/// A licence block that was not loaded, and why.
+public struct RejectedLicenseBlock: Sendable, Hashable, CustomStringConvertible {
+    /// File it was read from.
+    public var file: String
+    /// 1-based block number in that file (0 when the whole file could not be read).
+    public var block: Int
+    /// Why.
+    public var rejection: LicenseRejection
+    /// Licence id when it could be read.
+    public var licenseID: String
+
+    /// Creates a rejection record.
+    public init(file: String, block: Int, rejection: LicenseRejection, licenseID: String = "") {
+        self.file = file
+        self.block = block
+        self.rejection = rejection
+        self.licenseID = licenseID
+    }
+
+    /// The one log line: file, block number, licence id, reason.
+    public var description: String {
+        let id = self.licenseID.isEmpty ? "" : " (licence '\(self.licenseID)')"
+        return "\(self.file): block \(self.block)\(id) rejected: \(self.rejection)"
+    }
+
+    /// The protocol form.
+    public var protocolForm: Licensed_V1_RejectedLicense {
+        var r = Licensed_V1_RejectedLicense()
+        r.file = self.file
+        r.block = UInt32(self.block)
+        r.reason = self.rejection.reason
+        r.licenseID = self.licenseID
+        return r
+    }
+}

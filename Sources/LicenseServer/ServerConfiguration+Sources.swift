@@ -1,0 +1,105 @@
+import Foundation
+import Yams
+
+extension ServerConfiguration {
+    /// One settable option: its name and how a text value sets it (for env and flags).
+    public struct Option: Sendable {
+        /// snake_case name: the YAML key; `LICENSED_<NAME>` and `--<name-with-dashes>` derive from it.
+        public var name: String
+        /// What it sets, for `--help` and the example config.
+        public var help: String
+        let apply: @Sendable (inout ServerConfiguration, String) throws -> Void
+
+        /// The environment variable.
+        public var environmentVariable: String { "LICENSED_" + self.name.uppercased() }
+        /// The command-line flag.
+        public var flag: String { "--" + self.name.replacingOccurrences(of: "_", with: "-") }
+    }
+
+    /// Every option. Lists are comma-separated in env and flags; trusted keys as `id=path`.
+    public static let options: [Option] = [
+        Option(name: "listen_host", help: "address the protocol listener binds to") { $0.listenHost = $1 },
+        Option(name: "port", help: "TCP port of the protocol listener") { $0.port = try int($1, "port") },
+        Option(name: "max_frame_bytes", help: "largest frame accepted from a client") { $0.maxFrameBytes = try int($1, "max_frame_bytes") },
+        Option(name: "license_paths", help: "licence files or directories of *.lic files") { $0.licensePaths = list($1) },
+        Option(name: "trusted_keys", help: "trusted issuer keys as id=path.pem") { config, value throws in
+            config.trustedKeys = try list(value).map { (entry: String) throws -> TrustedKey in
+                let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw ConfigurationError("trusted_keys entry '\(entry)' is not id=path") }
+                return TrustedKey(id: parts[0], publicKey: parts[1])
+            }
+        },
+        Option(name: "state_dir", help: "directory for the server key, log and snapshots") { $0.stateDir = $1 },
+        Option(name: "server_key", help: "the server's Ed25519 key PEM") { $0.serverKey = $1 },
+        Option(name: "host_id", help: "operator-supplied host identity component") { $0.hostID = $1 },
+        Option(name: "log_level", help: "trace, debug, info, notice, warning, error, critical") { $0.logLevel = $1 },
+        Option(name: "heartbeat_interval_ms", help: "how often clients heartbeat") {
+            $0.heartbeatIntervalMs = try int($1, "heartbeat_interval_ms")
+        },
+        Option(name: "lease_ttl_ms", help: "lease lifetime without a heartbeat") { $0.leaseTTLMs = try int($1, "lease_ttl_ms") },
+        Option(name: "hello_timeout_ms", help: "time a connection has to say Hello") { $0.helloTimeoutMs = try int($1, "hello_timeout_ms") },
+    ]
+
+    /// Builds the configuration from the defaults, then `yaml` (if any), then `environment`
+    /// (`LICENSED_*`), then `flags` (option name to value), then validates it.
+    public static func load(
+        yaml: String?,
+        environment: [String: String],
+        flags: [String: String]
+    ) throws -> ServerConfiguration {
+        var config = ServerConfiguration()
+        if let yaml { try config.apply(yaml: yaml) }
+        for option in self.options {
+            if let value = environment[option.environmentVariable] { try option.apply(&config, value) }
+        }
+        for (name, value) in flags {
+            guard let option = self.options.first(where: { $0.name == name }) else {
+                throw ConfigurationError("unknown option '\(name)'")
+            }
+            try option.apply(&config, value)
+        }
+        try config.validate()
+        return config
+    }
+
+    /// Applies the keys of a YAML document; unknown keys are an error (a typo must not pass silently).
+    mutating func apply(yaml: String) throws {
+        let node: Node?
+        do { node = try Yams.compose(yaml: yaml) } catch { throw ConfigurationError("config is not valid YAML: \(error)") }
+        guard let node else { return }  // empty file
+        guard let mapping = node.mapping else { throw ConfigurationError("config must be a YAML mapping of option names to values") }
+        for (keyNode, valueNode) in mapping {
+            guard let key = keyNode.string else { throw ConfigurationError("config keys must be strings") }
+            guard let option = Self.options.first(where: { $0.name == key }) else {
+                throw ConfigurationError("unknown config option '\(key)'")
+            }
+            if key == "trusted_keys", let entries = valueNode.sequence {
+                self.trustedKeys = try entries.map { (entry: Node) throws -> TrustedKey in
+                    guard let id = entry.mapping?["id"]?.string, let path = entry.mapping?["public_key"]?.string else {
+                        throw ConfigurationError("each trusted_keys entry needs 'id' and 'public_key'")
+                    }
+                    return TrustedKey(id: id, publicKey: path)
+                }
+            } else if let items = valueNode.sequence {
+                let strings = items.compactMap(\.string)
+                guard strings.count == items.count else { throw ConfigurationError("option '\(key)' must be a list of strings") }
+                try option.apply(&self, strings.joined(separator: ","))
+            } else if let scalar = valueNode.string {
+                try option.apply(&self, scalar)
+            } else {
+                throw ConfigurationError("option '\(key)' has a value of the wrong shape")
+            }
+        }
+    }
+}
+
+private func int(_ text: String, _ name: String) throws -> Int {
+    guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
+        throw ConfigurationError("\(name) must be a whole number, not '\(text)'")
+    }
+    return value
+}
+
+private func list(_ text: String) -> [String] {
+    text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}

@@ -1,0 +1,81 @@
+/// Everything the daemon can be told. Each option has one name, used as the YAML key, as the
+/// environment variable `LICENSED_<NAME>` (upper case) and as the flag `--<name>` (dashes);
+/// flags win over the environment, which wins over the file, which wins over the defaults.
+public struct ServerConfiguration: Sendable, Equatable {
+    /// An issuer key the server trusts, by the key id licences name.
+    public struct TrustedKey: Sendable, Equatable, Codable {
+        /// Key id as in `SignedLicense.key_id`.
+        public var id: String
+        /// Path of the issuer's public key PEM.
+        public var publicKey: String
+
+        /// Creates a trusted key entry.
+        public init(id: String, publicKey: String) {
+            self.id = id
+            self.publicKey = publicKey
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case publicKey = "public_key"
+        }
+    }
+
+    /// Address the protocol listener binds to.
+    public var listenHost = "0.0.0.0"
+    /// TCP port of the protocol listener (0 = any free port).
+    public var port = 27070
+    /// Largest frame accepted from a client.
+    public var maxFrameBytes = 64 * 1024
+    /// Licence files, or directories whose `*.lic` files are read.
+    public var licensePaths: [String] = []
+    /// Trusted issuer keys.
+    public var trustedKeys: [TrustedKey] = []
+    /// Where state (server key, write-ahead log, snapshots) lives.
+    public var stateDir = "/var/lib/licensed"
+    /// The server's own Ed25519 key; empty = `<state_dir>/server-key.pem`, created on first start.
+    public var serverKey = ""
+    /// An operator-supplied host identity component (for containers and VMs), hashed like the others.
+    public var hostID = ""
+    /// trace, debug, info, notice, warning, error or critical.
+    public var logLevel = "info"
+    /// How often clients should heartbeat.
+    public var heartbeatIntervalMs = 30_000
+    /// Leases not renewed within this time are reclaimed (at least 10000).
+    public var leaseTTLMs = 120_000
+    /// A connection that has not said Hello within this time is closed.
+    public var helloTimeoutMs = 10_000
+
+    /// The defaults.
+    public init() {}
+
+    /// Checks the values that have ranges.
+    public func validate() throws {
+        guard (0...65535).contains(self.port) else { throw ConfigurationError("port \(self.port) is not between 0 and 65535") }
+        guard self.maxFrameBytes >= 64, self.maxFrameBytes <= 16 * 1024 * 1024 else {
+            throw ConfigurationError("max_frame_bytes \(self.maxFrameBytes) is not between 64 and 16777216")
+        }
+        guard self.leaseTTLMs >= 10_000 else { throw ConfigurationError("lease_ttl_ms \(self.leaseTTLMs) is below the minimum of 10000") }
+        guard self.heartbeatIntervalMs > 0, self.heartbeatIntervalMs < self.leaseTTLMs else {
+            throw ConfigurationError("heartbeat_interval_ms must be above 0 and below lease_ttl_ms (\(self.leaseTTLMs))")
+        }
+        guard self.helloTimeoutMs > 0 else { throw ConfigurationError("hello_timeout_ms must be above 0") }
+        guard Self.logLevels.contains(self.logLevel) else {
+            throw ConfigurationError("log_level '\(self.logLevel)' is not one of \(Self.logLevels.joined(separator: ", "))")
+        }
+        for key in self.trustedKeys where key.id.isEmpty || key.publicKey.isEmpty {
+            throw ConfigurationError("every trusted_keys entry needs an id and a public_key path")
+        }
+    }
+
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+}
+
+/// A configuration value that cannot be used; the message names the option.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong and with which option.
+    public var message: String
+    /// Creates an error.
+    public init(_ message: String) { self.message = message }
+    public var description: String { self.message }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import NIOCore
+import UnixSignals
+import LicenseServer
+import Logging
+import ServiceLifecycle
+
+/// The licence server daemon.
+@main
+struct Licensed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "licensed",
+        abstract: "Floating-licence server: grants seats that signed licence files allow.",
+        discussion: """
+            Options come from the YAML file given by --config, then LICENSED_<OPTION> environment \
+            variables, then the flags below (a flag wins). --demo runs with no configuration at all.
+            """
+    )
+
+    @Option(help: "YAML configuration file.")
+    var config: String?
+
+    @Flag(help: "Run on an embedded default: a throwaway issuer key, a demo licence, state under ./demo-state.")
+    var demo = false
+
+    @Flag(help: "Print this machine's host ids (for a licence's server_hostids) and exit.")
+    var printHostIds = false
+
+    @Option(help: "Address the protocol listener binds to.") var listenHost: String?
+    @Option(help: "TCP port of the protocol listener.") var port: String?
+    @Option(help: "Largest frame accepted from a client, in bytes.") var maxFrameBytes: String?
+    @Option(help: "Licence files or directories of *.lic files, comma-separated.") var licensePaths: String?
+    @Option(help: "Trusted issuer keys as id=path.pem, comma-separated.") var trustedKeys: String?
+    @Option(help: "Directory for the server key, log and snapshots.") var stateDir: String?
+    @Option(help: "The server's Ed25519 key PEM (default <state-dir>/server-key.pem).") var serverKey: String?
+    @Option(help: "Operator-supplied host identity component (containers, VMs).") var hostId: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "How often clients heartbeat, in ms.") var heartbeatIntervalMs: String?
+    @Option(help: "Lease lifetime without a heartbeat, in ms (at least 10000).") var leaseTtlMs: String?
+    @Option(help: "Time a connection has to say Hello, in ms.") var helloTimeoutMs: String?
+
+    private var flagValues: [String: String] {
+        let pairs: [(String, String?)] = [
+            ("listen_host", self.listenHost), ("port", self.port), ("max_frame_bytes", self.maxFrameBytes),
+            ("license_paths", self.licensePaths), ("trusted_keys", self.trustedKeys), ("state_dir", self.stateDir),
+            ("server_key", self.serverKey), ("host_id", self.hostId), ("log_level", self.logLevel),
+            ("heartbeat_interval_ms", self.heartbeatIntervalMs), ("lease_ttl_ms", self.leaseTtlMs),
+            ("hello_timeout_ms", self.helloTimeoutMs),
+        ]
+        return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
+    }
+
+    func run() async throws {
+        do {
+            try await self.serve()
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("licensed: \(error.message)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG
+        }
+    }
+
+    private func serve() async throws {
+        var yaml: String? = nil
+        if let path = self.config {
+            do { yaml = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw ConfigurationError("cannot read the config file \(path): \(error.localizedDescription)")
+            }
+        }
+        let clock = SystemClock()
+        var demoLicense: DemoSetup?
+        var flags = self.flagValues
+        if self.demo {
+            let setup = try DemoSetup.prepare(directory: self.stateDir ?? "demo-state", at: clock.nowMs())
+            demoLicense = setup
+            for (name, value) in setup.configuration where flags[name] == nil { flags[name] = value }
+        } else if yaml == nil && flags["license_paths"] == nil && ProcessInfo.processInfo.environment["LICENSED_LICENSE_PATHS"] == nil
+            && !self.printHostIds
+        {
+            throw ConfigurationError("no licences configured: give --config FILE (or --license-paths and --trusted-keys), or run --demo")
+        }
+        let configuration = try ServerConfiguration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, flags: flags)
+        let hostComponents = HostIdentity.components(operatorSupplied: configuration.hostID)
+        if self.printHostIds {
+            for component in hostComponents { print("\(component.id)  \(component.kind)") }
+            return
+        }
+
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "licensed")
+
+        let loader = try LicenseLoader(configuration: configuration, hostComponents: hostComponents)
+        let loaded = loader.load(paths: configuration.licensePaths, at: clock.nowMs())
+        for rejected in loaded.rejected { logger.error("\(rejected)") }
+        for license in loaded.effective {
+            logger.info(
+                "licence loaded",
+                metadata: [
+                    "license": "\(license.license.id)", "file": "\(license.file)", "block": "\(license.block)",
+                    "features": "\(license.license.features.map(\.name).joined(separator: ","))",
+                ]
+            )
+        }
+        logger.info("\(loaded.effective.count) licence(s) loaded, \(loaded.rejected.count) rejected")
+
+        let keyPath = configuration.serverKey.isEmpty ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
+        let serverKey = try ServerKeyStore.loadOrCreate(at: keyPath)
+        let context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
+        let server = LicenseServer(context: context)
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            if let demoLicense {
+                tasks.addTask {
+                    guard let address = try? await server.localAddress else { return }
+                    demoLicense.printInstructions(port: address.port ?? configuration.port, host: configuration.listenHost)
+                }
+            }
+            try await tasks.waitForAll()
+        }
+    }
+}
