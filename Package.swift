@@ -107,6 +107,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Helpers shared by the test targets: scratch directories, the openssl command, a running server.
+        .target(
+            name: "LicenseTestSupport",
+            dependencies: [
+                "LicenseServer", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/LicenseTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "LicenseProtocolTests",
             dependencies: [
@@ -120,13 +133,13 @@ let package = Package(
         ),
         .testTarget(
             name: "LicenseCryptoTests",
-            dependencies: ["LicenseCrypto"],
+            dependencies: ["LicenseCrypto", "LicenseTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "LicenseCoreTests",
             dependencies: [
-                "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -134,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "LicenseServerTests",
             dependencies: [
-                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
