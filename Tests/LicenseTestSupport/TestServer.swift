@@ -1,0 +1,38 @@
+public import LicenseCore
+public import LicenseCrypto
+public import LicenseServer
+public import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Runs a real `LicenseServer` on 127.0.0.1 and a free port for the duration of `body`, then shuts
+/// it down gracefully through its `ServiceGroup`, as the daemon does on SIGTERM.
+public func withTestServer<T: Sendable>(
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    clock: any LicenseClock = ManualClock(startMs: 1_790_000_000_000),
+    _ body: @Sendable (LicenseServer, Int) async throws -> T
+) async throws -> T {
+    var configuration = ServerConfiguration()
+    configuration.listenHost = "127.0.0.1"
+    configuration.port = 0
+    configure(&configuration)
+    var logger = Logger(label: "test-server")
+    logger.logLevel = .critical
+    let context = try ServerContext(configuration: configuration, serverKey: try Ed25519PrivateKey.generate(), clock: clock, logger: logger)
+    let server = LicenseServer(context: context)
+    let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let port = try await server.localAddress.port!
+        do {
+            let result = try await body(server, port)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}
