@@ -1,9 +1,10 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// Where the domain gets "now" from: the wall clock in the daemon, a hand-moved clock in tests.
 public protocol LicenseClock: Sendable {

@@ -1,5 +1,5 @@
-public import LicenseProtocol
 import Foundation
+public import LicenseProtocol
 import SwiftProtobuf
 
 /// A licence file: any number of armored `SignedLicense` blocks; everything outside them is comment.
@@ -31,7 +31,9 @@ public enum LicenseFile {
             let line = rawLine.trimmingWhitespace()
             if line == self.beginMarker {
                 if body != nil {
-                    blocks.append(Block(number: blocks.count + 1, content: .failure(.unparseable("block not closed before the next BEGIN line"))))
+                    blocks.append(
+                        Block(number: blocks.count + 1, content: .failure(.unparseable("block not closed before the next BEGIN line")))
+                    )
                 }
                 body = []
             } else if line == self.endMarker {

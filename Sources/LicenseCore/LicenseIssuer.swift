@@ -1,12 +1,13 @@
+import Foundation
 public import LicenseCrypto
 public import LicenseProtocol
-import Foundation
 import SwiftProtobuf
 
 /// What an issuer (the vendor) does: sign licences. The daemon never does this.
 public enum LicenseIssuer {
     /// Signs `license` with the issuer's key under `keyID`.
-    public static func sign(_ license: Licensed_V1_License, with key: Ed25519PrivateKey, keyID: String) throws -> Licensed_V1_SignedLicense {
+    public static func sign(_ license: Licensed_V1_License, with key: Ed25519PrivateKey, keyID: String) throws -> Licensed_V1_SignedLicense
+    {
         if let problem = self.problem(with: license) {
             throw LicenseError(.invalidArgument, "refusing to sign: \(problem)")
         }

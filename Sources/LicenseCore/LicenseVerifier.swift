@@ -1,6 +1,6 @@
+import Foundation
 public import LicenseCrypto
 public import LicenseProtocol
-import Foundation
 import SwiftProtobuf
 
 /// Decides which licence blocks grant anything on this server: the issuer signature must verify

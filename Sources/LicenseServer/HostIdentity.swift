@@ -1,5 +1,5 @@
-public import LicenseCore
 import Foundation
+public import LicenseCore
 
 /// This machine's fingerprint components, read from the system: the systemd machine-id, the DMI
 /// product UUID (when readable), the host name, and the operator's own component if configured.

@@ -1,6 +1,6 @@
+import Foundation
 public import LicenseCore
 public import LicenseCrypto
-import Foundation
 
 /// Reads licence files and trusted keys from disk and hands them to the pure `LicenseVerifier`.
 public struct LicenseLoader: Sendable {
@@ -36,7 +36,9 @@ public struct LicenseLoader: Sendable {
                 let text = String(decoding: data, as: UTF8.self)
                 let fileResult = self.verifier.verify(fileText: text, file: file, at: nowMs)
                 if fileResult.accepted.isEmpty, fileResult.rejected.isEmpty {
-                    result.rejected.append(RejectedLicenseBlock(file: file, block: 0, rejection: .unparseable("the file holds no licence block")))
+                    result.rejected.append(
+                        RejectedLicenseBlock(file: file, block: 0, rejection: .unparseable("the file holds no licence block"))
+                    )
                 }
                 result.merge(fileResult)
             }

@@ -1,8 +1,8 @@
 public import LicenseCore
-public import Logging
-public import NIOCore
 import LicenseProtocol
+public import Logging
 import NIOConcurrencyHelpers
+public import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
 

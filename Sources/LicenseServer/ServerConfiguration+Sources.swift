@@ -37,7 +37,9 @@ extension ServerConfiguration {
             $0.heartbeatIntervalMs = try int($1, "heartbeat_interval_ms")
         },
         Option(name: "lease_ttl_ms", help: "lease lifetime without a heartbeat") { $0.leaseTTLMs = try int($1, "lease_ttl_ms") },
-        Option(name: "hello_timeout_ms", help: "time a connection has to say Hello") { $0.helloTimeoutMs = try int($1, "hello_timeout_ms") },
+        Option(name: "hello_timeout_ms", help: "time a connection has to say Hello") {
+            $0.helloTimeoutMs = try int($1, "hello_timeout_ms")
+        },
     ]
 
     /// Builds the configuration from the defaults, then `yaml` (if any), then `environment`

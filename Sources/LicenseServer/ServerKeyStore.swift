@@ -1,5 +1,5 @@
-public import LicenseCrypto
 import Foundation
+public import LicenseCrypto
 
 /// The server's own Ed25519 key (activation certificates, borrow tokens): read from the configured
 /// path, or created on first start in the state directory with mode 0600. It never signs licences.
@@ -51,6 +51,8 @@ public enum PrivateFile {
             throw ConfigurationError("cannot fsync \(temporary): \(reason)")
         }
         close(fd)
-        guard rename(temporary, path) == 0 else { throw ConfigurationError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))") }
+        guard rename(temporary, path) == 0 else {
+            throw ConfigurationError("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }

@@ -134,11 +134,23 @@ final class SessionHandler: ChannelInboundHandler {
         switch message.body {
         case .none:
             // A body this server does not know: a newer client. Answer and keep the connection.
-            self.reply(context, requestID: message.requestID, error: LicenseError(.unimplemented, "this server does not know that request; upgrade the server"))
+            self.reply(
+                context,
+                requestID: message.requestID,
+                error: LicenseError(.unimplemented, "this server does not know that request; upgrade the server")
+            )
         case .hello:
-            self.reply(context, requestID: message.requestID, error: LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
+            self.reply(
+                context,
+                requestID: message.requestID,
+                error: LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection")
+            )
         case .some(let body):
-            self.reply(context, requestID: message.requestID, error: LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
+            self.reply(
+                context,
+                requestID: message.requestID,
+                error: LicenseError(.unimplemented, "\(body.requestName) is not available in this server version")
+            )
         }
     }
 

@@ -36,7 +36,8 @@ struct License: ParsableCommand {
             do { signed = try LicenseIssuer.sign(license, with: key, keyID: self.keyId) } catch let error as LicenseError {
                 throw CLIError(error.message)
             }
-            let comment = "# licence '\(license.id)' for \(license.licensee.isEmpty ? "(no licensee)" : license.licensee), key id \(self.keyId)\n"
+            let comment =
+                "# licence '\(license.id)' for \(license.licensee.isEmpty ? "(no licensee)" : license.licensee), key id \(self.keyId)\n"
             FileHandle.standardOutput.write(Data((comment + (try LicenseFile.armor(signed))).utf8))
         }
     }

@@ -35,7 +35,8 @@ struct DemoSetup {
         license.notAfterMs = nowMs + 30 * 86_400_000
         let signed = try LicenseIssuer.sign(license, with: issuer, keyID: "demo-issuer")
         let licensePath = (directory as NSString).appendingPathComponent("demo.lic")
-        let text = "# licensed --demo: a throwaway licence, signed by a key that exists only for this run.\n" + (try LicenseFile.armor(signed))
+        let text =
+            "# licensed --demo: a throwaway licence, signed by a key that exists only for this run.\n" + (try LicenseFile.armor(signed))
         try Data(text.utf8).write(to: URL(fileURLWithPath: licensePath))
 
         return DemoSetup(

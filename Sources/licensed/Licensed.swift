@@ -3,11 +3,11 @@ import Foundation
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
-import NIOCore
-import UnixSignals
 import LicenseServer
 import Logging
+import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 /// The licence server daemon.
 @main
@@ -111,7 +111,9 @@ struct Licensed: AsyncParsableCommand {
         }
         logger.info("\(loaded.effective.count) licence(s) loaded, \(loaded.rejected.count) rejected")
 
-        let keyPath = configuration.serverKey.isEmpty ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
+        let keyPath =
+            configuration.serverKey.isEmpty
+            ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
         let serverKey = try ServerKeyStore.loadOrCreate(at: keyPath)
         let context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
         let server = LicenseServer(context: context)

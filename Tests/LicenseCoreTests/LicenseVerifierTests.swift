@@ -38,7 +38,8 @@ struct LicenseVerifierTests {
 
     @Test("a signed licence round-trips through the armored file format")
     func roundTrip() throws {
-        let text = "# comment before\n" + (try self.armored(Self.license("L1"))) + "comment between\n" + (try self.armored(Self.license("L2")))
+        let text =
+            "# comment before\n" + (try self.armored(Self.license("L1"))) + "comment between\n" + (try self.armored(Self.license("L2")))
         let result = self.verifier.verify(fileText: text, file: "a.lic", at: Self.now)
         #expect(result.rejected.isEmpty)
         #expect(result.accepted.map(\.license.id) == ["L1", "L2"])
@@ -105,7 +106,11 @@ struct LicenseVerifierTests {
     @Test("a licence signed by an untrusted key is rejected as unknown key")
     func untrustedKey() throws {
         let stranger = try Ed25519PrivateKey.generate()
-        let unknownID = self.verifier.verify(fileText: try self.armored(Self.license("L1"), key: stranger, keyID: "mallory"), file: "m.lic", at: Self.now)
+        let unknownID = self.verifier.verify(
+            fileText: try self.armored(Self.license("L1"), key: stranger, keyID: "mallory"),
+            file: "m.lic",
+            at: Self.now
+        )
         #expect(unknownID.rejected.map(\.rejection) == [.unknownKey("mallory")])
         // Claiming a trusted key id does not help: the signature does not verify with that key.
         let spoofed = self.verifier.verify(fileText: try self.armored(Self.license("L1"), key: stranger), file: "m.lic", at: Self.now)

@@ -79,4 +79,3 @@ struct Ed25519Tests {
         #expect(output.contains("Signature Verified Successfully"))
     }
 }
-

@@ -9,7 +9,9 @@ import Testing
 struct ProtocolServerTests {
     @Test("Hello round trip: session id, timings, server key, server time")
     func helloRoundTrip() async throws {
-        try await withTestServer(configure: { $0.leaseTTLMs = 45_000; $0.heartbeatIntervalMs = 15_000 }) { server, port in
+        try await withTestServer(configure: {
+            $0.leaseTTLMs = 45_000; $0.heartbeatIntervalMs = 15_000
+        }) { server, port in
             let connection = try await RawConnection.connect(port: port)
             let reply = try await connection.hello(requestID: 77)
             #expect(reply.requestID == 77)

@@ -94,7 +94,7 @@ public final class RawConnection: Sendable {
                 return nil
             }
             defer { group.cancelAll() }
-            guard let message = try await group.next()!  else { throw PendingBox.Timeout() }
+            guard let message = try await group.next()! else { throw PendingBox.Timeout() }
             return message
         }
     }

@@ -31,7 +31,9 @@ public enum OpenSSLCommand {
         process.waitUntilExit()
         let text = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 else {
-            throw Failed(description: "openssl \(arguments.joined(separator: " ")) failed: \(text) \(String(decoding: errData, as: UTF8.self))")
+            throw Failed(
+                description: "openssl \(arguments.joined(separator: " ")) failed: \(text) \(String(decoding: errData, as: UTF8.self))"
+            )
         }
         return text
     }
