@@ -10,15 +10,31 @@ public import ServiceLifecycle
 /// tells every session the server is going away and closes it.
 public final class LicenseServer: Service {
     private let context: ServerContext
-    private let group: any EventLoopGroup
+    /// The one loop that accepts, serves every connection and owns the ledger.
+    private let eventLoop: any EventLoop
+    private let host: NIOLoopBoundBox<LedgerHost>
     private let bound: EventLoopPromise<SocketAddress>
     private let sessions = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
-    /// Creates a server; nothing is bound until `run()`.
-    public init(context: ServerContext, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    /// Creates a server for `licenses`; nothing is bound until `run()`.
+    public init(context: ServerContext, licenses: LicenseLoadResult, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.context = context
-        self.group = group
-        self.bound = group.next().makePromise(of: SocketAddress.self)
+        self.eventLoop = group.next()
+        self.host = NIOLoopBoundBox.makeBoxSendingValue(
+            LedgerHost(eventLoop: self.eventLoop, context: context, licenses: licenses),
+            eventLoop: self.eventLoop
+        )
+        self.bound = self.eventLoop.makePromise(of: SocketAddress.self)
+    }
+
+    /// Runs `body` with the ledger on its loop (status, tests, administration).
+    public func withLedger<T: Sendable>(_ body: @escaping @Sendable (inout SeatLedger) -> T) async throws -> T {
+        try await self.eventLoop.submit { body(&self.host.value.ledgerForInspection) }.get()
+    }
+
+    /// Runs the reaper once now (tests with a manual clock).
+    public func reapNow() async throws {
+        try await self.eventLoop.submit { self.host.value.reap() }.get()
     }
 
     /// The address the listener is bound to, once it is (port 0 in the config picks a free port).
@@ -34,18 +50,18 @@ public final class LicenseServer: Service {
         let context = self.context
         let serverChannel: NIOAsyncChannel<any Channel, Never>
         do {
-            serverChannel = try await ServerBootstrap(group: self.group)
+            serverChannel = try await ServerBootstrap(group: self.eventLoop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.backlog, value: 1024)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .bind(host: configuration.listenHost, port: configuration.port) { channel in
+                .bind(host: configuration.listenHost, port: configuration.port) { [host] channel in
                     channel.eventLoop.makeCompletedFuture {
                         let peer = channel.remoteAddress?.description ?? "unknown"
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecoder(maximumFrameLength: configuration.maxFrameBytes))
                         )
-                        try channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, peer: peer))
+                        try channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value, peer: peer))
                         return channel
                     }
                 }
@@ -55,6 +71,7 @@ public final class LicenseServer: Service {
         }
         let address = serverChannel.channel.localAddress!
         self.bound.succeed(address)
+        try await self.eventLoop.submit { self.host.value.startReaper() }.get()
         self.context.logger.info("listening", metadata: ["address": "\(address)"])
 
         try await withThrowingDiscardingTaskGroup { group in
@@ -70,20 +87,18 @@ public final class LicenseServer: Service {
             }
             // No longer accepting: tell every session and close it; the group waits for them.
             self.context.logger.info("stopped accepting; closing \(self.connectionCount) session(s)")
-            self.closeAllSessions()
+            try? await self.eventLoop.submit {
+                self.host.value.stopReaper()
+                self.host.value.broadcastShutdown()
+            }.get()
+            self.closeRemainingConnections()
         }
     }
 
-    private func closeAllSessions() {
-        var event = Licensed_V1_ServerMessage()
-        event.requestID = 0
-        event.event.kind = .serverShuttingDown
-        event.event.message = "the licence server is shutting down; reconnect with resume_session_id"
-        let channels = self.sessions.withLockedValue { Array($0.values) }
-        for channel in channels {
-            var buffer = channel.allocator.buffer(capacity: 96)
-            _ = try? buffer.writeFrame(event)
-            channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) }
+    /// Connections that never opened a session are closed without an event.
+    private func closeRemainingConnections() {
+        for channel in self.sessions.withLockedValue({ Array($0.values) }) {
+            channel.close(promise: nil)
         }
     }
 }

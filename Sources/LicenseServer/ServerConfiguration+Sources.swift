@@ -75,7 +75,15 @@ extension ServerConfiguration {
             guard let option = Self.options.first(where: { $0.name == key }) else {
                 throw ConfigurationError("unknown config option '\(key)'")
             }
-            if key == "trusted_keys", let entries = valueNode.sequence {
+            if key == "tokens", let entries = valueNode.sequence {
+                let joined = try entries.map { entry in
+                    guard let role = entry.mapping?["role"]?.string, let hash = entry.mapping?["sha256"]?.string else {
+                        throw ConfigurationError("each tokens entry needs 'role' and 'sha256'")
+                    }
+                    return "\(role):\(hash)"
+                }
+                try option.apply(&self, joined.joined(separator: ","))
+            } else if key == "trusted_keys", let entries = valueNode.sequence {
                 self.trustedKeys = try entries.map { (entry: Node) throws -> TrustedKey in
                     guard let id = entry.mapping?["id"]?.string, let path = entry.mapping?["public_key"]?.string else {
                         throw ConfigurationError("each trusted_keys entry needs 'id' and 'public_key'")
@@ -104,4 +112,17 @@ private func int(_ text: String, _ name: String) throws -> Int {
 
 private func list(_ text: String) -> [String] {
     text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
+private func hexBytes(_ text: String) -> [UInt8]? {
+    let digits = Array(text.lowercased().utf8)
+    guard digits.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    var i = 0
+    while i < digits.count {
+        guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+        bytes.append(byte)
+        i += 2
+    }
+    return bytes
 }

@@ -45,6 +45,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var leaseTTLMs = 120_000
     /// A connection that has not said Hello within this time is closed.
     public var helloTimeoutMs = 10_000
+    /// How often the reaper looks for lapsed leases.
+    public var reaperIntervalMs = 1_000
+    /// Access tokens by role, as SHA-256 hashes (hex); see `licensectl token hash`.
+    public var tokens: [TokenAuthority.Entry] = []
 
     /// The defaults.
     public init() {}
@@ -60,6 +64,9 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw ConfigurationError("heartbeat_interval_ms must be above 0 and below lease_ttl_ms (\(self.leaseTTLMs))")
         }
         guard self.helloTimeoutMs > 0 else { throw ConfigurationError("hello_timeout_ms must be above 0") }
+        guard self.reaperIntervalMs >= 10, self.reaperIntervalMs <= 60_000 else {
+            throw ConfigurationError("reaper_interval_ms must be between 10 and 60000")
+        }
         guard Self.logLevels.contains(self.logLevel) else {
             throw ConfigurationError("log_level '\(self.logLevel)' is not one of \(Self.logLevels.joined(separator: ", "))")
         }

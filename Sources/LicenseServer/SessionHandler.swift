@@ -15,19 +15,68 @@ final class SessionHandler: ChannelInboundHandler {
 
     private enum State {
         case awaitingHello
-        case open(sessionID: [UInt8])
+        case open(sessionID: SessionID, role: Role)
         case closing
     }
 
     private var state = State.awaitingHello
     private let context: ServerContext
+    private let host: LedgerHost
+    private let authority: TokenAuthority
     private var logger: Logger
     private var helloTimeout: Scheduled<Void>?
+    /// Set while the handler is in a pipeline, to push events outside of a read.
+    private var channelContext: ChannelHandlerContext?
 
-    init(context: ServerContext, peer: String) {
+    init(context: ServerContext, host: LedgerHost, peer: String) {
         self.context = context
+        self.host = host
+        self.authority = TokenAuthority(entries: context.configuration.tokens)
         self.logger = context.logger
         self.logger[metadataKey: "peer"] = "\(peer)"
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.channelContext = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.channelContext = nil
+    }
+
+    /// Sends a server-pushed event now (request_id 0), optionally closing afterwards.
+    func push(_ event: Licensed_V1_Event, thenClose: Bool = false) {
+        guard let context = self.channelContext else { return }
+        var message = Licensed_V1_ServerMessage()
+        message.requestID = 0
+        message.event = event
+        self.write(context, message)
+        if thenClose {
+            self.endSession()
+            self.state = .closing
+            context.writeAndFlush(Self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.flush()
+        }
+    }
+
+    /// Another connection resumed this session: this one is told and closed.
+    func supersede() {
+        var event = Licensed_V1_Event()
+        event.kind = .serverShuttingDown
+        event.message = "this session was resumed on another connection"
+        self.state = .closing
+        self.push(event)
+        self.channelContext?.close(promise: nil)
+    }
+
+    private func endSession() {
+        if case .open(let id, _) = self.state {
+            self.host.detach(id, connection: self)
+            self.logger.debug("session detached")
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -41,7 +90,7 @@ final class SessionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         self.helloTimeout?.cancel()
-        if case .open = self.state { self.logger.debug("session closed") }
+        self.endSession()
         self.state = .closing
         context.fireChannelInactive()
     }
@@ -65,8 +114,8 @@ final class SessionHandler: ChannelInboundHandler {
                 return
             }
             self.openSession(context, requestID: message.requestID, hello: hello)
-        case .open:
-            self.dispatch(context, message)
+        case .open(let session, let role):
+            self.dispatch(context, message, session: session, role: role)
         }
     }
 
@@ -79,6 +128,7 @@ final class SessionHandler: ChannelInboundHandler {
         // The client finished sending (half-close): everything it asked is answered; close.
         if let event = event as? ChannelEvent, event == .inputClosed {
             if case .closing = self.state { return }
+            self.endSession()
             self.state = .closing
             context.flush()
             context.close(promise: nil)
@@ -96,6 +146,7 @@ final class SessionHandler: ChannelInboundHandler {
         default:
             // Connection-level I/O failure (reset by peer, ...): nothing to answer.
             self.logger.debug("connection error: \(error)")
+            self.endSession()
             self.state = .closing
             context.close(promise: nil)
         }
@@ -107,61 +158,72 @@ final class SessionHandler: ChannelInboundHandler {
         if hello.protocolVersion.rawValue > Licensed_V1_ProtocolVersion.protocolVersion1.rawValue {
             self.logger.debug("client speaks a newer protocol version \(hello.protocolVersion.rawValue); answering as version 1")
         }
+        guard let role = self.authority.role(for: hello.token) else {
+            self.logger.warning("rejected token", metadata: ["user": "\(hello.user)", "host": "\(hello.host)"])
+            self.fail(context, requestID: requestID, .unauthenticated, "the token is not valid for this server")
+            return
+        }
         self.helloTimeout?.cancel()
-        let sessionID = SecureRandom.bytes(16)
-        self.state = .open(sessionID: sessionID)
-        self.logger[metadataKey: "session"] = "\(sessionID.hexString.prefix(12))"
+        var sessionID: SessionID? = nil
+        var resumed = false
+        if let resumeID = SessionID(bytes: hello.resumeSessionID), self.host.resume(resumeID, connection: self) != nil {
+            sessionID = resumeID
+            resumed = true
+        }
+        let identity = ClientIdentity(user: hello.user, host: hello.host, clientName: hello.clientName, clientVersion: hello.clientVersion)
+        let id = sessionID ?? self.host.open(identity, connection: self)
+        self.state = .open(sessionID: id, role: role)
+        self.logger[metadataKey: "session"] = "\(id.description.prefix(12))"
         self.logger.info(
-            "session opened",
-            metadata: ["user": "\(hello.user)", "host": "\(hello.host)", "client": "\(hello.clientName) \(hello.clientVersion)"]
+            resumed ? "session resumed" : "session opened",
+            metadata: [
+                "user": "\(hello.user)", "host": "\(hello.host)", "client": "\(hello.clientName) \(hello.clientVersion)", "role": "\(role)",
+            ]
         )
         var response = Licensed_V1_HelloResponse()
         response.serverVersion = ServerContext.serverVersion
-        response.sessionID = .init(sessionID)
+        response.sessionID = .init(id.bytes)
         response.heartbeatIntervalMs = UInt32(self.context.configuration.heartbeatIntervalMs)
         response.leaseTtlMs = UInt32(self.context.configuration.leaseTTLMs)
         response.serverTimeMs = self.context.clock.nowMs()
         response.serverPublicKey = .init(self.context.serverPublicKey)
-        response.resumed = false
-        response.role = "client"
+        response.resumed = resumed
+        response.role = role.rawValue
         var reply = Licensed_V1_ServerMessage()
         reply.requestID = requestID
         reply.hello = response
         self.write(context, reply)
     }
 
-    private func dispatch(_ context: ChannelHandlerContext, _ message: Licensed_V1_ClientMessage) {
+    private func dispatch(_ context: ChannelHandlerContext, _ message: Licensed_V1_ClientMessage, session: SessionID, role: Role) {
+        var reply = Licensed_V1_ServerMessage()
+        reply.requestID = message.requestID
+        let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
         switch message.body {
         case .none:
             // A body this server does not know: a newer client. Answer and keep the connection.
-            self.reply(
-                context,
-                requestID: message.requestID,
-                error: LicenseError(.unimplemented, "this server does not know that request; upgrade the server")
-            )
+            result = .failure(LicenseError(.unimplemented, "this server does not know that request; upgrade the server"))
         case .hello:
-            self.reply(
-                context,
-                requestID: message.requestID,
-                error: LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection")
-            )
+            result = .failure(LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
+        case .checkOut(let request):
+            result = self.host.checkOut(request, session: session).map { .checkOut($0) }
+        case .checkIn(let request):
+            result = self.host.checkIn(request, session: session, role: role).map { .checkIn($0) }
+        case .heartbeat(let request):
+            result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
+        case .status(let request):
+            result = self.host.status(request, role: role).map { .status($0) }
         case .some(let body):
-            self.reply(
-                context,
-                requestID: message.requestID,
-                error: LicenseError(.unimplemented, "\(body.requestName) is not available in this server version")
-            )
+            result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
         }
+        switch result {
+        case .success(let body): reply.body = body
+        case .failure(let error): reply.error = error.protocolError
+        }
+        self.write(context, reply)
     }
 
     // MARK: - Writing
-
-    private func reply(_ context: ChannelHandlerContext, requestID: UInt64, error: LicenseError) {
-        var reply = Licensed_V1_ServerMessage()
-        reply.requestID = requestID
-        reply.error = error.protocolError
-        self.write(context, reply)
-    }
 
     private func write(_ context: ChannelHandlerContext, _ message: Licensed_V1_ServerMessage) {
         var buffer = context.channel.allocator.buffer(capacity: 64)
@@ -177,6 +239,7 @@ final class SessionHandler: ChannelInboundHandler {
     /// Answers with `Error` and closes the connection once the reply is written.
     private func fail(_ context: ChannelHandlerContext, requestID: UInt64, _ code: Licensed_V1_Error.Code, _ message: String) {
         if case .closing = self.state { return }
+        self.endSession()
         self.state = .closing
         self.helloTimeout?.cancel()
         self.logger.notice("closing connection: \(message)", metadata: ["code": "\(code)"])

@@ -116,7 +116,7 @@ struct Licensed: AsyncParsableCommand {
             ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
         let serverKey = try ServerKeyStore.loadOrCreate(at: keyPath)
         let context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
-        let server = LicenseServer(context: context)
+        let server = LicenseServer(context: context, licenses: loaded)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )

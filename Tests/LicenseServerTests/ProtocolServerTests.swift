@@ -41,8 +41,15 @@ struct ProtocolServerTests {
             // A second Hello on an open session is refused, and the connection stays usable.
             let error = await #expect(throws: LicenseClientError.self) { try await connection.hello(hello) }
             #expect(error?.code == .invalidArgument)
-            let status = await #expect(throws: LicenseClientError.self) { try await connection.request(.status(.init())) }
-            #expect(status?.code == .unimplemented)
+            guard case .status(let status) = try await connection.request(.status(.init())) else {
+                Issue.record("expected a StatusResponse")
+                return
+            }
+            #expect(status.serverPublicKey == first.serverPublicKey)
+            var holders = Licensed_V1_StatusRequest()
+            holders.includeHolders = true
+            let denied = await #expect(throws: LicenseClientError.self) { try await connection.request(.status(holders)) }
+            #expect(denied?.code == .permissionDenied)
             await connection.close()
         }
     }

@@ -9,6 +9,7 @@ import ServiceLifecycle
 /// it down gracefully through its `ServiceGroup`, as the daemon does on SIGTERM.
 public func withTestServer<T: Sendable>(
     configure: (inout ServerConfiguration) -> Void = { _ in },
+    licenses: [VerifiedLicense] = [],
     clock: any LicenseClock = ManualClock(startMs: 1_790_000_000_000),
     _ body: @Sendable (LicenseServer, Int) async throws -> T
 ) async throws -> T {
@@ -19,7 +20,9 @@ public func withTestServer<T: Sendable>(
     var logger = Logger(label: "test-server")
     logger.logLevel = .critical
     let context = try ServerContext(configuration: configuration, serverKey: try Ed25519PrivateKey.generate(), clock: clock, logger: logger)
-    let server = LicenseServer(context: context)
+    var loaded = LicenseLoadResult()
+    loaded.accepted = licenses
+    let server = LicenseServer(context: context, licenses: loaded)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }

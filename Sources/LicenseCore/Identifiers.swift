@@ -1,0 +1,55 @@
+/// A 128-bit random identifier, stored as two words so it hashes and compares cheaply.
+public struct ID128: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// First 8 bytes, big-endian.
+    public var high: UInt64
+    /// Last 8 bytes, big-endian.
+    public var low: UInt64
+
+    /// Creates an id from its two words.
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// Reads exactly 16 bytes; nil for any other length.
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 16 else { return nil }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for (i, byte) in bytes.enumerated() {
+            if i < 8 { high = high << 8 | UInt64(byte) } else { low = low << 8 | UInt64(byte) }
+        }
+        self.init(high: high, low: low)
+    }
+
+    /// The 16 bytes, big-endian.
+    public var bytes: [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: self.high >> (56 - 8 * $0)) }
+            + (0..<8).map { UInt8(truncatingIfNeeded: self.low >> (56 - 8 * $0)) }
+    }
+
+    /// 32 lower-case hex digits.
+    public var description: String {
+        let h = String(self.high, radix: 16)
+        let l = String(self.low, radix: 16)
+        return String(repeating: "0", count: 16 - h.count) + h + String(repeating: "0", count: 16 - l.count) + l
+    }
+
+    /// Parses 32 hex digits.
+    public init?(hex: some StringProtocol) {
+        guard hex.count == 32, let high = UInt64(hex.prefix(16), radix: 16), let low = UInt64(hex.suffix(16), radix: 16) else {
+            return nil
+        }
+        self.init(high: high, low: low)
+    }
+
+    public static func < (lhs: ID128, rhs: ID128) -> Bool {
+        (lhs.high, lhs.low) < (rhs.high, rhs.low)
+    }
+}
+
+/// Identifies a lease: 128 random bits chosen by the server at grant.
+public typealias LeaseID = ID128
+
+/// Identifies a session: 128 random bits chosen by the server at Hello.
+public typealias SessionID = ID128

@@ -1,0 +1,78 @@
+/// Seats of one feature held by one session, from one licence.
+public struct Lease: Sendable, Hashable {
+    /// The lease's id (128 random bits).
+    public var id: LeaseID
+    /// The session that owns it; only it (or an admin) may check it in.
+    public var sessionID: SessionID
+    /// Feature name.
+    public var feature: String
+    /// The licence the seats come from.
+    public var licenseID: String
+    /// Seats held.
+    public var count: UInt32
+    /// Who holds it.
+    public var identity: ClientIdentity
+    /// When it was granted.
+    public var grantedAtMs: Int64
+    /// Reclaimed at this time unless renewed.
+    public var expiresAtMs: Int64
+    /// How far a heartbeat pushes expiresAtMs.
+    public var ttlMs: Int64
+    /// Granted beyond the licence's count (TRUE_UP).
+    public var overage: Bool
+    /// Strictly increasing per feature across grants.
+    public var fencingToken: UInt64
+    /// The client's idempotency key (empty = none).
+    public var checkoutKey: [UInt8]
+
+    /// Creates a lease.
+    public init(
+        id: LeaseID,
+        sessionID: SessionID,
+        feature: String,
+        licenseID: String,
+        count: UInt32,
+        identity: ClientIdentity,
+        grantedAtMs: Int64,
+        expiresAtMs: Int64,
+        ttlMs: Int64,
+        overage: Bool,
+        fencingToken: UInt64,
+        checkoutKey: [UInt8]
+    ) {
+        self.id = id
+        self.sessionID = sessionID
+        self.feature = feature
+        self.licenseID = licenseID
+        self.count = count
+        self.identity = identity
+        self.grantedAtMs = grantedAtMs
+        self.expiresAtMs = expiresAtMs
+        self.ttlMs = ttlMs
+        self.overage = overage
+        self.fencingToken = fencingToken
+        self.checkoutKey = checkoutKey
+    }
+}
+
+/// Why a lease ended.
+public enum ReleaseCause: String, Sendable, Hashable, Codable {
+    /// Its owner checked it in.
+    case checkedIn = "checked_in"
+    /// No heartbeat within its TTL.
+    case expired
+    /// An administrator revoked it.
+    case revoked
+    /// Its base lease was checked in (add-ons).
+    case baseReleased = "base_released"
+}
+
+/// One change of ledger state: what the write-ahead log records and replay re-applies.
+public enum LedgerChange: Sendable, Hashable {
+    /// Seats granted.
+    case granted(Lease)
+    /// Seats returned or taken back.
+    case released(LeaseID, ReleaseCause, atMs: Int64)
+    /// A lease moved to another session (a check-out retried with its key from a new session).
+    case rebound(LeaseID, to: SessionID)
+}

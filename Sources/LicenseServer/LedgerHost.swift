@@ -1,0 +1,221 @@
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import Logging
+import NIOCore
+
+/// Owns the seat ledger on one event loop: every session handler of the server runs on that same
+/// loop and calls it directly, so a request costs no hop, no lock and no actor switch (the design
+/// PERFORMANCE.md asks for: one writer, fed in place). Also runs the reaper on that loop and
+/// pushes events to sessions.
+final class LedgerHost {
+    let eventLoop: any EventLoop
+    private(set) var ledger: SeatLedger
+    private(set) var loaded: LicenseLoadResult
+    private let context: ServerContext
+    private var logger: Logger
+    /// The connection attached to each session, to push events to.
+    private var connections: [SessionID: SessionHandler] = [:]
+    private var reaper: RepeatedTask?
+
+    init(eventLoop: any EventLoop, context: ServerContext, licenses: LicenseLoadResult) {
+        self.eventLoop = eventLoop
+        self.context = context
+        self.logger = context.logger
+        self.loaded = licenses
+        var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(context.configuration.leaseTTLMs))
+        configuration.minimumLeaseTTLMs = min(10_000, Int64(context.configuration.leaseTTLMs))
+        self.ledger = SeatLedger(configuration: configuration, licenses: licenses.effective)
+    }
+
+    var nowMs: Int64 { self.context.clock.nowMs() }
+
+    // MARK: - Reaper
+
+    func startReaper() {
+        let interval = TimeAmount.milliseconds(Int64(self.context.configuration.reaperIntervalMs))
+        let host = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.reaper = self.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            host.value.reap()
+        }
+    }
+
+    func stopReaper() {
+        self.reaper?.cancel()
+        self.reaper = nil
+    }
+
+    /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
+    func reap() {
+        for (lease, _) in self.ledger.reap(at: self.nowMs) {
+            self.logger.info(
+                "lease reclaimed",
+                metadata: [
+                    "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)", "cause": "expired",
+                    "user": "\(lease.identity.user)", "host": "\(lease.identity.host)",
+                ]
+            )
+            var event = Licensed_V1_Event()
+            event.kind = .leaseReclaimed
+            event.leaseID = .init(lease.id.bytes)
+            event.feature = lease.feature
+            event.message = "lease of '\(lease.feature)' reclaimed: no heartbeat within \(lease.ttlMs) ms"
+            self.connections[lease.sessionID]?.push(event)
+        }
+    }
+
+    // MARK: - Sessions
+
+    func open(_ identity: ClientIdentity, connection: SessionHandler) -> SessionID {
+        let id = SessionID(bytes: SecureRandom.bytes(16))!
+        self.ledger.openSession(id, identity: identity)
+        self.connections[id] = connection
+        return id
+    }
+
+    /// Attaches `connection` to an existing session; a connection still attached to it is told
+    /// and closed (the client has moved on).
+    func resume(_ id: SessionID, connection: SessionHandler) -> ClientIdentity? {
+        guard let identity = self.ledger.resumeSession(id) else { return nil }
+        if let previous = self.connections[id], previous !== connection {
+            previous.supersede()
+        }
+        self.connections[id] = connection
+        return identity
+    }
+
+    func detach(_ id: SessionID, connection: SessionHandler) {
+        guard self.connections[id] === connection else { return }
+        self.connections[id] = nil
+        self.ledger.detachSession(id)
+    }
+
+    // MARK: - Requests
+
+    func checkOut(_ request: Licensed_V1_CheckOutRequest, session: SessionID) -> Result<Licensed_V1_CheckOutResponse, LicenseError> {
+        guard !request.feature.isEmpty else { return .failure(LicenseError(.invalidArgument, "CheckOut needs a feature name")) }
+        guard request.checkoutKey.count <= 64 else {
+            return .failure(LicenseError(.invalidArgument, "checkout_key is longer than 64 bytes"))
+        }
+        guard request.count <= 1_000_000 else {
+            return .failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count"))
+        }
+        if request.waitMs > 0 || request.borrowMs > 0 {
+            // Queueing and borrowing are licence rules still to come; refusing beats silently ignoring them.
+            return .failure(LicenseError(.unimplemented, "wait_ms and borrow_ms are not supported by this server version"))
+        }
+        let command = SeatLedger.CheckOut(
+            sessionID: session,
+            feature: request.feature,
+            version: request.version,
+            count: request.count,
+            checkoutKey: [UInt8](request.checkoutKey),
+            newLeaseID: LeaseID(bytes: SecureRandom.bytes(16))!
+        )
+        switch self.ledger.checkOut(command, at: self.nowMs) {
+        case .failure(let error):
+            self.logger.info(
+                "check-out denied",
+                metadata: ["feature": "\(request.feature)", "code": "\(error.code)", "reason": "\(error.message)"]
+            )
+            return .failure(error)
+        case .success(let grant):
+            let lease = grant.lease
+            if !grant.replayed {
+                self.logger.info(
+                    "check-out granted",
+                    metadata: [
+                        "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)", "count": "\(lease.count)",
+                        "overage": "\(lease.overage)", "user": "\(lease.identity.user)", "host": "\(lease.identity.host)",
+                    ]
+                )
+            }
+            var response = Licensed_V1_CheckOutResponse()
+            response.leaseID = .init(lease.id.bytes)
+            response.licenseID = lease.licenseID
+            response.feature = lease.feature
+            response.count = lease.count
+            response.expiresAtMs = lease.expiresAtMs
+            response.overage = lease.overage
+            response.warnings = grant.warnings
+            response.fencingToken = lease.fencingToken
+            response.replayed = grant.replayed
+            return .success(response)
+        }
+    }
+
+    func checkIn(_ request: Licensed_V1_CheckInRequest, session: SessionID, role: Role) -> Result<Licensed_V1_CheckInResponse, LicenseError>
+    {
+        guard let id = LeaseID(bytes: request.leaseID) else {
+            return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes, not \(request.leaseID.count)"))
+        }
+        switch self.ledger.checkIn(id, by: session, asAdmin: role.mayRevoke, at: self.nowMs) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let checkIn):
+            let lease = checkIn.lease
+            self.logger.info(
+                "checked in",
+                metadata: [
+                    "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)",
+                    "user": "\(lease.identity.user)",
+                ]
+            )
+            if lease.sessionID != session {
+                var event = Licensed_V1_Event()
+                event.kind = .leaseRevoked
+                event.leaseID = .init(lease.id.bytes)
+                event.feature = lease.feature
+                event.message = "an administrator checked in your lease of '\(lease.feature)'"
+                self.connections[lease.sessionID]?.push(event)
+            }
+            var response = Licensed_V1_CheckInResponse()
+            response.leaseID = request.leaseID
+            return .success(response)
+        }
+    }
+
+    func heartbeat(_ request: Licensed_V1_HeartbeatRequest, session: SessionID) -> Result<Licensed_V1_HeartbeatResponse, LicenseError> {
+        var ids: [LeaseID] = []
+        ids.reserveCapacity(request.leaseIds.count)
+        for bytes in request.leaseIds {
+            guard let id = LeaseID(bytes: bytes) else {
+                return .failure(LicenseError(.invalidArgument, "every lease id must be 16 bytes"))
+            }
+            ids.append(id)
+        }
+        let outcome = self.ledger.heartbeat(session: session, leaseIDs: ids, at: self.nowMs)
+        var response = Licensed_V1_HeartbeatResponse()
+        response.renewed = UInt32(outcome.renewed)
+        response.expiresAtMs = outcome.expiresAtMs
+        response.lostLeaseIds = outcome.lost.map { .init($0.bytes) }
+        return .success(response)
+    }
+
+    func status(_ request: Licensed_V1_StatusRequest, role: Role) -> Result<Licensed_V1_StatusResponse, LicenseError> {
+        if request.includeHolders, !role.seesHolders {
+            return .failure(LicenseError(.permissionDenied, "seeing holders needs an auditor, operator or admin token"))
+        }
+        var response = self.ledger.status(features: request.features, includeHolders: request.includeHolders, at: self.nowMs)
+        response.rejected = self.loaded.rejected.map(\.protocolForm)
+        response.serverPublicKey = .init(self.context.serverPublicKey)
+        response.serverVersion = ServerContext.serverVersion
+        return .success(response)
+    }
+
+    /// Tells every connected session the server is going away.
+    func broadcastShutdown() {
+        var event = Licensed_V1_Event()
+        event.kind = .serverShuttingDown
+        event.message = "the licence server is shutting down; reconnect with resume_session_id"
+        for connection in self.connections.values { connection.push(event, thenClose: true) }
+    }
+}
+
+extension LedgerHost {
+    /// The ledger, for inspection and administration on the loop.
+    var ledgerForInspection: SeatLedger {
+        get { self.ledger }
+        set { self.ledger = newValue }
+    }
+}
