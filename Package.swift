@@ -106,6 +106,7 @@ let package = Package(
                 "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

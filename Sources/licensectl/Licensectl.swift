@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import LicenseClient
 
 /// The command-line tool for everything but the daemon itself.
 @main
@@ -6,7 +8,7 @@ struct Licensectl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "licensectl",
         abstract: "Keys, licence files and the licence server, from the command line.",
-        subcommands: [Keys.self, License.self, Ping.self]
+        subcommands: [Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self]
     )
 }
 
@@ -15,4 +17,17 @@ struct CLIError: Error, CustomStringConvertible {
     let message: String
     init(_ message: String) { self.message = message }
     var description: String { self.message }
+}
+
+extension CLIError {
+    /// A client error as one line: the protocol code and the server's message.
+    init(_ error: LicenseClientError) {
+        self.init("\(error.code.name): \(error.message)")
+    }
+}
+
+/// Prints `object` as pretty, key-sorted JSON on stdout.
+func printJSON(_ object: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
 }

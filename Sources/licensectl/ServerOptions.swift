@@ -1,5 +1,9 @@
 import ArgumentParser
 import Foundation
+import LicenseClient
+
+/// This tool's version, sent in Hello.
+let licensectlVersion = "0.1.0"
 
 /// `--server host:port` (default `$LICENSED_SERVER`, then 127.0.0.1:27070) and `--json`,
 /// shared by every command that talks to a server.
@@ -9,6 +13,26 @@ struct ServerOptions: ParsableArguments {
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
+
+    @Option(help: "Access token (default $LICENSED_TOKEN).")
+    var token: String?
+
+    /// A client library instance for this server, identifying as licensectl and this user.
+    func client() throws -> LicenseClient {
+        let (host, port) = try self.endpoint()
+        let environment = ProcessInfo.processInfo.environment
+        return LicenseClient(
+            configuration: .init(
+                host: host,
+                port: port,
+                user: environment["USER"] ?? environment["LOGNAME"] ?? NSUserName(),
+                clientHost: ProcessInfo.processInfo.hostName,
+                clientName: "licensectl",
+                clientVersion: licensectlVersion,
+                token: self.token ?? environment["LICENSED_TOKEN"] ?? ""
+            )
+        )
+    }
 
     func endpoint() throws -> (host: String, port: Int) {
         let text = self.server ?? ProcessInfo.processInfo.environment["LICENSED_SERVER"] ?? "127.0.0.1:27070"

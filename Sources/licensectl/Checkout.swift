@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import LicenseClient
+import LicenseCrypto
+import LicenseProtocol
+import UnixSignals
+
+struct Checkout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a seat out and hold it, heartbeating, until Ctrl-C or SIGTERM; then check it in."
+    )
+
+    @OptionGroup var options: ServerOptions
+    @Argument(help: "Feature name.") var feature: String
+    @Option(help: "Client version to check against the feature's version ceiling.") var version = ""
+    @Option(help: "Seats to take.") var count: UInt32 = 1
+
+    func run() async throws {
+        let client = try self.options.client()
+        let lease: LicenseClient.Lease
+        do {
+            lease = try await client.checkOut(feature: self.feature, version: self.version, count: self.count)
+        } catch let error as LicenseClientError {
+            await client.close()
+            throw CLIError(error)
+        }
+        let session = await client.session
+        if self.options.json {
+            try printJSON([
+                "lease_id": lease.idHex, "feature": lease.feature, "count": lease.count, "license_id": lease.licenseID,
+                "overage": lease.overage, "warnings": lease.warnings, "fencing_token": lease.fencingToken,
+                "expires_at_ms": lease.expiresAtMs, "session_id": session.map { [UInt8]($0.sessionID).hexString } ?? "",
+            ])
+        } else {
+            print("checked out \(lease.count) seat(s) of \(lease.feature) from licence \(lease.licenseID): lease \(lease.idHex)")
+            for warning in lease.warnings { print("warning: \(warning)") }
+            print("holding it, heartbeating; Ctrl-C to check it in")
+        }
+        // Hold until a signal, reporting what happens to the session meanwhile.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        let events = Task {
+            for await event in client.events {
+                switch event {
+                case .disconnected(let reason): Self.note("disconnected (\(reason)); reconnecting")
+                case .reconnected(let resumed): Self.note(resumed ? "reconnected; session resumed" : "reconnected; new session")
+                case .leaseLost(let lost, let reason): Self.note("lease \(lost.idHex) lost: \(reason)")
+                case .leaseReplaced(let old, let new): Self.note("lease \(old.idHex) replaced by \(new.idHex)")
+                }
+            }
+        }
+        for await _ in signals { break }
+        events.cancel()
+        do {
+            try await client.checkIn(lease)
+            if !self.options.json { print("checked in lease \(lease.idHex)") }
+        } catch let error as LicenseClientError {
+            await client.close()
+            throw CLIError(error)
+        }
+        await client.close()
+    }
+
+    static func note(_ line: String) {
+        FileHandle.standardError.write(Data("licensectl: \(line)\n".utf8))
+    }
+}
+
+struct Checkin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check in a lease by id (another session's needs an operator or admin token)."
+    )
+
+    @OptionGroup var options: ServerOptions
+    @Argument(help: "Lease id (32 hex digits, as checkout and status print it).") var lease: String
+
+    func run() async throws {
+        guard let id = hexToBytes(self.lease), id.count == 16 else {
+            throw CLIError("'\(self.lease)' is not a lease id (32 hex digits)")
+        }
+        let client = try self.options.client()
+        do {
+            try await client.checkIn(leaseID: id)
+        } catch let error as LicenseClientError {
+            await client.close()
+            throw CLIError(error)
+        }
+        await client.close()
+        if self.options.json { try printJSON(["checked_in": self.lease]) } else { print("checked in lease \(self.lease)") }
+    }
+}
+
+func hexToBytes(_ text: String) -> [UInt8]? {
+    let digits = Array(text.lowercased().utf8)
+    guard digits.count % 2 == 0 else { return nil }
+    return stride(from: 0, to: digits.count, by: 2).reduce(into: [UInt8]?([])) { bytes, i in
+        guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else {
+            bytes = nil
+            return
+        }
+        bytes?.append(byte)
+    }
+}
