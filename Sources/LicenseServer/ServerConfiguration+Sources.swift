@@ -40,6 +40,21 @@ extension ServerConfiguration {
         Option(name: "hello_timeout_ms", help: "time a connection has to say Hello") {
             $0.helloTimeoutMs = try int($1, "hello_timeout_ms")
         },
+        Option(name: "reaper_interval_ms", help: "how often lapsed leases are looked for") {
+            $0.reaperIntervalMs = try int($1, "reaper_interval_ms")
+        },
+        Option(name: "tokens", help: "access tokens as role:sha256hex, comma-separated") { config, value in
+            config.tokens = try list(value).map { entry in
+                let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let role = Role(rawValue: parts[0]) else {
+                    throw ConfigurationError("tokens entry '\(entry)' is not role:sha256hex with role client, auditor, operator or admin")
+                }
+                guard let hash = hexBytes(parts[1]), hash.count == 32 else {
+                    throw ConfigurationError("tokens entry for role \(parts[0]) is not a 64-digit SHA-256 hex hash")
+                }
+                return TokenAuthority.Entry(hash: hash, role: role)
+            }
+        },
     ]
 
     /// Builds the configuration from the defaults, then `yaml` (if any), then `environment`

@@ -32,9 +32,9 @@ struct Checkout: AsyncParsableCommand {
                 "expires_at_ms": lease.expiresAtMs, "session_id": session.map { [UInt8]($0.sessionID).hexString } ?? "",
             ])
         } else {
-            print("checked out \(lease.count) seat(s) of \(lease.feature) from licence \(lease.licenseID): lease \(lease.idHex)")
-            for warning in lease.warnings { print("warning: \(warning)") }
-            print("holding it, heartbeating; Ctrl-C to check it in")
+            say("checked out \(lease.count) seat(s) of \(lease.feature) from licence \(lease.licenseID): lease \(lease.idHex)")
+            for warning in lease.warnings { say("warning: \(warning)") }
+            say("holding it, heartbeating; Ctrl-C to check it in")
         }
         // Hold until a signal, reporting what happens to the session meanwhile.
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
@@ -52,7 +52,7 @@ struct Checkout: AsyncParsableCommand {
         events.cancel()
         do {
             try await client.checkIn(lease)
-            if !self.options.json { print("checked in lease \(lease.idHex)") }
+            if !self.options.json { say("checked in lease \(lease.idHex)") }
         } catch let error as LicenseClientError {
             await client.close()
             throw CLIError(error)

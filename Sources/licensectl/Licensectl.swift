@@ -31,3 +31,9 @@ func printJSON(_ object: Any) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     FileHandle.standardOutput.write(data + Data("\n".utf8))
 }
+
+/// Prints one line straight to stdout's file descriptor: a long-running command's output must
+/// reach a pipe or file as it happens, not when a buffer fills.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

@@ -42,6 +42,8 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "How often clients heartbeat, in ms.") var heartbeatIntervalMs: String?
     @Option(help: "Lease lifetime without a heartbeat, in ms (at least 10000).") var leaseTtlMs: String?
     @Option(help: "Time a connection has to say Hello, in ms.") var helloTimeoutMs: String?
+    @Option(help: "How often lapsed leases are looked for, in ms.") var reaperIntervalMs: String?
+    @Option(help: "Access tokens as role:sha256hex, comma-separated (see licensectl token).") var tokens: String?
 
     private var flagValues: [String: String] {
         let pairs: [(String, String?)] = [
@@ -49,7 +51,7 @@ struct Licensed: AsyncParsableCommand {
             ("license_paths", self.licensePaths), ("trusted_keys", self.trustedKeys), ("state_dir", self.stateDir),
             ("server_key", self.serverKey), ("host_id", self.hostId), ("log_level", self.logLevel),
             ("heartbeat_interval_ms", self.heartbeatIntervalMs), ("lease_ttl_ms", self.leaseTtlMs),
-            ("hello_timeout_ms", self.helloTimeoutMs),
+            ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs), ("tokens", self.tokens),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }
