@@ -1,0 +1,62 @@
+import LicenseServer
+import Testing
+
+@Suite("Server configuration")
+struct ServerConfigurationTests {
+    @Test("defaults, then the YAML file, then LICENSED_* variables, then flags")
+    func precedence() throws {
+        let yaml = """
+            port: 1000
+            listen_host: 10.0.0.1
+            log_level: debug
+            license_paths: [/a.lic, /b]
+            trusted_keys:
+              - {id: acme, public_key: /k.pem}
+            """
+        let environment = ["LICENSED_PORT": "2000", "LICENSED_LOG_LEVEL": "warning", "UNRELATED": "x"]
+        let config = try ServerConfiguration.load(yaml: yaml, environment: environment, flags: ["port": "3000"])
+        #expect(config.port == 3000)  // flag beats env beats file
+        #expect(config.logLevel == "warning")  // env beats file
+        #expect(config.listenHost == "10.0.0.1")  // file beats default
+        #expect(config.licensePaths == ["/a.lic", "/b"])
+        #expect(config.trustedKeys == [.init(id: "acme", publicKey: "/k.pem")])
+        #expect(config.leaseTTLMs == ServerConfiguration().leaseTTLMs)  // default
+    }
+
+    @Test("every option has a YAML key, an environment variable and a flag")
+    func names() {
+        let names = ServerConfiguration.options.map(\.name)
+        #expect(Set(names).count == names.count)
+        #expect(ServerConfiguration.options.first { $0.name == "lease_ttl_ms" }?.environmentVariable == "LICENSED_LEASE_TTL_MS")
+        #expect(ServerConfiguration.options.first { $0.name == "lease_ttl_ms" }?.flag == "--lease-ttl-ms")
+    }
+
+    @Test(
+        "bad values are refused with a message naming the option",
+        arguments: [
+            ("port: 70000", "port"),
+            ("port: banana", "port"),
+            ("lease_ttl_ms: 5000", "lease_ttl_ms"),
+            ("log_level: loud", "log_level"),
+            ("prot: 1", "prot"),
+            ("- just a list", "mapping"),
+            ("tokens: [{role: king, sha256: 00}]", "tokens"),
+            ("trusted_keys: [{id: x}]", "trusted_keys"),
+        ]
+    )
+    func badValues(_ yaml: String, _ named: String) {
+        let error = #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(yaml: yaml, environment: [:], flags: [:]) }
+        #expect(error?.message.contains(named) == true, "\(error?.message ?? "")")
+    }
+
+    @Test("tokens: hashes only, roles ordered, constant-time match")
+    func tokens() throws {
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  // sha256("test")
+        let config = try ServerConfiguration.load(yaml: "tokens: [{role: auditor, sha256: \(hash)}]", environment: [:], flags: [:])
+        let authority = TokenAuthority(entries: config.tokens)
+        #expect(authority.role(for: "test") == .auditor)
+        #expect(authority.role(for: "") == .client)
+        #expect(authority.role(for: "Test") == nil)
+        #expect(Role.admin > Role.operator && Role.operator > Role.auditor && Role.auditor > Role.client)
+    }
+}
