@@ -60,11 +60,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Durability: the write-ahead log (group commit), snapshots and recovery.
+        .target(
+            name: "LicenseStore",
+            dependencies: [
+                "LicenseCore", "LicenseProtocol",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The daemon's network side: SwiftNIO listener, sessions, dispatch, lifecycle.
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -143,6 +152,14 @@ let package = Package(
             name: "LicenseCoreTests",
             dependencies: [
                 "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseStoreTests",
+            dependencies: [
+                "LicenseStore", "LicenseCore", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings

@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A storage failure: what was being done, to which file, and the system's reason.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    /// For a person.
+    public var message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { self.message }
+
+    static func errno(_ what: String, _ path: String) -> StoreError {
+        StoreError("\(what) \(path): \(String(cString: strerror(Glibc.errno)))")
+    }
+}
+
+/// Thin POSIX file operations with errors that name the file.
+enum FileIO {
+    static func readAll(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw StoreError.errno("cannot read", path)
+            }
+            if n == 0 { break }
+            result.append(contentsOf: chunk[0..<n])
+        }
+        return result
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw StoreError.errno("cannot write", path)
+            }
+            offset += n
+        }
+    }
+
+    static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.errno("cannot open directory", path) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on directory", path) }
+    }
+
+    /// Writes `bytes` to `path` crash-safely: temp file, fsync, rename, fsync of the directory.
+    static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.errno("cannot create", temporary) }
+        do {
+            try bytes.withUnsafeBytes { try Self.writeAll(fd, $0, path: temporary) }
+            guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on", temporary) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw StoreError.errno("cannot rename into", path) }
+        try Self.syncDirectory(directory)
+    }
+
+    static func list(_ directory: String) throws -> [String] {
+        guard let dir = opendir(directory) else { throw StoreError.errno("cannot list", directory) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        var components: [String] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: false) {
+            components.append(String(part))
+            let prefix = components.joined(separator: "/")
+            if prefix.isEmpty { continue }
+            if mkdir(prefix, 0o700) != 0 && Glibc.errno != EEXIST { throw StoreError.errno("cannot create directory", prefix) }
+        }
+    }
+}

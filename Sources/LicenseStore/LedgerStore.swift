@@ -1,0 +1,397 @@
+import Foundation
+public import LicenseCore
+import LicenseProtocol
+import SwiftProtobuf
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The durable side of the seat ledger: a write-ahead log written by one thread with group commit,
+/// snapshots that cut it, and recovery from both.
+///
+/// The event loop calls `append(_:)` (cheap: encode into a buffer under a lock) and learns through
+/// `onDurable` when a sequence number is on disk. The writer thread takes everything appended
+/// while its previous write and fsync ran, writes it with one `write` and one `fdatasync`, and
+/// reports the last sequence number. So concurrent requests share an fsync, and no request waits
+/// for more than two of them.
+public final class LedgerStore: @unchecked Sendable {
+    /// When appended records reach the disk.
+    public enum SyncPolicy: String, Sendable, CaseIterable {
+        /// fdatasync before a change is acknowledged (the default).
+        case always
+        /// Never fsync: for tests and throw-away demos only; a crash loses acknowledged changes.
+        case none
+    }
+
+    /// What recovery found.
+    public struct Recovery: Sendable {
+        /// Leases of the snapshot, then the log's changes after it, in order: apply them all.
+        public var changes: [LedgerChange] = []
+        /// Sequence number of the snapshot used (0 = none).
+        public var snapshotSequence: UInt64 = 0
+        /// The snapshot file used, if any.
+        public var snapshotFile: String?
+        /// Log records replayed after the snapshot.
+        public var replayedRecords = 0
+        /// Last sequence number on disk.
+        public var lastSequence: UInt64 = 0
+        /// A torn last write that was cut off: file, offset, bytes dropped.
+        public var tornTail: (file: String, offset: Int, droppedBytes: Int)?
+        /// Snapshots that could not be read and were passed over, with the reason.
+        public var skippedSnapshots: [String] = []
+    }
+
+    /// What a snapshot wrote.
+    public struct SnapshotResult: Sendable {
+        /// Last sequence number it covers.
+        public var sequence: UInt64
+        /// Its file.
+        public var file: String
+        /// Its size.
+        public var sizeBytes: Int
+        /// Time to encode and write it, in milliseconds.
+        public var durationMs: Int
+        /// Leases in it.
+        public var leases: Int
+    }
+
+    /// The directory holding `wal-*.log` segments and `snapshot-*.snap` files.
+    public let directory: String
+    /// The sync policy.
+    public let sync: SyncPolicy
+
+    private let condition = NSCondition()
+    // Guarded by `condition`:
+    private var pending: [UInt8] = []
+    private var pendingLast: UInt64 = 0
+    private var assigned: UInt64
+    private var recordsSinceSnapshot = 0
+    private var bytesSinceSnapshot = 0
+    private var rotation:
+        (
+            cutOffset: Int, sequence: UInt64, ledger: SeatLedger, takenAtMs: Int64,
+            done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
+        )?
+    private var snapshotInFlight = false
+    private var stopping = false
+    private var writerFinished = false
+
+    // Writer thread only:
+    private var segmentFD: Int32
+    private var segmentPath: String
+
+    private let onDurable: @Sendable (UInt64) -> Void
+    private let onFatal: @Sendable (String) -> Void
+    private var thread: Thread?
+
+    private init(
+        directory: String,
+        sync: SyncPolicy,
+        lastSequence: UInt64,
+        segmentFD: Int32,
+        segmentPath: String,
+        onDurable: @escaping @Sendable (UInt64) -> Void,
+        onFatal: @escaping @Sendable (String) -> Void
+    ) {
+        self.directory = directory
+        self.sync = sync
+        self.assigned = lastSequence
+        self.pendingLast = lastSequence
+        self.segmentFD = segmentFD
+        self.segmentPath = segmentPath
+        self.onDurable = onDurable
+        self.onFatal = onFatal
+    }
+
+    // MARK: - Opening and recovery
+
+    /// Recovers the state in `directory` (created if missing) and opens the log for appending.
+    /// `onDurable(sequence)` is called from the writer thread after each group commit;
+    /// `onFatal(message)` when a write or fsync fails (the caller must stop: nothing is retried).
+    public static func open(
+        directory: String,
+        sync: SyncPolicy,
+        onDurable: @escaping @Sendable (UInt64) -> Void,
+        onFatal: @escaping @Sendable (String) -> Void
+    ) throws -> (LedgerStore, Recovery) {
+        try FileIO.makeDirectory(directory)
+        let recovery = try Self.recover(directory: directory)
+        // Append to the newest segment, or start one after the last sequence.
+        let segments = try Self.segments(in: directory)
+        let path: String
+        if let last = segments.last {
+            path = last.path
+        } else {
+            path = Self.segmentPath(directory, firstSequence: recovery.lastSequence + 1)
+        }
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.errno("cannot open the write-ahead log", path) }
+        if segments.isEmpty { try FileIO.syncDirectory(directory) }
+        let store = LedgerStore(
+            directory: directory,
+            sync: sync,
+            lastSequence: recovery.lastSequence,
+            segmentFD: fd,
+            segmentPath: path,
+            onDurable: onDurable,
+            onFatal: onFatal
+        )
+        store.recordsSinceSnapshot = recovery.replayedRecords
+        let thread = Thread { store.writerLoop() }
+        thread.name = "licensed-wal"
+        store.thread = thread
+        thread.start()
+        return (store, recovery)
+    }
+
+    struct Segment {
+        var path: String
+        var firstSequence: UInt64
+    }
+
+    static func segmentPath(_ directory: String, firstSequence: UInt64) -> String {
+        "\(directory)/wal-\(Self.padded(firstSequence)).log"
+    }
+
+    static func snapshotPath(_ directory: String, sequence: UInt64) -> String {
+        "\(directory)/snapshot-\(Self.padded(sequence)).snap"
+    }
+
+    static func padded(_ n: UInt64) -> String {
+        let digits = String(n)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    static func segments(in directory: String) throws -> [Segment] {
+        try FileIO.list(directory).compactMap { name -> Segment? in
+            guard name.hasPrefix("wal-"), name.hasSuffix(".log"), let first = UInt64(name.dropFirst(4).dropLast(4)) else { return nil }
+            return Segment(path: "\(directory)/\(name)", firstSequence: first)
+        }.sorted { $0.firstSequence < $1.firstSequence }
+    }
+
+    static func snapshots(in directory: String) throws -> [(path: String, sequence: UInt64)] {
+        try FileIO.list(directory).compactMap { name -> (String, UInt64)? in
+            guard name.hasPrefix("snapshot-"), name.hasSuffix(".snap"), let seq = UInt64(name.dropFirst(9).dropLast(5)) else { return nil }
+            return ("\(directory)/\(name)", seq)
+        }.sorted { $0.1 > $1.1 }
+    }
+
+    /// Newest readable snapshot, then every log record after it. A torn tail of the last segment
+    /// is cut off (the file is truncated there); anything else out of place throws.
+    static func recover(directory: String) throws -> Recovery {
+        var recovery = Recovery()
+        for snapshot in try Self.snapshots(in: directory) {
+            do {
+                let decoded = try SnapshotFile.decode(try FileIO.readAll(snapshot.path), file: snapshot.path)
+                for stored in decoded.leases {
+                    guard let lease = Lease(stored: stored) else { throw StoreError("snapshot \(snapshot.path) holds a malformed lease") }
+                    recovery.changes.append(.granted(lease))
+                }
+                recovery.snapshotSequence = decoded.sequence
+                recovery.snapshotFile = snapshot.path
+                break
+            } catch let error as StoreError {
+                recovery.skippedSnapshots.append(error.message)
+            }
+        }
+        recovery.lastSequence = recovery.snapshotSequence
+        let segments = try Self.segments(in: directory)
+        for (index, segment) in segments.enumerated() {
+            let bytes = try FileIO.readAll(segment.path)
+            let result: LogSegment.ReadResult
+            do { result = try LogSegment.read(bytes, file: segment.path) } catch { throw StoreError(error.description) }
+            if result.tornTail {
+                guard index == segments.count - 1 else {
+                    throw StoreError(
+                        "write-ahead log \(segment.path) ends in a damaged record at offset \(result.validLength) but is not the last segment; refusing to start"
+                    )
+                }
+                guard truncate(segment.path, off_t(result.validLength)) == 0 else {
+                    throw StoreError.errno("cannot cut the torn tail of", segment.path)
+                }
+                recovery.tornTail = (segment.path, result.validLength, bytes.count - result.validLength)
+            }
+            for record in result.records where record.sequence > recovery.snapshotSequence {
+                guard record.sequence == recovery.lastSequence + 1 else {
+                    throw StoreError(
+                        "write-ahead log \(segment.path) at offset \(record.offset): record \(record.sequence) follows \(recovery.lastSequence); records are missing, refusing to start"
+                    )
+                }
+                let decoded: Licensed_V1_WalRecord
+                do { decoded = try Licensed_V1_WalRecord(serializedBytes: record.body) } catch {
+                    throw StoreError("write-ahead log \(segment.path) at offset \(record.offset): record \(record.sequence) does not parse")
+                }
+                guard let change = LedgerChange(record: decoded) else {
+                    throw StoreError(
+                        "write-ahead log \(segment.path) at offset \(record.offset): record \(record.sequence) is not a known change"
+                    )
+                }
+                recovery.changes.append(change)
+                recovery.lastSequence = record.sequence
+                recovery.replayedRecords += 1
+            }
+        }
+        return recovery
+    }
+
+    // MARK: - Appending
+
+    /// Queues `changes` for the log and returns the sequence number of the last; it is durable
+    /// when `onDurable` reports a number at least as high. Never blocks on I/O.
+    @discardableResult
+    public func append(_ changes: [LedgerChange]) -> UInt64 {
+        guard !changes.isEmpty else { return self.lastAssigned }
+        var encoded: [[UInt8]] = []
+        encoded.reserveCapacity(changes.count)
+        for change in changes {
+            // Serializing a message of known fields cannot fail.
+            encoded.append(try! change.record.serializedBytes())
+        }
+        self.condition.lock()
+        for body in encoded {
+            self.assigned += 1
+            LogSegment.encode(sequence: self.assigned, body: body, into: &self.pending)
+            self.bytesSinceSnapshot += body.count + LogSegment.headerLength
+        }
+        self.recordsSinceSnapshot += encoded.count
+        self.pendingLast = self.assigned
+        let last = self.assigned
+        self.condition.signal()
+        self.condition.unlock()
+        return last
+    }
+
+    /// The last sequence number handed out.
+    public var lastAssigned: UInt64 {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.assigned
+    }
+
+    /// Records and bytes logged since the last snapshot (to decide when to take one).
+    public var sinceSnapshot: (records: Int, bytes: Int) {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return (self.recordsSinceSnapshot, self.bytesSinceSnapshot)
+    }
+
+    /// Snapshots `ledger`, which must be the state after every change appended so far. The log is
+    /// cut at that point: later records go to a new segment, and once the snapshot is durable the
+    /// older segments and snapshots are deleted. Encoding and writing happen off the caller's
+    /// thread on the frozen copy; `done` reports the outcome. Returns false when a snapshot is
+    /// already in progress.
+    @discardableResult
+    public func snapshot(_ ledger: SeatLedger, takenAtMs: Int64, done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void)
+        -> Bool
+    {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        guard !self.snapshotInFlight, !self.stopping else { return false }
+        self.snapshotInFlight = true
+        self.rotation = (self.pending.count, self.assigned, ledger, takenAtMs, done)
+        self.recordsSinceSnapshot = 0
+        self.bytesSinceSnapshot = 0
+        self.condition.signal()
+        return true
+    }
+
+    /// Writes everything appended so far, stops the writer and closes the log.
+    public func close() {
+        self.condition.lock()
+        self.stopping = true
+        self.condition.signal()
+        while !self.writerFinished { self.condition.wait() }
+        self.condition.unlock()
+    }
+
+    // MARK: - The writer thread
+
+    private func writerLoop() {
+        while true {
+            self.condition.lock()
+            while self.pending.isEmpty && self.rotation == nil && !self.stopping { self.condition.wait() }
+            let batch = self.pending
+            let last = self.pendingLast
+            let rotation = self.rotation
+            let stop = self.stopping && batch.isEmpty && rotation == nil
+            self.pending = []
+            self.pending.reserveCapacity(batch.count)
+            self.rotation = nil
+            self.condition.unlock()
+            if stop { break }
+            do {
+                if let rotation {
+                    try self.writeAndSync(batch[..<rotation.cutOffset])
+                    try self.startSegment(firstSequence: rotation.sequence + 1)
+                    try self.writeAndSync(batch[rotation.cutOffset...])
+                    self.startSnapshot(rotation.ledger, sequence: rotation.sequence, takenAtMs: rotation.takenAtMs, done: rotation.done)
+                } else {
+                    try self.writeAndSync(batch[...])
+                }
+            } catch {
+                self.onFatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
+                break
+            }
+            if !batch.isEmpty { self.onDurable(last) }
+        }
+        Glibc.close(self.segmentFD)
+        self.condition.lock()
+        self.writerFinished = true
+        self.condition.broadcast()
+        self.condition.unlock()
+    }
+
+    private func writeAndSync(_ bytes: ArraySlice<UInt8>) throws {
+        guard !bytes.isEmpty else { return }
+        try bytes.withUnsafeBytes { try FileIO.writeAll(self.segmentFD, $0, path: self.segmentPath) }
+        if self.sync == .always {
+            guard fdatasync(self.segmentFD) == 0 else { throw StoreError.errno("fdatasync failed on", self.segmentPath) }
+        }
+    }
+
+    private func startSegment(firstSequence: UInt64) throws {
+        if self.sync == .always { guard fsync(self.segmentFD) == 0 else { throw StoreError.errno("fsync failed on", self.segmentPath) } }
+        Glibc.close(self.segmentFD)
+        let path = Self.segmentPath(self.directory, firstSequence: firstSequence)
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.errno("cannot create the write-ahead log segment", path) }
+        self.segmentFD = fd
+        self.segmentPath = path
+        try FileIO.syncDirectory(self.directory)
+    }
+
+    private func startSnapshot(
+        _ ledger: SeatLedger,
+        sequence: UInt64,
+        takenAtMs: Int64,
+        done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
+    ) {
+        let directory = self.directory
+        Thread.detachNewThread {
+            let started = DispatchTime.now()
+            let result: Result<SnapshotResult, StoreError>
+            do {
+                let bytes = try SnapshotFile.encode(ledger, sequence: sequence, takenAtMs: takenAtMs)
+                let path = Self.snapshotPath(directory, sequence: sequence)
+                try FileIO.writeAtomically(bytes, to: path, directory: directory)
+                // The snapshot is durable: older snapshots and the segments it covers can go.
+                for old in try Self.snapshots(in: directory) where old.sequence < sequence { unlink(old.path) }
+                for segment in try Self.segments(in: directory) where segment.firstSequence <= sequence { unlink(segment.path) }
+                try FileIO.syncDirectory(directory)
+                let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
+                result = .success(
+                    SnapshotResult(sequence: sequence, file: path, sizeBytes: bytes.count, durationMs: elapsed, leases: ledger.leases.count)
+                )
+            } catch let error as StoreError {
+                result = .failure(error)
+            } catch {
+                result = .failure(StoreError("snapshot failed: \(error)"))
+            }
+            self.condition.lock()
+            self.snapshotInFlight = false
+            self.condition.unlock()
+            done(result)
+        }
+    }
+}

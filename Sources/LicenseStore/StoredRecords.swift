@@ -1,0 +1,101 @@
+import Foundation
+public import LicenseCore
+public import LicenseProtocol
+
+extension Lease {
+    /// The stored form.
+    public var stored: Licensed_V1_StoredLease {
+        var s = Licensed_V1_StoredLease()
+        s.leaseID = Data(self.id.bytes)
+        s.sessionID = Data(self.sessionID.bytes)
+        s.feature = self.feature
+        s.licenseID = self.licenseID
+        s.count = self.count
+        s.user = self.identity.user
+        s.host = self.identity.host
+        s.clientName = self.identity.clientName
+        s.clientVersion = self.identity.clientVersion
+        s.grantedAtMs = self.grantedAtMs
+        s.expiresAtMs = self.expiresAtMs
+        s.ttlMs = self.ttlMs
+        s.overage = self.overage
+        s.fencingToken = self.fencingToken
+        s.checkoutKey = Data(self.checkoutKey)
+        return s
+    }
+
+    /// Reads the stored form; nil when its ids are malformed.
+    public init?(stored s: Licensed_V1_StoredLease) {
+        guard let id = LeaseID(bytes: s.leaseID), let session = SessionID(bytes: s.sessionID) else { return nil }
+        self.init(
+            id: id,
+            sessionID: session,
+            feature: s.feature,
+            licenseID: s.licenseID,
+            count: s.count,
+            identity: ClientIdentity(user: s.user, host: s.host, clientName: s.clientName, clientVersion: s.clientVersion),
+            grantedAtMs: s.grantedAtMs,
+            expiresAtMs: s.expiresAtMs,
+            ttlMs: s.ttlMs,
+            overage: s.overage,
+            fencingToken: s.fencingToken,
+            checkoutKey: [UInt8](s.checkoutKey)
+        )
+    }
+}
+
+extension LedgerChange {
+    /// The write-ahead log record.
+    public var record: Licensed_V1_WalRecord {
+        var record = Licensed_V1_WalRecord()
+        switch self {
+        case .granted(let lease):
+            record.granted.lease = lease.stored
+        case .released(let id, let cause, let atMs):
+            record.released.leaseID = Data(id.bytes)
+            record.released.cause = cause.stored
+            record.released.atMs = atMs
+        case .rebound(let id, let session):
+            record.rebound.leaseID = Data(id.bytes)
+            record.rebound.sessionID = Data(session.bytes)
+        }
+        return record
+    }
+
+    /// Reads a record; nil when it is not a change this version knows or its ids are malformed.
+    public init?(record: Licensed_V1_WalRecord) {
+        switch record.change {
+        case .granted(let granted):
+            guard let lease = Lease(stored: granted.lease) else { return nil }
+            self = .granted(lease)
+        case .released(let released):
+            guard let id = LeaseID(bytes: released.leaseID) else { return nil }
+            self = .released(id, ReleaseCause(stored: released.cause), atMs: released.atMs)
+        case .rebound(let rebound):
+            guard let id = LeaseID(bytes: rebound.leaseID), let session = SessionID(bytes: rebound.sessionID) else { return nil }
+            self = .rebound(id, to: session)
+        case .none:
+            return nil
+        }
+    }
+}
+
+extension ReleaseCause {
+    var stored: Licensed_V1_WalRecord.ReleaseCause {
+        switch self {
+        case .checkedIn: .checkedIn
+        case .expired: .expired
+        case .revoked: .revoked
+        case .baseReleased: .baseReleased
+        }
+    }
+
+    init(stored: Licensed_V1_WalRecord.ReleaseCause) {
+        switch stored {
+        case .expired: self = .expired
+        case .revoked: self = .revoked
+        case .baseReleased: self = .baseReleased
+        default: self = .checkedIn
+        }
+    }
+}

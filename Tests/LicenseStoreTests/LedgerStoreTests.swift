@@ -1,0 +1,198 @@
+import Foundation
+import LicenseCore
+import LicenseProtocol
+import LicenseStore
+import LicenseTestSupport
+import Synchronization
+import Testing
+
+@Suite("Ledger store: recovery, snapshots, group commit")
+struct LedgerStoreTests {
+    static let t0: Int64 = 1_790_000_000_000
+
+    static func licenses() -> [VerifiedLicense] {
+        var license = Licensed_V1_License()
+        license.id = "L"
+        license.overage = .trueUp
+        var f = Licensed_V1_Feature()
+        f.name = "cad"
+        f.count = 50
+        license.features = [f]
+        return [VerifiedLicense(license: license, keyID: "k", file: "t.lic", block: 1)]
+    }
+
+    static func ledger() -> SeatLedger { SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: licenses()) }
+
+    /// Runs a seeded mix of check-outs, check-ins and expiries, appending every change to `store`.
+    static func drive(_ ledger: inout SeatLedger, _ store: LedgerStore, steps: Int, seed: UInt64, from leaseBase: UInt64) {
+        var random = SeedState(seed)
+        let sessions = (1...5).map { ID128(high: 1, low: $0) }
+        for s in sessions where !ledger.isAttached(s) { ledger.openSession(s, identity: ClientIdentity(user: "u\(s.low)", host: "h")) }
+        var now = t0
+        for step in 0..<steps {
+            let session = sessions[Int(random.next() % 5)]
+            switch random.next() % 4 {
+            case 0, 1:
+                let grant = ledger.checkOut(
+                    .init(
+                        sessionID: session,
+                        feature: "cad",
+                        count: UInt32(random.next() % 3 + 1),
+                        checkoutKey: [UInt8(step % 251)],
+                        newLeaseID: ID128(high: 2, low: leaseBase + UInt64(step))
+                    ),
+                    at: now
+                )
+                if case .success(let g) = grant { store.append(g.changes) }
+            case 2:
+                if let lease = ledger.leases(ofSession: session).first,
+                    case .success(let c) = ledger.checkIn(lease.id, by: session, at: now)
+                {
+                    store.append(c.changes)
+                }
+            default:
+                now += Int64(random.next() % 20_000)
+                store.append(ledger.reap(at: now).map(\.change))
+            }
+        }
+    }
+
+    struct SeedState {
+        var state: UInt64
+        init(_ seed: UInt64) { self.state = seed }
+        mutating func next() -> UInt64 {
+            self.state &+= 0x9E37_79B9_7F4A_7C15
+            var z = self.state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static func open(_ dir: TemporaryDirectory, sync: LedgerStore.SyncPolicy = .always) throws -> (LedgerStore, LedgerStore.Recovery) {
+        try LedgerStore.open(
+            directory: dir.path("state"),
+            sync: sync,
+            onDurable: { _ in },
+            onFatal: { message in Issue.record("fatal: \(message)") }
+        )
+    }
+
+    static func recovered(_ recovery: LedgerStore.Recovery) -> SeatLedger {
+        var ledger = Self.ledger()
+        for change in recovery.changes { ledger.apply(change) }
+        return ledger
+    }
+
+    @Test("log replay alone rebuilds the ledger")
+    func logReplay() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let (store, first) = try Self.open(dir)
+        #expect(first.changes.isEmpty)
+        Self.drive(&ledger, store, steps: 300, seed: 1, from: 0)
+        store.close()
+        let (again, recovery) = try Self.open(dir)
+        again.close()
+        #expect(recovery.lastSequence == store.lastAssigned)
+        #expect(recovery.tornTail == nil)
+        #expect(Self.recovered(recovery).leases == ledger.leases)
+    }
+
+    @Test("snapshot + log replay equals the state before")
+    func snapshotPlusLog() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let (store, _) = try Self.open(dir)
+        Self.drive(&ledger, store, steps: 200, seed: 2, from: 0)
+        let snapshotted = Mutex<LedgerStore.SnapshotResult?>(nil)
+        let taken = store.snapshot(ledger, takenAtMs: Self.t0) { result in snapshotted.withLock { $0 = try? result.get() } }
+        #expect(taken)
+        Self.drive(&ledger, store, steps: 200, seed: 3, from: 10_000)
+        // Wait for the snapshot's own thread.
+        for _ in 0..<500 where snapshotted.withLock({ $0 == nil }) { usleep(10_000) }
+        store.close()
+        let result = try #require(snapshotted.withLock { $0 })
+        let (again, recovery) = try Self.open(dir)
+        again.close()
+        #expect(recovery.snapshotSequence == result.sequence)
+        #expect(recovery.snapshotFile == result.file)
+        #expect(recovery.replayedRecords == Int(store.lastAssigned - result.sequence))
+        #expect(Self.recovered(recovery).leases == ledger.leases)
+        // The snapshot cut the log: the segments it covers are gone.
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path("state")).sorted()
+        #expect(files.filter { $0.hasSuffix(".snap") }.count == 1)
+        #expect(files.filter { $0.hasSuffix(".log") }.count == 1)
+    }
+
+    @Test("a torn last write is cut off and reported; what came before is kept")
+    func tornTail() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let (store, _) = try Self.open(dir)
+        Self.drive(&ledger, store, steps: 50, seed: 4, from: 0)
+        store.close()
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path("state")).first { $0.hasSuffix(".log") })
+        let path = dir.path("state/\(segment)")
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.truncate(atOffset: UInt64(size - 3))
+        try handle.close()
+        let (again, recovery) = try Self.open(dir)
+        again.close()
+        #expect(recovery.tornTail?.file == path)
+        #expect(recovery.lastSequence == store.lastAssigned - 1)
+        // Reopening again finds a clean log: the cut was made on disk.
+        let (third, clean) = try Self.open(dir)
+        third.close()
+        #expect(clean.tornTail == nil)
+        #expect(clean.lastSequence == store.lastAssigned - 1)
+    }
+
+    @Test("a corrupt record in the middle stops recovery, naming the file and offset")
+    func corruptMiddle() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let (store, _) = try Self.open(dir)
+        Self.drive(&ledger, store, steps: 100, seed: 5, from: 0)
+        store.close()
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path("state")).first { $0.hasSuffix(".log") })
+        let path = dir.path("state/\(segment)")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let error = #expect(throws: StoreError.self) { try Self.open(dir) }
+        #expect(error?.message.contains(path) == true)
+        #expect(error?.message.contains("offset") == true)
+    }
+
+    @Test("concurrent appends share fsyncs and every record lands in order")
+    func groupCommit() throws {
+        let dir = try TemporaryDirectory()
+        let batches = Mutex(0)
+        let durable = Mutex<UInt64>(0)
+        let (store, _) = try LedgerStore.open(
+            directory: dir.path("state"),
+            sync: .always,
+            onDurable: { seq in
+                batches.withLock { $0 += 1 }
+                durable.withLock { $0 = max($0, seq) }
+            },
+            onFatal: { Issue.record("fatal: \($0)") }
+        )
+        let threads = 8
+        let perThread = 500
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for i in 0..<perThread {
+                store.append([.released(ID128(high: UInt64(t), low: UInt64(i)), .checkedIn, atMs: 0)])
+            }
+        }
+        store.close()
+        #expect(durable.withLock { $0 } == UInt64(threads * perThread))
+        #expect(batches.withLock { $0 } < threads * perThread)
+        let (again, recovery) = try Self.open(dir)
+        again.close()
+        #expect(recovery.replayedRecords == threads * perThread)
+        #expect(recovery.lastSequence == UInt64(threads * perThread))
+    }
+}
