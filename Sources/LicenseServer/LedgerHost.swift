@@ -1,6 +1,8 @@
+import DequeModule
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
+import LicenseStore
 import Logging
 import NIOCore
 
@@ -17,15 +19,86 @@ final class LedgerHost {
     /// The connection attached to each session, to push events to.
     private var connections: [SessionID: SessionHandler] = [:]
     private var reaper: RepeatedTask?
+    /// The write-ahead log every change goes to before its request is answered.
+    let store: LedgerStore
+    /// Highest sequence number known to be on disk.
+    private(set) var durableSequence: UInt64
+    /// Replies held until their changes are durable, in sequence order.
+    private var waiting = Deque<(sequence: UInt64, handler: SessionHandler, reply: Licensed_V1_ServerMessage)>()
+    private var snapshotRunning = false
 
-    init(eventLoop: any EventLoop, context: ServerContext, licenses: LicenseLoadResult) {
+    init(eventLoop: any EventLoop, context: ServerContext, licenses: LicenseLoadResult, store: LedgerStore, recovered: [LedgerChange]) {
         self.eventLoop = eventLoop
         self.context = context
         self.logger = context.logger
         self.loaded = licenses
+        self.store = store
+        self.durableSequence = store.lastAssigned
         var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(context.configuration.leaseTTLMs))
         configuration.minimumLeaseTTLMs = min(10_000, Int64(context.configuration.leaseTTLMs))
         self.ledger = SeatLedger(configuration: configuration, licenses: licenses.effective)
+        for change in recovered { self.ledger.apply(change) }
+        // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
+        self.ledger.renewAll(at: context.clock.nowMs())
+    }
+
+    // MARK: - Durability
+
+    /// Holds `reply` for `handler` until everything appended so far is on disk.
+    func replyWhenDurable(_ reply: Licensed_V1_ServerMessage, to handler: SessionHandler) -> Bool {
+        let sequence = self.store.lastAssigned
+        guard sequence > self.durableSequence else { return false }
+        self.waiting.append((sequence, handler, reply))
+        return true
+    }
+
+    /// The writer reports `sequence` durable: release the replies waiting for it, one flush per connection.
+    func durable(upTo sequence: UInt64) {
+        self.durableSequence = max(self.durableSequence, sequence)
+        var touched: [ObjectIdentifier: SessionHandler] = [:]
+        while let first = self.waiting.first, first.sequence <= self.durableSequence {
+            self.waiting.removeFirst()
+            first.handler.writeDeferred(first.reply)
+            touched[ObjectIdentifier(first.handler)] = first.handler
+        }
+        for handler in touched.values { handler.flushDeferred() }
+    }
+
+    /// Takes a snapshot now of a frozen copy of the ledger (the loop goes on serving).
+    func takeSnapshot(reason: String, done: (@Sendable (Result<LedgerStore.SnapshotResult, StoreError>) -> Void)? = nil) {
+        let logger = self.logger
+        let host = NIOLoopBound(self, eventLoop: self.eventLoop)
+        let loop = self.eventLoop
+        let started = self.store.snapshot(self.ledger, takenAtMs: self.nowMs) { result in
+            switch result {
+            case .success(let snapshot):
+                logger.info(
+                    "snapshot written",
+                    metadata: [
+                        "reason": "\(reason)", "sequence": "\(snapshot.sequence)", "leases": "\(snapshot.leases)",
+                        "bytes": "\(snapshot.sizeBytes)", "duration_ms": "\(snapshot.durationMs)", "file": "\(snapshot.file)",
+                    ]
+                )
+            case .failure(let error):
+                logger.error("snapshot failed: \(error)")
+            }
+            loop.execute { host.value.snapshotRunning = false }
+            done?(result)
+        }
+        if started {
+            self.snapshotRunning = true
+        } else {
+            done?(.failure(StoreError("a snapshot is already being written")))
+        }
+    }
+
+    private func snapshotIfDue() {
+        guard !self.snapshotRunning else { return }
+        let since = self.store.sinceSnapshot
+        if since.records >= self.context.configuration.snapshotEveryRecords || since.bytes >= self.context.configuration.snapshotEveryBytes
+        {
+            self.takeSnapshot(reason: "log passed \(since.records) records / \(since.bytes) bytes")
+        }
     }
 
     var nowMs: Int64 { self.context.clock.nowMs() }
@@ -47,7 +120,10 @@ final class LedgerHost {
 
     /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
     func reap() {
-        for (lease, _) in self.ledger.reap(at: self.nowMs) {
+        defer { self.snapshotIfDue() }
+        let reclaimed = self.ledger.reap(at: self.nowMs)
+        self.store.append(reclaimed.map(\.change))
+        for (lease, _) in reclaimed {
             self.logger.info(
                 "lease reclaimed",
                 metadata: [
@@ -120,6 +196,7 @@ final class LedgerHost {
             )
             return .failure(error)
         case .success(let grant):
+            self.store.append(grant.changes)
             let lease = grant.lease
             if !grant.replayed {
                 self.logger.info(
@@ -153,6 +230,7 @@ final class LedgerHost {
         case .failure(let error):
             return .failure(error)
         case .success(let checkIn):
+            self.store.append(checkIn.changes)
             let lease = checkIn.lease
             self.logger.info(
                 "checked in",

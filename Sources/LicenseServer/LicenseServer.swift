@@ -1,5 +1,7 @@
+import Foundation
 public import LicenseCore
 import LicenseProtocol
+public import LicenseStore
 public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
@@ -16,15 +18,72 @@ public final class LicenseServer: Service {
     private let bound: EventLoopPromise<SocketAddress>
     private let sessions = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
-    /// Creates a server for `licenses`; nothing is bound until `run()`.
-    public init(context: ServerContext, licenses: LicenseLoadResult, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    private let store: LedgerStore
+
+    /// Creates a server for `licenses`: recovers the ledger from `<state_dir>/ledger` (newest
+    /// snapshot plus the write-ahead log) and opens the log. Nothing is bound until `run()`.
+    public init(context: ServerContext, licenses: LicenseLoadResult, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton)
+        throws
+    {
         self.context = context
-        self.eventLoop = group.next()
-        self.host = NIOLoopBoundBox.makeBoxSendingValue(
-            LedgerHost(eventLoop: self.eventLoop, context: context, licenses: licenses),
-            eventLoop: self.eventLoop
+        let eventLoop = group.next()
+        self.eventLoop = eventLoop
+        let logger = context.logger
+        let reference = HostReference()
+        let directory = (context.configuration.stateDir as NSString).appendingPathComponent("ledger")
+        let (store, recovery): (LedgerStore, LedgerStore.Recovery)
+        do {
+            (store, recovery) = try LedgerStore.open(
+                directory: directory,
+                sync: context.configuration.sync,
+                onDurable: { sequence in
+                    eventLoop.execute { reference.host?.value.durable(upTo: sequence) }
+                },
+                onFatal: { message in
+                    logger.critical("\(message)")
+                    FileHandle.standardError.write(Data("licensed: \(message)\n".utf8))
+                    exit(70)  // EX_SOFTWARE: systemd restarts us and recovery runs from what is on disk
+                }
+            )
+        } catch let error as StoreError {
+            throw ConfigurationError("cannot recover the ledger from \(directory): \(error.message)")
+        }
+        self.store = store
+        for skipped in recovery.skippedSnapshots { logger.warning("unreadable snapshot passed over: \(skipped)") }
+        if let torn = recovery.tornTail {
+            logger.warning(
+                "write-ahead log \(torn.file): cut a torn last write at offset \(torn.offset) (\(torn.droppedBytes) bytes of a write that was never acknowledged)"
+            )
+        }
+        let host = LedgerHost(eventLoop: eventLoop, context: context, licenses: licenses, store: store, recovered: recovery.changes)
+        logger.info(
+            "ledger recovered",
+            metadata: [
+                "leases": "\(host.ledger.leases.count)", "snapshot": "\(recovery.snapshotFile ?? "none")",
+                "snapshot_sequence": "\(recovery.snapshotSequence)", "replayed_records": "\(recovery.replayedRecords)",
+                "sync": "\(context.configuration.sync.rawValue)",
+            ]
         )
-        self.bound = self.eventLoop.makePromise(of: SocketAddress.self)
+        if context.configuration.sync == .none {
+            logger.warning("sync: none — acknowledged changes are not fsynced and a crash can lose them; for tests and demos only")
+        }
+        self.host = NIOLoopBoundBox.makeBoxSendingValue(host, eventLoop: eventLoop)
+        reference.host = self.host
+        self.bound = eventLoop.makePromise(of: SocketAddress.self)
+    }
+
+    /// Writes a snapshot now (`licensectl snapshot`, tests).
+    public func snapshot() async throws -> LedgerStore.SnapshotResult {
+        let promise = self.eventLoop.makePromise(of: LedgerStore.SnapshotResult.self)
+        self.eventLoop.execute {
+            self.host.value.takeSnapshot(reason: "requested") { result in
+                switch result {
+                case .success(let snapshot): promise.succeed(snapshot)
+                case .failure(let error): promise.fail(error)
+                }
+            }
+        }
+        return try await promise.futureResult.get()
     }
 
     /// Runs `body` with the ledger on its loop (status, tests, administration).
@@ -93,6 +152,14 @@ public final class LicenseServer: Service {
             }.get()
             self.closeRemainingConnections()
         }
+        // Every connection is closed: snapshot the final state, then close the log.
+        do {
+            _ = try await self.snapshot()
+        } catch {
+            self.context.logger.error("final snapshot failed: \(error); the write-ahead log still holds every change")
+        }
+        self.store.close()
+        self.context.logger.info("stopped")
     }
 
     /// Connections that never opened a session are closed without an event.
@@ -101,4 +168,10 @@ public final class LicenseServer: Service {
             channel.close(promise: nil)
         }
     }
+}
+
+/// Lets the store's callbacks, created before the host, find it.
+final class HostReference: @unchecked Sendable {
+    // Written once in LicenseServer.init before any callback can run.
+    var host: NIOLoopBoundBox<LedgerHost>?
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LicenseStore
 import Yams
 
 extension ServerConfiguration {
@@ -39,6 +40,18 @@ extension ServerConfiguration {
         Option(name: "lease_ttl_ms", help: "lease lifetime without a heartbeat") { $0.leaseTTLMs = try int($1, "lease_ttl_ms") },
         Option(name: "hello_timeout_ms", help: "time a connection has to say Hello") {
             $0.helloTimeoutMs = try int($1, "hello_timeout_ms")
+        },
+        Option(name: "sync", help: "always (fsync before acknowledging) or none (tests and demos only)") { config, value in
+            guard let policy = LedgerStore.SyncPolicy(rawValue: value) else {
+                throw ConfigurationError("sync must be 'always' or 'none', not '\(value)'")
+            }
+            config.sync = policy
+        },
+        Option(name: "snapshot_every_records", help: "snapshot after this many log records") {
+            $0.snapshotEveryRecords = try int($1, "snapshot_every_records")
+        },
+        Option(name: "snapshot_every_bytes", help: "snapshot after this many log bytes") {
+            $0.snapshotEveryBytes = try int($1, "snapshot_every_bytes")
         },
         Option(name: "reaper_interval_ms", help: "how often lapsed leases are looked for") {
             $0.reaperIntervalMs = try int($1, "reaper_interval_ms")

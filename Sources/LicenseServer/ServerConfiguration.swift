@@ -1,3 +1,5 @@
+public import LicenseStore
+
 /// Everything the daemon can be told. Each option has one name, used as the YAML key, as the
 /// environment variable `LICENSED_<NAME>` (upper case) and as the flag `--<name>` (dashes);
 /// flags win over the environment, which wins over the file, which wins over the defaults.
@@ -47,6 +49,12 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var helloTimeoutMs = 10_000
     /// How often the reaper looks for lapsed leases.
     public var reaperIntervalMs = 1_000
+    /// `always`: fsync before acknowledging (the default); `none`: for tests and throw-away demos only.
+    public var sync = LedgerStore.SyncPolicy.always
+    /// Take a snapshot once the log holds this many records since the last one.
+    public var snapshotEveryRecords = 200_000
+    /// ... or this many bytes.
+    public var snapshotEveryBytes = 64 * 1024 * 1024
     /// Access tokens by role, as SHA-256 hashes (hex); see `licensectl token hash`.
     public var tokens: [TokenAuthority.Entry] = []
 
@@ -64,6 +72,9 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw ConfigurationError("heartbeat_interval_ms must be above 0 and below lease_ttl_ms (\(self.leaseTTLMs))")
         }
         guard self.helloTimeoutMs > 0 else { throw ConfigurationError("hello_timeout_ms must be above 0") }
+        guard self.snapshotEveryRecords >= 100, self.snapshotEveryBytes >= 4096 else {
+            throw ConfigurationError("snapshot_every_records must be at least 100 and snapshot_every_bytes at least 4096")
+        }
         guard self.reaperIntervalMs >= 10, self.reaperIntervalMs <= 60_000 else {
             throw ConfigurationError("reaper_interval_ms must be between 10 and 60000")
         }

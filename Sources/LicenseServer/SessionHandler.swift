@@ -217,10 +217,30 @@ final class SessionHandler: ChannelInboundHandler {
             result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
         }
         switch result {
-        case .success(let body): reply.body = body
-        case .failure(let error): reply.error = error.protocolError
+        case .success(let body):
+            reply.body = body
+            // A grant or return is acknowledged only once it is on disk.
+            switch body {
+            case .checkOut, .checkIn:
+                if self.host.replyWhenDurable(reply, to: self) { return }
+            default:
+                break
+            }
+        case .failure(let error):
+            reply.error = error.protocolError
         }
         self.write(context, reply)
+    }
+
+    /// Writes a reply that waited for durability (flushed by `flushDeferred`).
+    func writeDeferred(_ reply: Licensed_V1_ServerMessage) {
+        guard let context = self.channelContext else { return }
+        self.write(context, reply)
+    }
+
+    /// Flushes replies written by `writeDeferred`.
+    func flushDeferred() {
+        self.channelContext?.flush()
     }
 
     // MARK: - Writing

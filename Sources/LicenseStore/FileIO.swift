@@ -8,7 +8,8 @@ import Darwin
 public struct StoreError: Error, CustomStringConvertible, Sendable {
     /// For a person.
     public var message: String
-    init(_ message: String) { self.message = message }
+    /// Creates an error.
+    public init(_ message: String) { self.message = message }
     public var description: String { self.message }
 
     static func errno(_ what: String, _ path: String) -> StoreError {

@@ -118,7 +118,7 @@ struct Licensed: AsyncParsableCommand {
             ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
         let serverKey = try ServerKeyStore.loadOrCreate(at: keyPath)
         let context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
-        let server = LicenseServer(context: context, licenses: loaded)
+        let server = try LicenseServer(context: context, licenses: loaded)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )

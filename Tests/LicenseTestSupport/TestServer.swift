@@ -13,16 +13,18 @@ public func withTestServer<T: Sendable>(
     clock: any LicenseClock = ManualClock(startMs: 1_790_000_000_000),
     _ body: @Sendable (LicenseServer, Int) async throws -> T
 ) async throws -> T {
+    let stateDirectory = try TemporaryDirectory()
     var configuration = ServerConfiguration()
     configuration.listenHost = "127.0.0.1"
     configuration.port = 0
+    configuration.stateDir = stateDirectory.path("state")
     configure(&configuration)
     var logger = Logger(label: "test-server")
     logger.logLevel = .critical
     let context = try ServerContext(configuration: configuration, serverKey: try Ed25519PrivateKey.generate(), clock: clock, logger: logger)
     var loaded = LicenseLoadResult()
     loaded.accepted = licenses
-    let server = LicenseServer(context: context, licenses: loaded)
+    let server = try LicenseServer(context: context, licenses: loaded)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
@@ -31,6 +33,7 @@ public func withTestServer<T: Sendable>(
             let result = try await body(server, port)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
+            withExtendedLifetime(stateDirectory) {}
             return result
         } catch {
             await group.triggerGracefulShutdown()
