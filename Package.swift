@@ -168,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "LicenseServerTests",
             dependencies: [
-                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
+                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -353,6 +353,26 @@ public actor LicenseClient {
         }
     }
 
+    /// Rereads the server's licence files (operator or admin token).
+    public func reload() async throws -> Licensed_V1_ReloadResponse {
+        try await self.withConnection { connection in
+            guard case .reload(let response) = try await connection.request(.reload(.init())) else {
+                throw LicenseClientError(code: .internal, message: "the server answered Reload with another message")
+            }
+            return response
+        }
+    }
+
+    /// Makes the server write a snapshot now (operator or admin token).
+    public func snapshot() async throws -> Licensed_V1_SnapshotResponse {
+        try await self.withConnection { connection in
+            guard case .snapshot(let response) = try await connection.request(.snapshot(.init())) else {
+                throw LicenseClientError(code: .internal, message: "the server answered Snapshot with another message")
+            }
+            return response
+        }
+    }
+
     /// Closes the connection. Leases not checked in stay held until their TTL lapses.
     public func close() async {
         self.closed = true

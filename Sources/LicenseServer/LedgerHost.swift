@@ -282,6 +282,28 @@ final class LedgerHost {
     }
 
     /// Tells every connected session the server is going away.
+    /// Serves `result`'s licences from now on (SIGHUP, `licensectl reload`). Leases stay; a
+    /// licence that shrank is AT_RISK in status; a removed feature stops granting.
+    func replaceLicenses(_ result: LicenseLoadResult) -> Licensed_V1_ReloadResponse {
+        self.loaded = result
+        self.ledger.replaceLicenses(result.effective)
+        for rejected in result.rejected { self.logger.error("\(rejected)") }
+        self.logger.info(
+            "licences reloaded",
+            metadata: [
+                "loaded": "\(result.effective.count)", "rejected": "\(result.rejected.count)", "leases": "\(self.ledger.leases.count)",
+            ]
+        )
+        var event = Licensed_V1_Event()
+        event.kind = .licensesReloaded
+        event.message = "the licence server reloaded its licences"
+        for connection in self.connections.values { connection.push(event) }
+        var response = Licensed_V1_ReloadResponse()
+        response.loaded = UInt32(result.effective.count)
+        response.rejected = result.rejected.map(\.protocolForm)
+        return response
+    }
+
     func broadcastShutdown() {
         var event = Licensed_V1_Event()
         event.kind = .serverShuttingDown
@@ -295,5 +317,56 @@ extension LedgerHost {
     var ledgerForInspection: SeatLedger {
         get { self.ledger }
         set { self.ledger = newValue }
+    }
+}
+
+extension LedgerHost {
+    /// Runs an administrative request whose work must not block the loop, and answers it later.
+    func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body, requestID: UInt64, replyTo handler: SessionHandler) {
+        let loop = self.eventLoop
+        let target = NIOLoopBound(handler, eventLoop: loop)
+        let host = NIOLoopBound(self, eventLoop: loop)
+        let answer: @Sendable (Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>) -> Void = { result in
+            loop.execute {
+                var reply = Licensed_V1_ServerMessage()
+                reply.requestID = requestID
+                switch result {
+                case .success(let body): reply.body = body
+                case .failure(let error): reply.error = error.protocolError
+                }
+                target.value.writeDeferred(reply)
+                target.value.flushDeferred()
+            }
+        }
+        switch body {
+        case .reload:
+            guard let reloader = self.context.reloader else {
+                answer(.failure(LicenseError(.unimplemented, "this server was started without a way to reread its licences")))
+                return
+            }
+            Task {
+                do {
+                    let result = try await reloader()
+                    loop.execute { answer(.success(.reload(host.value.replaceLicenses(result)))) }
+                } catch {
+                    answer(.failure(LicenseError(.invalidArgument, "reload failed, the previous licences stay in force: \(error)")))
+                }
+            }
+        case .snapshot:
+            self.takeSnapshot(reason: "requested by an administrator") { result in
+                switch result {
+                case .success(let snapshot):
+                    var response = Licensed_V1_SnapshotResponse()
+                    response.sequence = snapshot.sequence
+                    response.sizeBytes = UInt64(snapshot.sizeBytes)
+                    response.durationMs = UInt32(snapshot.durationMs)
+                    answer(.success(.snapshot(response)))
+                case .failure(let error):
+                    answer(.failure(LicenseError(.unavailable, "snapshot failed: \(error)")))
+                }
+            }
+        default:
+            answer(.failure(LicenseError(.unimplemented, "not an administrative request")))
+        }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 public import LicenseCore
-import LicenseProtocol
+public import LicenseProtocol
 public import LicenseStore
 public import Logging
 import NIOConcurrencyHelpers
@@ -70,6 +70,15 @@ public final class LicenseServer: Service {
         self.host = NIOLoopBoundBox.makeBoxSendingValue(host, eventLoop: eventLoop)
         reference.host = self.host
         self.bound = eventLoop.makePromise(of: SocketAddress.self)
+    }
+
+    /// Rereads the licence files (SIGHUP, `licensectl reload`) with the loader given at start.
+    public func reload() async throws -> Licensed_V1_ReloadResponse {
+        guard let reloader = self.context.reloader else {
+            throw LicenseError(.unimplemented, "this server was started without a way to reread its licences")
+        }
+        let result = try await reloader()
+        return try await self.eventLoop.submit { self.host.value.replaceLicenses(result) }.get()
     }
 
     /// Writes a snapshot now (`licensectl snapshot`, tests).

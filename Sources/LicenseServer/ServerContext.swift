@@ -17,6 +17,8 @@ public struct ServerContext: Sendable {
     public var clock: any LicenseClock
     /// Logger with the server's metadata.
     public var logger: Logger
+    /// Rereads the configuration's licence files and trusted keys (reload); nil = not possible.
+    public var reloader: (@Sendable () async throws -> LicenseLoadResult)?
 
     /// Creates the context.
     public init(configuration: ServerConfiguration, serverKey: Ed25519PrivateKey, clock: any LicenseClock, logger: Logger) throws {

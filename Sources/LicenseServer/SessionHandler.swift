@@ -213,6 +213,14 @@ final class SessionHandler: ChannelInboundHandler {
             result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
         case .status(let request):
             result = self.host.status(request, role: role).map { .status($0) }
+        case .reload, .snapshot:
+            guard role >= .operator else {
+                result = .failure(LicenseError(.permissionDenied, "\(message.body!.requestName) needs an operator or admin token"))
+                break
+            }
+            // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
+            self.host.administer(message.body!, requestID: message.requestID, replyTo: self)
+            return
         case .some(let body):
             result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
         }

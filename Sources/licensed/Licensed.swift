@@ -117,20 +117,43 @@ struct Licensed: AsyncParsableCommand {
             configuration.serverKey.isEmpty
             ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
         let serverKey = try ServerKeyStore.loadOrCreate(at: keyPath)
-        let context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
+        var context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
+        // Reload: read the config file again (with the same environment and flags), then its
+        // trusted keys and licence files. Other options take effect at the next start.
+        let configPath = self.config
+        let reloadFlags = flags
+        context.reloader = {
+            var yaml: String? = nil
+            if let configPath { yaml = try String(contentsOfFile: configPath, encoding: .utf8) }
+            let fresh = try ServerConfiguration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, flags: reloadFlags)
+            let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
+            return loader.load(paths: fresh.licensePaths, at: clock.nowMs())
+        }
         let server = try LicenseServer(context: context, licenses: loaded)
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                // SIGHUP (systemctl reload): reread licences without dropping a lease.
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    do {
+                        let result = try await server.reload()
+                        logger.info("reload done: \(result.loaded) licence(s) loaded, \(result.rejected.count) rejected")
+                    } catch {
+                        logger.error("reload failed, the previous licences stay in force: \(error)")
+                    }
+                }
+            }
             if let demoLicense {
                 tasks.addTask {
                     guard let address = try? await server.localAddress else { return }
                     demoLicense.printInstructions(port: address.port ?? configuration.port, host: configuration.listenHost)
                 }
             }
-            try await tasks.waitForAll()
+            // The service group ends on SIGTERM/SIGINT (graceful shutdown); then the helpers stop too.
+            try await group.run()
+            tasks.cancelAll()
         }
     }
 }

@@ -11,17 +11,20 @@ public func withTestServer<T: Sendable>(
     configure: (inout ServerConfiguration) -> Void = { _ in },
     licenses: [VerifiedLicense] = [],
     clock: any LicenseClock = ManualClock(startMs: 1_790_000_000_000),
+    stateDirectory: String? = nil,
+    reloader: (@Sendable () async throws -> LicenseLoadResult)? = nil,
     _ body: @Sendable (LicenseServer, Int) async throws -> T
 ) async throws -> T {
-    let stateDirectory = try TemporaryDirectory()
+    let scratch = try TemporaryDirectory()
     var configuration = ServerConfiguration()
     configuration.listenHost = "127.0.0.1"
     configuration.port = 0
-    configuration.stateDir = stateDirectory.path("state")
+    configuration.stateDir = stateDirectory ?? scratch.path("state")
     configure(&configuration)
     var logger = Logger(label: "test-server")
     logger.logLevel = .critical
-    let context = try ServerContext(configuration: configuration, serverKey: try Ed25519PrivateKey.generate(), clock: clock, logger: logger)
+    var context = try ServerContext(configuration: configuration, serverKey: try Ed25519PrivateKey.generate(), clock: clock, logger: logger)
+    context.reloader = reloader
     var loaded = LicenseLoadResult()
     loaded.accepted = licenses
     let server = try LicenseServer(context: context, licenses: loaded)
@@ -33,7 +36,7 @@ public func withTestServer<T: Sendable>(
             let result = try await body(server, port)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
-            withExtendedLifetime(stateDirectory) {}
+            withExtendedLifetime(scratch) {}
             return result
         } catch {
             await group.triggerGracefulShutdown()
