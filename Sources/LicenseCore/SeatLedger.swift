@@ -123,7 +123,7 @@ public struct SeatLedger: Sendable {
     private var seatsInUse: [PoolKey: UInt32] = [:]
     private var overageInUse: [PoolKey: UInt32] = [:]
     /// Every live lease.
-    public private(set) var leases: [LeaseID: Lease] = [:]
+    public private(set) var leases = LeaseTable()
     private var sessions: [SessionID: SessionRecord] = [:]
     private var leaseByKey: [[UInt8]: LeaseID] = [:]
     private var fencing: [String: UInt64] = [:]

@@ -70,7 +70,7 @@ public final class LedgerStore: @unchecked Sendable {
     private var bytesSinceSnapshot = 0
     private var rotation:
         (
-            cutOffset: Int, sequence: UInt64, ledger: SeatLedger, takenAtMs: Int64,
+            cutOffset: Int, sequence: UInt64, leases: LeaseTable, takenAtMs: Int64,
             done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
         )?
     private var snapshotInFlight = false
@@ -276,7 +276,9 @@ public final class LedgerStore: @unchecked Sendable {
         return (self.recordsSinceSnapshot, self.bytesSinceSnapshot)
     }
 
-    /// Snapshots `ledger`, which must be the state after every change appended so far. The log is
+    /// Snapshots `ledger`'s leases, which must be the state after every change appended so far.
+    /// Only the lease table is kept (copy-on-write), so the caller's next change copies that one
+    /// table, not the whole ledger. The log is
     /// cut at that point: later records go to a new segment, and once the snapshot is durable the
     /// older segments and snapshots are deleted. Encoding and writing happen off the caller's
     /// thread on the frozen copy; `done` reports the outcome. Returns false when a snapshot is
@@ -289,7 +291,7 @@ public final class LedgerStore: @unchecked Sendable {
         defer { self.condition.unlock() }
         guard !self.snapshotInFlight, !self.stopping else { return false }
         self.snapshotInFlight = true
-        self.rotation = (self.pending.count, self.assigned, ledger, takenAtMs, done)
+        self.rotation = (self.pending.count, self.assigned, ledger.leases, takenAtMs, done)
         self.recordsSinceSnapshot = 0
         self.bytesSinceSnapshot = 0
         self.condition.signal()
@@ -325,7 +327,7 @@ public final class LedgerStore: @unchecked Sendable {
                     try self.writeAndSync(batch[..<rotation.cutOffset])
                     try self.startSegment(firstSequence: rotation.sequence + 1)
                     try self.writeAndSync(batch[rotation.cutOffset...])
-                    self.startSnapshot(rotation.ledger, sequence: rotation.sequence, takenAtMs: rotation.takenAtMs, done: rotation.done)
+                    self.startSnapshot(rotation.leases, sequence: rotation.sequence, takenAtMs: rotation.takenAtMs, done: rotation.done)
                 } else {
                     try self.writeAndSync(batch[...])
                 }
@@ -362,7 +364,7 @@ public final class LedgerStore: @unchecked Sendable {
     }
 
     private func startSnapshot(
-        _ ledger: SeatLedger,
+        _ leases: LeaseTable,
         sequence: UInt64,
         takenAtMs: Int64,
         done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
@@ -372,7 +374,7 @@ public final class LedgerStore: @unchecked Sendable {
             let started = DispatchTime.now()
             let result: Result<SnapshotResult, StoreError>
             do {
-                let bytes = try SnapshotFile.encode(ledger, sequence: sequence, takenAtMs: takenAtMs)
+                let bytes = try SnapshotFile.encode(leases: leases, sequence: sequence, takenAtMs: takenAtMs)
                 let path = Self.snapshotPath(directory, sequence: sequence)
                 try FileIO.writeAtomically(bytes, to: path, directory: directory)
                 // The snapshot is durable: older snapshots and the segments it covers can go.
@@ -381,7 +383,7 @@ public final class LedgerStore: @unchecked Sendable {
                 try FileIO.syncDirectory(directory)
                 let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
                 result = .success(
-                    SnapshotResult(sequence: sequence, file: path, sizeBytes: bytes.count, durationMs: elapsed, leases: ledger.leases.count)
+                    SnapshotResult(sequence: sequence, file: path, sizeBytes: bytes.count, durationMs: elapsed, leases: leases.count)
                 )
             } catch let error as StoreError {
                 result = .failure(error)

@@ -7,12 +7,12 @@ import SwiftProtobuf
 public enum SnapshotFile {
     static let magic = Array("LICSNAP1".utf8)
 
-    /// Encodes the durable part of `ledger` as of `sequence`.
-    public static func encode(_ ledger: SeatLedger, sequence: UInt64, takenAtMs: Int64) throws -> [UInt8] {
+    /// Encodes the durable part of a ledger, its leases, as of `sequence`.
+    public static func encode(leases: LeaseTable, sequence: UInt64, takenAtMs: Int64) throws -> [UInt8] {
         var snapshot = Licensed_V1_Snapshot()
         snapshot.sequence = sequence
         snapshot.takenAtMs = takenAtMs
-        snapshot.leases = ledger.leases.values.sorted { $0.id < $1.id }.map(\.stored)
+        snapshot.leases = leases.values.sorted { $0.id < $1.id }.map(\.stored)
         let body: [UInt8] = try snapshot.serializedBytes()
         var bytes = magic
         LogSegment.appendUInt32(CRC32C.checksum(body), to: &bytes)

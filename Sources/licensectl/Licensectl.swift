@@ -8,7 +8,10 @@ struct Licensectl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "licensectl",
         abstract: "Keys, licence files and the licence server, from the command line.",
-        subcommands: [Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self, Reload.self, Snapshot.self]
+        subcommands: [
+            Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self, Reload.self, Snapshot.self,
+            Bench.self,
+        ]
     )
 }
 
