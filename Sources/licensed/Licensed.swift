@@ -43,6 +43,9 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Lease lifetime without a heartbeat, in ms (at least 10000).") var leaseTtlMs: String?
     @Option(help: "Time a connection has to say Hello, in ms.") var helloTimeoutMs: String?
     @Option(help: "How often lapsed leases are looked for, in ms.") var reaperIntervalMs: String?
+    @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
+    @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
+    @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
     @Option(help: "Access tokens as role:sha256hex, comma-separated (see licensectl token).") var tokens: String?
 
     private var flagValues: [String: String] {
@@ -51,7 +54,9 @@ struct Licensed: AsyncParsableCommand {
             ("license_paths", self.licensePaths), ("trusted_keys", self.trustedKeys), ("state_dir", self.stateDir),
             ("server_key", self.serverKey), ("host_id", self.hostId), ("log_level", self.logLevel),
             ("heartbeat_interval_ms", self.heartbeatIntervalMs), ("lease_ttl_ms", self.leaseTtlMs),
-            ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs), ("tokens", self.tokens),
+            ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
+            ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
+            ("tokens", self.tokens),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }

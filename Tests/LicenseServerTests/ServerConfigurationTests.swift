@@ -1,3 +1,4 @@
+import Foundation
 import LicenseServer
 import Testing
 
@@ -29,6 +30,16 @@ struct ServerConfigurationTests {
         #expect(Set(names).count == names.count)
         #expect(ServerConfiguration.options.first { $0.name == "lease_ttl_ms" }?.environmentVariable == "LICENSED_LEASE_TTL_MS")
         #expect(ServerConfiguration.options.first { $0.name == "lease_ttl_ms" }?.flag == "--lease-ttl-ms")
+    }
+
+    @Test("the example config documents every option and parses")
+    func exampleConfig() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../systemd/licensed.yaml").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        for option in ServerConfiguration.options {
+            #expect(text.contains("\n\(option.name):"), "systemd/licensed.yaml lacks \(option.name)")
+        }
+        _ = try ServerConfiguration.load(yaml: text, environment: [:], flags: [:])
     }
 
     @Test(
