@@ -4,6 +4,7 @@ import LicenseCrypto
 import LicenseProtocol
 import LicenseStore
 import Logging
+import Metrics
 import NIOCore
 
 /// Owns the seat ledger on one event loop: every session handler of the server runs on that same
@@ -26,6 +27,10 @@ final class LedgerHost {
     /// Replies held until their changes are durable, in sequence order.
     private var waiting = Deque<(sequence: UInt64, handler: SessionHandler, reply: Licensed_V1_ServerMessage)>()
     private var snapshotRunning = false
+    /// Counters by name and labels, made once each.
+    private var counters: [String: Counter] = [:]
+    /// True once the listener is bound; false again when stopping.
+    var listening = false
 
     init(eventLoop: any EventLoop, context: ServerContext, licenses: LicenseLoadResult, store: LedgerStore, recovered: [LedgerChange]) {
         self.eventLoop = eventLoop
@@ -40,6 +45,58 @@ final class LedgerHost {
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: context.clock.nowMs())
+    }
+
+    // MARK: - Metrics and health
+
+    func count(_ label: String, _ dimensions: [(String, String)]) {
+        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        if let counter = self.counters[key] {
+            counter.increment()
+        } else {
+            let counter = self.context.metrics.counter(label, dimensions)
+            self.counters[key] = counter
+            counter.increment()
+        }
+    }
+
+    /// Ready to serve: listening, and at least one licence loaded.
+    var isReady: Bool { self.listening && !self.loaded.effective.isEmpty }
+
+    /// Why not ready, for /readyz.
+    var readiness: String {
+        if !self.listening { return "not listening (starting or stopping)" }
+        if self.loaded.effective.isEmpty { return "no valid licence loaded (\(self.loaded.rejected.count) rejected)" }
+        return "ready: \(self.loaded.effective.count) licence(s), \(self.ledger.leases.count) lease(s)"
+    }
+
+    /// Sets the gauges of current state from the ledger (at scrape time).
+    func refreshGauges() {
+        let metrics = self.context.metrics
+        let status = self.ledger.status(includeHolders: false, at: self.nowMs)
+        for feature in status.features {
+            let labels = [("feature", feature.feature)]
+            metrics.gauge("licensed_seats_total", labels).record(feature.unlimited ? -1 : Int64(feature.capacity))
+            metrics.gauge("licensed_seats_in_use", labels).record(Int64(feature.inUse))
+            metrics.gauge("licensed_seats_overage", labels).record(Int64(feature.overage))
+            metrics.gauge("licensed_seats_queued", labels).record(Int64(feature.queued))
+        }
+        for license in status.licenses where license.expiresAtMs != 0 {
+            metrics.gauge("licensed_license_expiry_timestamp_seconds", [("license", license.licenseID)]).record(
+                Double(license.expiresAtMs) / 1000
+            )
+        }
+        metrics.gauge("licensed_sessions").record(Int64(status.sessions))
+        metrics.gauge("licensed_leases").record(Int64(self.ledger.leases.count))
+        metrics.gauge("licensed_licenses_loaded").record(Int64(self.loaded.effective.count))
+        metrics.gauge("licensed_licenses_rejected").record(Int64(self.loaded.rejected.count))
+        metrics.gauge("licensed_ready").record(self.isReady ? 1 : 0)
+    }
+
+    /// One line for systemd's STATUS=.
+    var statusLine: String {
+        let inUse = self.ledger.leases.values.reduce(0) { $0 + Int($1.count) }
+        return "\(inUse) seat(s) in use, \(self.ledger.leases.count) lease(s), \(self.ledger.sessionCount) session(s)"
     }
 
     // MARK: - Durability
@@ -67,11 +124,13 @@ final class LedgerHost {
     /// Takes a snapshot now of a frozen copy of the ledger (the loop goes on serving).
     func takeSnapshot(reason: String, done: (@Sendable (Result<LedgerStore.SnapshotResult, StoreError>) -> Void)? = nil) {
         let logger = self.logger
+        let metrics = self.context.metrics
         let host = NIOLoopBound(self, eventLoop: self.eventLoop)
         let loop = self.eventLoop
         let started = self.store.snapshot(self.ledger, takenAtMs: self.nowMs) { result in
             switch result {
             case .success(let snapshot):
+                metrics.snapshotDuration.recordMilliseconds(snapshot.durationMs)
                 logger.info(
                     "snapshot written",
                     metadata: [
@@ -124,6 +183,7 @@ final class LedgerHost {
         let reclaimed = self.ledger.reap(at: self.nowMs)
         self.store.append(reclaimed.map(\.change))
         for (lease, _) in reclaimed {
+            self.count("licensed_leases_reclaimed_total", [("feature", lease.feature), ("cause", "expired")])
             self.logger.info(
                 "lease reclaimed",
                 metadata: [
@@ -190,6 +250,7 @@ final class LedgerHost {
         )
         switch self.ledger.checkOut(command, at: self.nowMs) {
         case .failure(let error):
+            self.count("licensed_denials_total", [("feature", request.feature), ("reason", error.code.name)])
             self.logger.info(
                 "check-out denied",
                 metadata: ["feature": "\(request.feature)", "code": "\(error.code)", "reason": "\(error.message)"]
@@ -197,6 +258,7 @@ final class LedgerHost {
             return .failure(error)
         case .success(let grant):
             self.store.append(grant.changes)
+            if !grant.replayed { self.count("licensed_checkouts_total", [("feature", grant.lease.feature)]) }
             let lease = grant.lease
             if !grant.replayed {
                 self.logger.info(
@@ -231,6 +293,7 @@ final class LedgerHost {
             return .failure(error)
         case .success(let checkIn):
             self.store.append(checkIn.changes)
+            self.count("licensed_checkins_total", [("feature", checkIn.lease.feature)])
             let lease = checkIn.lease
             self.logger.info(
                 "checked in",

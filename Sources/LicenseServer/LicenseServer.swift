@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 public import LicenseCore
 public import LicenseProtocol
@@ -6,6 +7,7 @@ public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
+import Prometheus
 public import ServiceLifecycle
 
 /// The protocol listener as a `Service`: binds, accepts connections until graceful shutdown, then
@@ -19,6 +21,8 @@ public final class LicenseServer: Service {
     private let sessions = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
     private let store: LedgerStore
+    /// The watchdog task, touched only on `eventLoop`.
+    private nonisolated(unsafe) var watchdog: RepeatedTask?
 
     /// Creates a server for `licenses`: recovers the ledger from `<state_dir>/ledger` (newest
     /// snapshot plus the write-ahead log) and opens the log. Nothing is bound until `run()`.
@@ -31,6 +35,7 @@ public final class LicenseServer: Service {
         let logger = context.logger
         let reference = HostReference()
         let directory = (context.configuration.stateDir as NSString).appendingPathComponent("ledger")
+        let metrics = context.metrics
         let (store, recovery): (LedgerStore, LedgerStore.Recovery)
         do {
             (store, recovery) = try LedgerStore.open(
@@ -40,9 +45,14 @@ public final class LicenseServer: Service {
                     eventLoop.execute { reference.host?.value.durable(upTo: sequence) }
                 },
                 onFatal: { message in
+                    context.notifier.notify("STOPPING=1\nSTATUS=\(message)")
                     logger.critical("\(message)")
                     FileHandle.standardError.write(Data("licensed: \(message)\n".utf8))
                     exit(70)  // EX_SOFTWARE: systemd restarts us and recovery runs from what is on disk
+                },
+                onSync: { records, nanoseconds in
+                    metrics.walSync.recordNanoseconds(Int64(nanoseconds))
+                    metrics.walBatch.record(records)
                 }
             )
         } catch let error as StoreError {
@@ -77,8 +87,41 @@ public final class LicenseServer: Service {
         guard let reloader = self.context.reloader else {
             throw LicenseError(.unimplemented, "this server was started without a way to reread its licences")
         }
+        self.context.notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
+        defer { self.context.notifier.notify("READY=1") }
         let result = try await reloader()
         return try await self.eventLoop.submit { self.host.value.replaceLicenses(result) }.get()
+    }
+
+    /// The Prometheus text exposition, with the state gauges refreshed from the ledger.
+    public func renderMetrics() -> EventLoopFuture<[UInt8]> {
+        self.eventLoop.submit {
+            self.host.value.refreshGauges()
+            return self.context.metrics.registry.emitToBuffer()
+        }
+    }
+
+    /// True when the serving loop answers within a second.
+    public func health() -> EventLoopFuture<Bool> {
+        let answered = self.eventLoop.submit { true }
+        let promise = self.eventLoop.makePromise(of: Bool.self)
+        let timeout = self.eventLoop.scheduleTask(in: .seconds(1)) { promise.succeed(false) }
+        answered.whenSuccess { _ in
+            timeout.cancel()
+            promise.succeed(true)
+        }
+        return promise.futureResult
+    }
+
+    /// Whether the server is ready to serve, and why (not).
+    public func readiness() -> EventLoopFuture<(Bool, String)> {
+        self.eventLoop.submit { (self.host.value.isReady, self.host.value.readiness) }
+    }
+
+    static func monotonicMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
     }
 
     /// Writes a snapshot now (`licensectl snapshot`, tests).
@@ -139,7 +182,14 @@ public final class LicenseServer: Service {
         }
         let address = serverChannel.channel.localAddress!
         self.bound.succeed(address)
-        try await self.eventLoop.submit { self.host.value.startReaper() }.get()
+        try await self.eventLoop.submit {
+            self.host.value.startReaper()
+            self.host.value.listening = true
+            self.startWatchdog()
+        }.get()
+        // Licences are loaded and the listener is bound: tell systemd.
+        let status = try await self.eventLoop.submit { self.host.value.statusLine }.get()
+        self.context.notifier.notify("READY=1\nSTATUS=\(status)")
         self.context.logger.info("listening", metadata: ["address": "\(address)"])
 
         try await withThrowingDiscardingTaskGroup { group in
@@ -154,8 +204,11 @@ public final class LicenseServer: Service {
                 }
             }
             // No longer accepting: tell every session and close it; the group waits for them.
+            self.context.notifier.notify("STOPPING=1")
             self.context.logger.info("stopped accepting; closing \(self.connectionCount) session(s)")
             try? await self.eventLoop.submit {
+                self.host.value.listening = false
+                self.watchdog?.cancel()
                 self.host.value.stopReaper()
                 self.host.value.broadcastShutdown()
             }.get()
@@ -169,6 +222,18 @@ public final class LicenseServer: Service {
         }
         self.store.close()
         self.context.logger.info("stopped")
+    }
+
+    /// Pings systemd's watchdog from the serving loop itself, so a hung loop stops the pings and
+    /// systemd restarts the daemon; the status line rides along.
+    private func startWatchdog() {
+        guard let interval = self.context.notifier.watchdogInterval else { return }
+        let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
+        let notifier = self.context.notifier
+        let host = self.host
+        self.watchdog = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(nanoseconds)) { _ in
+            notifier.notify("WATCHDOG=1\nSTATUS=\(host.value.statusLine)")
+        }
     }
 
     /// Connections that never opened a session are closed without an event.

@@ -53,6 +53,7 @@ extension ServerConfiguration {
         Option(name: "snapshot_every_bytes", help: "snapshot after this many log bytes") {
             $0.snapshotEveryBytes = try int($1, "snapshot_every_bytes")
         },
+        Option(name: "metrics_listen", help: "host:port for /metrics, /healthz, /readyz, or off") { $0.metricsListen = $1 },
         Option(name: "reaper_interval_ms", help: "how often lapsed leases are looked for") {
             $0.reaperIntervalMs = try int($1, "reaper_interval_ms")
         },

@@ -47,6 +47,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var leaseTTLMs = 120_000
     /// A connection that has not said Hello within this time is closed.
     public var helloTimeoutMs = 10_000
+    /// host:port of the HTTP listener for /metrics, /healthz and /readyz; "off" disables it.
+    public var metricsListen = "127.0.0.1:9270"
     /// How often the reaper looks for lapsed leases.
     public var reaperIntervalMs = 1_000
     /// `always`: fsync before acknowledging (the default); `none`: for tests and throw-away demos only.
@@ -72,6 +74,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw ConfigurationError("heartbeat_interval_ms must be above 0 and below lease_ttl_ms (\(self.leaseTTLMs))")
         }
         guard self.helloTimeoutMs > 0 else { throw ConfigurationError("hello_timeout_ms must be above 0") }
+        if self.metricsListen != "off" { _ = try self.metricsAddress() }
         guard self.snapshotEveryRecords >= 100, self.snapshotEveryBytes >= 4096 else {
             throw ConfigurationError("snapshot_every_records must be at least 100 and snapshot_every_bytes at least 4096")
         }
@@ -84,6 +87,20 @@ public struct ServerConfiguration: Sendable, Equatable {
         for key in self.trustedKeys where key.id.isEmpty || key.publicKey.isEmpty {
             throw ConfigurationError("every trusted_keys entry needs an id and a public_key path")
         }
+    }
+
+    /// `metrics_listen` as host and port; nil when off.
+    public func metricsAddress() throws -> (host: String, port: Int)? {
+        guard self.metricsListen != "off" else { return nil }
+        guard let colon = self.metricsListen.lastIndex(of: ":"),
+            let port = Int(self.metricsListen[self.metricsListen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
+            throw ConfigurationError("metrics_listen '\(self.metricsListen)' is not host:port or off")
+        }
+        var host = String(self.metricsListen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
     }
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

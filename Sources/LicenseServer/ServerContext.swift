@@ -17,6 +17,10 @@ public struct ServerContext: Sendable {
     public var clock: any LicenseClock
     /// Logger with the server's metadata.
     public var logger: Logger
+    /// The server's metrics.
+    public var metrics = ServerMetrics()
+    /// Tells systemd about readiness, reloads, shutdown and liveness (no-op outside systemd).
+    public var notifier = SystemdNotifier(environment: [:])
     /// Rereads the configuration's licence files and trusted keys (reload); nil = not possible.
     public var reloader: (@Sendable () async throws -> LicenseLoadResult)?
 

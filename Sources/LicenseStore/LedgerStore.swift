@@ -78,11 +78,13 @@ public final class LedgerStore: @unchecked Sendable {
     private var writerFinished = false
 
     // Writer thread only:
+    private var lastReported: UInt64 = 0
     private var segmentFD: Int32
     private var segmentPath: String
 
     private let onDurable: @Sendable (UInt64) -> Void
     private let onFatal: @Sendable (String) -> Void
+    private let onSync: (@Sendable (_ records: Int, _ nanoseconds: UInt64) -> Void)?
     private var thread: Thread?
 
     private init(
@@ -92,8 +94,10 @@ public final class LedgerStore: @unchecked Sendable {
         segmentFD: Int32,
         segmentPath: String,
         onDurable: @escaping @Sendable (UInt64) -> Void,
-        onFatal: @escaping @Sendable (String) -> Void
+        onFatal: @escaping @Sendable (String) -> Void,
+        onSync: (@Sendable (Int, UInt64) -> Void)?
     ) {
+        self.onSync = onSync
         self.directory = directory
         self.sync = sync
         self.assigned = lastSequence
@@ -108,12 +112,14 @@ public final class LedgerStore: @unchecked Sendable {
 
     /// Recovers the state in `directory` (created if missing) and opens the log for appending.
     /// `onDurable(sequence)` is called from the writer thread after each group commit;
-    /// `onFatal(message)` when a write or fsync fails (the caller must stop: nothing is retried).
+    /// `onFatal(message)` when a write or fsync fails (the caller must stop: nothing is retried);
+    /// `onSync(records, nanoseconds)` after each group commit, for metrics.
     public static func open(
         directory: String,
         sync: SyncPolicy,
         onDurable: @escaping @Sendable (UInt64) -> Void,
-        onFatal: @escaping @Sendable (String) -> Void
+        onFatal: @escaping @Sendable (String) -> Void,
+        onSync: (@Sendable (_ records: Int, _ nanoseconds: UInt64) -> Void)? = nil
     ) throws -> (LedgerStore, Recovery) {
         try FileIO.makeDirectory(directory)
         let recovery = try Self.recover(directory: directory)
@@ -135,9 +141,11 @@ public final class LedgerStore: @unchecked Sendable {
             segmentFD: fd,
             segmentPath: path,
             onDurable: onDurable,
-            onFatal: onFatal
+            onFatal: onFatal,
+            onSync: onSync
         )
         store.recordsSinceSnapshot = recovery.replayedRecords
+        store.lastReported = recovery.lastSequence
         let thread = Thread { store.writerLoop() }
         thread.name = "licensed-wal"
         store.thread = thread
@@ -322,6 +330,7 @@ public final class LedgerStore: @unchecked Sendable {
             self.rotation = nil
             self.condition.unlock()
             if stop { break }
+            let started = DispatchTime.now().uptimeNanoseconds
             do {
                 if let rotation {
                     try self.writeAndSync(batch[..<rotation.cutOffset])
@@ -335,7 +344,11 @@ public final class LedgerStore: @unchecked Sendable {
                 self.onFatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
                 break
             }
-            if !batch.isEmpty { self.onDurable(last) }
+            if !batch.isEmpty {
+                self.onSync?(Int(last - self.lastReported), DispatchTime.now().uptimeNanoseconds - started)
+                self.lastReported = last
+                self.onDurable(last)
+            }
         }
         Glibc.close(self.segmentFD)
         self.condition.lock()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LicenseClient
+import LicenseProtocol
 
 /// The command-line tool for everything but the daemon itself.
 @main

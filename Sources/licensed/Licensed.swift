@@ -43,6 +43,7 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Lease lifetime without a heartbeat, in ms (at least 10000).") var leaseTtlMs: String?
     @Option(help: "Time a connection has to say Hello, in ms.") var helloTimeoutMs: String?
     @Option(help: "How often lapsed leases are looked for, in ms.") var reaperIntervalMs: String?
+    @Option(help: "host:port for /metrics, /healthz and /readyz, or off.") var metricsListen: String?
     @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
     @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
     @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
@@ -55,6 +56,7 @@ struct Licensed: AsyncParsableCommand {
             ("server_key", self.serverKey), ("host_id", self.hostId), ("log_level", self.logLevel),
             ("heartbeat_interval_ms", self.heartbeatIntervalMs), ("lease_ttl_ms", self.leaseTtlMs),
             ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
+            ("metrics_listen", self.metricsListen),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
             ("tokens", self.tokens),
         ]
@@ -97,7 +99,10 @@ struct Licensed: AsyncParsableCommand {
         }
 
         let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        // Under systemd (stderr is the journal) the journal stamps time and priority itself.
+        let journal = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
         LoggingSystem.bootstrap { label in
+            if journal { return JournalLogHandler(label: label, logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
@@ -123,6 +128,7 @@ struct Licensed: AsyncParsableCommand {
             ? (configuration.stateDir as NSString).appendingPathComponent("server-key.pem") : configuration.serverKey
         let serverKey = try ServerKeyStore.loadOrCreate(at: keyPath)
         var context = try ServerContext(configuration: configuration, serverKey: serverKey, clock: clock, logger: logger)
+        context.notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         // Reload: read the config file again (with the same environment and flags), then its
         // trusted keys and licence files. Other options take effect at the next start.
         let configPath = self.config
@@ -135,9 +141,13 @@ struct Licensed: AsyncParsableCommand {
             return loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }
         let server = try LicenseServer(context: context, licenses: loaded)
-        let group = ServiceGroup(
-            configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        )
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metrics = try configuration.metricsAddress() {
+            // Listed first: started before the protocol listener, stopped after it.
+            services.append(.init(service: HealthEndpoint(server: server, host: metrics.host, port: metrics.port, logger: logger)))
+        }
+        services.append(.init(service: server))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 // SIGHUP (systemctl reload): reread licences without dropping a lease.

@@ -1,0 +1,28 @@
+// The protocol's names for error codes, for messages, logs and metric labels.
+extension Licensed_V1_Error.Code {
+    /// The code as the protocol names it ("NO_SEATS").
+    public var name: String {
+        switch self {
+        case .unspecified: "CODE_UNSPECIFIED"
+        case .invalidArgument: "INVALID_ARGUMENT"
+        case .unauthenticated: "UNAUTHENTICATED"
+        case .permissionDenied: "PERMISSION_DENIED"
+        case .notFound: "NOT_FOUND"
+        case .noSeats: "NO_SEATS"
+        case .licenseExpired: "LICENSE_EXPIRED"
+        case .notYetValid: "NOT_YET_VALID"
+        case .versionNotAllowed: "VERSION_NOT_ALLOWED"
+        case .networkNotAllowed: "NETWORK_NOT_ALLOWED"
+        case .userNotAllowed: "USER_NOT_ALLOWED"
+        case .activationLimit: "ACTIVATION_LIMIT"
+        case .deviceLimit: "DEVICE_LIMIT"
+        case .baseRequired: "BASE_REQUIRED"
+        case .deadlineExceeded: "DEADLINE_EXCEEDED"
+        case .resourceExhausted: "RESOURCE_EXHAUSTED"
+        case .unimplemented: "UNIMPLEMENTED"
+        case .unavailable: "UNAVAILABLE"
+        case .internal: "INTERNAL"
+        case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import CoreMetrics
+import Metrics
+public import Prometheus
+
+typealias Counter = CoreMetrics.Counter
+typealias Gauge = CoreMetrics.Gauge
+typealias Timer = CoreMetrics.Timer
+typealias Recorder = CoreMetrics.Recorder
+
+/// The daemon's metrics, through swift-metrics with a Prometheus registry of the server's own (so
+/// several servers in one process, as in tests, keep separate numbers).
+///
+/// Counters move as events happen; gauges of current state (seats, sessions, expiry) are set
+/// from the ledger when /metrics is scraped, so the request path never updates a gauge.
+public final class ServerMetrics: Sendable {
+    /// The registry /metrics renders.
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+
+    /// Creates the metrics with a fresh registry.
+    public init() {
+        self.registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: self.registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
+        ]
+        self.factory = factory
+    }
+
+    func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
+        Counter(label: label, dimensions: dimensions, factory: self.factory)
+    }
+
+    func gauge(_ label: String, _ dimensions: [(String, String)] = []) -> Gauge {
+        Gauge(label: label, dimensions: dimensions, factory: self.factory)
+    }
+
+    func timer(_ label: String, _ dimensions: [(String, String)] = []) -> Timer {
+        Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: self.factory)
+    }
+
+    /// Time of each write-ahead log group commit (write + fdatasync).
+    var walSync: Timer { self.timer("licensed_wal_sync_seconds") }
+    /// Records per group commit.
+    var walBatch: Recorder { Recorder(label: "licensed_wal_batch_records", dimensions: [], aggregate: true, factory: self.factory) }
+    /// Duration of the last snapshot.
+    var snapshotDuration: Timer { self.timer("licensed_snapshot_duration_seconds") }
+}
