@@ -60,6 +60,7 @@ let package = Package(
                 "LicenseProtocol", "LicenseCrypto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),

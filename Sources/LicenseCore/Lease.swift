@@ -24,6 +24,19 @@ public struct Lease: Sendable, Hashable {
     public var fencingToken: UInt64
     /// The client's idempotency key (empty = none).
     public var checkoutKey: [UInt8]
+    /// A borrow: held without heartbeats until `expiresAtMs`.
+    public var borrowed = false
+    /// Checked in, but the seat stays held for the same identity until `expiresAtMs` (linger).
+    public var lingering = false
+    /// For an add-on: the base lease of the same session it was granted under.
+    public var baseLeaseID: LeaseID?
+    /// Seats of the dup_group this lease shares (0 = not shared; the group holds this many seats
+    /// while any member lives).
+    public var sharedSeats: UInt32 = 0
+    /// The dup_group identity key the lease shares under ("user", "host" or "user@host"; empty = none).
+    public var dupIdentity = ""
+    /// Seats of the licence's token pool one seat of this lease costs (0 = a plain feature).
+    public var tokenCost: UInt32 = 0
 
     /// Creates a lease.
     public init(
@@ -73,6 +86,11 @@ public enum LedgerChange: Sendable, Hashable {
     case granted(Lease)
     /// Seats returned or taken back.
     case released(LeaseID, ReleaseCause, atMs: Int64)
-    /// A lease moved to another session (a check-out retried with its key from a new session).
+    /// A lease moved to another session (a check-out retried with its key from a new session, or a
+    /// lingering seat taken up again by its identity); it is no longer lingering.
     case rebound(LeaseID, to: SessionID)
+    /// Checked in with linger: the seat stays held until `untilMs`.
+    case lingered(LeaseID, untilMs: Int64)
+    /// A trial licence's first grant: its trial days count from here.
+    case trialStarted(licenseID: String, atMs: Int64)
 }

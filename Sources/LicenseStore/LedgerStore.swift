@@ -70,7 +70,7 @@ public final class LedgerStore: @unchecked Sendable {
     private var bytesSinceSnapshot = 0
     private var rotation:
         (
-            cutOffset: Int, sequence: UInt64, leases: LeaseTable, takenAtMs: Int64,
+            cutOffset: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], takenAtMs: Int64,
             done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
         )?
     private var snapshotInFlight = false
@@ -192,6 +192,9 @@ public final class LedgerStore: @unchecked Sendable {
         for snapshot in try Self.snapshots(in: directory) {
             do {
                 let decoded = try SnapshotFile.decode(try FileIO.readAll(snapshot.path), file: snapshot.path)
+                for (licenseID, atMs) in decoded.trialStartedMs.sorted(by: { $0.key < $1.key }) {
+                    recovery.changes.append(.trialStarted(licenseID: licenseID, atMs: atMs))
+                }
                 for stored in decoded.leases {
                     guard let lease = Lease(stored: stored) else { throw StoreError("snapshot \(snapshot.path) holds a malformed lease") }
                     recovery.changes.append(.granted(lease))
@@ -299,7 +302,7 @@ public final class LedgerStore: @unchecked Sendable {
         defer { self.condition.unlock() }
         guard !self.snapshotInFlight, !self.stopping else { return false }
         self.snapshotInFlight = true
-        self.rotation = (self.pending.count, self.assigned, ledger.leases, takenAtMs, done)
+        self.rotation = (self.pending.count, self.assigned, ledger.leases, ledger.trialStarts, takenAtMs, done)
         self.recordsSinceSnapshot = 0
         self.bytesSinceSnapshot = 0
         self.condition.signal()
@@ -336,7 +339,13 @@ public final class LedgerStore: @unchecked Sendable {
                     try self.writeAndSync(batch[..<rotation.cutOffset])
                     try self.startSegment(firstSequence: rotation.sequence + 1)
                     try self.writeAndSync(batch[rotation.cutOffset...])
-                    self.startSnapshot(rotation.leases, sequence: rotation.sequence, takenAtMs: rotation.takenAtMs, done: rotation.done)
+                    self.startSnapshot(
+                        rotation.leases,
+                        trials: rotation.trials,
+                        sequence: rotation.sequence,
+                        takenAtMs: rotation.takenAtMs,
+                        done: rotation.done
+                    )
                 } else {
                     try self.writeAndSync(batch[...])
                 }
@@ -378,6 +387,7 @@ public final class LedgerStore: @unchecked Sendable {
 
     private func startSnapshot(
         _ leases: LeaseTable,
+        trials: [String: Int64],
         sequence: UInt64,
         takenAtMs: Int64,
         done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
@@ -387,7 +397,7 @@ public final class LedgerStore: @unchecked Sendable {
             let started = DispatchTime.now()
             let result: Result<SnapshotResult, StoreError>
             do {
-                let bytes = try SnapshotFile.encode(leases: leases, sequence: sequence, takenAtMs: takenAtMs)
+                let bytes = try SnapshotFile.encode(leases: leases, trialStarts: trials, sequence: sequence, takenAtMs: takenAtMs)
                 let path = Self.snapshotPath(directory, sequence: sequence)
                 try FileIO.writeAtomically(bytes, to: path, directory: directory)
                 // The snapshot is durable: older snapshots and the segments it covers can go.

@@ -21,6 +21,14 @@ extension Lease {
         s.overage = self.overage
         s.fencingToken = self.fencingToken
         s.checkoutKey = Data(self.checkoutKey)
+        s.borrowed = self.borrowed
+        s.lingering = self.lingering
+        if let base = self.baseLeaseID { s.baseLeaseID = Data(base.bytes) }
+        s.sharedSeats = self.sharedSeats
+        s.dupIdentity = self.dupIdentity
+        s.tokenCost = self.tokenCost
+        s.groups = self.identity.groups
+        s.address = self.identity.address
         return s
     }
 
@@ -33,7 +41,14 @@ extension Lease {
             feature: s.feature,
             licenseID: s.licenseID,
             count: s.count,
-            identity: ClientIdentity(user: s.user, host: s.host, clientName: s.clientName, clientVersion: s.clientVersion),
+            identity: ClientIdentity(
+                user: s.user,
+                host: s.host,
+                clientName: s.clientName,
+                clientVersion: s.clientVersion,
+                groups: s.groups,
+                address: s.address
+            ),
             grantedAtMs: s.grantedAtMs,
             expiresAtMs: s.expiresAtMs,
             ttlMs: s.ttlMs,
@@ -41,6 +56,12 @@ extension Lease {
             fencingToken: s.fencingToken,
             checkoutKey: [UInt8](s.checkoutKey)
         )
+        self.borrowed = s.borrowed
+        self.lingering = s.lingering
+        self.baseLeaseID = s.baseLeaseID.isEmpty ? nil : LeaseID(bytes: s.baseLeaseID)
+        self.sharedSeats = s.sharedSeats
+        self.dupIdentity = s.dupIdentity
+        self.tokenCost = s.tokenCost
     }
 }
 
@@ -58,6 +79,12 @@ extension LedgerChange {
         case .rebound(let id, let session):
             record.rebound.leaseID = Data(id.bytes)
             record.rebound.sessionID = Data(session.bytes)
+        case .lingered(let id, let untilMs):
+            record.lingered.leaseID = Data(id.bytes)
+            record.lingered.untilMs = untilMs
+        case .trialStarted(let licenseID, let atMs):
+            record.trialStarted.licenseID = licenseID
+            record.trialStarted.atMs = atMs
         }
         return record
     }
@@ -74,6 +101,11 @@ extension LedgerChange {
         case .rebound(let rebound):
             guard let id = LeaseID(bytes: rebound.leaseID), let session = SessionID(bytes: rebound.sessionID) else { return nil }
             self = .rebound(id, to: session)
+        case .lingered(let lingered):
+            guard let id = LeaseID(bytes: lingered.leaseID) else { return nil }
+            self = .lingered(id, untilMs: lingered.untilMs)
+        case .trialStarted(let trial):
+            self = .trialStarted(licenseID: trial.licenseID, atMs: trial.atMs)
         case .none:
             return nil
         }

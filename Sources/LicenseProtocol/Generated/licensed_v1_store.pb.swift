@@ -42,59 +42,154 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
 }
 
 /// One lease as stored.
-public nonisolated struct Licensed_V1_StoredLease: Sendable {
+public nonisolated struct Licensed_V1_StoredLease: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// 16-byte lease id.
-  public var leaseID: Data = Data()
+  public var leaseID: Data {
+    get {_storage._leaseID}
+    set {_uniqueStorage()._leaseID = newValue}
+  }
 
   /// 16-byte id of the owning session.
-  public var sessionID: Data = Data()
+  public var sessionID: Data {
+    get {_storage._sessionID}
+    set {_uniqueStorage()._sessionID = newValue}
+  }
 
   /// Feature name.
-  public var feature: String = String()
+  public var feature: String {
+    get {_storage._feature}
+    set {_uniqueStorage()._feature = newValue}
+  }
 
   /// Licence the seats come from.
-  public var licenseID: String = String()
+  public var licenseID: String {
+    get {_storage._licenseID}
+    set {_uniqueStorage()._licenseID = newValue}
+  }
 
   /// Seats held.
-  public var count: UInt32 = 0
+  public var count: UInt32 {
+    get {_storage._count}
+    set {_uniqueStorage()._count = newValue}
+  }
 
   /// Holder's user name.
-  public var user: String = String()
+  public var user: String {
+    get {_storage._user}
+    set {_uniqueStorage()._user = newValue}
+  }
 
   /// Holder's host name.
-  public var host: String = String()
+  public var host: String {
+    get {_storage._host}
+    set {_uniqueStorage()._host = newValue}
+  }
 
   /// Holder's client software name.
-  public var clientName: String = String()
+  public var clientName: String {
+    get {_storage._clientName}
+    set {_uniqueStorage()._clientName = newValue}
+  }
 
   /// Holder's client software version.
-  public var clientVersion: String = String()
+  public var clientVersion: String {
+    get {_storage._clientVersion}
+    set {_uniqueStorage()._clientVersion = newValue}
+  }
 
   /// When it was granted.
-  public var grantedAtMs: Int64 = 0
+  public var grantedAtMs: Int64 {
+    get {_storage._grantedAtMs}
+    set {_uniqueStorage()._grantedAtMs = newValue}
+  }
 
   /// Expiry at the time of the grant (heartbeats are not logged; recovery grants a full TTL).
-  public var expiresAtMs: Int64 = 0
+  public var expiresAtMs: Int64 {
+    get {_storage._expiresAtMs}
+    set {_uniqueStorage()._expiresAtMs = newValue}
+  }
 
   /// TTL a heartbeat renews for.
-  public var ttlMs: Int64 = 0
+  public var ttlMs: Int64 {
+    get {_storage._ttlMs}
+    set {_uniqueStorage()._ttlMs = newValue}
+  }
 
   /// Granted beyond capacity.
-  public var overage: Bool = false
+  public var overage: Bool {
+    get {_storage._overage}
+    set {_uniqueStorage()._overage = newValue}
+  }
 
   /// Fencing token of the grant.
-  public var fencingToken: UInt64 = 0
+  public var fencingToken: UInt64 {
+    get {_storage._fencingToken}
+    set {_uniqueStorage()._fencingToken = newValue}
+  }
 
   /// The client's idempotency key.
-  public var checkoutKey: Data = Data()
+  public var checkoutKey: Data {
+    get {_storage._checkoutKey}
+    set {_uniqueStorage()._checkoutKey = newValue}
+  }
+
+  /// A borrow: held without heartbeats until expires_at_ms.
+  public var borrowed: Bool {
+    get {_storage._borrowed}
+    set {_uniqueStorage()._borrowed = newValue}
+  }
+
+  /// Checked in and lingering until expires_at_ms.
+  public var lingering: Bool {
+    get {_storage._lingering}
+    set {_uniqueStorage()._lingering = newValue}
+  }
+
+  /// For an add-on: the 16-byte id of its base lease.
+  public var baseLeaseID: Data {
+    get {_storage._baseLeaseID}
+    set {_uniqueStorage()._baseLeaseID = newValue}
+  }
+
+  /// Seats of the dup_group this lease shares (0 = not shared).
+  public var sharedSeats: UInt32 {
+    get {_storage._sharedSeats}
+    set {_uniqueStorage()._sharedSeats = newValue}
+  }
+
+  /// The dup_group identity key it shares under.
+  public var dupIdentity: String {
+    get {_storage._dupIdentity}
+    set {_uniqueStorage()._dupIdentity = newValue}
+  }
+
+  /// Token-pool seats one seat costs (0 = a plain feature).
+  public var tokenCost: UInt32 {
+    get {_storage._tokenCost}
+    set {_uniqueStorage()._tokenCost = newValue}
+  }
+
+  /// Holder's groups, from the server configuration.
+  public var groups: [String] {
+    get {_storage._groups}
+    set {_uniqueStorage()._groups = newValue}
+  }
+
+  /// Holder's network address.
+  public var address: String {
+    get {_storage._address}
+    set {_uniqueStorage()._address = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// One state change in the write-ahead log.
@@ -133,6 +228,24 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     set {change = .rebound(newValue)}
   }
 
+  /// A lease lingers after check-in.
+  public var lingered: Licensed_V1_WalRecord.Lingered {
+    get {
+      if case .lingered(let v)? = change {return v}
+      return Licensed_V1_WalRecord.Lingered()
+    }
+    set {change = .lingered(newValue)}
+  }
+
+  /// A trial started.
+  public var trialStarted: Licensed_V1_WalRecord.TrialStarted {
+    get {
+      if case .trialStarted(let v)? = change {return v}
+      return Licensed_V1_WalRecord.TrialStarted()
+    }
+    set {change = .trialStarted(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The change.
@@ -143,6 +256,10 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     case released(Licensed_V1_WalRecord.Released)
     /// A lease moved to another session.
     case rebound(Licensed_V1_WalRecord.Rebound)
+    /// A lease lingers after check-in.
+    case lingered(Licensed_V1_WalRecord.Lingered)
+    /// A trial started.
+    case trialStarted(Licensed_V1_WalRecord.TrialStarted)
 
   }
 
@@ -246,7 +363,41 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     public init() {}
   }
 
-  /// A lease moved to another session.
+  /// Checked in with linger: the seat stays held until until_ms.
+  public nonisolated struct Lingered: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// 16-byte lease id.
+    public var leaseID: Data = Data()
+
+    /// End of the linger.
+    public var untilMs: Int64 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  /// A trial licence's first grant.
+  public nonisolated struct TrialStarted: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// The licence.
+    public var licenseID: String = String()
+
+    /// When its trial started.
+    public var atMs: Int64 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  /// A lease moved to another session (and no longer lingers).
   public nonisolated struct Rebound: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
     // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -278,8 +429,11 @@ public nonisolated struct Licensed_V1_Snapshot: Sendable {
   /// When it was taken.
   public var takenAtMs: Int64 = 0
 
-  /// Every live lease.
+  /// Every live lease, in grant order per feature (fencing token order).
   public var leases: [Licensed_V1_StoredLease] = []
+
+  /// First grant of each trial licence, by licence id.
+  public var trialStartedMs: Dictionary<String,Int64> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -292,99 +446,219 @@ fileprivate nonisolated let _protobuf_package = "licensed.v1"
 
 nonisolated extension Licensed_V1_StoredLease: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StoredLease"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}session_id\0\u{1}feature\0\u{3}license_id\0\u{1}count\0\u{1}user\0\u{1}host\0\u{3}client_name\0\u{3}client_version\0\u{3}granted_at_ms\0\u{3}expires_at_ms\0\u{3}ttl_ms\0\u{1}overage\0\u{3}fencing_token\0\u{3}checkout_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}session_id\0\u{1}feature\0\u{3}license_id\0\u{1}count\0\u{1}user\0\u{1}host\0\u{3}client_name\0\u{3}client_version\0\u{3}granted_at_ms\0\u{3}expires_at_ms\0\u{3}ttl_ms\0\u{1}overage\0\u{3}fencing_token\0\u{3}checkout_key\0\u{1}borrowed\0\u{1}lingering\0\u{3}base_lease_id\0\u{3}shared_seats\0\u{3}dup_identity\0\u{3}token_cost\0\u{1}groups\0\u{1}address\0")
+
+  fileprivate class _StorageClass {
+    var _leaseID: Data = Data()
+    var _sessionID: Data = Data()
+    var _feature: String = String()
+    var _licenseID: String = String()
+    var _count: UInt32 = 0
+    var _user: String = String()
+    var _host: String = String()
+    var _clientName: String = String()
+    var _clientVersion: String = String()
+    var _grantedAtMs: Int64 = 0
+    var _expiresAtMs: Int64 = 0
+    var _ttlMs: Int64 = 0
+    var _overage: Bool = false
+    var _fencingToken: UInt64 = 0
+    var _checkoutKey: Data = Data()
+    var _borrowed: Bool = false
+    var _lingering: Bool = false
+    var _baseLeaseID: Data = Data()
+    var _sharedSeats: UInt32 = 0
+    var _dupIdentity: String = String()
+    var _tokenCost: UInt32 = 0
+    var _groups: [String] = []
+    var _address: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _leaseID = source._leaseID
+      _sessionID = source._sessionID
+      _feature = source._feature
+      _licenseID = source._licenseID
+      _count = source._count
+      _user = source._user
+      _host = source._host
+      _clientName = source._clientName
+      _clientVersion = source._clientVersion
+      _grantedAtMs = source._grantedAtMs
+      _expiresAtMs = source._expiresAtMs
+      _ttlMs = source._ttlMs
+      _overage = source._overage
+      _fencingToken = source._fencingToken
+      _checkoutKey = source._checkoutKey
+      _borrowed = source._borrowed
+      _lingering = source._lingering
+      _baseLeaseID = source._baseLeaseID
+      _sharedSeats = source._sharedSeats
+      _dupIdentity = source._dupIdentity
+      _tokenCost = source._tokenCost
+      _groups = source._groups
+      _address = source._address
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularBytesField(value: &self.leaseID) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.sessionID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.feature) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.user) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.host) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.clientName) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.clientVersion) }()
-      case 10: try { try decoder.decodeSingularInt64Field(value: &self.grantedAtMs) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.expiresAtMs) }()
-      case 12: try { try decoder.decodeSingularInt64Field(value: &self.ttlMs) }()
-      case 13: try { try decoder.decodeSingularBoolField(value: &self.overage) }()
-      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.fencingToken) }()
-      case 15: try { try decoder.decodeSingularBytesField(value: &self.checkoutKey) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularBytesField(value: &_storage._leaseID) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._sessionID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._feature) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._licenseID) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._count) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._user) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._host) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._clientName) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._clientVersion) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._grantedAtMs) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._expiresAtMs) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._ttlMs) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._overage) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._fencingToken) }()
+        case 15: try { try decoder.decodeSingularBytesField(value: &_storage._checkoutKey) }()
+        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._borrowed) }()
+        case 17: try { try decoder.decodeSingularBoolField(value: &_storage._lingering) }()
+        case 18: try { try decoder.decodeSingularBytesField(value: &_storage._baseLeaseID) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._sharedSeats) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._dupIdentity) }()
+        case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._tokenCost) }()
+        case 22: try { try decoder.decodeRepeatedStringField(value: &_storage._groups) }()
+        case 23: try { try decoder.decodeSingularStringField(value: &_storage._address) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.leaseID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.leaseID, fieldNumber: 1)
-    }
-    if !self.sessionID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.sessionID, fieldNumber: 2)
-    }
-    if !self.feature.isEmpty {
-      try visitor.visitSingularStringField(value: self.feature, fieldNumber: 3)
-    }
-    if !self.licenseID.isEmpty {
-      try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 4)
-    }
-    if self.count != 0 {
-      try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 5)
-    }
-    if !self.user.isEmpty {
-      try visitor.visitSingularStringField(value: self.user, fieldNumber: 6)
-    }
-    if !self.host.isEmpty {
-      try visitor.visitSingularStringField(value: self.host, fieldNumber: 7)
-    }
-    if !self.clientName.isEmpty {
-      try visitor.visitSingularStringField(value: self.clientName, fieldNumber: 8)
-    }
-    if !self.clientVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.clientVersion, fieldNumber: 9)
-    }
-    if self.grantedAtMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.grantedAtMs, fieldNumber: 10)
-    }
-    if self.expiresAtMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.expiresAtMs, fieldNumber: 11)
-    }
-    if self.ttlMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.ttlMs, fieldNumber: 12)
-    }
-    if self.overage != false {
-      try visitor.visitSingularBoolField(value: self.overage, fieldNumber: 13)
-    }
-    if self.fencingToken != 0 {
-      try visitor.visitSingularUInt64Field(value: self.fencingToken, fieldNumber: 14)
-    }
-    if !self.checkoutKey.isEmpty {
-      try visitor.visitSingularBytesField(value: self.checkoutKey, fieldNumber: 15)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._leaseID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._leaseID, fieldNumber: 1)
+      }
+      if !_storage._sessionID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._sessionID, fieldNumber: 2)
+      }
+      if !_storage._feature.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._feature, fieldNumber: 3)
+      }
+      if !_storage._licenseID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._licenseID, fieldNumber: 4)
+      }
+      if _storage._count != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._count, fieldNumber: 5)
+      }
+      if !_storage._user.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._user, fieldNumber: 6)
+      }
+      if !_storage._host.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._host, fieldNumber: 7)
+      }
+      if !_storage._clientName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clientName, fieldNumber: 8)
+      }
+      if !_storage._clientVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clientVersion, fieldNumber: 9)
+      }
+      if _storage._grantedAtMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._grantedAtMs, fieldNumber: 10)
+      }
+      if _storage._expiresAtMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._expiresAtMs, fieldNumber: 11)
+      }
+      if _storage._ttlMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ttlMs, fieldNumber: 12)
+      }
+      if _storage._overage != false {
+        try visitor.visitSingularBoolField(value: _storage._overage, fieldNumber: 13)
+      }
+      if _storage._fencingToken != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fencingToken, fieldNumber: 14)
+      }
+      if !_storage._checkoutKey.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._checkoutKey, fieldNumber: 15)
+      }
+      if _storage._borrowed != false {
+        try visitor.visitSingularBoolField(value: _storage._borrowed, fieldNumber: 16)
+      }
+      if _storage._lingering != false {
+        try visitor.visitSingularBoolField(value: _storage._lingering, fieldNumber: 17)
+      }
+      if !_storage._baseLeaseID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._baseLeaseID, fieldNumber: 18)
+      }
+      if _storage._sharedSeats != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sharedSeats, fieldNumber: 19)
+      }
+      if !_storage._dupIdentity.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._dupIdentity, fieldNumber: 20)
+      }
+      if _storage._tokenCost != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._tokenCost, fieldNumber: 21)
+      }
+      if !_storage._groups.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._groups, fieldNumber: 22)
+      }
+      if !_storage._address.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._address, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_StoredLease, rhs: Licensed_V1_StoredLease) -> Bool {
-    if lhs.leaseID != rhs.leaseID {return false}
-    if lhs.sessionID != rhs.sessionID {return false}
-    if lhs.feature != rhs.feature {return false}
-    if lhs.licenseID != rhs.licenseID {return false}
-    if lhs.count != rhs.count {return false}
-    if lhs.user != rhs.user {return false}
-    if lhs.host != rhs.host {return false}
-    if lhs.clientName != rhs.clientName {return false}
-    if lhs.clientVersion != rhs.clientVersion {return false}
-    if lhs.grantedAtMs != rhs.grantedAtMs {return false}
-    if lhs.expiresAtMs != rhs.expiresAtMs {return false}
-    if lhs.ttlMs != rhs.ttlMs {return false}
-    if lhs.overage != rhs.overage {return false}
-    if lhs.fencingToken != rhs.fencingToken {return false}
-    if lhs.checkoutKey != rhs.checkoutKey {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._leaseID != rhs_storage._leaseID {return false}
+        if _storage._sessionID != rhs_storage._sessionID {return false}
+        if _storage._feature != rhs_storage._feature {return false}
+        if _storage._licenseID != rhs_storage._licenseID {return false}
+        if _storage._count != rhs_storage._count {return false}
+        if _storage._user != rhs_storage._user {return false}
+        if _storage._host != rhs_storage._host {return false}
+        if _storage._clientName != rhs_storage._clientName {return false}
+        if _storage._clientVersion != rhs_storage._clientVersion {return false}
+        if _storage._grantedAtMs != rhs_storage._grantedAtMs {return false}
+        if _storage._expiresAtMs != rhs_storage._expiresAtMs {return false}
+        if _storage._ttlMs != rhs_storage._ttlMs {return false}
+        if _storage._overage != rhs_storage._overage {return false}
+        if _storage._fencingToken != rhs_storage._fencingToken {return false}
+        if _storage._checkoutKey != rhs_storage._checkoutKey {return false}
+        if _storage._borrowed != rhs_storage._borrowed {return false}
+        if _storage._lingering != rhs_storage._lingering {return false}
+        if _storage._baseLeaseID != rhs_storage._baseLeaseID {return false}
+        if _storage._sharedSeats != rhs_storage._sharedSeats {return false}
+        if _storage._dupIdentity != rhs_storage._dupIdentity {return false}
+        if _storage._tokenCost != rhs_storage._tokenCost {return false}
+        if _storage._groups != rhs_storage._groups {return false}
+        if _storage._address != rhs_storage._address {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -392,7 +666,7 @@ nonisolated extension Licensed_V1_StoredLease: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WalRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -439,6 +713,32 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
           self.change = .rebound(v)
         }
       }()
+      case 4: try {
+        var v: Licensed_V1_WalRecord.Lingered?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .lingered(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .lingered(v)
+        }
+      }()
+      case 5: try {
+        var v: Licensed_V1_WalRecord.TrialStarted?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .trialStarted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .trialStarted(v)
+        }
+      }()
       default: break
       }
     }
@@ -461,6 +761,14 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
     case .rebound?: try {
       guard case .rebound(let v)? = self.change else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .lingered?: try {
+      guard case .lingered(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .trialStarted?: try {
+      guard case .trialStarted(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     }()
     case nil: break
     }
@@ -552,6 +860,76 @@ nonisolated extension Licensed_V1_WalRecord.Released: SwiftProtobuf.Message, Swi
   }
 }
 
+nonisolated extension Licensed_V1_WalRecord.Lingered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".Lingered"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}until_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.leaseID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.untilMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.leaseID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.leaseID, fieldNumber: 1)
+    }
+    if self.untilMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.untilMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.Lingered, rhs: Licensed_V1_WalRecord.Lingered) -> Bool {
+    if lhs.leaseID != rhs.leaseID {return false}
+    if lhs.untilMs != rhs.untilMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_WalRecord.TrialStarted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".TrialStarted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{3}at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.licenseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 1)
+    }
+    if self.atMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.TrialStarted, rhs: Licensed_V1_WalRecord.TrialStarted) -> Bool {
+    if lhs.licenseID != rhs.licenseID {return false}
+    if lhs.atMs != rhs.atMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".Rebound"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}session_id\0")
@@ -589,7 +967,7 @@ nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, Swif
 
 nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -600,6 +978,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.takenAtMs) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.leases) }()
+      case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.trialStartedMs) }()
       default: break
       }
     }
@@ -615,6 +994,9 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if !self.leases.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.leases, fieldNumber: 3)
     }
+    if !self.trialStartedMs.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: self.trialStartedMs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -622,6 +1004,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.sequence != rhs.sequence {return false}
     if lhs.takenAtMs != rhs.takenAtMs {return false}
     if lhs.leases != rhs.leases {return false}
+    if lhs.trialStartedMs != rhs.trialStartedMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,88 @@
+public import LicenseProtocol
+
+/// A floating licence as the ledger uses it: its terms parsed once at load.
+public struct LicensePool: Sendable {
+    /// The verified licence.
+    public var verified: VerifiedLicense
+    /// Its features by name.
+    public var features: [String: Licensed_V1_Feature]
+    /// No capacity at all (UNLIMITED overage or SITE model).
+    public var unlimited: Bool
+    /// HARD (or unspecified) overage policy.
+    public var hard: Bool
+    /// TRUE_UP overage policy.
+    public var trueUp: Bool
+    /// TTL a heartbeat renews for.
+    public var ttlMs: Int64
+    /// not_after, with perpetual licences last.
+    public var expiryOrder: Int64
+    /// Parsed allowed_networks.
+    public var networks: [NetworkRange]
+    /// Networks that did not parse (the licence grants to no network then: failing closed).
+    public var invalidNetworks: [String]
+
+    var license: Licensed_V1_License { self.verified.license }
+    var id: String { self.verified.license.id }
+
+    init(_ verified: VerifiedLicense, configuration: SeatLedger.Configuration) {
+        self.verified = verified
+        let license = verified.license
+        var features: [String: Licensed_V1_Feature] = [:]
+        for feature in license.features where features[feature.name] == nil { features[feature.name] = feature }
+        self.features = features
+        self.unlimited = license.overage == .unlimited || license.model == .site
+        self.hard = license.overage == .hard || license.overage == .unspecified
+        self.trueUp = license.overage == .trueUp
+        let ttl = license.lease.heartbeatTtlMs == 0 ? configuration.defaultLeaseTTLMs : Int64(license.lease.heartbeatTtlMs)
+        self.ttlMs = max(ttl, configuration.minimumLeaseTTLMs)
+        self.expiryOrder = license.notAfterMs == 0 ? Int64.max : license.notAfterMs
+        self.networks = license.allowedNetworks.compactMap(NetworkRange.init)
+        self.invalidNetworks = license.allowedNetworks.filter { NetworkRange($0) == nil }
+    }
+
+    /// Seats of `feature` this licence grants.
+    func capacity(_ feature: String) -> UInt32 { self.features[feature]?.count ?? 0 }
+
+    /// Token cost of one seat of `feature` (0 = counted by its own seats).
+    func tokenCost(_ feature: String) -> UInt32 { self.features[feature]?.tokenCost ?? 0 }
+
+    /// Levels from the client's nearest group up to this licence's scope; nil = not in scope;
+    /// Int.max = a global (unscoped) pool, chosen last.
+    func scopeDistance(for identity: ClientIdentity) -> Int? {
+        let scopes = self.license.allowedGroups
+        guard !scopes.isEmpty else { return Int.max }
+        var best: Int? = nil
+        for group in identity.groups {
+            for scope in scopes {
+                if let d = GroupPath.distance(from: group, to: scope) { best = min(best ?? d, d) }
+            }
+        }
+        return best
+    }
+
+    /// Why `identity` may not use this licence, or nil when it may (networks, users, hosts, groups).
+    func refusal(for identity: ClientIdentity) -> LicenseError? {
+        let license = self.license
+        if !license.allowedNetworks.isEmpty, !self.networks.contains(where: { $0.contains(identity.address) }) {
+            return LicenseError(
+                .networkNotAllowed,
+                "licence '\(self.id)' serves networks \(license.allowedNetworks.joined(separator: ", ")), not \(identity.address.isEmpty ? "this client" : identity.address)"
+            )
+        }
+        if license.excludedUsers.contains(identity.user) || (!license.allowedUsers.isEmpty && !license.allowedUsers.contains(identity.user))
+        {
+            return LicenseError(.userNotAllowed, "user '\(identity.user)' may not use licence '\(self.id)'")
+        }
+        if license.excludedHosts.contains(identity.host) || (!license.allowedHosts.isEmpty && !license.allowedHosts.contains(identity.host))
+        {
+            return LicenseError(.userNotAllowed, "host '\(identity.host)' may not use licence '\(self.id)'")
+        }
+        if identity.groups.contains(where: { group in license.excludedGroups.contains { GroupPath.isWithin(group, $0) } }) {
+            return LicenseError(.userNotAllowed, "licence '\(self.id)' excludes a group of user '\(identity.user)'")
+        }
+        if self.scopeDistance(for: identity) == nil {
+            return LicenseError(.userNotAllowed, "licence '\(self.id)' serves groups \(license.allowedGroups.joined(separator: ", ")) only")
+        }
+        return nil
+    }
+}

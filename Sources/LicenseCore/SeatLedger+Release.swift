@@ -1,0 +1,199 @@
+import DequeModule
+import Foundation
+import HeapModule
+import LicenseProtocol
+
+extension SeatLedger {
+    /// Returns a lease. Only its session may, unless `asAdmin`. Add-ons granted under it are
+    /// released with it. With a linger time the seat stays held for the same identity a while.
+    public mutating func checkIn(_ leaseID: LeaseID, by sessionID: SessionID, asAdmin: Bool = false, at nowMs: Int64) -> Result<
+        CheckIn, LicenseError
+    > {
+        guard let lease = self.leases[leaseID], !lease.lingering else {
+            return .failure(LicenseError(.notFound, "no lease \(leaseID); it was already checked in or reclaimed"))
+        }
+        guard lease.sessionID == sessionID || asAdmin else {
+            return .failure(LicenseError(.permissionDenied, "lease \(leaseID) belongs to another session"))
+        }
+        let revoked = asAdmin && lease.sessionID != sessionID
+        var changes: [LedgerChange] = []
+        var addOns: [Lease] = []
+        for other in self.leases(ofSession: lease.sessionID) where other.baseLeaseID == leaseID {
+            addOns.append(other)
+            changes.append(.released(other.id, .baseReleased, atMs: nowMs))
+        }
+        let linger = Int64(self.pools[lease.licenseID]?.license.lease.lingerMs ?? 0)
+        if linger > 0, !revoked, !lease.borrowed {
+            changes.append(.lingered(leaseID, untilMs: nowMs + linger))
+        } else {
+            changes.append(.released(leaseID, revoked ? .revoked : .checkedIn, atMs: nowMs))
+        }
+        for change in changes { self.apply(change) }
+        return .success(CheckIn(lease: lease, releasedAddOns: addOns, changes: changes))
+    }
+
+    /// Renews the named leases of a session, or all of them when `leaseIDs` is empty. Borrowed
+    /// leases keep their fixed expiry.
+    public mutating func heartbeat(session sessionID: SessionID, leaseIDs: [LeaseID], at nowMs: Int64) -> Heartbeat {
+        let owned = self.sessions[sessionID]?.leases ?? []
+        let targets = leaseIDs.isEmpty ? Array(owned) : leaseIDs
+        var renewed = 0
+        var latest: Int64 = 0
+        var lost: [LeaseID] = []
+        for id in targets {
+            guard owned.contains(id) else {
+                lost.append(id)
+                continue
+            }
+            self.renew(id, at: nowMs)
+            renewed += 1
+            latest = max(latest, self.leases[id]!.expiresAtMs)
+        }
+        return Heartbeat(renewed: renewed, expiresAtMs: latest, lost: lost)
+    }
+
+    /// Gives every held lease a full TTL from `nowMs` (after recovery, so a restart takes no seat
+    /// from a live client). Borrows and lingering seats keep their own expiry.
+    public mutating func renewAll(at nowMs: Int64) {
+        for id in self.leases.keys { self.renew(id, at: nowMs) }
+    }
+
+    mutating func renew(_ id: LeaseID, at nowMs: Int64) {
+        guard var lease = self.leases[id], !lease.borrowed, !lease.lingering else { return }
+        let expiry = nowMs + lease.ttlMs
+        guard expiry > lease.expiresAtMs else { return }
+        lease.expiresAtMs = expiry
+        self.leases[id] = lease
+        // The old heap entry stays and is skipped when it surfaces (its time no longer matches).
+        self.expiries.insert(Expiry(atMs: expiry, leaseID: id))
+    }
+
+    /// Reclaims every lease whose time ran out by `nowMs` (TTL lapsed, borrow over, linger over).
+    /// Costs O(log n) per entry that surfaces: leases due now, plus entries superseded by
+    /// heartbeats — never a walk over all leases. Add-ons of a reclaimed base go with it.
+    public mutating func reap(at nowMs: Int64) -> [(lease: Lease, change: LedgerChange)] {
+        var reclaimed: [(Lease, LedgerChange)] = []
+        while let next = self.expiries.min, next.atMs <= nowMs {
+            self.expiries.removeMin()
+            guard let lease = self.leases[next.leaseID], lease.expiresAtMs == next.atMs else { continue }
+            for other in self.leases(ofSession: lease.sessionID) where other.baseLeaseID == lease.id {
+                let change = LedgerChange.released(other.id, .baseReleased, atMs: nowMs)
+                self.apply(change)
+                reclaimed.append((other, change))
+            }
+            let change = LedgerChange.released(lease.id, .expired, atMs: nowMs)
+            self.apply(change)
+            reclaimed.append((lease, change))
+        }
+        return reclaimed
+    }
+
+    // MARK: - Applying changes
+
+    /// Performs one change. The only place durable state changes; replay calls it directly.
+    public mutating func apply(_ change: LedgerChange) {
+        switch change {
+        case .granted(let lease):
+            self.leases[lease.id] = lease
+            if lease.sharedSeats > 0 {
+                let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
+                if self.dupGroups[key] == nil {
+                    self.dupGroups[key] = DupGroup(
+                        seats: lease.sharedSeats,
+                        members: [],
+                        user: lease.identity.user,
+                        groups: lease.identity.groups
+                    )
+                    self.charge(lease, seats: lease.sharedSeats, user: lease.identity.user, groups: lease.identity.groups, sign: 1)
+                }
+                self.dupGroups[key]!.members.insert(lease.id)
+            } else {
+                self.charge(lease, seats: lease.count, user: lease.identity.user, groups: lease.identity.groups, sign: 1)
+            }
+            if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = lease.id }
+            self.fencing[lease.feature] = max(self.fencing[lease.feature] ?? 0, lease.fencingToken)
+            if lease.lingering {
+                self.lingering.insert(lease.id)
+            } else {
+                if self.sessions[lease.sessionID] == nil {
+                    // Replay: the session is rebuilt from its leases, waiting for its client to resume.
+                    self.sessions[lease.sessionID] = SessionRecord(identity: lease.identity, attached: false)
+                }
+                self.sessions[lease.sessionID]!.leases.insert(lease.id)
+            }
+            self.expiries.insert(Expiry(atMs: lease.expiresAtMs, leaseID: lease.id))
+        case .released(let id, _, _):
+            guard let lease = self.leases.removeValue(forKey: id) else { return }
+            if lease.sharedSeats > 0 {
+                let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
+                if var group = self.dupGroups[key] {
+                    group.members.remove(id)
+                    if group.members.isEmpty {
+                        self.dupGroups[key] = nil
+                        self.charge(lease, seats: group.seats, user: group.user, groups: group.groups, sign: -1)
+                    } else {
+                        self.dupGroups[key] = group
+                    }
+                }
+            } else {
+                self.charge(lease, seats: lease.count, user: lease.identity.user, groups: lease.identity.groups, sign: -1)
+            }
+            if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = nil }
+            self.lingering.remove(id)
+            self.removeFromSession(id, lease.sessionID)
+        case .rebound(let id, let newSession):
+            guard var lease = self.leases[id] else { return }
+            self.removeFromSession(id, lease.sessionID)
+            self.lingering.remove(id)
+            lease.lingering = false
+            lease.sessionID = newSession
+            self.leases[id] = lease
+            if self.sessions[newSession] == nil {
+                self.sessions[newSession] = SessionRecord(identity: lease.identity, attached: false)
+            }
+            self.sessions[newSession]!.leases.insert(id)
+        case .lingered(let id, let untilMs):
+            guard var lease = self.leases[id] else { return }
+            self.removeFromSession(id, lease.sessionID)
+            lease.lingering = true
+            lease.expiresAtMs = untilMs
+            self.leases[id] = lease
+            self.lingering.insert(id)
+            self.expiries.insert(Expiry(atMs: untilMs, leaseID: id))
+        case .trialStarted(let licenseID, let atMs):
+            self.trialStarts[licenseID] = min(self.trialStarts[licenseID] ?? atMs, atMs)
+        }
+    }
+
+    private mutating func removeFromSession(_ id: LeaseID, _ sessionID: SessionID) {
+        guard var session = self.sessions[sessionID] else { return }
+        session.leases.remove(id)
+        self.sessions[sessionID] = session.leases.isEmpty && !session.attached ? nil : session
+    }
+
+    /// Adds (sign 1) or removes (sign -1) `seats` of `lease`'s licence and feature from every counter.
+    private mutating func charge(_ lease: Lease, seats: UInt32, user: String, groups: [String], sign: Int) {
+        func adjust(_ value: inout UInt32) {
+            value = sign > 0 ? value + seats : (value > seats ? value - seats : 0)
+        }
+        let key = PoolKey(licenseID: lease.licenseID, feature: lease.feature)
+        let all = PoolKey(licenseID: lease.licenseID, feature: "*")
+        adjust(&self.seatsInUse[key, default: 0])
+        if self.seatsInUse[key] == 0 { self.seatsInUse[key] = nil }
+        if lease.overage {
+            adjust(&self.overageInUse[key, default: 0])
+            if self.overageInUse[key] == 0 { self.overageInUse[key] = nil }
+        }
+        if lease.tokenCost > 0 {
+            let tokens = seats * lease.tokenCost
+            let current = self.tokensInUse[lease.licenseID] ?? 0
+            self.tokensInUse[lease.licenseID] = sign > 0 ? current + tokens : (current > tokens ? current - tokens : 0)
+        }
+        for k in [key, all] {
+            adjust(&self.seatsByUser[k, default: [:]][user, default: 0])
+            var lineage = Set<String>()
+            for group in groups { lineage.formUnion(GroupPath.lineage(group)) }
+            for group in lineage { adjust(&self.seatsByGroup[k, default: [:]][group, default: 0]) }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import DequeModule
+import Foundation
+import HeapModule
+public import LicenseProtocol
+
+extension SeatLedger {
+    /// Per-feature usage and per-licence state, as the protocol's StatusResponse carries them.
+    public func status(features filter: [String] = [], includeHolders: Bool, at nowMs: Int64) -> Licensed_V1_StatusResponse {
+        var response = Licensed_V1_StatusResponse()
+        let wanted = Set(filter)
+        var featureNames = Set(self.poolsByFeature.keys)
+        for lease in self.leases.values { featureNames.insert(lease.feature) }
+        var holdersByFeature: [String: [Licensed_V1_Holder]] = [:]
+        if includeHolders {
+            for lease in self.leases.values where wanted.isEmpty || wanted.contains(lease.feature) {
+                var holder = Self.holder(lease)
+                if lease.sharedSeats > 0 {
+                    let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
+                    holder.shared = (self.dupGroups[key]?.members.count ?? 0) > 1
+                }
+                holdersByFeature[lease.feature, default: []].append(holder)
+            }
+        }
+        for name in featureNames.sorted() where wanted.isEmpty || wanted.contains(name) {
+            var feature = Licensed_V1_FeatureStatus()
+            feature.feature = name
+            let capacity = self.capacity(of: name, at: nowMs)
+            feature.unlimited = capacity == nil
+            feature.capacity = capacity ?? 0
+            feature.inUse = self.seatsInUse(of: name)
+            feature.overage = self.overageInUse.filter { $0.key.feature == name }.values.reduce(0, +)
+            feature.queued = UInt32(self.queues[name]?.count ?? 0)
+            feature.holders = (holdersByFeature[name] ?? []).sorted {
+                $0.sinceMs != $1.sinceMs ? $0.sinceMs < $1.sinceMs : $0.leaseID.lexicographicallyPrecedes($1.leaseID)
+            }
+            response.features.append(feature)
+        }
+        for id in self.pools.keys.sorted() {
+            let pool = self.pools[id]!
+            var status = Licensed_V1_LicenseStatus()
+            status.licenseID = id
+            status.expiresAtMs = pool.license.notAfterMs
+            if pool.license.trialDays > 0, let started = self.trialStarts[id] {
+                status.expiresAtMs = started + Int64(pool.license.trialDays) * 86_400_000
+            }
+            status.features = pool.license.features.map(\.name)
+            status.file = pool.verified.file
+            status.state = self.state(of: pool, at: nowMs)
+            if status.state == .compliant, pool.hard,
+                pool.features.contains(where: {
+                    (self.seatsInUse[PoolKey(licenseID: id, feature: $0.key)] ?? 0) > $0.value.count && $0.value.tokenCost == 0
+                })
+            {
+                status.state = .atRisk
+            }
+            response.licenses.append(status)
+        }
+        response.sessions = UInt32(self.sessions.values.filter(\.attached).count)
+        return response
+    }
+
+    static func holder(_ lease: Lease) -> Licensed_V1_Holder {
+        var holder = Licensed_V1_Holder()
+        holder.leaseID = .init(lease.id.bytes)
+        holder.user = lease.identity.user
+        holder.host = lease.identity.host
+        holder.count = lease.count
+        holder.sinceMs = lease.grantedAtMs
+        holder.expiresAtMs = lease.expiresAtMs
+        holder.overage = lease.overage
+        holder.borrowed = lease.borrowed
+        holder.licenseID = lease.licenseID
+        return holder
+    }
+}
