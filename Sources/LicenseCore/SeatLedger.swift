@@ -171,7 +171,7 @@ public struct SeatLedger: Sendable {
     }
 
     /// The configuration.
-    public internal(set) var configuration: Configuration
+    public var configuration: Configuration
     var pools: [String: LicensePool] = [:]
     /// Licence ids granting each feature, soonest expiry first.
     var poolsByFeature: [String: [String]] = [:]
