@@ -78,6 +78,10 @@ public actor LicenseClient {
         public var fencingToken: UInt64
         /// Expiry at the last renewal (server clock).
         public var expiresAtMs: Int64
+        /// For a borrow: the server-signed token to check offline (`BorrowTokenVerifier`).
+        public var borrowToken: [UInt8] = []
+        /// True for a borrowed seat (no heartbeats needed until it expires).
+        public var borrowed: Bool { !self.borrowToken.isEmpty }
     }
 
     /// What happened to the client's session on its own.
@@ -276,11 +280,24 @@ public actor LicenseClient {
 
     /// Checks out `count` seats of `feature`. A random checkout key makes the request idempotent
     /// across retries and reconnects.
-    public func checkOut(feature: String, version: String = "", count: UInt32 = 1) async throws -> Lease {
+    /// With `waitMs`, a check-out that finds no seat waits in the feature's queue that long;
+    /// with `borrowMs`, the seat is borrowed for offline use (verify its token with
+    /// `BorrowTokenVerifier`); `buildDateMs` is checked against the licence's maintenance date.
+    public func checkOut(
+        feature: String,
+        version: String = "",
+        count: UInt32 = 1,
+        waitMs: UInt32 = 0,
+        borrowMs: UInt64 = 0,
+        buildDateMs: Int64 = 0
+    ) async throws -> Lease {
         var request = Licensed_V1_CheckOutRequest()
         request.feature = feature
         request.version = version
         request.count = count
+        request.waitMs = waitMs
+        request.borrowMs = borrowMs
+        request.buildDateMs = buildDateMs
         request.checkoutKey = .init(SecureRandom.bytes(16))
         let response = try await self.withConnection { connection in
             guard case .checkOut(let response) = try await connection.request(.checkOut(request)) else {
@@ -294,20 +311,30 @@ public actor LicenseClient {
     }
 
     /// Returns a lease. Returning one the server already let go of (reclaimed) is not an error.
-    public func checkIn(_ lease: Lease) async throws {
+    @discardableResult
+    public func checkIn(_ lease: Lease) async throws -> [Lease] {
         try await self.checkIn(leaseID: lease.id)
     }
 
     /// Returns a lease by id (this session's own, or any with an operator or admin token).
-    public func checkIn(leaseID: [UInt8]) async throws {
+    /// Returns the add-on leases the server released with it (their base is gone).
+    @discardableResult
+    public func checkIn(leaseID: [UInt8]) async throws -> [Lease] {
         var request = Licensed_V1_CheckInRequest()
         request.leaseID = .init(leaseID)
+        var released: [Lease] = []
         do {
-            _ = try await self.withConnection { connection in try await connection.request(.checkIn(request)) }
+            let reply = try await self.withConnection { connection in try await connection.request(.checkIn(request)) }
+            if case .checkIn(let response) = reply {
+                for id in response.releasedAddons.map({ [UInt8]($0) }) {
+                    if let addOn = self.held.removeValue(forKey: id) { released.append(addOn.lease) }
+                }
+            }
         } catch let error as LicenseClientError where error.code == .notFound && self.held[leaseID] != nil {
             // Already gone on the server (a retried check-in whose first reply was lost).
         }
         self.held[leaseID] = nil
+        return released
     }
 
     /// Renews every lease of the session now.
@@ -399,7 +426,8 @@ public actor LicenseClient {
             overage: response.overage,
             warnings: response.warnings,
             fencingToken: response.fencingToken,
-            expiresAtMs: response.expiresAtMs
+            expiresAtMs: response.expiresAtMs,
+            borrowToken: [UInt8](response.borrowToken)
         )
     }
 }

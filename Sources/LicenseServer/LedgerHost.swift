@@ -1,4 +1,5 @@
 import DequeModule
+import Foundation
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
@@ -6,6 +7,7 @@ import LicenseStore
 import Logging
 import Metrics
 import NIOCore
+import SwiftProtobuf
 
 /// Owns the seat ledger on one event loop: every session handler of the server runs on that same
 /// loop and calls it directly, so a request costs no hop, no lock and no actor switch (the design
@@ -27,6 +29,11 @@ final class LedgerHost {
     /// Replies held until their changes are durable, in sequence order.
     private var waiting = Deque<(sequence: UInt64, handler: SessionHandler, reply: Licensed_V1_ServerMessage)>()
     private var snapshotRunning = false
+    /// Queued check-outs: who to answer, by waiter id.
+    private var waiters: [UInt64: (handler: SessionHandler, requestID: UInt64)] = [:]
+    private var nextWaiterID: UInt64 = 0
+    private var queueTimer: Scheduled<Void>?
+    private var queueTimerDeadline: Int64?
     /// Counters by name and labels, made once each.
     private var counters: [String: Counter] = [:]
     /// True once the listener is bound; false again when stopping.
@@ -41,6 +48,8 @@ final class LedgerHost {
         self.durableSequence = store.lastAssigned
         var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(context.configuration.leaseTTLMs))
         configuration.minimumLeaseTTLMs = min(10_000, Int64(context.configuration.leaseTTLMs))
+        configuration.maximumQueueLength = context.configuration.maxQueueLength
+        configuration.restrictions = context.configuration.restrictions
         self.ledger = SeatLedger(configuration: configuration, licenses: licenses.effective)
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
@@ -179,7 +188,10 @@ final class LedgerHost {
 
     /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
     func reap() {
-        defer { self.snapshotIfDue() }
+        defer {
+            self.serveQueues()
+            self.snapshotIfDue()
+        }
         let reclaimed = self.ledger.reap(at: self.nowMs)
         self.store.append(reclaimed.map(\.change))
         for (lease, _) in reclaimed {
@@ -223,22 +235,28 @@ final class LedgerHost {
     func detach(_ id: SessionID, connection: SessionHandler) {
         guard self.connections[id] === connection else { return }
         self.connections[id] = nil
-        self.ledger.detachSession(id)
+        for waiterID in self.ledger.detachSession(id) { self.waiters[waiterID] = nil }
     }
 
     // MARK: - Requests
 
-    func checkOut(_ request: Licensed_V1_CheckOutRequest, session: SessionID) -> Result<Licensed_V1_CheckOutResponse, LicenseError> {
-        guard !request.feature.isEmpty else { return .failure(LicenseError(.invalidArgument, "CheckOut needs a feature name")) }
+    /// What became of a check-out: answered now, or waiting in the feature's queue.
+    enum CheckOutOutcome {
+        case answer(Result<Licensed_V1_CheckOutResponse, LicenseError>)
+        case queued
+    }
+
+    func checkOut(_ request: Licensed_V1_CheckOutRequest, session: SessionID, requestID: UInt64, handler: SessionHandler) -> CheckOutOutcome
+    {
+        guard !request.feature.isEmpty else { return .answer(.failure(LicenseError(.invalidArgument, "CheckOut needs a feature name"))) }
         guard request.checkoutKey.count <= 64 else {
-            return .failure(LicenseError(.invalidArgument, "checkout_key is longer than 64 bytes"))
+            return .answer(.failure(LicenseError(.invalidArgument, "checkout_key is longer than 64 bytes")))
         }
         guard request.count <= 1_000_000 else {
-            return .failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count"))
+            return .answer(.failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count")))
         }
-        if request.waitMs > 0 || request.borrowMs > 0 {
-            // Queueing and borrowing are licence rules still to come; refusing beats silently ignoring them.
-            return .failure(LicenseError(.unimplemented, "wait_ms and borrow_ms are not supported by this server version"))
+        guard request.borrowMs <= UInt64(Int64.max / 2) else {
+            return .answer(.failure(LicenseError(.invalidArgument, "borrow_ms \(request.borrowMs) is not a duration")))
         }
         let command = SeatLedger.CheckOut(
             sessionID: session,
@@ -246,41 +264,155 @@ final class LedgerHost {
             version: request.version,
             count: request.count,
             checkoutKey: [UInt8](request.checkoutKey),
-            newLeaseID: LeaseID(bytes: SecureRandom.bytes(16))!
+            newLeaseID: LeaseID(bytes: SecureRandom.bytes(16))!,
+            borrowMs: Int64(request.borrowMs),
+            buildDateMs: request.buildDateMs
         )
-        switch self.ledger.checkOut(command, at: self.nowMs) {
-        case .failure(let error):
-            self.count("licensed_denials_total", [("feature", request.feature), ("reason", error.code.name)])
-            self.logger.info(
-                "check-out denied",
-                metadata: ["feature": "\(request.feature)", "code": "\(error.code)", "reason": "\(error.message)"]
-            )
-            return .failure(error)
-        case .success(let grant):
-            self.store.append(grant.changes)
-            if !grant.replayed { self.count("licensed_checkouts_total", [("feature", grant.lease.feature)]) }
-            let lease = grant.lease
-            if !grant.replayed {
-                self.logger.info(
-                    "check-out granted",
-                    metadata: [
-                        "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)", "count": "\(lease.count)",
-                        "overage": "\(lease.overage)", "user": "\(lease.identity.user)", "host": "\(lease.identity.host)",
-                    ]
-                )
+        let now = self.nowMs
+        switch self.ledger.checkOut(command, at: now) {
+        case .failure(let error) where error.code == .noSeats && request.waitMs > 0:
+            self.nextWaiterID += 1
+            let waiterID = self.nextWaiterID
+            if let refused = self.ledger.enqueue(command, waiterID: waiterID, waitMs: Int64(request.waitMs), at: now) {
+                return .answer(.failure(self.denied(refused, feature: request.feature)))
             }
-            var response = Licensed_V1_CheckOutResponse()
-            response.leaseID = .init(lease.id.bytes)
-            response.licenseID = lease.licenseID
-            response.feature = lease.feature
-            response.count = lease.count
-            response.expiresAtMs = lease.expiresAtMs
-            response.overage = lease.overage
-            response.warnings = grant.warnings
-            response.fencingToken = lease.fencingToken
-            response.replayed = grant.replayed
-            return .success(response)
+            self.waiters[waiterID] = (handler, requestID)
+            self.logger.info("check-out queued", metadata: ["feature": "\(request.feature)", "wait_ms": "\(request.waitMs)"])
+            self.scheduleQueueDeadline()
+            return .queued
+        case .failure(let error):
+            return .answer(.failure(self.denied(error, feature: request.feature)))
+        case .success(let grant):
+            return .answer(.success(self.granted(grant, at: now)))
         }
+    }
+
+    private func denied(_ error: LicenseError, feature: String) -> LicenseError {
+        self.count("licensed_denials_total", [("feature", feature), ("reason", error.code.name)])
+        self.logger.info("check-out denied", metadata: ["feature": "\(feature)", "code": "\(error.code)", "reason": "\(error.message)"])
+        return error
+    }
+
+    /// Logs a grant, appends its changes to the log, and builds the reply (with a signed token for a borrow).
+    private func granted(_ grant: SeatLedger.Grant, at now: Int64) -> Licensed_V1_CheckOutResponse {
+        self.store.append(grant.changes)
+        let lease = grant.lease
+        if !grant.replayed {
+            self.count("licensed_checkouts_total", [("feature", lease.feature)])
+            self.logger.info(
+                "check-out granted",
+                metadata: [
+                    "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)", "count": "\(lease.count)",
+                    "overage": "\(lease.overage)", "borrowed": "\(lease.borrowed)", "user": "\(lease.identity.user)",
+                    "host": "\(lease.identity.host)",
+                ]
+            )
+        }
+        var response = Licensed_V1_CheckOutResponse()
+        response.leaseID = .init(lease.id.bytes)
+        response.licenseID = lease.licenseID
+        response.feature = lease.feature
+        response.count = lease.count
+        response.expiresAtMs = lease.expiresAtMs
+        response.overage = lease.overage
+        response.warnings = grant.warnings
+        response.fencingToken = lease.fencingToken
+        response.replayed = grant.replayed
+        if lease.borrowed {
+            var claims = Licensed_V1_BorrowClaims()
+            claims.leaseID = .init(lease.id.bytes)
+            claims.licenseID = lease.licenseID
+            claims.feature = lease.feature
+            claims.count = lease.count
+            claims.user = lease.identity.user
+            claims.host = lease.identity.host
+            claims.issuedAtMs = lease.grantedAtMs
+            claims.expiresAtMs = lease.expiresAtMs
+            if let claimBytes: [UInt8] = try? claims.serializedBytes(),
+                let signature = try? self.context.serverKey.signature(for: claimBytes, in: .borrow)
+            {
+                var token = Licensed_V1_BorrowToken()
+                token.claims = .init(claimBytes)
+                token.signature = .init(signature)
+                response.borrowToken = (try? token.serializedBytes() as [UInt8]).map { Data($0) } ?? Data()
+            }
+        }
+        return response
+    }
+
+    // MARK: - The wait queues
+
+    /// Grants what waiting check-outs can now have (after any seat came free) and answers them.
+    func serveQueues() {
+        let now = self.nowMs
+        for (waiter, result) in self.ledger.serveQueues(at: now) {
+            guard let (handler, requestID) = self.waiters.removeValue(forKey: waiter.id) else { continue }
+            var reply = Licensed_V1_ServerMessage()
+            reply.requestID = requestID
+            switch result {
+            case .success(let grant):
+                reply.checkOut = self.granted(grant, at: now)
+                if handler.isConnected, self.replyWhenDurable(reply, to: handler) { continue }
+            case .failure(let error):
+                reply.error = self.denied(error, feature: waiter.request.feature).protocolError
+            }
+            handler.writeDeferred(reply)
+            handler.flushDeferred()
+        }
+    }
+
+    /// Answers DEADLINE_EXCEEDED to waiters whose wait ran out, and arms the next deadline.
+    func expireWaiters() {
+        self.queueTimer = nil
+        for waiter in self.ledger.expireWaiters(at: self.nowMs) {
+            guard let (handler, requestID) = self.waiters.removeValue(forKey: waiter.id) else { continue }
+            var reply = Licensed_V1_ServerMessage()
+            reply.requestID = requestID
+            reply.error =
+                self.denied(
+                    LicenseError(
+                        .deadlineExceeded,
+                        "no seat of '\(waiter.request.feature)' came free within \(waiter.deadlineMs - waiter.sinceMs) ms"
+                    ),
+                    feature: waiter.request.feature
+                ).protocolError
+            handler.writeDeferred(reply)
+            handler.flushDeferred()
+        }
+        self.scheduleQueueDeadline()
+    }
+
+    private func scheduleQueueDeadline() {
+        guard let next = self.ledger.nextQueueDeadline else {
+            self.queueTimer?.cancel()
+            self.queueTimer = nil
+            return
+        }
+        if let armed = self.queueTimerDeadline, armed <= next, self.queueTimer != nil { return }
+        self.queueTimer?.cancel()
+        let host = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.queueTimerDeadline = next
+        self.queueTimer = self.eventLoop.scheduleTask(in: .milliseconds(max(0, next - self.nowMs) + 1)) { host.value.expireWaiters() }
+    }
+
+    /// Waiting check-outs, for the admin queue listing.
+    func queue(_ request: Licensed_V1_QueueRequest, role: Role) -> Result<Licensed_V1_QueueResponse, LicenseError> {
+        guard role.seesHolders else {
+            return .failure(LicenseError(.permissionDenied, "listing the queue needs an auditor, operator or admin token"))
+        }
+        var response = Licensed_V1_QueueResponse()
+        for waiter in self.ledger.waiters(feature: request.feature) {
+            var queued = Licensed_V1_QueuedRequest()
+            queued.feature = waiter.request.feature
+            let identity = self.ledger.identity(of: waiter)
+            queued.user = identity?.user ?? ""
+            queued.host = identity?.host ?? ""
+            queued.count = max(waiter.request.count, 1)
+            queued.sinceMs = waiter.sinceMs
+            queued.deadlineMs = waiter.deadlineMs
+            response.queued.append(queued)
+        }
+        return .success(response)
     }
 
     func checkIn(_ request: Licensed_V1_CheckInRequest, session: SessionID, role: Role) -> Result<Licensed_V1_CheckInResponse, LicenseError>
@@ -312,6 +444,9 @@ final class LedgerHost {
             }
             var response = Licensed_V1_CheckInResponse()
             response.leaseID = request.leaseID
+            response.releasedAddons = checkIn.releasedAddOns.map { .init($0.id.bytes) }
+            // A seat may have come free: the queue's head gets it at once.
+            self.serveQueues()
             return .success(response)
         }
     }
@@ -350,6 +485,7 @@ final class LedgerHost {
     func replaceLicenses(_ result: LicenseLoadResult) -> Licensed_V1_ReloadResponse {
         self.loaded = result
         self.ledger.replaceLicenses(result.effective)
+        defer { self.serveQueues() }
         for rejected in result.rejected { self.logger.error("\(rejected)") }
         self.logger.info(
             "licences reloaded",

@@ -1,4 +1,5 @@
 import Foundation
+import LicenseCore
 import LicenseStore
 import Yams
 
@@ -53,6 +54,23 @@ extension ServerConfiguration {
         Option(name: "snapshot_every_bytes", help: "snapshot after this many log bytes") {
             $0.snapshotEveryBytes = try int($1, "snapshot_every_bytes")
         },
+        Option(name: "groups", help: "groups as /path=member,member,@host;/path2=... (YAML: a mapping of lists)") { config, value in
+            var groups: [String: [String]] = [:]
+            for entry in value.split(separator: ";") {
+                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 2, parts[0].hasPrefix("/") else {
+                    throw ConfigurationError("groups entry '\(entry)' is not /group=member,member,@host")
+                }
+                groups[parts[0].trimmingCharacters(in: .whitespaces)] = list(parts[1])
+            }
+            config.groups = groups
+        },
+        Option(name: "restrictions", help: "server-side options per feature, as JSON (YAML: a list)") { config, value in
+            config.restrictions = try parseRestrictions(value)
+        },
+        Option(name: "max_queue_length", help: "most check-outs waiting per feature") {
+            $0.maxQueueLength = try int($1, "max_queue_length")
+        },
         Option(name: "metrics_listen", help: "host:port for /metrics, /healthz, /readyz, or off") { $0.metricsListen = $1 },
         Option(name: "reaper_interval_ms", help: "how often lapsed leases are looked for") {
             $0.reaperIntervalMs = try int($1, "reaper_interval_ms")
@@ -104,7 +122,21 @@ extension ServerConfiguration {
             guard let option = Self.options.first(where: { $0.name == key }) else {
                 throw ConfigurationError("unknown config option '\(key)'")
             }
-            if key == "tokens", let entries = valueNode.sequence {
+            if key == "groups", let mapping = valueNode.mapping {
+                var text: [String] = []
+                for (group, members) in mapping {
+                    guard let name = group.string, let list = members.sequence?.compactMap(\.string) else {
+                        throw ConfigurationError("groups must map each /group to a list of members")
+                    }
+                    text.append("\(name)=\(list.joined(separator: ","))")
+                }
+                try option.apply(&self, text.joined(separator: ";"))
+            } else if key == "restrictions" {
+                // Through JSON, the same form the flag and the environment variable take.
+                let any = try Yams.load(yaml: Yams.serialize(node: valueNode))
+                let data = try JSONSerialization.data(withJSONObject: any ?? [])
+                try option.apply(&self, String(decoding: data, as: UTF8.self))
+            } else if key == "tokens", let entries = valueNode.sequence {
                 let joined = try entries.map { entry in
                     guard let role = entry.mapping?["role"]?.string, let hash = entry.mapping?["sha256"]?.string else {
                         throw ConfigurationError("each tokens entry needs 'role' and 'sha256'")
@@ -154,4 +186,50 @@ private func hexBytes(_ text: String) -> [UInt8]? {
         i += 2
     }
     return bytes
+}
+
+/// Restrictions as JSON: a list of objects with `feature` and any of `exclude_users`,
+/// `exclude_hosts`, `exclude_groups`, `include_users`, `include_hosts`, `include_groups` (lists),
+/// `max_per_user` (number) and `reserve` (object: group → seats).
+func parseRestrictions(_ json: String) throws -> [SeatLedger.FeatureRestriction] {
+    guard let list = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [[String: Any]] else {
+        throw ConfigurationError("restrictions must be a list of objects (JSON or YAML)")
+    }
+    let known: Set<String> = [
+        "feature", "exclude_users", "exclude_hosts", "exclude_groups", "include_users", "include_hosts", "include_groups", "max_per_user",
+        "reserve",
+    ]
+    return try list.map { entry in
+        if let unknown = entry.keys.first(where: { !known.contains($0) }) {
+            throw ConfigurationError("restrictions: unknown key '\(unknown)'")
+        }
+        func strings(_ key: String) throws -> [String] {
+            guard let value = entry[key] else { return [] }
+            guard let list = value as? [String] else { throw ConfigurationError("restrictions: '\(key)' must be a list of names") }
+            return list
+        }
+        var rule = SeatLedger.FeatureRestriction(feature: entry["feature"] as? String ?? "")
+        rule.excludedUsers = try strings("exclude_users")
+        rule.excludedHosts = try strings("exclude_hosts")
+        rule.excludedGroups = try strings("exclude_groups")
+        rule.includedUsers = try strings("include_users")
+        rule.includedHosts = try strings("include_hosts")
+        rule.includedGroups = try strings("include_groups")
+        if let max = entry["max_per_user"] {
+            guard let n = (max as? NSNumber)?.intValue, n >= 0 else {
+                throw ConfigurationError("restrictions: 'max_per_user' must be a number")
+            }
+            rule.maxPerUser = UInt32(n)
+        }
+        if let reserve = entry["reserve"] {
+            guard let map = reserve as? [String: Any] else { throw ConfigurationError("restrictions: 'reserve' must map groups to seats") }
+            for (group, seats) in map {
+                guard let n = (seats as? NSNumber)?.intValue, n >= 0 else {
+                    throw ConfigurationError("restrictions: seats reserved for \(group) must be a number")
+                }
+                rule.reservations[group] = UInt32(n)
+            }
+        }
+        return rule
+    }
 }

@@ -1,3 +1,4 @@
+public import LicenseCore
 public import LicenseStore
 
 /// Everything the daemon can be told. Each option has one name, used as the YAML key, as the
@@ -49,6 +50,13 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var helloTimeoutMs = 10_000
     /// host:port of the HTTP listener for /metrics, /healthz and /readyz; "off" disables it.
     public var metricsListen = "127.0.0.1:9270"
+    /// Groups of users and hosts, as paths ("/emea/sales"), for licence scopes, reservations and
+    /// MAX rules: group → members ("alice", or "@ws1" for a host).
+    public var groups: [String: [String]] = [:]
+    /// Server-side options that tighten licences per feature (FlexLM options file).
+    public var restrictions: [SeatLedger.FeatureRestriction] = []
+    /// Most check-outs that may wait per feature.
+    public var maxQueueLength = 1_000
     /// How often the reaper looks for lapsed leases.
     public var reaperIntervalMs = 1_000
     /// `always`: fsync before acknowledging (the default); `none`: for tests and throw-away demos only.
@@ -101,6 +109,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         var host = String(self.metricsListen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    /// The groups `user` on `host` belongs to.
+    public func groups(user: String, host: String) -> [String] {
+        self.groups.filter { $0.value.contains(user) || $0.value.contains("@" + host) }.map(\.key).sorted()
     }
 
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

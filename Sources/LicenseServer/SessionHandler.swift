@@ -170,7 +170,14 @@ final class SessionHandler: ChannelInboundHandler {
             sessionID = resumeID
             resumed = true
         }
-        let identity = ClientIdentity(user: hello.user, host: hello.host, clientName: hello.clientName, clientVersion: hello.clientVersion)
+        let identity = ClientIdentity(
+            user: hello.user,
+            host: hello.host,
+            clientName: hello.clientName,
+            clientVersion: hello.clientVersion,
+            groups: self.context.configuration.groups(user: hello.user, host: hello.host),
+            address: context.channel.remoteAddress?.ipAddress ?? ""
+        )
         let id = sessionID ?? self.host.open(identity, connection: self)
         self.state = .open(sessionID: id, role: role)
         self.logger[metadataKey: "session"] = "\(id.description.prefix(12))"
@@ -206,13 +213,20 @@ final class SessionHandler: ChannelInboundHandler {
         case .hello:
             result = .failure(LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
         case .checkOut(let request):
-            result = self.host.checkOut(request, session: session).map { .checkOut($0) }
+            switch self.host.checkOut(request, session: session, requestID: message.requestID, handler: self) {
+            case .queued:
+                return  // answered when a seat is granted, or at the deadline
+            case .answer(let answer):
+                result = answer.map { .checkOut($0) }
+            }
         case .checkIn(let request):
             result = self.host.checkIn(request, session: session, role: role).map { .checkIn($0) }
         case .heartbeat(let request):
             result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
         case .status(let request):
             result = self.host.status(request, role: role).map { .status($0) }
+        case .queue(let request):
+            result = self.host.queue(request, role: role).map { .queue($0) }
         case .reload, .snapshot:
             guard role >= .operator else {
                 result = .failure(LicenseError(.permissionDenied, "\(message.body!.requestName) needs an operator or admin token"))
@@ -239,6 +253,9 @@ final class SessionHandler: ChannelInboundHandler {
         }
         self.write(context, reply)
     }
+
+    /// True while the connection is open.
+    var isConnected: Bool { self.channelContext != nil }
 
     /// Writes a reply that waited for durability (flushed by `flushDeferred`).
     func writeDeferred(_ reply: Licensed_V1_ServerMessage) {

@@ -14,15 +14,29 @@ struct Checkout: AsyncParsableCommand {
     @Argument(help: "Feature name.") var feature: String
     @Option(help: "Client version to check against the feature's version ceiling.") var version = ""
     @Option(help: "Seats to take.") var count: UInt32 = 1
+    @Option(help: "With no seat free, wait this long in the queue (30s, 5m, 1500ms).") var wait: String?
+    @Option(help: "Borrow the seat for offline use for this long (2h, 3d); no heartbeats needed.") var borrow: String?
 
     func run() async throws {
         let client = try self.options.client()
         let lease: LicenseClient.Lease
         do {
-            lease = try await client.checkOut(feature: self.feature, version: self.version, count: self.count)
+            let waitMs = try self.wait.map { try parseDurationMs($0, option: "--wait") } ?? 0
+            let borrowMs = try self.borrow.map { try parseDurationMs($0, option: "--borrow") } ?? 0
+            guard waitMs <= UInt64(UInt32.max) else { throw CLIError("--wait is too long") }
+            lease = try await client.checkOut(
+                feature: self.feature,
+                version: self.version,
+                count: self.count,
+                waitMs: UInt32(waitMs),
+                borrowMs: borrowMs
+            )
         } catch let error as LicenseClientError {
             await client.close()
             throw CLIError(error)
+        } catch {
+            await client.close()
+            throw error
         }
         let session = await client.session
         if self.options.json {
@@ -34,6 +48,18 @@ struct Checkout: AsyncParsableCommand {
         } else {
             say("checked out \(lease.count) seat(s) of \(lease.feature) from licence \(lease.licenseID): lease \(lease.idHex)")
             for warning in lease.warnings { say("warning: \(warning)") }
+            if lease.borrowed {
+                let key = [UInt8](session?.serverPublicKey ?? Data())
+                if let claims = try? BorrowTokenVerifier.verify(
+                    lease.borrowToken,
+                    serverPublicKey: key,
+                    at: Int64(Date().timeIntervalSince1970 * 1000)
+                ) {
+                    say(
+                        "borrowed until \(Date(timeIntervalSince1970: Double(claims.expiresAtMs) / 1000)); the signed borrow token verifies offline"
+                    )
+                }
+            }
             say("holding it, heartbeating; Ctrl-C to check it in")
         }
         // Hold until a signal, reporting what happens to the session meanwhile.
@@ -99,4 +125,14 @@ func hexToBytes(_ text: String) -> [UInt8]? {
         }
         bytes?.append(byte)
     }
+}
+
+/// "30s", "5m", "2h", "3d", "1500ms" or a bare number of seconds, in milliseconds.
+func parseDurationMs(_ text: String, option: String) throws -> UInt64 {
+    let units: [(String, UInt64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+    for (suffix, factor) in units where text.hasSuffix(suffix) {
+        if let value = UInt64(text.dropLast(suffix.count)) { return value * factor }
+    }
+    if let seconds = UInt64(text) { return seconds * 1000 }
+    throw CLIError("\(option) '\(text)' is not a duration such as 30s, 5m, 2h or 3d")
 }

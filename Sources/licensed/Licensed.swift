@@ -44,6 +44,9 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Time a connection has to say Hello, in ms.") var helloTimeoutMs: String?
     @Option(help: "How often lapsed leases are looked for, in ms.") var reaperIntervalMs: String?
     @Option(help: "host:port for /metrics, /healthz and /readyz, or off.") var metricsListen: String?
+    @Option(help: "Groups as /path=member,member,@host;/path2=...") var groups: String?
+    @Option(help: "Server-side options per feature, as JSON.") var restrictions: String?
+    @Option(help: "Most check-outs waiting per feature.") var maxQueueLength: String?
     @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
     @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
     @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
@@ -57,6 +60,7 @@ struct Licensed: AsyncParsableCommand {
             ("heartbeat_interval_ms", self.heartbeatIntervalMs), ("lease_ttl_ms", self.leaseTtlMs),
             ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
             ("metrics_listen", self.metricsListen),
+            ("groups", self.groups), ("restrictions", self.restrictions), ("max_queue_length", self.maxQueueLength),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
             ("tokens", self.tokens),
         ]

@@ -397,6 +397,59 @@ public nonisolated struct Licensed_V1_StatusResponse: Sendable {
   public init() {}
 }
 
+/// What a borrow token vouches for; serialized and signed by the server key over
+/// "licensed.v1.borrow\0" || bytes.
+public nonisolated struct Licensed_V1_BorrowClaims: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The lease (16 bytes).
+  public var leaseID: Data = Data()
+
+  /// The licence the seat came from.
+  public var licenseID: String = String()
+
+  /// Feature name.
+  public var feature: String = String()
+
+  /// Seats borrowed.
+  public var count: UInt32 = 0
+
+  /// Borrower's user name.
+  public var user: String = String()
+
+  /// Borrower's host name.
+  public var host: String = String()
+
+  /// When the borrow was granted.
+  public var issuedAtMs: Int64 = 0
+
+  /// The client may use the feature offline until this time.
+  public var expiresAtMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A signed borrow token, as carried in CheckOutResponse.borrow_token (serialized).
+public nonisolated struct Licensed_V1_BorrowToken: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Serialized BorrowClaims.
+  public var claims: Data = Data()
+
+  /// Ed25519 signature by the server key over "licensed.v1.borrow\0" || claims.
+  public var signature: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "licensed.v1"
@@ -990,6 +1043,106 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if lhs.serverPublicKey != rhs.serverPublicKey {return false}
     if lhs.serverVersion != rhs.serverVersion {return false}
     if lhs.sessions != rhs.sessions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_BorrowClaims: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BorrowClaims"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}license_id\0\u{1}feature\0\u{1}count\0\u{1}user\0\u{1}host\0\u{3}issued_at_ms\0\u{3}expires_at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.leaseID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.feature) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.host) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.issuedAtMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.expiresAtMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.leaseID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.leaseID, fieldNumber: 1)
+    }
+    if !self.licenseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 2)
+    }
+    if !self.feature.isEmpty {
+      try visitor.visitSingularStringField(value: self.feature, fieldNumber: 3)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 4)
+    }
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 5)
+    }
+    if !self.host.isEmpty {
+      try visitor.visitSingularStringField(value: self.host, fieldNumber: 6)
+    }
+    if self.issuedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.issuedAtMs, fieldNumber: 7)
+    }
+    if self.expiresAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.expiresAtMs, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_BorrowClaims, rhs: Licensed_V1_BorrowClaims) -> Bool {
+    if lhs.leaseID != rhs.leaseID {return false}
+    if lhs.licenseID != rhs.licenseID {return false}
+    if lhs.feature != rhs.feature {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.host != rhs.host {return false}
+    if lhs.issuedAtMs != rhs.issuedAtMs {return false}
+    if lhs.expiresAtMs != rhs.expiresAtMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_BorrowToken: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BorrowToken"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}claims\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.claims) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.claims.isEmpty {
+      try visitor.visitSingularBytesField(value: self.claims, fieldNumber: 1)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_BorrowToken, rhs: Licensed_V1_BorrowToken) -> Bool {
+    if lhs.claims != rhs.claims {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
