@@ -196,3 +196,49 @@ struct LedgerStoreTests {
         #expect(recovery.lastSequence == UInt64(threads * perThread))
     }
 }
+
+@Suite("Stored records")
+struct StoredRecordTests {
+    @Test("every lease field and every change survives the log record and the snapshot")
+    func roundTrip() throws {
+        var lease = Lease(
+            id: ID128(high: 1, low: 2),
+            sessionID: ID128(high: 3, low: 4),
+            feature: "cad",
+            licenseID: "L",
+            count: 2,
+            identity: ClientIdentity(
+                user: "ada",
+                host: "ws1",
+                clientName: "acme",
+                clientVersion: "2026.2",
+                groups: ["/eng"],
+                address: "10.1.2.3"
+            ),
+            grantedAtMs: 5,
+            expiresAtMs: 6,
+            ttlMs: 7,
+            overage: true,
+            fencingToken: 8,
+            checkoutKey: [9, 9]
+        )
+        lease.borrowed = true
+        lease.lingering = true
+        lease.baseLeaseID = ID128(high: 10, low: 11)
+        lease.sharedSeats = 2
+        lease.dupIdentity = "u:ada"
+        lease.tokenCost = 3
+        let changes: [LedgerChange] = [
+            .granted(lease), .released(lease.id, .baseReleased, atMs: 12), .rebound(lease.id, to: ID128(high: 13, low: 14)),
+            .lingered(lease.id, untilMs: 15), .trialStarted(licenseID: "T", atMs: 16),
+        ]
+        for change in changes { #expect(LedgerChange(record: change.record) == change) }
+        var table = LeaseTable()
+        table[lease.id] = lease
+        let bytes = try SnapshotFile.encode(leases: table, trialStarts: ["T": 16], sequence: 99, takenAtMs: 17)
+        let snapshot = try SnapshotFile.decode(bytes, file: "s.snap")
+        #expect(snapshot.sequence == 99)
+        #expect(snapshot.trialStartedMs == ["T": 16])
+        #expect(snapshot.leases.map { Lease(stored: $0) } == [lease])
+    }
+}
