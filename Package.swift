@@ -64,6 +64,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // This machine's identity: fingerprint components read from the system.
+        .target(
+            name: "LicenseHost",
+            dependencies: ["LicenseCore"],
+            swiftSettings: swiftSettings
+        ),
         // Durability: the write-ahead log (group commit), snapshots and recovery.
         .target(
             name: "LicenseStore",
@@ -97,7 +103,7 @@ let package = Package(
         .target(
             name: "LicenseClient",
             dependencies: [
-                "LicenseProtocol", "LicenseCrypto",
+                "LicenseProtocol", "LicenseCrypto", "LicenseCore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -108,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseServer", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "licensectl",
             dependencies: [
-                "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

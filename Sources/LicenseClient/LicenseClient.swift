@@ -380,6 +380,47 @@ public actor LicenseClient {
         }
     }
 
+    /// Activates a node-locked licence (by id, or by a feature it grants) on a machine with
+    /// `fingerprint` (component ids; `MachineFingerprint` computes this machine's).
+    public func activate(
+        licenseID: String = "",
+        feature: String = "",
+        fingerprint: [String],
+        machineName: String = ""
+    ) async throws -> Licensed_V1_ActivateResponse {
+        var request = Licensed_V1_ActivateRequest()
+        request.licenseID = licenseID
+        request.feature = feature
+        request.fingerprint = fingerprint
+        request.machineName = machineName
+        return try await self.withConnection { connection in
+            guard case .activate(let response) = try await connection.request(.activate(request)) else {
+                throw LicenseClientError(code: .internal, message: "the server answered Activate with another message")
+            }
+            return response
+        }
+    }
+
+    /// Refreshes an activation: a new certificate, and the server notes the machine was seen.
+    public func validateActivation(_ activationID: String, fingerprint: [String]) async throws -> Licensed_V1_ActivationCertificate {
+        var request = Licensed_V1_ValidateActivationRequest()
+        request.activationID = activationID
+        request.fingerprint = fingerprint
+        return try await self.withConnection { connection in
+            guard case .validateActivation(let response) = try await connection.request(.validateActivation(request)) else {
+                throw LicenseClientError(code: .internal, message: "the server answered ValidateActivation with another message")
+            }
+            return response.certificate
+        }
+    }
+
+    /// Frees an activation (to move the licence to another machine).
+    public func deactivate(_ activationID: String) async throws {
+        var request = Licensed_V1_DeactivateRequest()
+        request.activationID = activationID
+        _ = try await self.withConnection { connection in try await connection.request(.deactivate(request)) }
+    }
+
     /// Rereads the server's licence files (operator or admin token).
     public func reload() async throws -> Licensed_V1_ReloadResponse {
         try await self.withConnection { connection in

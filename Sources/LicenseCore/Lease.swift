@@ -93,4 +93,10 @@ public enum LedgerChange: Sendable, Hashable {
     case lingered(LeaseID, untilMs: Int64)
     /// A trial licence's first grant: its trial days count from here.
     case trialStarted(licenseID: String, atMs: Int64)
+    /// A machine activated (or re-activated with a drifted fingerprint: the record replaces the old).
+    case activated(Activation)
+    /// A machine was seen (logged at most once a day per activation, for inactivity reclamation).
+    case activationSeen(id: String, atMs: Int64)
+    /// An activation ended: deactivated, revoked, or reclaimed for inactivity.
+    case deactivated(id: String, cause: ReleaseCause, atMs: Int64)
 }

@@ -285,6 +285,7 @@ extension SeatLedger {
     /// Of several reasons a client may not use any licence, the one that tells it most.
     static func mostTelling(_ refusals: [LicenseError], feature: String) -> LicenseError {
         let order: [Licensed_V1_Error.Code] = [
+            .activationLimit, .deviceLimit,
             .baseRequired, .versionNotAllowed, .networkNotAllowed, .userNotAllowed, .invalidArgument, .permissionDenied, .licenseExpired,
             .notYetValid,
         ]

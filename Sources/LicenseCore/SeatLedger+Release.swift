@@ -162,6 +162,15 @@ extension SeatLedger {
             self.expiries.insert(Expiry(atMs: untilMs, leaseID: id))
         case .trialStarted(let licenseID, let atMs):
             self.trialStarts[licenseID] = min(self.trialStarts[licenseID] ?? atMs, atMs)
+        case .activated(let activation):
+            self.activations[activation.id] = activation
+        case .activationSeen(let id, let atMs):
+            if var activation = self.activations[id] {
+                activation.lastSeenMs = max(activation.lastSeenMs, atMs)
+                self.activations[id] = activation
+            }
+        case .deactivated(let id, _, _):
+            self.activations[id] = nil
         }
     }
 

@@ -194,6 +194,10 @@ public struct SeatLedger: Sendable {
     var expiries = Heap<Expiry>()
     /// First grant of each trial licence.
     public internal(set) var trialStarts: [String: Int64] = [:]
+    /// Node-locked licences by id.
+    var nodeLocked: [String: LicensePool] = [:]
+    /// Activations by id.
+    var activations: [String: Activation] = [:]
     /// Leases checked in and lingering.
     var lingering: Set<LeaseID> = []
     /// Check-outs waiting, per feature, in arrival order.
@@ -211,6 +215,10 @@ public struct SeatLedger: Sendable {
     /// that shrank or disappeared; only new grants see the new set.
     public mutating func replaceLicenses(_ licenses: [VerifiedLicense]) {
         self.pools = [:]
+        self.nodeLocked = [:]
+        for verified in licenses where verified.license.model == .nodeLocked {
+            self.nodeLocked[verified.license.id] = LicensePool(verified, configuration: self.configuration)
+        }
         var byFeature: [String: [String]] = [:]
         for verified in licenses where verified.license.model != .nodeLocked {
             let pool = LicensePool(verified, configuration: self.configuration)
@@ -302,6 +310,9 @@ public struct SeatLedger: Sendable {
     public func leases(ofSession id: SessionID) -> [Lease] {
         (self.sessions[id]?.leases ?? []).compactMap { self.leases[$0] }.sorted { $0.grantedAtMs < $1.grantedAtMs }
     }
+
+    /// The identity of session `id`.
+    public func identity(ofSession id: SessionID) -> ClientIdentity? { self.sessions[id]?.identity }
 
     /// Number of sessions (attached or waiting for resume).
     public var sessionCount: Int { self.sessions.count }

@@ -32,6 +32,7 @@ final class LedgerHost {
     /// Queued check-outs: who to answer, by waiter id.
     private var waiters: [UInt64: (handler: SessionHandler, requestID: UInt64)] = [:]
     private var nextWaiterID: UInt64 = 0
+    private var reapTicks = 0
     private var queueTimer: Scheduled<Void>?
     private var queueTimerDeadline: Int64?
     /// Counters by name and labels, made once each.
@@ -188,6 +189,8 @@ final class LedgerHost {
 
     /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
     func reap() {
+        self.reapTicks += 1
+        if self.reapTicks % 60 == 1 { self.reapActivations() }  // idle for days: once a minute is plenty
         defer {
             self.serveQueues()
             self.snapshotIfDue()
@@ -338,6 +341,122 @@ final class LedgerHost {
             }
         }
         return response
+    }
+
+    // MARK: - Activations
+
+    func activate(_ request: Licensed_V1_ActivateRequest, session: SessionID) -> Result<Licensed_V1_ActivateResponse, LicenseError> {
+        guard let identity = self.ledger.identity(ofSession: session) else {
+            return .failure(LicenseError(.invalidArgument, "unknown session"))
+        }
+        guard request.fingerprint.count <= 64, request.fingerprint.allSatisfy({ $0.count <= 128 }) else {
+            return .failure(LicenseError(.invalidArgument, "a fingerprint has at most 64 components of at most 128 characters"))
+        }
+        var who = identity
+        if !request.user.isEmpty { who.user = request.user }
+        let command = SeatLedger.Activate(
+            licenseID: request.licenseID,
+            feature: request.feature,
+            fingerprint: request.fingerprint,
+            machineName: request.machineName.isEmpty ? identity.host : request.machineName,
+            identity: who,
+            newActivationID: "act-" + SecureRandom.bytes(12).hexString
+        )
+        switch self.ledger.activate(command, at: self.nowMs) {
+        case .failure(let error):
+            self.count("licensed_activation_denials_total", [("reason", error.code.name)])
+            self.logger.info(
+                "activation denied",
+                metadata: ["license": "\(request.licenseID)", "feature": "\(request.feature)", "code": "\(error.code.name)"]
+            )
+            return .failure(error)
+        case .success(let activated):
+            self.store.append(activated.changes)
+            if !activated.existing {
+                self.count("licensed_activations_total", [("license", activated.activation.licenseID)])
+                self.logger.info(
+                    "machine activated",
+                    metadata: [
+                        "activation": "\(activated.activation.id)", "license": "\(activated.activation.licenseID)",
+                        "machine": "\(activated.activation.machineName)", "user": "\(activated.activation.user)",
+                        "overage": "\(activated.activation.overage)",
+                    ]
+                )
+            }
+            var response = Licensed_V1_ActivateResponse()
+            response.activationID = activated.activation.id
+            response.certificate = self.certificate(activated)
+            response.overage = activated.activation.overage
+            response.existing = activated.existing
+            return .success(response)
+        }
+    }
+
+    func validateActivation(_ request: Licensed_V1_ValidateActivationRequest) -> Result<
+        Licensed_V1_ValidateActivationResponse, LicenseError
+    > {
+        switch self.ledger.validateActivation(request.activationID, fingerprint: request.fingerprint, at: self.nowMs) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let activated):
+            self.store.append(activated.changes)
+            var response = Licensed_V1_ValidateActivationResponse()
+            response.certificate = self.certificate(activated)
+            return .success(response)
+        }
+    }
+
+    func deactivate(_ request: Licensed_V1_DeactivateRequest, session: SessionID, role: Role) -> Result<
+        Licensed_V1_DeactivateResponse, LicenseError
+    > {
+        let user = self.ledger.identity(ofSession: session)?.user ?? ""
+        switch self.ledger.deactivate(request.activationID, user: user, asAdmin: role.mayRevoke, at: self.nowMs) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let changes):
+            self.store.append(changes)
+            self.logger.info("machine deactivated", metadata: ["activation": "\(request.activationID)", "by": "\(user)"])
+            var response = Licensed_V1_DeactivateResponse()
+            response.activationID = request.activationID
+            return .success(response)
+        }
+    }
+
+    /// The signed certificate a machine keeps for offline use.
+    private func certificate(_ activated: SeatLedger.Activated) -> Licensed_V1_ActivationCertificate {
+        var claims = Licensed_V1_ActivationClaims()
+        claims.activationID = activated.activation.id
+        claims.licenseID = activated.activation.licenseID
+        claims.features = activated.activation.features
+        claims.fingerprint = activated.activation.fingerprint
+        claims.issuedAtMs = self.nowMs
+        claims.validUntilMs = self.nowMs + Int64(self.context.configuration.activationValidityDays) * 86_400_000
+        claims.fingerprintMatch = Int32(activated.rule.rawValue)
+        var certificate = Licensed_V1_ActivationCertificate()
+        if let bytes: [UInt8] = try? claims.serializedBytes(),
+            let signature = try? self.context.serverKey.signature(for: bytes, in: .activation)
+        {
+            certificate.claims = .init(bytes)
+            certificate.signature = .init(signature)
+        }
+        return certificate
+    }
+
+    /// Reclaims activations idle past the configured threshold.
+    func reapActivations() {
+        let threshold = Int64(self.context.configuration.activationInactivityDays) * 86_400_000
+        let reclaimed = self.ledger.reapInactiveActivations(inactivityMs: threshold, at: self.nowMs)
+        self.store.append(reclaimed.map(\.change))
+        for (activation, _) in reclaimed {
+            self.count("licensed_activations_reclaimed_total", [("license", activation.licenseID)])
+            self.logger.info(
+                "activation reclaimed",
+                metadata: [
+                    "activation": "\(activation.id)", "license": "\(activation.licenseID)", "machine": "\(activation.machineName)",
+                    "cause": "inactive",
+                ]
+            )
+        }
     }
 
     // MARK: - The wait queues

@@ -68,6 +68,12 @@ extension ServerConfiguration {
         Option(name: "restrictions", help: "server-side options per feature, as JSON (YAML: a list)") { config, value in
             config.restrictions = try parseRestrictions(value)
         },
+        Option(name: "activation_inactivity_days", help: "reclaim activations not seen for this many days") {
+            $0.activationInactivityDays = try int($1, "activation_inactivity_days")
+        },
+        Option(name: "activation_validity_days", help: "offline validity of activation certificates, in days") {
+            $0.activationValidityDays = try int($1, "activation_validity_days")
+        },
         Option(name: "max_queue_length", help: "most check-outs waiting per feature") {
             $0.maxQueueLength = try int($1, "max_queue_length")
         },

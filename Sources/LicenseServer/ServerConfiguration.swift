@@ -55,6 +55,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var groups: [String: [String]] = [:]
     /// Server-side options that tighten licences per feature (FlexLM options file).
     public var restrictions: [SeatLedger.FeatureRestriction] = []
+    /// Activations not seen for this many days are reclaimed.
+    public var activationInactivityDays = 90
+    /// Activation certificates are valid offline for this many days.
+    public var activationValidityDays = 30
     /// Most check-outs that may wait per feature.
     public var maxQueueLength = 1_000
     /// How often the reaper looks for lapsed leases.

@@ -225,6 +225,12 @@ final class SessionHandler: ChannelInboundHandler {
             result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
         case .status(let request):
             result = self.host.status(request, role: role).map { .status($0) }
+        case .activate(let request):
+            result = self.host.activate(request, session: session).map { .activate($0) }
+        case .validateActivation(let request):
+            result = self.host.validateActivation(request).map { .validateActivation($0) }
+        case .deactivate(let request):
+            result = self.host.deactivate(request, session: session, role: role).map { .deactivate($0) }
         case .queue(let request):
             result = self.host.queue(request, role: role).map { .queue($0) }
         case .reload, .snapshot:
@@ -243,7 +249,7 @@ final class SessionHandler: ChannelInboundHandler {
             reply.body = body
             // A grant or return is acknowledged only once it is on disk.
             switch body {
-            case .checkOut, .checkIn:
+            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation:
                 if self.host.replyWhenDurable(reply, to: self) { return }
             default:
                 break

@@ -70,7 +70,7 @@ public final class LedgerStore: @unchecked Sendable {
     private var bytesSinceSnapshot = 0
     private var rotation:
         (
-            cutOffset: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], takenAtMs: Int64,
+            cutOffset: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], activations: [Activation], takenAtMs: Int64,
             done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
         )?
     private var snapshotInFlight = false
@@ -199,6 +199,7 @@ public final class LedgerStore: @unchecked Sendable {
                     guard let lease = Lease(stored: stored) else { throw StoreError("snapshot \(snapshot.path) holds a malformed lease") }
                     recovery.changes.append(.granted(lease))
                 }
+                for stored in decoded.activations { recovery.changes.append(.activated(Activation(stored: stored))) }
                 recovery.snapshotSequence = decoded.sequence
                 recovery.snapshotFile = snapshot.path
                 break
@@ -302,7 +303,7 @@ public final class LedgerStore: @unchecked Sendable {
         defer { self.condition.unlock() }
         guard !self.snapshotInFlight, !self.stopping else { return false }
         self.snapshotInFlight = true
-        self.rotation = (self.pending.count, self.assigned, ledger.leases, ledger.trialStarts, takenAtMs, done)
+        self.rotation = (self.pending.count, self.assigned, ledger.leases, ledger.trialStarts, ledger.allActivations, takenAtMs, done)
         self.recordsSinceSnapshot = 0
         self.bytesSinceSnapshot = 0
         self.condition.signal()
@@ -342,6 +343,7 @@ public final class LedgerStore: @unchecked Sendable {
                     self.startSnapshot(
                         rotation.leases,
                         trials: rotation.trials,
+                        activations: rotation.activations,
                         sequence: rotation.sequence,
                         takenAtMs: rotation.takenAtMs,
                         done: rotation.done
@@ -388,6 +390,7 @@ public final class LedgerStore: @unchecked Sendable {
     private func startSnapshot(
         _ leases: LeaseTable,
         trials: [String: Int64],
+        activations: [Activation],
         sequence: UInt64,
         takenAtMs: Int64,
         done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
@@ -397,7 +400,13 @@ public final class LedgerStore: @unchecked Sendable {
             let started = DispatchTime.now()
             let result: Result<SnapshotResult, StoreError>
             do {
-                let bytes = try SnapshotFile.encode(leases: leases, trialStarts: trials, sequence: sequence, takenAtMs: takenAtMs)
+                let bytes = try SnapshotFile.encode(
+                    leases: leases,
+                    trialStarts: trials,
+                    activations: activations,
+                    sequence: sequence,
+                    takenAtMs: takenAtMs
+                )
                 let path = Self.snapshotPath(directory, sequence: sequence)
                 try FileIO.writeAtomically(bytes, to: path, directory: directory)
                 // The snapshot is durable: older snapshots and the segments it covers can go.

@@ -7,9 +7,14 @@ import SwiftProtobuf
 public enum SnapshotFile {
     static let magic = Array("LICSNAP1".utf8)
 
-    /// Encodes the durable part of a ledger, its leases, as of `sequence`.
-    public static func encode(leases: LeaseTable, trialStarts: [String: Int64] = [:], sequence: UInt64, takenAtMs: Int64) throws -> [UInt8]
-    {
+    /// Encodes the durable part of a ledger (leases, trial starts, activations) as of `sequence`.
+    public static func encode(
+        leases: LeaseTable,
+        trialStarts: [String: Int64] = [:],
+        activations: [Activation] = [],
+        sequence: UInt64,
+        takenAtMs: Int64
+    ) throws -> [UInt8] {
         var snapshot = Licensed_V1_Snapshot()
         snapshot.sequence = sequence
         snapshot.takenAtMs = takenAtMs
@@ -17,6 +22,7 @@ public enum SnapshotFile {
         // order rebuilds shared seats exactly as they were.
         snapshot.leases = leases.values.sorted { ($0.feature, $0.fencingToken, $0.id) < ($1.feature, $1.fencingToken, $1.id) }.map(\.stored)
         snapshot.trialStartedMs = trialStarts
+        snapshot.activations = activations.sorted { $0.id < $1.id }.map(\.stored)
         let body: [UInt8] = try snapshot.serializedBytes()
         var bytes = magic
         LogSegment.appendUInt32(CRC32C.checksum(body), to: &bytes)

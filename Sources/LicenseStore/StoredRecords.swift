@@ -85,6 +85,15 @@ extension LedgerChange {
         case .trialStarted(let licenseID, let atMs):
             record.trialStarted.licenseID = licenseID
             record.trialStarted.atMs = atMs
+        case .activated(let activation):
+            record.activated.activation = activation.stored
+        case .activationSeen(let id, let atMs):
+            record.activationSeen.activationID = id
+            record.activationSeen.atMs = atMs
+        case .deactivated(let id, let cause, let atMs):
+            record.deactivated.activationID = id
+            record.deactivated.cause = cause.stored
+            record.deactivated.atMs = atMs
         }
         return record
     }
@@ -106,6 +115,12 @@ extension LedgerChange {
             self = .lingered(id, untilMs: lingered.untilMs)
         case .trialStarted(let trial):
             self = .trialStarted(licenseID: trial.licenseID, atMs: trial.atMs)
+        case .activated(let activated):
+            self = .activated(Activation(stored: activated.activation))
+        case .activationSeen(let seen):
+            self = .activationSeen(id: seen.activationID, atMs: seen.atMs)
+        case .deactivated(let deactivated):
+            self = .deactivated(id: deactivated.activationID, cause: ReleaseCause(stored: deactivated.cause), atMs: deactivated.atMs)
         case .none:
             return nil
         }
@@ -129,5 +144,37 @@ extension ReleaseCause {
         case .baseReleased: self = .baseReleased
         default: self = .checkedIn
         }
+    }
+}
+
+extension Activation {
+    /// The stored form.
+    public var stored: Licensed_V1_StoredActivation {
+        var s = Licensed_V1_StoredActivation()
+        s.activationID = self.id
+        s.licenseID = self.licenseID
+        s.features = self.features
+        s.fingerprint = self.fingerprint
+        s.machineName = self.machineName
+        s.user = self.user
+        s.activatedAtMs = self.activatedAtMs
+        s.lastSeenMs = self.lastSeenMs
+        s.overage = self.overage
+        return s
+    }
+
+    /// Reads the stored form.
+    public init(stored s: Licensed_V1_StoredActivation) {
+        self.init(
+            id: s.activationID,
+            licenseID: s.licenseID,
+            features: s.features,
+            fingerprint: s.fingerprint,
+            machineName: s.machineName,
+            user: s.user,
+            activatedAtMs: s.activatedAtMs,
+            lastSeenMs: s.lastSeenMs,
+            overage: s.overage
+        )
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LicenseCore
 import LicenseCrypto
+import LicenseHost
 import LicenseProtocol
 import LicenseServer
 import Logging
@@ -47,6 +48,8 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Groups as /path=member,member,@host;/path2=...") var groups: String?
     @Option(help: "Server-side options per feature, as JSON.") var restrictions: String?
     @Option(help: "Most check-outs waiting per feature.") var maxQueueLength: String?
+    @Option(help: "Reclaim activations not seen for this many days.") var activationInactivityDays: String?
+    @Option(help: "Offline validity of activation certificates, in days.") var activationValidityDays: String?
     @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
     @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
     @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
@@ -61,6 +64,7 @@ struct Licensed: AsyncParsableCommand {
             ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
             ("metrics_listen", self.metricsListen),
             ("groups", self.groups), ("restrictions", self.restrictions), ("max_queue_length", self.maxQueueLength),
+            ("activation_inactivity_days", self.activationInactivityDays), ("activation_validity_days", self.activationValidityDays),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
             ("tokens", self.tokens),
         ]
@@ -96,7 +100,7 @@ struct Licensed: AsyncParsableCommand {
             throw ConfigurationError("no licences configured: give --config FILE (or --license-paths and --trusted-keys), or run --demo")
         }
         let configuration = try ServerConfiguration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, flags: flags)
-        let hostComponents = HostIdentity.components(operatorSupplied: configuration.hostID)
+        let hostComponents = MachineFingerprint.components(operatorSupplied: configuration.hostID, environment: [:])
         if self.printHostIds {
             for component in hostComponents { print("\(component.id)  \(component.kind)") }
             return

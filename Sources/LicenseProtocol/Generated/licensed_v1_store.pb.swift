@@ -192,6 +192,44 @@ public nonisolated struct Licensed_V1_StoredLease: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// One node-locked activation as stored.
+public nonisolated struct Licensed_V1_StoredActivation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The activation id.
+  public var activationID: String = String()
+
+  /// The node-locked licence.
+  public var licenseID: String = String()
+
+  /// Features the machine may use.
+  public var features: [String] = []
+
+  /// Fingerprint component ids bound.
+  public var fingerprint: [String] = []
+
+  /// Readable machine name.
+  public var machineName: String = String()
+
+  /// User it was activated for.
+  public var user: String = String()
+
+  /// When it was activated.
+  public var activatedAtMs: Int64 = 0
+
+  /// When the machine was last seen.
+  public var lastSeenMs: Int64 = 0
+
+  /// Granted beyond max_activations.
+  public var overage: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// One state change in the write-ahead log.
 public nonisolated struct Licensed_V1_WalRecord: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -246,6 +284,33 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     set {change = .trialStarted(newValue)}
   }
 
+  /// A machine activated.
+  public var activated: Licensed_V1_WalRecord.Activated {
+    get {
+      if case .activated(let v)? = change {return v}
+      return Licensed_V1_WalRecord.Activated()
+    }
+    set {change = .activated(newValue)}
+  }
+
+  /// A machine was seen.
+  public var activationSeen: Licensed_V1_WalRecord.ActivationSeen {
+    get {
+      if case .activationSeen(let v)? = change {return v}
+      return Licensed_V1_WalRecord.ActivationSeen()
+    }
+    set {change = .activationSeen(newValue)}
+  }
+
+  /// An activation ended.
+  public var deactivated: Licensed_V1_WalRecord.Deactivated {
+    get {
+      if case .deactivated(let v)? = change {return v}
+      return Licensed_V1_WalRecord.Deactivated()
+    }
+    set {change = .deactivated(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The change.
@@ -260,6 +325,12 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     case lingered(Licensed_V1_WalRecord.Lingered)
     /// A trial started.
     case trialStarted(Licensed_V1_WalRecord.TrialStarted)
+    /// A machine activated.
+    case activated(Licensed_V1_WalRecord.Activated)
+    /// A machine was seen.
+    case activationSeen(Licensed_V1_WalRecord.ActivationSeen)
+    /// An activation ended.
+    case deactivated(Licensed_V1_WalRecord.Deactivated)
 
   }
 
@@ -397,6 +468,66 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     public init() {}
   }
 
+  /// A machine activated (replaces an earlier record of the same id).
+  public nonisolated struct Activated: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// The activation.
+    public var activation: Licensed_V1_StoredActivation {
+      get {_activation ?? Licensed_V1_StoredActivation()}
+      set {_activation = newValue}
+    }
+    /// Returns true if `activation` has been explicitly set.
+    public var hasActivation: Bool {self._activation != nil}
+    /// Clears the value of `activation`. Subsequent reads from it will return its default value.
+    public mutating func clearActivation() {self._activation = nil}
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+
+    fileprivate var _activation: Licensed_V1_StoredActivation? = nil
+  }
+
+  /// A machine was seen.
+  public nonisolated struct ActivationSeen: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// The activation id.
+    public var activationID: String = String()
+
+    /// When.
+    public var atMs: Int64 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  /// An activation ended.
+  public nonisolated struct Deactivated: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// The activation id.
+    public var activationID: String = String()
+
+    /// Why.
+    public var cause: Licensed_V1_WalRecord.ReleaseCause = .unspecified
+
+    /// When.
+    public var atMs: Int64 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
   /// A lease moved to another session (and no longer lingers).
   public nonisolated struct Rebound: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -434,6 +565,9 @@ public nonisolated struct Licensed_V1_Snapshot: Sendable {
 
   /// First grant of each trial licence, by licence id.
   public var trialStartedMs: Dictionary<String,Int64> = [:]
+
+  /// Every node-locked activation.
+  public var activations: [Licensed_V1_StoredActivation] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -664,9 +798,79 @@ nonisolated extension Licensed_V1_StoredLease: SwiftProtobuf.Message, SwiftProto
   }
 }
 
+nonisolated extension Licensed_V1_StoredActivation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StoredActivation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}activation_id\0\u{3}license_id\0\u{1}features\0\u{1}fingerprint\0\u{3}machine_name\0\u{1}user\0\u{3}activated_at_ms\0\u{3}last_seen_ms\0\u{1}overage\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.activationID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.features) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.fingerprint) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.machineName) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.activatedAtMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.lastSeenMs) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.overage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.activationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.activationID, fieldNumber: 1)
+    }
+    if !self.licenseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 2)
+    }
+    if !self.features.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.features, fieldNumber: 3)
+    }
+    if !self.fingerprint.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fingerprint, fieldNumber: 4)
+    }
+    if !self.machineName.isEmpty {
+      try visitor.visitSingularStringField(value: self.machineName, fieldNumber: 5)
+    }
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 6)
+    }
+    if self.activatedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.activatedAtMs, fieldNumber: 7)
+    }
+    if self.lastSeenMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastSeenMs, fieldNumber: 8)
+    }
+    if self.overage != false {
+      try visitor.visitSingularBoolField(value: self.overage, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_StoredActivation, rhs: Licensed_V1_StoredActivation) -> Bool {
+    if lhs.activationID != rhs.activationID {return false}
+    if lhs.licenseID != rhs.licenseID {return false}
+    if lhs.features != rhs.features {return false}
+    if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.machineName != rhs.machineName {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.activatedAtMs != rhs.activatedAtMs {return false}
+    if lhs.lastSeenMs != rhs.lastSeenMs {return false}
+    if lhs.overage != rhs.overage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WalRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -739,6 +943,45 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
           self.change = .trialStarted(v)
         }
       }()
+      case 6: try {
+        var v: Licensed_V1_WalRecord.Activated?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .activated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .activated(v)
+        }
+      }()
+      case 7: try {
+        var v: Licensed_V1_WalRecord.ActivationSeen?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .activationSeen(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .activationSeen(v)
+        }
+      }()
+      case 8: try {
+        var v: Licensed_V1_WalRecord.Deactivated?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .deactivated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .deactivated(v)
+        }
+      }()
       default: break
       }
     }
@@ -769,6 +1012,18 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
     case .trialStarted?: try {
       guard case .trialStarted(let v)? = self.change else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .activated?: try {
+      guard case .activated(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .activationSeen?: try {
+      guard case .activationSeen(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .deactivated?: try {
+      guard case .deactivated(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     }()
     case nil: break
     }
@@ -930,6 +1185,115 @@ nonisolated extension Licensed_V1_WalRecord.TrialStarted: SwiftProtobuf.Message,
   }
 }
 
+nonisolated extension Licensed_V1_WalRecord.Activated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".Activated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}activation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._activation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._activation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.Activated, rhs: Licensed_V1_WalRecord.Activated) -> Bool {
+    if lhs._activation != rhs._activation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_WalRecord.ActivationSeen: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".ActivationSeen"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}activation_id\0\u{3}at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.activationID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.atMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.activationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.activationID, fieldNumber: 1)
+    }
+    if self.atMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.ActivationSeen, rhs: Licensed_V1_WalRecord.ActivationSeen) -> Bool {
+    if lhs.activationID != rhs.activationID {return false}
+    if lhs.atMs != rhs.atMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_WalRecord.Deactivated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".Deactivated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}activation_id\0\u{1}cause\0\u{3}at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.activationID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.cause) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.atMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.activationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.activationID, fieldNumber: 1)
+    }
+    if self.cause != .unspecified {
+      try visitor.visitSingularEnumField(value: self.cause, fieldNumber: 2)
+    }
+    if self.atMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.atMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.Deactivated, rhs: Licensed_V1_WalRecord.Deactivated) -> Bool {
+    if lhs.activationID != rhs.activationID {return false}
+    if lhs.cause != rhs.cause {return false}
+    if lhs.atMs != rhs.atMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".Rebound"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}session_id\0")
@@ -967,7 +1331,7 @@ nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, Swif
 
 nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0\u{1}activations\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -979,6 +1343,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.takenAtMs) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.leases) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.trialStartedMs) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.activations) }()
       default: break
       }
     }
@@ -997,6 +1362,9 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if !self.trialStartedMs.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: self.trialStartedMs, fieldNumber: 4)
     }
+    if !self.activations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.activations, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1005,6 +1373,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.takenAtMs != rhs.takenAtMs {return false}
     if lhs.leases != rhs.leases {return false}
     if lhs.trialStartedMs != rhs.trialStartedMs {return false}
+    if lhs.activations != rhs.activations {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
