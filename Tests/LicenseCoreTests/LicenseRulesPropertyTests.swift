@@ -1,5 +1,6 @@
 import LicenseCore
 import LicenseProtocol
+import LicenseTestSupport
 import Testing
 
 /// The reference model with the licence rules: a FIFO wait queue, borrows, linger and a

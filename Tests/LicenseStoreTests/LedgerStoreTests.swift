@@ -25,7 +25,7 @@ struct LedgerStoreTests {
 
     /// Runs a seeded mix of check-outs, check-ins and expiries, appending every change to `store`.
     static func drive(_ ledger: inout SeatLedger, _ store: LedgerStore, steps: Int, seed: UInt64, from leaseBase: UInt64) {
-        var random = SeedState(seed)
+        var random = SeededGenerator(seed: seed)
         let sessions = (1...5).map { ID128(high: 1, low: $0) }
         for s in sessions where !ledger.isAttached(s) { ledger.openSession(s, identity: ClientIdentity(user: "u\(s.low)", host: "h")) }
         var now = t0
@@ -54,18 +54,6 @@ struct LedgerStoreTests {
                 now += Int64(random.next() % 20_000)
                 store.append(ledger.reap(at: now).map(\.change))
             }
-        }
-    }
-
-    struct SeedState {
-        var state: UInt64
-        init(_ seed: UInt64) { self.state = seed }
-        mutating func next() -> UInt64 {
-            self.state &+= 0x9E37_79B9_7F4A_7C15
-            var z = self.state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
         }
     }
 

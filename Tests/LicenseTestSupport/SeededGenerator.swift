@@ -1,0 +1,13 @@
+/// SplitMix64: a tiny seeded generator, so every failing sequence can be replayed from its seed.
+public struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    /// A generator whose sequence is fixed by `seed`.
+    public init(seed: UInt64) { self.state = seed }
+    public mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
