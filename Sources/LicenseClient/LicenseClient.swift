@@ -421,6 +421,11 @@ public actor LicenseClient {
         _ = try await self.withConnection { connection in try await connection.request(.deactivate(request)) }
     }
 
+    /// Sends an administrative request and returns its answer (token with a sufficient role).
+    public func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body) async throws -> Licensed_V1_ServerMessage.OneOf_Body {
+        try await self.withConnection { connection in try await connection.request(body) }
+    }
+
     /// Rereads the server's licence files (operator or admin token).
     public func reload() async throws -> Licensed_V1_ReloadResponse {
         try await self.withConnection { connection in

@@ -1,3 +1,5 @@
+public import LicenseProtocol
+
 /// Seats of one feature held by one session, from one licence.
 public struct Lease: Sendable, Hashable {
     /// The lease's id (128 random bits).
@@ -99,4 +101,6 @@ public enum LedgerChange: Sendable, Hashable {
     case activationSeen(id: String, atMs: Int64)
     /// An activation ended: deactivated, revoked, or reclaimed for inactivity.
     case deactivated(id: String, cause: ReleaseCause, atMs: Int64)
+    /// A bulk assignment run, kept for history.
+    case assignmentRun(Licensed_V1_AssignmentRun)
 }

@@ -131,3 +131,70 @@ extension SeatLedger {
         return overagePart
     }
 }
+
+extension SeatLedger {
+    /// Applies `part` to every row (assign, or revoke), each row on its own: applied, or refused
+    /// with its reason. The run is recorded for history as the last change.
+    public mutating func bulk(
+        part: String,
+        revoke: Bool,
+        rows: [(row: UInt32, device: Device)],
+        by identity: ClientIdentity,
+        runID: String,
+        newActivationID: () -> String,
+        at nowMs: Int64
+    ) -> (run: Licensed_V1_AssignmentRun, changes: [LedgerChange]) {
+        var changes: [LedgerChange] = []
+        var run = Licensed_V1_AssignmentRun()
+        run.runID = runID
+        run.part = part
+        run.revoke = revoke
+        run.atMs = nowMs
+        run.actor = identity.user
+        for (number, device) in rows {
+            var result = Licensed_V1_RowResult()
+            result.row = number
+            result.device = device.label
+            if device.deviceID.isEmpty && device.fingerprint.isEmpty {
+                result.reason = "the row names no device"
+            } else if revoke {
+                let target = self.activations(on: device).first { $0.licenseID == part }
+                switch self.revoke(part: part, from: device, at: nowMs) {
+                case .success(let revoked):
+                    changes += revoked
+                    result.applied = true
+                    result.activationID = target?.id ?? ""
+                case .failure(let error):
+                    result.reason = error.message
+                }
+            } else {
+                switch self.assign(part: part, to: device, by: identity, newActivationID: newActivationID(), at: nowMs) {
+                case .success(let assigned):
+                    changes += assigned.changes
+                    result.applied = true
+                    result.activationID = assigned.activation.id
+                    if !assigned.replaced.isEmpty {
+                        result.reason = "replaced " + assigned.replaced.map(\.licenseID).joined(separator: ", ")
+                    }
+                    if assigned.changes.isEmpty { result.reason = "already assigned" }
+                case .failure(let error):
+                    result.reason = error.message
+                }
+            }
+            run.results.append(result)
+        }
+        let record = LedgerChange.assignmentRun(run)
+        self.apply(record)
+        changes.append(record)
+        return (run, changes)
+    }
+
+    /// The part's state for reports: "active", "overage" or "suspended".
+    public func status(of activation: Activation, at nowMs: Int64) -> String {
+        if let pool = self.nodeLocked[activation.licenseID], !Self.isUsable(self.state(of: pool, at: nowMs)) { return "suspended" }
+        return activation.overage ? "overage" : "active"
+    }
+
+    /// The product name of a part.
+    public func partName(_ licenseID: String) -> String { self.nodeLocked[licenseID]?.license.product ?? "" }
+}

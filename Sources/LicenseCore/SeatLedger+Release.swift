@@ -171,6 +171,9 @@ extension SeatLedger {
             }
         case .deactivated(let id, _, _):
             self.activations[id] = nil
+        case .assignmentRun(let run):
+            self.assignmentRuns.append(run)
+            if self.assignmentRuns.count > 1_000 { self.assignmentRuns.removeFirst(self.assignmentRuns.count - 1_000) }
         }
     }
 

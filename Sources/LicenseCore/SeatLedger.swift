@@ -198,6 +198,8 @@ public struct SeatLedger: Sendable {
     var nodeLocked: [String: LicensePool] = [:]
     /// Activations by id.
     var activations: [String: Activation] = [:]
+    /// Recorded bulk assignment runs, oldest first (the last 1,000).
+    public internal(set) var assignmentRuns: [Licensed_V1_AssignmentRun] = []
     /// Leases checked in and lingering.
     var lingering: Set<LeaseID> = []
     /// Check-outs waiting, per feature, in arrival order.

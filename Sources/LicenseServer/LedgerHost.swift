@@ -422,6 +422,68 @@ final class LedgerHost {
         }
     }
 
+    func assign(_ request: Licensed_V1_AssignRequest, session: SessionID, role: Role) -> Result<Licensed_V1_AssignResponse, LicenseError> {
+        guard role >= .operator else {
+            return .failure(LicenseError(.permissionDenied, "assigning parts needs an operator or admin token"))
+        }
+        guard !request.part.isEmpty else { return .failure(LicenseError(.invalidArgument, "Assign needs a part")) }
+        guard request.rows.count <= 100_000 else { return .failure(LicenseError(.resourceExhausted, "at most 100000 rows per run")) }
+        let identity = self.ledger.identity(ofSession: session) ?? ClientIdentity(user: "", host: "")
+        let rows = request.rows.map { (row: $0.row, device: SeatLedger.Device(deviceID: $0.deviceID, fingerprint: $0.fingerprint)) }
+        let (run, changes) = self.ledger.bulk(
+            part: request.part,
+            revoke: request.revoke,
+            rows: rows,
+            by: identity,
+            runID: "run-" + SecureRandom.bytes(8).hexString,
+            newActivationID: { "act-" + SecureRandom.bytes(12).hexString },
+            at: self.nowMs
+        )
+        self.store.append(changes)
+        let applied = run.results.filter(\.applied).count
+        self.logger.info(
+            request.revoke ? "bulk revoke" : "bulk assignment",
+            metadata: [
+                "run": "\(run.runID)", "part": "\(run.part)", "applied": "\(applied)", "failed": "\(run.results.count - applied)",
+                "actor": "\(run.actor)",
+            ]
+        )
+        var response = Licensed_V1_AssignResponse()
+        response.run = run
+        return .success(response)
+    }
+
+    func activations(role: Role) -> Result<Licensed_V1_ActivationsResponse, LicenseError> {
+        guard role.seesHolders else {
+            return .failure(LicenseError(.permissionDenied, "listing activations needs an auditor, operator or admin token"))
+        }
+        var response = Licensed_V1_ActivationsResponse()
+        let now = self.nowMs
+        response.activations = self.ledger.allActivations.map { activation in
+            var info = Licensed_V1_ActivationInfo()
+            info.activationID = activation.id
+            info.licenseID = activation.licenseID
+            info.partName = self.ledger.partName(activation.licenseID)
+            info.features = activation.features
+            info.machineName = activation.machineName
+            info.user = activation.user
+            info.activatedAtMs = activation.activatedAtMs
+            info.lastSeenMs = activation.lastSeenMs
+            info.status = self.ledger.status(of: activation, at: now)
+            return info
+        }
+        return .success(response)
+    }
+
+    func history(_ request: Licensed_V1_HistoryRequest, role: Role) -> Result<Licensed_V1_HistoryResponse, LicenseError> {
+        guard role.seesHolders else {
+            return .failure(LicenseError(.permissionDenied, "history needs an auditor, operator or admin token"))
+        }
+        var response = Licensed_V1_HistoryResponse()
+        response.runs = self.ledger.assignmentRuns.filter { request.month.isEmpty || Timestamp.iso8601($0.atMs).hasPrefix(request.month) }
+        return .success(response)
+    }
+
     /// The signed certificate a machine keeps for offline use.
     private func certificate(_ activated: SeatLedger.Activated) -> Licensed_V1_ActivationCertificate {
         var claims = Licensed_V1_ActivationClaims()

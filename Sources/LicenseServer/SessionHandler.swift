@@ -233,6 +233,12 @@ final class SessionHandler: ChannelInboundHandler {
             result = self.host.deactivate(request, session: session, role: role).map { .deactivate($0) }
         case .queue(let request):
             result = self.host.queue(request, role: role).map { .queue($0) }
+        case .assign(let request):
+            result = self.host.assign(request, session: session, role: role).map { .assign($0) }
+        case .activations:
+            result = self.host.activations(role: role).map { .activations($0) }
+        case .history(let request):
+            result = self.host.history(request, role: role).map { .history($0) }
         case .reload, .snapshot:
             guard role >= .operator else {
                 result = .failure(LicenseError(.permissionDenied, "\(message.body!.requestName) needs an operator or admin token"))
@@ -249,7 +255,7 @@ final class SessionHandler: ChannelInboundHandler {
             reply.body = body
             // A grant or return is acknowledged only once it is on disk.
             switch body {
-            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation:
+            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation, .assign:
                 if self.host.replyWhenDurable(reply, to: self) { return }
             default:
                 break
@@ -325,6 +331,9 @@ extension Licensed_V1_ClientMessage.OneOf_Body {
         case .reload: "Reload"
         case .snapshot: "Snapshot"
         case .queue: "Queue"
+        case .assign: "Assign"
+        case .activations: "Activations"
+        case .history: "History"
         }
     }
 }

@@ -70,7 +70,9 @@ public final class LedgerStore: @unchecked Sendable {
     private var bytesSinceSnapshot = 0
     private var rotation:
         (
-            cutOffset: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], activations: [Activation], takenAtMs: Int64,
+            cutOffset: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], activations: [Activation],
+            runs: [Licensed_V1_AssignmentRun],
+            takenAtMs: Int64,
             done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
         )?
     private var snapshotInFlight = false
@@ -200,6 +202,7 @@ public final class LedgerStore: @unchecked Sendable {
                     recovery.changes.append(.granted(lease))
                 }
                 for stored in decoded.activations { recovery.changes.append(.activated(Activation(stored: stored))) }
+                for run in decoded.assignmentRuns { recovery.changes.append(.assignmentRun(run)) }
                 recovery.snapshotSequence = decoded.sequence
                 recovery.snapshotFile = snapshot.path
                 break
@@ -303,7 +306,10 @@ public final class LedgerStore: @unchecked Sendable {
         defer { self.condition.unlock() }
         guard !self.snapshotInFlight, !self.stopping else { return false }
         self.snapshotInFlight = true
-        self.rotation = (self.pending.count, self.assigned, ledger.leases, ledger.trialStarts, ledger.allActivations, takenAtMs, done)
+        self.rotation = (
+            self.pending.count, self.assigned, ledger.leases, ledger.trialStarts, ledger.allActivations, ledger.assignmentRuns, takenAtMs,
+            done
+        )
         self.recordsSinceSnapshot = 0
         self.bytesSinceSnapshot = 0
         self.condition.signal()
@@ -344,6 +350,7 @@ public final class LedgerStore: @unchecked Sendable {
                         rotation.leases,
                         trials: rotation.trials,
                         activations: rotation.activations,
+                        runs: rotation.runs,
                         sequence: rotation.sequence,
                         takenAtMs: rotation.takenAtMs,
                         done: rotation.done
@@ -391,6 +398,7 @@ public final class LedgerStore: @unchecked Sendable {
         _ leases: LeaseTable,
         trials: [String: Int64],
         activations: [Activation],
+        runs: [Licensed_V1_AssignmentRun],
         sequence: UInt64,
         takenAtMs: Int64,
         done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void

@@ -12,6 +12,7 @@ public enum SnapshotFile {
         leases: LeaseTable,
         trialStarts: [String: Int64] = [:],
         activations: [Activation] = [],
+        runs: [Licensed_V1_AssignmentRun] = [],
         sequence: UInt64,
         takenAtMs: Int64
     ) throws -> [UInt8] {
@@ -23,6 +24,7 @@ public enum SnapshotFile {
         snapshot.leases = leases.values.sorted { ($0.feature, $0.fencingToken, $0.id) < ($1.feature, $1.fencingToken, $1.id) }.map(\.stored)
         snapshot.trialStartedMs = trialStarts
         snapshot.activations = activations.sorted { $0.id < $1.id }.map(\.stored)
+        snapshot.assignmentRuns = runs
         let body: [UInt8] = try snapshot.serializedBytes()
         var bytes = magic
         LogSegment.appendUInt32(CRC32C.checksum(body), to: &bytes)

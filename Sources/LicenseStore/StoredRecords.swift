@@ -94,6 +94,8 @@ extension LedgerChange {
             record.deactivated.activationID = id
             record.deactivated.cause = cause.stored
             record.deactivated.atMs = atMs
+        case .assignmentRun(let run):
+            record.assignmentRun = run
         }
         return record
     }
@@ -119,6 +121,8 @@ extension LedgerChange {
             self = .activated(Activation(stored: activated.activation))
         case .activationSeen(let seen):
             self = .activationSeen(id: seen.activationID, atMs: seen.atMs)
+        case .assignmentRun(let run):
+            self = .assignmentRun(run)
         case .deactivated(let deactivated):
             self = .deactivated(id: deactivated.activationID, cause: ReleaseCause(stored: deactivated.cause), atMs: deactivated.atMs)
         case .none:

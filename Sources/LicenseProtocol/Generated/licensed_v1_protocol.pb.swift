@@ -215,6 +215,33 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     set {body = .queue(newValue)}
   }
 
+  /// Admin: assign a part to (or revoke it from) many devices.
+  public var assign: Licensed_V1_AssignRequest {
+    get {
+      if case .assign(let v)? = body {return v}
+      return Licensed_V1_AssignRequest()
+    }
+    set {body = .assign(newValue)}
+  }
+
+  /// Admin: every activation.
+  public var activations: Licensed_V1_ActivationsRequest {
+    get {
+      if case .activations(let v)? = body {return v}
+      return Licensed_V1_ActivationsRequest()
+    }
+    set {body = .activations(newValue)}
+  }
+
+  /// Admin: recorded bulk runs.
+  public var history: Licensed_V1_HistoryRequest {
+    get {
+      if case .history(let v)? = body {return v}
+      return Licensed_V1_HistoryRequest()
+    }
+    set {body = .history(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The request.
@@ -245,6 +272,12 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     case snapshot(Licensed_V1_SnapshotRequest)
     /// Admin: who waits for seats.
     case queue(Licensed_V1_QueueRequest)
+    /// Admin: assign a part to (or revoke it from) many devices.
+    case assign(Licensed_V1_AssignRequest)
+    /// Admin: every activation.
+    case activations(Licensed_V1_ActivationsRequest)
+    /// Admin: recorded bulk runs.
+    case history(Licensed_V1_HistoryRequest)
 
   }
 
@@ -380,6 +413,33 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     set {body = .queue(newValue)}
   }
 
+  /// Answers AssignRequest.
+  public var assign: Licensed_V1_AssignResponse {
+    get {
+      if case .assign(let v)? = body {return v}
+      return Licensed_V1_AssignResponse()
+    }
+    set {body = .assign(newValue)}
+  }
+
+  /// Answers ActivationsRequest.
+  public var activations: Licensed_V1_ActivationsResponse {
+    get {
+      if case .activations(let v)? = body {return v}
+      return Licensed_V1_ActivationsResponse()
+    }
+    set {body = .activations(newValue)}
+  }
+
+  /// Answers HistoryRequest.
+  public var history: Licensed_V1_HistoryResponse {
+    get {
+      if case .history(let v)? = body {return v}
+      return Licensed_V1_HistoryResponse()
+    }
+    set {body = .history(newValue)}
+  }
+
   /// The request failed; nothing changed on the server.
   public var error: Licensed_V1_Error {
     get {
@@ -428,6 +488,12 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     case snapshot(Licensed_V1_SnapshotResponse)
     /// Answers QueueRequest.
     case queue(Licensed_V1_QueueResponse)
+    /// Answers AssignRequest.
+    case assign(Licensed_V1_AssignResponse)
+    /// Answers ActivationsRequest.
+    case activations(Licensed_V1_ActivationsResponse)
+    /// Answers HistoryRequest.
+    case history(Licensed_V1_HistoryResponse)
     /// The request failed; nothing changed on the server.
     case error(Licensed_V1_Error)
     /// Pushed by the server (request_id 0).
@@ -776,7 +842,7 @@ nonisolated extension Licensed_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProvi
 
 nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -954,6 +1020,45 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .queue(v)
         }
       }()
+      case 25: try {
+        var v: Licensed_V1_AssignRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .assign(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .assign(v)
+        }
+      }()
+      case 26: try {
+        var v: Licensed_V1_ActivationsRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .activations(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .activations(v)
+        }
+      }()
+      case 27: try {
+        var v: Licensed_V1_HistoryRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .history(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .history(v)
+        }
+      }()
       default: break
       }
     }
@@ -1020,6 +1125,18 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
       guard case .queue(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
     }()
+    case .assign?: try {
+      guard case .assign(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .activations?: try {
+      guard case .activations(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .history?: try {
+      guard case .history(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1035,7 +1152,7 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1239,6 +1356,45 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .queue(v)
         }
       }()
+      case 25: try {
+        var v: Licensed_V1_AssignResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .assign(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .assign(v)
+        }
+      }()
+      case 26: try {
+        var v: Licensed_V1_ActivationsResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .activations(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .activations(v)
+        }
+      }()
+      case 27: try {
+        var v: Licensed_V1_HistoryResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .history(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .history(v)
+        }
+      }()
       default: break
       }
     }
@@ -1312,6 +1468,18 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
     case .queue?: try {
       guard case .queue(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .assign?: try {
+      guard case .assign(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .activations?: try {
+      guard case .activations(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .history?: try {
+      guard case .history(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
     }()
     case nil: break
     }

@@ -311,6 +311,15 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     set {change = .deactivated(newValue)}
   }
 
+  /// A bulk assignment run, for history.
+  public var assignmentRun: Licensed_V1_AssignmentRun {
+    get {
+      if case .assignmentRun(let v)? = change {return v}
+      return Licensed_V1_AssignmentRun()
+    }
+    set {change = .assignmentRun(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The change.
@@ -331,6 +340,8 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     case activationSeen(Licensed_V1_WalRecord.ActivationSeen)
     /// An activation ended.
     case deactivated(Licensed_V1_WalRecord.Deactivated)
+    /// A bulk assignment run, for history.
+    case assignmentRun(Licensed_V1_AssignmentRun)
 
   }
 
@@ -568,6 +579,9 @@ public nonisolated struct Licensed_V1_Snapshot: Sendable {
 
   /// Every node-locked activation.
   public var activations: [Licensed_V1_StoredActivation] = []
+
+  /// Recorded bulk assignment runs.
+  public var assignmentRuns: [Licensed_V1_AssignmentRun] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -870,7 +884,7 @@ nonisolated extension Licensed_V1_StoredActivation: SwiftProtobuf.Message, Swift
 
 nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WalRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0\u{3}assignment_run\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -982,6 +996,19 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
           self.change = .deactivated(v)
         }
       }()
+      case 9: try {
+        var v: Licensed_V1_AssignmentRun?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .assignmentRun(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .assignmentRun(v)
+        }
+      }()
       default: break
       }
     }
@@ -1024,6 +1051,10 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
     case .deactivated?: try {
       guard case .deactivated(let v)? = self.change else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .assignmentRun?: try {
+      guard case .assignmentRun(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     }()
     case nil: break
     }
@@ -1331,7 +1362,7 @@ nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, Swif
 
 nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0\u{1}activations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0\u{1}activations\0\u{3}assignment_runs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1344,6 +1375,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.leases) }()
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.trialStartedMs) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.activations) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.assignmentRuns) }()
       default: break
       }
     }
@@ -1365,6 +1397,9 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if !self.activations.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.activations, fieldNumber: 5)
     }
+    if !self.assignmentRuns.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.assignmentRuns, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1374,6 +1409,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.leases != rhs.leases {return false}
     if lhs.trialStartedMs != rhs.trialStartedMs {return false}
     if lhs.activations != rhs.activations {return false}
+    if lhs.assignmentRuns != rhs.assignmentRuns {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
