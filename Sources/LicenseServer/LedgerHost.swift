@@ -354,8 +354,18 @@ final class LedgerHost {
         }
         var who = identity
         if !request.user.isEmpty { who.user = request.user }
+        var licenseID = request.licenseID
+        if licenseID.isEmpty && request.feature.isEmpty {
+            let configuration = self.context.configuration
+            guard
+                let part = self.ledger.partForNewActivation(defaultPart: configuration.defaultPart, overagePart: configuration.overagePart)
+            else {
+                return .failure(LicenseError(.invalidArgument, "Activate needs a license_id or a feature (no default part is configured)"))
+            }
+            licenseID = part
+        }
         let command = SeatLedger.Activate(
-            licenseID: request.licenseID,
+            licenseID: licenseID,
             feature: request.feature,
             fingerprint: request.fingerprint,
             machineName: request.machineName.isEmpty ? identity.host : request.machineName,

@@ -68,6 +68,8 @@ extension ServerConfiguration {
         Option(name: "restrictions", help: "server-side options per feature, as JSON (YAML: a list)") { config, value in
             config.restrictions = try parseRestrictions(value)
         },
+        Option(name: "default_part", help: "part for activations that name no licence or feature") { $0.defaultPart = $1 },
+        Option(name: "overage_part", help: "part once the default part is used up (overage-allowing policy only)") { $0.overagePart = $1 },
         Option(name: "activation_inactivity_days", help: "reclaim activations not seen for this many days") {
             $0.activationInactivityDays = try int($1, "activation_inactivity_days")
         },

@@ -55,6 +55,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var groups: [String: [String]] = [:]
     /// Server-side options that tighten licences per feature (FlexLM options file).
     public var restrictions: [SeatLedger.FeatureRestriction] = []
+    /// The part (node-locked licence id) an activation gets when it names no licence or feature.
+    public var defaultPart = ""
+    /// The part used once the default part is used up, if its overage policy allows overage.
+    public var overagePart = ""
     /// Activations not seen for this many days are reclaimed.
     public var activationInactivityDays = 90
     /// Activation certificates are valid offline for this many days.

@@ -31,14 +31,13 @@ struct Activate: AsyncParsableCommand {
     )
 
     @OptionGroup var options: ServerOptions
-    @Option(help: "The licence id.") var license = ""
+    @Option(help: "The licence id (neither this nor --feature: the server's default part).") var license = ""
     @Option(help: "Or a feature the licence must grant.") var feature = ""
     @Option(help: "A readable machine name (default: the host name).") var machineName = ""
     @Option(help: "An extra fingerprint component (default $LICENSED_FINGERPRINT_COMPONENT).") var component = ""
     @Option(help: "Write the activation certificate here.") var out: String?
 
     func run() async throws {
-        guard !self.license.isEmpty || !self.feature.isEmpty else { throw CLIError("give --license ID or --feature NAME") }
         let fingerprint = MachineFingerprint.components(operatorSupplied: self.component).map(\.id)
         let client = try self.options.client()
         defer { Task { await client.close() } }

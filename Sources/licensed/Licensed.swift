@@ -49,6 +49,8 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Server-side options per feature, as JSON.") var restrictions: String?
     @Option(help: "Most check-outs waiting per feature.") var maxQueueLength: String?
     @Option(help: "Reclaim activations not seen for this many days.") var activationInactivityDays: String?
+    @Option(help: "Part for activations that name no licence or feature.") var defaultPart: String?
+    @Option(help: "Part once the default part is used up (overage-allowing policy only).") var overagePart: String?
     @Option(help: "Offline validity of activation certificates, in days.") var activationValidityDays: String?
     @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
     @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
@@ -64,7 +66,9 @@ struct Licensed: AsyncParsableCommand {
             ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
             ("metrics_listen", self.metricsListen),
             ("groups", self.groups), ("restrictions", self.restrictions), ("max_queue_length", self.maxQueueLength),
-            ("activation_inactivity_days", self.activationInactivityDays), ("activation_validity_days", self.activationValidityDays),
+            ("activation_inactivity_days", self.activationInactivityDays),
+            ("default_part", self.defaultPart), ("overage_part", self.overagePart),
+            ("activation_validity_days", self.activationValidityDays),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
             ("tokens", self.tokens),
         ]

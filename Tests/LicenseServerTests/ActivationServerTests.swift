@@ -78,6 +78,35 @@ struct ActivationServerTests {
         }
     }
 
+    @Test("an activation that names nothing gets the default part, then the overage part once the default is used up")
+    func defaultPart() async throws {
+        var standard = Self.nodeLocked(count: 1)
+        standard.license.overage = .trueUp
+        var extra = Self.nodeLocked(count: 5)
+        extra.license.id = "EXTRA"
+        try await withTestServer(
+            configure: {
+                $0.defaultPart = "NL"; $0.overagePart = "EXTRA"
+            },
+            licenses: [standard, extra]
+        ) { _, port in
+            let client = FloatingSeatServerTests.client(port, user: "ada")
+            let first = try await client.activate(fingerprint: Self.machineA)
+            let second = try await client.activate(fingerprint: Self.machineB)
+            let key = [UInt8](try #require(await client.session?.serverPublicKey))
+            let now: Int64 = 1_790_000_000_000  // the test server's manual clock
+            #expect(
+                try ActivationCertificateVerifier.verify(first.certificate, serverPublicKey: key, fingerprint: Self.machineA, at: now)
+                    .licenseID == "NL"
+            )
+            #expect(
+                try ActivationCertificateVerifier.verify(second.certificate, serverPublicKey: key, fingerprint: Self.machineB, at: now)
+                    .licenseID == "EXTRA"
+            )
+            await client.close()
+        }
+    }
+
     @Test("two machines on a 2-activation licence, the third refused; deactivating one lets it in; activations survive a restart")
     func limitAndRestart() async throws {
         let dir = try TemporaryDirectory()
