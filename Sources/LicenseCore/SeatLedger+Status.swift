@@ -13,12 +13,7 @@ extension SeatLedger {
         var holdersByFeature: [String: [Licensed_V1_Holder]] = [:]
         if includeHolders {
             for lease in self.leases.values where wanted.isEmpty || wanted.contains(lease.feature) {
-                var holder = Self.holder(lease)
-                if lease.sharedSeats > 0 {
-                    let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
-                    holder.shared = (self.dupGroups[key]?.members.count ?? 0) > 1
-                }
-                holdersByFeature[lease.feature, default: []].append(holder)
+                holdersByFeature[lease.feature, default: []].append(self.holder(of: lease))
             }
         }
         for name in featureNames.sorted() where wanted.isEmpty || wanted.contains(name) {
@@ -57,6 +52,16 @@ extension SeatLedger {
         }
         response.sessions = UInt32(self.sessions.values.filter(\.attached).count)
         return response
+    }
+
+    /// A lease as status and lease listings show it (shared seats marked).
+    public func holder(of lease: Lease) -> Licensed_V1_Holder {
+        var holder = Self.holder(lease)
+        if lease.sharedSeats > 0 {
+            let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
+            holder.shared = (self.dupGroups[key]?.members.count ?? 0) > 1
+        }
+        return holder
     }
 
     static func holder(_ lease: Lease) -> Licensed_V1_Holder {

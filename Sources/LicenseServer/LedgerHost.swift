@@ -494,6 +494,77 @@ final class LedgerHost {
         return .success(response)
     }
 
+    // MARK: - Administration
+
+    func leases(_ request: Licensed_V1_LeasesRequest, role: Role) -> Result<Licensed_V1_LeasesResponse, LicenseError> {
+        guard role.seesHolders else {
+            return .failure(LicenseError(.permissionDenied, "listing leases needs an auditor, operator or admin token"))
+        }
+        var response = Licensed_V1_LeasesResponse()
+        response.leases = self.ledger.leases.values
+            .filter { lease in
+                (request.feature.isEmpty || lease.feature == request.feature)
+                    && (request.user.isEmpty || lease.identity.user == request.user)
+                    && (request.host.isEmpty || lease.identity.host == request.host)
+            }
+            .sorted { ($0.feature, $0.grantedAtMs, $0.id) < ($1.feature, $1.grantedAtMs, $1.id) }
+            .map { lease in
+                var info = Licensed_V1_LeaseInfo()
+                info.feature = lease.feature
+                info.holder = self.ledger.holder(of: lease)
+                return info
+            }
+        return .success(response)
+    }
+
+    /// Takes back a lease, an activation, or everything of a user or host; holders are told.
+    func revoke(_ request: Licensed_V1_RevokeRequest, session: SessionID, role: Role) -> Result<Licensed_V1_RevokeResponse, LicenseError> {
+        guard role.mayRevoke else { return .failure(LicenseError(.permissionDenied, "revoking needs an operator or admin token")) }
+        var leaseIDs: [LeaseID] = []
+        var activationIDs: [String] = []
+        switch request.target {
+        case .leaseID(let bytes):
+            guard let id = LeaseID(bytes: bytes) else { return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes")) }
+            leaseIDs = [id]
+        case .activationID(let id):
+            activationIDs = [id]
+        case .user(let user):
+            leaseIDs = self.ledger.leases.values.filter { $0.identity.user == user && !$0.lingering }.map(\.id)
+            activationIDs = self.ledger.allActivations.filter { $0.user == user }.map(\.id)
+        case .host(let host):
+            leaseIDs = self.ledger.leases.values.filter { $0.identity.host == host && !$0.lingering }.map(\.id)
+            activationIDs = self.ledger.allActivations.filter { $0.machineName == host }.map(\.id)
+        case .none:
+            return .failure(LicenseError(.invalidArgument, "Revoke needs a lease_id, activation_id, user or host"))
+        }
+        var response = Licensed_V1_RevokeResponse()
+        for id in leaseIDs {
+            var checkIn = Licensed_V1_CheckInRequest()
+            checkIn.leaseID = .init(id.bytes)
+            if case .success = self.checkIn(checkIn, session: session, role: role) { response.leases += 1 }
+        }
+        for id in activationIDs {
+            if case .success(let changes) = self.ledger.deactivate(id, user: "", asAdmin: true, at: self.nowMs) {
+                self.store.append(changes)
+                response.activations += 1
+            }
+        }
+        if leaseIDs.count == 1 && activationIDs.isEmpty && response.leases == 0 {
+            return .failure(LicenseError(.notFound, "no such lease"))
+        }
+        if activationIDs.count == 1 && leaseIDs.isEmpty && response.activations == 0 {
+            return .failure(LicenseError(.notFound, "no such activation"))
+        }
+        self.logger.notice(
+            "revoked",
+            metadata: [
+                "leases": "\(response.leases)", "activations": "\(response.activations)",
+                "target": "\(request.target.map { "\($0)" } ?? "")",
+            ]
+        )
+        return .success(response)
+    }
+
     /// The signed certificate a machine keeps for offline use.
     private func certificate(_ activated: SeatLedger.Activated) -> Licensed_V1_ActivationCertificate {
         var claims = Licensed_V1_ActivationClaims()

@@ -27,6 +27,15 @@ public final class ServerMetrics: Sendable {
             .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10),
         ]
         self.factory = factory
+        // Made once: the writer thread records into them after every group commit.
+        self.walSync = Timer(label: "licensed_wal_sync_seconds", dimensions: [], preferredDisplayUnit: .seconds, factory: factory)
+        self.walBatch = Recorder(label: "licensed_wal_batch_records", dimensions: [], aggregate: true, factory: factory)
+        self.snapshotDuration = Timer(
+            label: "licensed_snapshot_duration_seconds",
+            dimensions: [],
+            preferredDisplayUnit: .seconds,
+            factory: factory
+        )
     }
 
     func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Counter {
@@ -42,9 +51,9 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Time of each write-ahead log group commit (write + fdatasync).
-    var walSync: Timer { self.timer("licensed_wal_sync_seconds") }
+    let walSync: Timer
     /// Records per group commit.
-    var walBatch: Recorder { Recorder(label: "licensed_wal_batch_records", dimensions: [], aggregate: true, factory: self.factory) }
+    let walBatch: Recorder
     /// Duration of the last snapshot.
-    var snapshotDuration: Timer { self.timer("licensed_snapshot_duration_seconds") }
+    let snapshotDuration: Timer
 }

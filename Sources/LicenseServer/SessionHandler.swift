@@ -233,6 +233,10 @@ final class SessionHandler: ChannelInboundHandler {
             result = self.host.deactivate(request, session: session, role: role).map { .deactivate($0) }
         case .queue(let request):
             result = self.host.queue(request, role: role).map { .queue($0) }
+        case .leases(let request):
+            result = self.host.leases(request, role: role).map { .leases($0) }
+        case .revoke(let request):
+            result = self.host.revoke(request, session: session, role: role).map { .revoke($0) }
         case .assign(let request):
             result = self.host.assign(request, session: session, role: role).map { .assign($0) }
         case .activations:
@@ -255,7 +259,7 @@ final class SessionHandler: ChannelInboundHandler {
             reply.body = body
             // A grant or return is acknowledged only once it is on disk.
             switch body {
-            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation, .assign:
+            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation, .assign, .revoke:
                 if self.host.replyWhenDurable(reply, to: self) { return }
             default:
                 break

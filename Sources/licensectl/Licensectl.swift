@@ -11,7 +11,7 @@ struct Licensectl: AsyncParsableCommand {
         abstract: "Keys, licence files and the licence server, from the command line.",
         subcommands: [
             Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self, Reload.self, Snapshot.self,
-            Bench.self, Fingerprint.self, Activate.self, Deactivate.self, Activations.self,
+            Bench.self, Fingerprint.self, Activate.self, Deactivate.self, Activations.self, Leases.self, Revoke.self, Queue.self,
         ]
     )
 }
