@@ -33,6 +33,8 @@ final class LedgerHost {
     private var waiters: [UInt64: (handler: SessionHandler, requestID: UInt64)] = [:]
     private var nextWaiterID: UInt64 = 0
     private var reapTicks = 0
+    private var openConnections = 0
+    private var connectionsByAddress: [String: Int] = [:]
     private var queueTimer: Scheduled<Void>?
     private var queueTimerDeadline: Int64?
     /// Counters by name and labels, made once each.
@@ -257,6 +259,10 @@ final class LedgerHost {
         }
         guard request.count <= 1_000_000 else {
             return .answer(.failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count")))
+        }
+        let held = self.ledger.leases(ofSession: session).count
+        if held >= self.context.configuration.maxLeasesPerSession {
+            return .answer(.failure(LicenseError(.resourceExhausted, "this session holds its maximum of \(held) leases")))
         }
         guard request.borrowMs <= UInt64(Int64.max / 2) else {
             return .answer(.failure(LicenseError(.invalidArgument, "borrow_ms \(request.borrowMs) is not a duration")))
@@ -492,6 +498,28 @@ final class LedgerHost {
         var response = Licensed_V1_HistoryResponse()
         response.runs = self.ledger.assignmentRuns.filter { request.month.isEmpty || Timestamp.iso8601($0.atMs).hasPrefix(request.month) }
         return .success(response)
+    }
+
+    // MARK: - Limits
+
+    /// Admits a new connection from `address`, or says which limit it would pass.
+    func admitConnection(from address: String) -> LicenseError? {
+        let limits = self.context.configuration
+        if self.openConnections >= limits.maxConnections {
+            return LicenseError(.resourceExhausted, "the server has its maximum of \(limits.maxConnections) connections; try again later")
+        }
+        if self.connectionsByAddress[address, default: 0] >= limits.maxConnectionsPerAddress {
+            return LicenseError(.resourceExhausted, "\(address) has its maximum of \(limits.maxConnectionsPerAddress) connections")
+        }
+        self.openConnections += 1
+        self.connectionsByAddress[address, default: 0] += 1
+        return nil
+    }
+
+    func releaseConnection(from address: String) {
+        self.openConnections -= 1
+        self.connectionsByAddress[address, default: 1] -= 1
+        if self.connectionsByAddress[address] == 0 { self.connectionsByAddress[address] = nil }
     }
 
     // MARK: - Administration

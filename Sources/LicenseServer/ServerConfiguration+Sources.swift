@@ -76,6 +76,13 @@ extension ServerConfiguration {
         Option(name: "activation_validity_days", help: "offline validity of activation certificates, in days") {
             $0.activationValidityDays = try int($1, "activation_validity_days")
         },
+        Option(name: "max_connections", help: "most open connections") { $0.maxConnections = try int($1, "max_connections") },
+        Option(name: "max_connections_per_address", help: "most open connections from one address") {
+            $0.maxConnectionsPerAddress = try int($1, "max_connections_per_address")
+        },
+        Option(name: "max_leases_per_session", help: "most leases one session may hold") {
+            $0.maxLeasesPerSession = try int($1, "max_leases_per_session")
+        },
         Option(name: "max_queue_length", help: "most check-outs waiting per feature") {
             $0.maxQueueLength = try int($1, "max_queue_length")
         },

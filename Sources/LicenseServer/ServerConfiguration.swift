@@ -63,6 +63,12 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var activationInactivityDays = 90
     /// Activation certificates are valid offline for this many days.
     public var activationValidityDays = 30
+    /// Most open connections; beyond, a new connection gets RESOURCE_EXHAUSTED and is closed.
+    public var maxConnections = 100_000
+    /// Most open connections from one network address.
+    public var maxConnectionsPerAddress = 1_000
+    /// Most leases one session may hold.
+    public var maxLeasesPerSession = 1_000
     /// Most check-outs that may wait per feature.
     public var maxQueueLength = 1_000
     /// How often the reaper looks for lapsed leases.

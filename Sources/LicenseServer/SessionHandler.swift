@@ -25,6 +25,8 @@ final class SessionHandler: ChannelInboundHandler {
     private let authority: TokenAuthority
     private var logger: Logger
     private var helloTimeout: Scheduled<Void>?
+    /// Set once the connection counted against the limits.
+    private var admittedAddress: String?
     /// Set while the handler is in a pipeline, to push events outside of a read.
     private var channelContext: ChannelHandlerContext?
 
@@ -80,6 +82,13 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        if let refused = self.host.admitConnection(from: address) {
+            self.fail(context, requestID: 0, refused.code, refused.message)
+            context.fireChannelActive()
+            return
+        }
+        self.admittedAddress = address
         let timeout = TimeAmount.milliseconds(Int64(self.context.configuration.helloTimeoutMs))
         self.helloTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             guard case .awaitingHello = self.state else { return }
@@ -89,6 +98,10 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if let address = self.admittedAddress {
+            self.host.releaseConnection(from: address)
+            self.admittedAddress = nil
+        }
         self.helloTimeout?.cancel()
         self.endSession()
         self.state = .closing

@@ -48,6 +48,9 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Groups as /path=member,member,@host;/path2=...") var groups: String?
     @Option(help: "Server-side options per feature, as JSON.") var restrictions: String?
     @Option(help: "Most check-outs waiting per feature.") var maxQueueLength: String?
+    @Option(help: "Most open connections.") var maxConnections: String?
+    @Option(help: "Most open connections from one network address.") var maxConnectionsPerAddress: String?
+    @Option(help: "Most leases one session may hold.") var maxLeasesPerSession: String?
     @Option(help: "Reclaim activations not seen for this many days.") var activationInactivityDays: String?
     @Option(help: "Part for activations that name no licence or feature.") var defaultPart: String?
     @Option(help: "Part once the default part is used up (overage-allowing policy only).") var overagePart: String?
@@ -66,6 +69,8 @@ struct Licensed: AsyncParsableCommand {
             ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
             ("metrics_listen", self.metricsListen),
             ("groups", self.groups), ("restrictions", self.restrictions), ("max_queue_length", self.maxQueueLength),
+            ("max_connections", self.maxConnections), ("max_connections_per_address", self.maxConnectionsPerAddress),
+            ("max_leases_per_session", self.maxLeasesPerSession),
             ("activation_inactivity_days", self.activationInactivityDays),
             ("default_part", self.defaultPart), ("overage_part", self.overagePart),
             ("activation_validity_days", self.activationValidityDays),
