@@ -44,6 +44,26 @@ struct LimitsServerTests {
         }
     }
 
+    @Test("1,000 connections that never say Hello are closed after the idle time; a well-behaved one is served meanwhile")
+    func idleConnections() async throws {
+        try await withTestServer(configure: { $0.helloTimeoutMs = 500 }) { _, port in
+            var silent: [RawConnection] = []
+            for _ in 0..<1_000 { silent.append(try await RawConnection.connect(port: port)) }
+            let good = try await RawConnection.connect(port: port)
+            guard case .hello = try await good.hello().body else {
+                Issue.record("the well-behaved connection was not served")
+                return
+            }
+            var closedWithError = 0
+            for connection in silent {
+                let (messages, closed) = try await connection.readUntilClosed(timeout: .seconds(20))
+                if closed, case .error(let error) = messages.first?.body, error.code == .resourceExhausted { closedWithError += 1 }
+            }
+            #expect(closedWithError == 1_000)
+            await good.close()
+        }
+    }
+
     @Test("past max_leases_per_session a check-out gets RESOURCE_EXHAUSTED; other sessions carry on")
     func leasesPerSession() async throws {
         try await withTestServer(configure: { $0.maxLeasesPerSession = 2 }, licenses: [FloatingSeatServerTests.license(count: 10)]) {
