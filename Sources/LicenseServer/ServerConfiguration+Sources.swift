@@ -1,5 +1,6 @@
 import Foundation
 import LicenseCore
+import LicenseCrypto
 import LicenseStore
 import Yams
 
@@ -96,7 +97,7 @@ extension ServerConfiguration {
                 guard parts.count == 2, let role = Role(rawValue: parts[0]) else {
                     throw ConfigurationError("tokens entry '\(entry)' is not role:sha256hex with role client, auditor, operator or admin")
                 }
-                guard let hash = hexBytes(parts[1]), hash.count == 32 else {
+                guard let hash = [UInt8](hexString: parts[1]), hash.count == 32 else {
                     throw ConfigurationError("tokens entry for role \(parts[0]) is not a 64-digit SHA-256 hex hash")
                 }
                 return TokenAuthority.Entry(hash: hash, role: role)
@@ -188,19 +189,6 @@ private func int(_ text: String, _ name: String) throws -> Int {
 
 private func list(_ text: String) -> [String] {
     text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-}
-
-private func hexBytes(_ text: String) -> [UInt8]? {
-    let digits = Array(text.lowercased().utf8)
-    guard digits.count % 2 == 0 else { return nil }
-    var bytes: [UInt8] = []
-    var i = 0
-    while i < digits.count {
-        guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
-        bytes.append(byte)
-        i += 2
-    }
-    return bytes
 }
 
 /// Restrictions as JSON: a list of objects with `feature` and any of `exclude_users`,

@@ -46,10 +46,6 @@ public final class ServerMetrics: Sendable {
         Gauge(label: label, dimensions: dimensions, factory: self.factory)
     }
 
-    func timer(_ label: String, _ dimensions: [(String, String)] = []) -> Timer {
-        Timer(label: label, dimensions: dimensions, preferredDisplayUnit: .seconds, factory: self.factory)
-    }
-
     /// Time of each write-ahead log group commit (write + fdatasync).
     let walSync: Timer
     /// Records per group commit.

@@ -109,7 +109,9 @@ struct Revoke: AsyncParsableCommand {
         let given = [self.lease, self.activation, self.user, self.host].compactMap { $0 }
         guard given.count == 1 else { throw CLIError("give exactly one of --lease, --activation, --user, --host") }
         if let lease = self.lease {
-            guard let bytes = hexToBytes(lease), bytes.count == 16 else { throw CLIError("'\(lease)' is not a lease id (32 hex digits)") }
+            guard let bytes = [UInt8](hexString: lease), bytes.count == 16 else {
+                throw CLIError("'\(lease)' is not a lease id (32 hex digits)")
+            }
             request.leaseID = .init(bytes)
         } else if let activation = self.activation {
             request.activationID = activation

@@ -100,7 +100,7 @@ struct Checkin: AsyncParsableCommand {
     @Argument(help: "Lease id (32 hex digits, as checkout and status print it).") var lease: String
 
     func run() async throws {
-        guard let id = hexToBytes(self.lease), id.count == 16 else {
+        guard let id = [UInt8](hexString: self.lease), id.count == 16 else {
             throw CLIError("'\(self.lease)' is not a lease id (32 hex digits)")
         }
         let client = try self.options.client()
@@ -112,18 +112,6 @@ struct Checkin: AsyncParsableCommand {
         }
         await client.close()
         if self.options.json { try printJSON(["checked_in": self.lease]) } else { print("checked in lease \(self.lease)") }
-    }
-}
-
-func hexToBytes(_ text: String) -> [UInt8]? {
-    let digits = Array(text.lowercased().utf8)
-    guard digits.count % 2 == 0 else { return nil }
-    return stride(from: 0, to: digits.count, by: 2).reduce(into: [UInt8]?([])) { bytes, i in
-        guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else {
-            bytes = nil
-            return
-        }
-        bytes?.append(byte)
     }
 }
 

@@ -55,6 +55,15 @@ struct Ed25519Tests {
         #expect(error?.message.contains("not Ed25519") == true)
     }
 
+    @Test("hex round trip; odd length and non-hex digits refused")
+    func hex() {
+        let bytes: [UInt8] = [0x00, 0x7f, 0xab, 0xff]
+        #expect([UInt8](hexString: bytes.hexString) == bytes)
+        #expect([UInt8](hexString: "00FFaB") == [0x00, 0xff, 0xab])
+        #expect([UInt8](hexString: "abc") == nil)
+        #expect([UInt8](hexString: "zz") == nil)
+    }
+
     @Test("SHA-256 matches the known vector")
     func sha256() {
         #expect(SHA256.hash(Array("abc".utf8)).hexString == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
