@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
@@ -74,7 +75,7 @@ let package = Package(
         .target(
             name: "LicenseStore",
             dependencies: [
-                "LicenseCore", "LicenseProtocol",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -96,6 +97,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -104,6 +106,7 @@ let package = Package(
             name: "LicenseClient",
             dependencies: [
                 "LicenseProtocol", "LicenseCrypto", "LicenseCore",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -127,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "licensectl",
             dependencies: [
-                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -37,6 +37,15 @@ public actor LicenseClient {
         public var connectTimeout: Duration = .seconds(5)
         /// Longest pause between reconnection attempts.
         public var maximumReconnectDelay: Duration = .seconds(5)
+        /// TLS settings; nil = plain TCP.
+        public var tls: ClientTLS?
+        /// A Unix socket to connect to instead of host:port (the server's local admin socket).
+        public var unixSocketPath: String?
+
+        /// Where connections go.
+        public var endpoint: LicenseEndpoint {
+            self.unixSocketPath.map { .unix(path: $0) } ?? .tcp(host: self.host, port: self.port)
+        }
 
         /// Creates a configuration.
         public init(
@@ -139,8 +148,8 @@ public actor LicenseClient {
     private func establish(resume: [UInt8]?) async throws {
         guard !self.closed else { throw LicenseClientError.unavailable("the client is closed") }
         let connection = try await LicenseConnection.connect(
-            host: self.configuration.host,
-            port: self.configuration.port,
+            to: self.configuration.endpoint,
+            tls: self.configuration.tls,
             connectTimeout: .nanoseconds(
                 self.configuration.connectTimeout.components.seconds * 1_000_000_000
                     + self.configuration.connectTimeout.components.attoseconds / 1_000_000_000

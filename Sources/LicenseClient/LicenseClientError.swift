@@ -21,6 +21,10 @@ public struct LicenseClientError: Error, Sendable, Equatable, CustomStringConver
 
     public var description: String { "\(self.code.name): \(self.message)" }
 
+    static func invalidArgument(_ message: String) -> LicenseClientError {
+        LicenseClientError(code: .invalidArgument, message: message)
+    }
+
     static func unavailable(_ message: String) -> LicenseClientError {
         LicenseClientError(code: .unavailable, message: message)
     }

@@ -2,6 +2,7 @@ public import LicenseProtocol
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 
 /// One framed protocol connection to a licence server: sends `ClientMessage`s, matches each
 /// `ServerMessage` to its request by request_id, and delivers pushed `Event`s on `events`.
@@ -19,10 +20,28 @@ public final class LicenseConnection: Sendable {
         self.events = events
     }
 
-    /// Opens a TCP connection (no Hello yet).
+    /// Opens a TCP connection (no Hello yet), with TLS when `tls` is given.
     public static func connect(
         host: String,
         port: Int,
+        tls: ClientTLS? = nil,
+        connectTimeout: TimeAmount = .seconds(5),
+        maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> LicenseConnection {
+        try await self.connect(
+            to: .tcp(host: host, port: port),
+            tls: tls,
+            connectTimeout: connectTimeout,
+            maximumFrameLength: maximumFrameLength,
+            group: group
+        )
+    }
+
+    /// Opens a connection to `endpoint` (no Hello yet), with TLS when `tls` is given.
+    public static func connect(
+        to endpoint: LicenseEndpoint,
+        tls: ClientTLS? = nil,
         connectTimeout: TimeAmount = .seconds(5),
         maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -31,22 +50,39 @@ public final class LicenseConnection: Sendable {
         let (events, continuation) = AsyncStream.makeStream(of: Licensed_V1_Event.self, bufferingPolicy: .bufferingNewest(256))
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: group)
+            let sslContext = try tls?.makeContext()
+            let serverName: String? =
+                switch endpoint {
+                case .tcp(let host, _): tls?.serverName ?? (host.first?.isNumber == true || host.contains(":") ? nil : host)
+                case .unix: tls?.serverName
+                }
+            let bootstrap = ClientBootstrap(group: group)
                 .connectTimeout(connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let sslContext {
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
+                            )
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength))
                         )
                         try channel.pipeline.syncOperations.addHandler(ResponseHandler(pending: pending, events: continuation))
                     }
                 }
-                .connect(host: host, port: port)
-                .get()
+            switch endpoint {
+            case .tcp(let host, let port):
+                channel = try await bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1).connect(host: host, port: port).get()
+            case .unix(let path):
+                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+            }
+        } catch let error as LicenseClientError {
+            continuation.finish()
+            throw error
         } catch {
             continuation.finish()
-            throw LicenseClientError.unavailable("cannot connect to licence server \(host):\(port): \(error)")
+            throw LicenseClientError.unavailable("cannot connect to licence server \(endpoint): \(error)")
         }
         return LicenseConnection(channel: channel, pending: pending, events: events)
     }
@@ -160,5 +196,20 @@ final class ResponseHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.pending.failAll(LicenseClientError.unavailable("connection error: \(error)"))
         context.close(promise: nil)
+    }
+}
+
+/// Where a licence server listens: TCP, or a Unix socket (the local admin socket).
+public enum LicenseEndpoint: Sendable, Equatable, CustomStringConvertible {
+    /// host:port over TCP.
+    case tcp(host: String, port: Int)
+    /// A Unix domain socket path.
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): "unix:\(path)"
+        }
     }
 }

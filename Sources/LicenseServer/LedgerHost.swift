@@ -17,7 +17,7 @@ final class LedgerHost {
     let eventLoop: any EventLoop
     private(set) var ledger: SeatLedger
     private(set) var loaded: LicenseLoadResult
-    private let context: ServerContext
+    let context: ServerContext
     private var logger: Logger
     /// The connection attached to each session, to push events to.
     private var connections: [SessionID: SessionHandler] = [:]
@@ -39,6 +39,8 @@ final class LedgerHost {
     private var queueTimerDeadline: Int64?
     /// Counters by name and labels, made once each.
     private var counters: [String: Counter] = [:]
+    /// Times of recent refused tokens, by address (the last minute's).
+    var refusedTokens: [String: [Int64]] = [:]
     /// True once the listener is bound; false again when stopping.
     var listening = false
 
@@ -198,7 +200,7 @@ final class LedgerHost {
             self.snapshotIfDue()
         }
         let reclaimed = self.ledger.reap(at: self.nowMs)
-        self.store.append(reclaimed.map(\.change))
+        self.commit(reclaimed.map(\.change), actor: "server", leases: reclaimed.map(\.lease))
         for (lease, _) in reclaimed {
             self.count("licensed_leases_reclaimed_total", [("feature", lease.feature), ("cause", "expired")])
             self.logger.info(
@@ -283,29 +285,31 @@ final class LedgerHost {
             self.nextWaiterID += 1
             let waiterID = self.nextWaiterID
             if let refused = self.ledger.enqueue(command, waiterID: waiterID, waitMs: Int64(request.waitMs), at: now) {
-                return .answer(.failure(self.denied(refused, feature: request.feature)))
+                return .answer(.failure(self.denied(refused, command)))
             }
             self.waiters[waiterID] = (handler, requestID)
             self.logger.info("check-out queued", metadata: ["feature": "\(request.feature)", "wait_ms": "\(request.waitMs)"])
             self.scheduleQueueDeadline()
             return .queued
         case .failure(let error):
-            return .answer(.failure(self.denied(error, feature: request.feature)))
+            return .answer(.failure(self.denied(error, command)))
         case .success(let grant):
             return .answer(.success(self.granted(grant, at: now)))
         }
     }
 
-    private func denied(_ error: LicenseError, feature: String) -> LicenseError {
+    private func denied(_ error: LicenseError, _ command: SeatLedger.CheckOut) -> LicenseError {
+        let feature = command.feature
+        self.auditDenial(error, feature: feature, count: command.count, session: command.sessionID)
         self.count("licensed_denials_total", [("feature", feature), ("reason", error.code.name)])
         self.logger.info("check-out denied", metadata: ["feature": "\(feature)", "code": "\(error.code)", "reason": "\(error.message)"])
         return error
     }
 
     /// Logs a grant, appends its changes to the log, and builds the reply (with a signed token for a borrow).
-    private func granted(_ grant: SeatLedger.Grant, at now: Int64) -> Licensed_V1_CheckOutResponse {
-        self.store.append(grant.changes)
+    private func granted(_ grant: SeatLedger.Grant, at now: Int64, waitedMs: Int64? = nil) -> Licensed_V1_CheckOutResponse {
         let lease = grant.lease
+        self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs)
         if !grant.replayed {
             self.count("licensed_checkouts_total", [("feature", lease.feature)])
             self.logger.info(
@@ -380,6 +384,15 @@ final class LedgerHost {
         )
         switch self.ledger.activate(command, at: self.nowMs) {
         case .failure(let error):
+            self.audit(
+                "deny_activation",
+                actor: Self.actor(identity),
+                subject: request.licenseID.isEmpty ? "feature:\(request.feature)" : "license:\(request.licenseID)",
+                details: [
+                    ("license", .string(request.licenseID)), ("feature", .string(request.feature)), ("code", .string(error.code.name)),
+                    ("reason", .string(error.message)),
+                ]
+            )
             self.count("licensed_activation_denials_total", [("reason", error.code.name)])
             self.logger.info(
                 "activation denied",
@@ -387,7 +400,7 @@ final class LedgerHost {
             )
             return .failure(error)
         case .success(let activated):
-            self.store.append(activated.changes)
+            self.commit(activated.changes, actor: Self.actor(identity))
             if !activated.existing {
                 self.count("licensed_activations_total", [("license", activated.activation.licenseID)])
                 self.logger.info(
@@ -415,7 +428,7 @@ final class LedgerHost {
         case .failure(let error):
             return .failure(error)
         case .success(let activated):
-            self.store.append(activated.changes)
+            self.commit(activated.changes, actor: activated.activation.user + "@" + activated.activation.machineName)
             var response = Licensed_V1_ValidateActivationResponse()
             response.certificate = self.certificate(activated)
             return .success(response)
@@ -430,7 +443,7 @@ final class LedgerHost {
         case .failure(let error):
             return .failure(error)
         case .success(let changes):
-            self.store.append(changes)
+            self.commit(changes, actor: self.actor(of: session))
             self.logger.info("machine deactivated", metadata: ["activation": "\(request.activationID)", "by": "\(user)"])
             var response = Licensed_V1_DeactivateResponse()
             response.activationID = request.activationID
@@ -455,7 +468,7 @@ final class LedgerHost {
             newActivationID: { "act-" + SecureRandom.bytes(12).hexString },
             at: self.nowMs
         )
-        self.store.append(changes)
+        self.commit(changes, actor: Self.actor(identity), details: [("role", .string(role.rawValue)), ("run", .string(run.runID))])
         let applied = run.results.filter(\.applied).count
         self.logger.info(
             request.revoke ? "bulk revoke" : "bulk assignment",
@@ -573,7 +586,7 @@ final class LedgerHost {
         }
         for id in activationIDs {
             if case .success(let changes) = self.ledger.deactivate(id, user: "", asAdmin: true, at: self.nowMs) {
-                self.store.append(changes)
+                self.commit(changes, actor: self.actor(of: session), details: [("role", .string(role.rawValue))])
                 response.activations += 1
             }
         }
@@ -617,7 +630,7 @@ final class LedgerHost {
     func reapActivations() {
         let threshold = Int64(self.context.configuration.activationInactivityDays) * 86_400_000
         let reclaimed = self.ledger.reapInactiveActivations(inactivityMs: threshold, at: self.nowMs)
-        self.store.append(reclaimed.map(\.change))
+        self.commit(reclaimed.map(\.change), actor: "server")
         for (activation, _) in reclaimed {
             self.count("licensed_activations_reclaimed_total", [("license", activation.licenseID)])
             self.logger.info(
@@ -641,10 +654,10 @@ final class LedgerHost {
             reply.requestID = requestID
             switch result {
             case .success(let grant):
-                reply.checkOut = self.granted(grant, at: now)
+                reply.checkOut = self.granted(grant, at: now, waitedMs: now - waiter.sinceMs)
                 if handler.isConnected, self.replyWhenDurable(reply, to: handler) { continue }
             case .failure(let error):
-                reply.error = self.denied(error, feature: waiter.request.feature).protocolError
+                reply.error = self.denied(error, waiter.request).protocolError
             }
             handler.writeDeferred(reply)
             handler.flushDeferred()
@@ -664,7 +677,7 @@ final class LedgerHost {
                         .deadlineExceeded,
                         "no seat of '\(waiter.request.feature)' came free within \(waiter.deadlineMs - waiter.sinceMs) ms"
                     ),
-                    feature: waiter.request.feature
+                    waiter.request
                 ).protocolError
             handler.writeDeferred(reply)
             handler.flushDeferred()
@@ -714,7 +727,14 @@ final class LedgerHost {
         case .failure(let error):
             return .failure(error)
         case .success(let checkIn):
-            self.store.append(checkIn.changes)
+            var details: [(String, AuditEvent.Value)] = []
+            if checkIn.lease.sessionID != session { details.append(("role", .string(role.rawValue))) }
+            self.commit(
+                checkIn.changes,
+                actor: self.actor(of: session),
+                leases: [checkIn.lease] + checkIn.releasedAddOns,
+                details: details
+            )
             self.count("licensed_checkins_total", [("feature", checkIn.lease.feature)])
             let lease = checkIn.lease
             self.logger.info(
@@ -772,8 +792,16 @@ final class LedgerHost {
     /// Tells every connected session the server is going away.
     /// Serves `result`'s licences from now on (SIGHUP, `licensectl reload`). Leases stay; a
     /// licence that shrank is AT_RISK in status; a removed feature stops granting.
-    func replaceLicenses(_ result: LicenseLoadResult) -> Licensed_V1_ReloadResponse {
+    func replaceLicenses(_ result: LicenseLoadResult, actor: String) -> Licensed_V1_ReloadResponse {
         self.loaded = result
+        self.audit(
+            "reload",
+            actor: actor,
+            details: [
+                ("loaded", .strings(result.effective.map(\.license.id).sorted())), ("rejected", .int(Int64(result.rejected.count))),
+                ("leases", .int(Int64(self.ledger.leases.count))),
+            ]
+        )
         self.ledger.replaceLicenses(result.effective)
         defer { self.serveQueues() }
         for rejected in result.rejected { self.logger.error("\(rejected)") }
@@ -811,7 +839,7 @@ extension LedgerHost {
 
 extension LedgerHost {
     /// Runs an administrative request whose work must not block the loop, and answers it later.
-    func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body, requestID: UInt64, replyTo handler: SessionHandler) {
+    func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body, requestID: UInt64, actor: String, replyTo handler: SessionHandler) {
         let loop = self.eventLoop
         let target = NIOLoopBound(handler, eventLoop: loop)
         let host = NIOLoopBound(self, eventLoop: loop)
@@ -836,12 +864,13 @@ extension LedgerHost {
             Task {
                 do {
                     let result = try await reloader()
-                    loop.execute { answer(.success(.reload(host.value.replaceLicenses(result)))) }
+                    loop.execute { answer(.success(.reload(host.value.replaceLicenses(result, actor: actor)))) }
                 } catch {
                     answer(.failure(LicenseError(.invalidArgument, "reload failed, the previous licences stay in force: \(error)")))
                 }
             }
         case .snapshot:
+            self.audit("snapshot", actor: actor)
             self.takeSnapshot(reason: "requested by an administrator") { result in
                 switch result {
                 case .success(let snapshot):

@@ -7,6 +7,7 @@ public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 import Prometheus
 public import ServiceLifecycle
 
@@ -37,10 +38,24 @@ public final class LicenseServer: Service {
         let directory = (context.configuration.stateDir as NSString).appendingPathComponent("ledger")
         let metrics = context.metrics
         let (store, recovery): (LedgerStore, LedgerStore.Recovery)
+        let auditLog: AuditLog
+        do {
+            auditLog = try AuditLog.open(
+                directory: context.configuration.auditDirectory,
+                maxFileBytes: context.configuration.auditMaxFileBytes,
+                syncs: context.configuration.sync == .always
+            )
+        } catch let error as StoreError {
+            throw ConfigurationError("cannot open the audit trail in \(context.configuration.auditDirectory): \(error.message)")
+        }
+        if let cut = auditLog.cutTail {
+            logger.warning("audit trail \(cut.file): cut a torn last write (\(cut.droppedBytes) bytes)")
+        }
         do {
             (store, recovery) = try LedgerStore.open(
                 directory: directory,
                 sync: context.configuration.sync,
+                audit: auditLog,
                 onDurable: { sequence in
                     eventLoop.execute { reference.host?.value.durable(upTo: sequence) }
                 },
@@ -90,7 +105,7 @@ public final class LicenseServer: Service {
         self.context.notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
         defer { self.context.notifier.notify("READY=1") }
         let result = try await reloader()
-        return try await self.eventLoop.submit { self.host.value.replaceLicenses(result) }.get()
+        return try await self.eventLoop.submit { self.host.value.replaceLicenses(result, actor: "signal") }.get()
     }
 
     /// The Prometheus text exposition, with the state gauges refreshed from the ledger.
@@ -160,6 +175,13 @@ public final class LicenseServer: Service {
         let configuration = self.context.configuration
         let context = self.context
         let serverChannel: NIOAsyncChannel<any Channel, Never>
+        let tls: NIOSSLContext?
+        do {
+            tls = try Self.makeTLSContext(configuration)
+        } catch {
+            self.bound.fail(error)
+            throw ConfigurationError("cannot set up TLS: \(error)")
+        }
         do {
             serverChannel = try await ServerBootstrap(group: self.eventLoop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -169,6 +191,7 @@ public final class LicenseServer: Service {
                 .bind(host: configuration.listenHost, port: configuration.port) { [host] channel in
                     channel.eventLoop.makeCompletedFuture {
                         let peer = channel.remoteAddress?.description ?? "unknown"
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecoder(maximumFrameLength: configuration.maxFrameBytes))
                         )
@@ -181,6 +204,7 @@ public final class LicenseServer: Service {
             throw ConfigurationError("cannot listen on \(configuration.listenHost):\(configuration.port): \(error)")
         }
         let address = serverChannel.channel.localAddress!
+        let adminChannel = await self.bindAdminSocket()
         self.bound.succeed(address)
         try await self.eventLoop.submit {
             self.host.value.startReaper()
@@ -190,9 +214,21 @@ public final class LicenseServer: Service {
         // Licences are loaded and the listener is bound: tell systemd.
         let status = try await self.eventLoop.submit { self.host.value.statusLine }.get()
         self.context.notifier.notify("READY=1\nSTATUS=\(status)")
-        self.context.logger.info("listening", metadata: ["address": "\(address)"])
+        self.context.logger.info("listening", metadata: ["address": "\(address)", "tls": "\(tls != nil)"])
 
         try await withThrowingDiscardingTaskGroup { group in
+            if let adminChannel {
+                group.addTask {
+                    try? await adminChannel.executeThenClose { inbound in
+                        for try await child in inbound.cancelOnGracefulShutdown() {
+                            let id = ObjectIdentifier(child)
+                            self.sessions.withLockedValue { $0[id] = child }
+                            child.closeFuture.whenComplete { _ in self.sessions.withLockedValue { _ = $0.removeValue(forKey: id) } }
+                        }
+                    }
+                    unlink(configuration.adminSocket)
+                }
+            }
             try await serverChannel.executeThenClose { inbound in
                 for try await child in inbound.cancelOnGracefulShutdown() {
                     let id = ObjectIdentifier(child)
@@ -222,6 +258,55 @@ public final class LicenseServer: Service {
         }
         self.store.close()
         self.context.logger.info("stopped")
+    }
+
+    /// The TLS context of the protocol listener, when configured: the certificate chain and key,
+    /// and with `tls_client_ca` client certificates required and checked against that CA.
+    static func makeTLSContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext? {
+        guard configuration.tlsEnabled else { return nil }
+        let chain = try NIOSSLCertificate.fromPEMFile(configuration.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: configuration.tlsPrivateKey, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        if !configuration.tlsClientCA.isEmpty {
+            tls.trustRoots = .file(configuration.tlsClientCA)
+            tls.certificateVerification = .noHostnameVerification
+        }
+        return try NIOSSLContext(configuration: tls)
+    }
+
+    /// Binds the local admin socket (mode 0660: its group may administer), or returns nil with a
+    /// warning when it cannot be (no runtime directory outside systemd, say): the TCP listener
+    /// with tokens still works.
+    private func bindAdminSocket() async -> NIOAsyncChannel<any Channel, Never>? {
+        let configuration = self.context.configuration
+        let context = self.context
+        let path = configuration.adminSocket
+        guard path != "off", !path.isEmpty else { return nil }
+        do {
+            let channel = try await ServerBootstrap(group: self.eventLoop)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { [host] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ByteToMessageHandler(FrameDecoder(maximumFrameLength: configuration.maxFrameBytes))
+                        )
+                        try channel.pipeline.syncOperations.addHandler(
+                            SessionHandler(context: context, host: host.value, peer: "admin-socket", localAdmin: true)
+                        )
+                        return channel as any Channel
+                    }
+                }
+            guard chmod(path, 0o660) == 0 else {
+                try? await channel.channel.close()
+                throw ConfigurationError("cannot set the mode of \(path): \(String(cString: strerror(errno)))")
+            }
+            self.context.logger.info("admin socket listening", metadata: ["path": "\(path)"])
+            return channel
+        } catch {
+            self.context.logger.warning("admin socket \(path) not available: \(error); administration needs a token over TCP")
+            return nil
+        }
     }
 
     /// Pings systemd's watchdog from the serving loop itself, so a hung loop stops the pings and

@@ -91,6 +91,27 @@ extension ServerConfiguration {
         Option(name: "reaper_interval_ms", help: "how often lapsed leases are looked for") {
             $0.reaperIntervalMs = try int($1, "reaper_interval_ms")
         },
+        Option(name: "require_client_token", help: "refuse sessions that present no token (true/false)") {
+            $0.requireClientToken = try bool($1, "require_client_token")
+        },
+        Option(name: "audit_dir", help: "directory of the audit trail (default <state_dir>/audit)") { $0.auditDir = $1 },
+        Option(name: "audit_max_file_bytes", help: "start a new audit file past this size") {
+            $0.auditMaxFileBytes = try int($1, "audit_max_file_bytes")
+        },
+        Option(name: "tls_certificate", help: "PEM certificate chain: TLS on the protocol listener (default off)") {
+            $0.tlsCertificate = $1
+        },
+        Option(name: "tls_private_key", help: "PEM private key of tls_certificate") { $0.tlsPrivateKey = $1 },
+        Option(name: "tls_client_ca", help: "PEM CA of client certificates; set = clients must present one (mTLS)") {
+            $0.tlsClientCA = $1
+        },
+        Option(name: "admin_socket", help: "local admin Unix socket path (grants admin), or off") { $0.adminSocket = $1 },
+        Option(name: "bad_token_limit", help: "refused tokens per address per minute before answers are slowed") {
+            $0.badTokenLimit = try int($1, "bad_token_limit")
+        },
+        Option(name: "bad_token_delay_ms", help: "delay of a refused Hello past bad_token_limit") {
+            $0.badTokenDelayMs = try int($1, "bad_token_delay_ms")
+        },
         Option(name: "tokens", help: "access tokens as role:sha256hex, comma-separated") { config, value in
             config.tokens = try list(value).map { entry in
                 let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
@@ -185,6 +206,14 @@ private func int(_ text: String, _ name: String) throws -> Int {
         throw ConfigurationError("\(name) must be a whole number, not '\(text)'")
     }
     return value
+}
+
+private func bool(_ text: String, _ name: String) throws -> Bool {
+    switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+    case "true", "yes", "on", "1": return true
+    case "false", "no", "off", "0": return false
+    default: throw ConfigurationError("\(name) must be true or false, not '\(text)'")
+    }
 }
 
 private func list(_ text: String) -> [String] {

@@ -81,6 +81,31 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var snapshotEveryBytes = 64 * 1024 * 1024
     /// Access tokens by role, as SHA-256 hashes (hex); see `licensectl token hash`.
     public var tokens: [TokenAuthority.Entry] = []
+    /// Refuse sessions whose Hello presents no token (clients must have a `client` token or better).
+    public var requireClientToken = false
+    /// Directory of the audit trail; empty = `<state_dir>/audit`.
+    public var auditDir = ""
+    /// Start a new audit file once the current one reaches this size.
+    public var auditMaxFileBytes = 64 * 1024 * 1024
+    /// The local administration socket (grants `admin` to whoever can connect); "off" disables it.
+    public var adminSocket = "/run/licensed/admin.sock"
+    /// After this many refused tokens from one address within a minute, its Hellos are answered slowly.
+    public var badTokenLimit = 5
+    /// How long a refused Hello from an address over `bad_token_limit` is held before its answer.
+    public var badTokenDelayMs = 2_000
+
+    /// PEM certificate chain for TLS on the protocol listener; empty = plain TCP (the default).
+    public var tlsCertificate = ""
+    /// PEM private key of `tls_certificate`.
+    public var tlsPrivateKey = ""
+    /// PEM CA certificates that sign client certificates; set = clients must present one (mTLS).
+    public var tlsClientCA = ""
+
+    /// True when the listener speaks TLS.
+    public var tlsEnabled: Bool { !self.tlsCertificate.isEmpty }
+
+    /// Where the audit trail is written.
+    public var auditDirectory: String { self.auditDir.isEmpty ? self.stateDir + "/audit" : self.auditDir }
 
     /// The defaults.
     public init() {}
@@ -105,6 +130,16 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         guard Self.logLevels.contains(self.logLevel) else {
             throw ConfigurationError("log_level '\(self.logLevel)' is not one of \(Self.logLevels.joined(separator: ", "))")
+        }
+        guard self.tlsCertificate.isEmpty == self.tlsPrivateKey.isEmpty else {
+            throw ConfigurationError("tls_certificate and tls_private_key go together: set both or neither")
+        }
+        guard self.tlsClientCA.isEmpty || self.tlsEnabled else {
+            throw ConfigurationError("tls_client_ca needs tls_certificate and tls_private_key (client certificates are a TLS feature)")
+        }
+        guard self.auditMaxFileBytes >= 4096 else { throw ConfigurationError("audit_max_file_bytes must be at least 4096") }
+        guard self.badTokenLimit >= 0, self.badTokenDelayMs >= 0, self.badTokenDelayMs <= 60_000 else {
+            throw ConfigurationError("bad_token_limit must be at least 0 and bad_token_delay_ms between 0 and 60000")
         }
         for key in self.trustedKeys where key.id.isEmpty || key.publicKey.isEmpty {
             throw ConfigurationError("every trusted_keys entry needs an id and a public_key path")

@@ -1,6 +1,7 @@
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
+import LicenseStore
 import Logging
 import NIOCore
 
@@ -29,10 +30,13 @@ final class SessionHandler: ChannelInboundHandler {
     private var admittedAddress: String?
     /// Set while the handler is in a pipeline, to push events outside of a read.
     private var channelContext: ChannelHandlerContext?
+    /// True on the local admin socket: whoever can connect to it is an administrator.
+    private let localAdmin: Bool
 
-    init(context: ServerContext, host: LedgerHost, peer: String) {
+    init(context: ServerContext, host: LedgerHost, peer: String, localAdmin: Bool = false) {
         self.context = context
         self.host = host
+        self.localAdmin = localAdmin
         self.authority = TokenAuthority(entries: context.configuration.tokens)
         self.logger = context.logger
         self.logger[metadataKey: "peer"] = "\(peer)"
@@ -81,8 +85,13 @@ final class SessionHandler: ChannelInboundHandler {
         }
     }
 
+    /// The peer's address for limits and the audit trail (`local` on the admin socket).
+    private func peerAddress(_ context: ChannelHandlerContext) -> String {
+        self.localAdmin ? "local" : context.channel.remoteAddress?.ipAddress ?? "unknown"
+    }
+
     func channelActive(context: ChannelHandlerContext) {
-        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        let address = self.peerAddress(context)
         if let refused = self.host.admitConnection(from: address) {
             self.fail(context, requestID: 0, refused.code, refused.message)
             context.fireChannelActive()
@@ -171,11 +180,39 @@ final class SessionHandler: ChannelInboundHandler {
         if hello.protocolVersion.rawValue > Licensed_V1_ProtocolVersion.protocolVersion1.rawValue {
             self.logger.debug("client speaks a newer protocol version \(hello.protocolVersion.rawValue); answering as version 1")
         }
-        guard let role = self.authority.role(for: hello.token) else {
-            self.logger.warning("rejected token", metadata: ["user": "\(hello.user)", "host": "\(hello.host)"])
-            self.fail(context, requestID: requestID, .unauthenticated, "the token is not valid for this server")
+        let address = self.peerAddress(context)
+        let presented = self.authority.role(for: hello.token)
+        let refusal: String? =
+            if self.localAdmin { nil } else if presented == nil {
+                "the token is not valid for this server"
+            } else if hello.token.isEmpty && self.context.configuration.requireClientToken {
+                "this server requires a token; ask its administrator for one"
+            } else {
+                nil
+            }
+        if let refusal {
+            self.logger.warning("rejected token", metadata: ["user": "\(hello.user)", "host": "\(hello.host)", "reason": "\(refusal)"])
+            let delay = self.host.refusedToken(
+                from: address,
+                details: [
+                    ("user", .string(hello.user)), ("host", .string(hello.host)), ("client", .string(hello.clientName)),
+                    ("reason", .string(refusal)),
+                ]
+            )
+            self.helloTimeout?.cancel()
+            self.state = .closing  // reads nothing more while the answer waits
+            let answer = {
+                self.state = .awaitingHello
+                self.fail(context, requestID: requestID, .unauthenticated, refusal)
+            }
+            if delay > 0 {
+                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) { answer() }
+            } else {
+                answer()
+            }
             return
         }
+        let role: Role = self.localAdmin ? .admin : presented ?? .client
         self.helloTimeout?.cancel()
         var sessionID: SessionID? = nil
         var resumed = false
@@ -189,7 +226,7 @@ final class SessionHandler: ChannelInboundHandler {
             clientName: hello.clientName,
             clientVersion: hello.clientVersion,
             groups: self.context.configuration.groups(user: hello.user, host: hello.host),
-            address: context.channel.remoteAddress?.ipAddress ?? ""
+            address: address
         )
         let id = sessionID ?? self.host.open(identity, connection: self)
         self.state = .open(sessionID: id, role: role)
@@ -262,11 +299,12 @@ final class SessionHandler: ChannelInboundHandler {
                 break
             }
             // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
-            self.host.administer(message.body!, requestID: message.requestID, replyTo: self)
+            self.host.administer(message.body!, requestID: message.requestID, actor: self.host.actor(of: session), replyTo: self)
             return
         case .some(let body):
             result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
         }
+        self.auditAdministration(message.body, result: result, session: session, role: role)
         switch result {
         case .success(let body):
             reply.body = body
@@ -281,6 +319,44 @@ final class SessionHandler: ChannelInboundHandler {
             reply.error = error.protocolError
         }
         self.write(context, reply)
+    }
+
+    /// Records administrators' requests (and anyone's refused for want of a role) in the audit trail.
+    private func auditAdministration(
+        _ body: Licensed_V1_ClientMessage.OneOf_Body?,
+        result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>,
+        session: SessionID,
+        role: Role
+    ) {
+        guard let body else { return }
+        var details: [(String, AuditEvent.Value)] = [("request", .string(body.requestName)), ("role", .string(role.rawValue))]
+        switch body {
+        case .leases(let request):
+            details += [("feature", .string(request.feature)), ("user", .string(request.user)), ("host", .string(request.host))]
+        case .revoke(let request):
+            switch request.target {
+            case .leaseID(let bytes): details.append(("lease", .string(LeaseID(bytes: bytes)?.description ?? "")))
+            case .activationID(let id): details.append(("activation", .string(id)))
+            case .user(let user): details.append(("user", .string(user)))
+            case .host(let host): details.append(("host", .string(host)))
+            case .none: break
+            }
+        case .queue(let request): details.append(("feature", .string(request.feature)))
+        case .history(let request): details.append(("month", .string(request.month)))
+        case .status(let request) where request.includeHolders: break
+        case .assign, .activations: break
+        default:
+            guard case .failure(let error) = result, error.code == .permissionDenied else { return }
+        }
+        switch result {
+        case .success(.revoke(let response)):
+            details += [
+                ("outcome", .string("OK")), ("leases", .int(Int64(response.leases))), ("activations", .int(Int64(response.activations))),
+            ]
+        case .success: details.append(("outcome", .string("OK")))
+        case .failure(let error): details += [("outcome", .string(error.code.name)), ("reason", .string(error.message))]
+        }
+        self.host.audit("admin", actor: self.host.actor(of: session), subject: "request:\(body.requestName)", details: details)
     }
 
     /// True while the connection is open.

@@ -64,6 +64,7 @@ public final class LedgerStore: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var pending: [UInt8] = []
+    private var pendingAudit: [AuditEvent] = []
     private var pendingLast: UInt64 = 0
     private var assigned: UInt64
     private var recordsSinceSnapshot = 0
@@ -83,6 +84,10 @@ public final class LedgerStore: @unchecked Sendable {
     private var lastReported: UInt64 = 0
     private var segmentFD: Int32
     private var segmentPath: String
+    /// The audit trail, written in the same batches as the log.
+    private let auditLog: AuditLog?
+    private let headLock = NSLock()
+    private var writtenAuditHead: (sequence: UInt64, hash: String)
 
     private let onDurable: @Sendable (UInt64) -> Void
     private let onFatal: @Sendable (String) -> Void
@@ -95,10 +100,13 @@ public final class LedgerStore: @unchecked Sendable {
         lastSequence: UInt64,
         segmentFD: Int32,
         segmentPath: String,
+        auditLog: AuditLog?,
         onDurable: @escaping @Sendable (UInt64) -> Void,
         onFatal: @escaping @Sendable (String) -> Void,
         onSync: (@Sendable (Int, UInt64) -> Void)?
     ) {
+        self.auditLog = auditLog
+        self.writtenAuditHead = (auditLog?.lastSequence ?? 0, auditLog?.lastHash ?? AuditRecord.genesisHash)
         self.onSync = onSync
         self.directory = directory
         self.sync = sync
@@ -119,6 +127,7 @@ public final class LedgerStore: @unchecked Sendable {
     public static func open(
         directory: String,
         sync: SyncPolicy,
+        audit: AuditLog? = nil,
         onDurable: @escaping @Sendable (UInt64) -> Void,
         onFatal: @escaping @Sendable (String) -> Void,
         onSync: (@Sendable (_ records: Int, _ nanoseconds: UInt64) -> Void)? = nil
@@ -142,6 +151,7 @@ public final class LedgerStore: @unchecked Sendable {
             lastSequence: recovery.lastSequence,
             segmentFD: fd,
             segmentPath: path,
+            auditLog: audit,
             onDurable: onDurable,
             onFatal: onFatal,
             onSync: onSync
@@ -255,8 +265,11 @@ public final class LedgerStore: @unchecked Sendable {
     /// Queues `changes` for the log and returns the sequence number of the last; it is durable
     /// when `onDurable` reports a number at least as high. Never blocks on I/O.
     @discardableResult
-    public func append(_ changes: [LedgerChange]) -> UInt64 {
-        guard !changes.isEmpty else { return self.lastAssigned }
+    public func append(_ changes: [LedgerChange], audit events: [AuditEvent] = []) -> UInt64 {
+        guard !changes.isEmpty else {
+            self.audit(events)
+            return self.lastAssigned
+        }
         var encoded: [[UInt8]] = []
         encoded.reserveCapacity(changes.count)
         for change in changes {
@@ -271,10 +284,29 @@ public final class LedgerStore: @unchecked Sendable {
         }
         self.recordsSinceSnapshot += encoded.count
         self.pendingLast = self.assigned
+        if self.auditLog != nil { self.pendingAudit.append(contentsOf: events) }
         let last = self.assigned
         self.condition.signal()
         self.condition.unlock()
         return last
+    }
+
+    /// Queues `events` for the audit trail alone (things that change no state: denials, refused
+    /// tokens, reads by administrators). They are written with the next batch.
+    public func audit(_ events: [AuditEvent]) {
+        guard self.auditLog != nil, !events.isEmpty else { return }
+        self.condition.lock()
+        self.pendingAudit.append(contentsOf: events)
+        self.condition.signal()
+        self.condition.unlock()
+    }
+
+    /// Sequence number and hash of the last audit record written (nil without an audit trail).
+    public var auditHead: (sequence: UInt64, hash: String)? {
+        guard self.auditLog != nil else { return nil }
+        self.headLock.lock()
+        defer { self.headLock.unlock() }
+        return self.writtenAuditHead
     }
 
     /// The last sequence number handed out.
@@ -330,11 +362,13 @@ public final class LedgerStore: @unchecked Sendable {
     private func writerLoop() {
         while true {
             self.condition.lock()
-            while self.pending.isEmpty && self.rotation == nil && !self.stopping { self.condition.wait() }
+            while self.pending.isEmpty && self.pendingAudit.isEmpty && self.rotation == nil && !self.stopping { self.condition.wait() }
             let batch = self.pending
+            let auditBatch = self.pendingAudit
+            self.pendingAudit = []
             let last = self.pendingLast
             let rotation = self.rotation
-            let stop = self.stopping && batch.isEmpty && rotation == nil
+            let stop = self.stopping && batch.isEmpty && auditBatch.isEmpty && rotation == nil
             self.pending = []
             self.pending.reserveCapacity(batch.count)
             self.rotation = nil
@@ -358,6 +392,7 @@ public final class LedgerStore: @unchecked Sendable {
                 } else {
                     try self.writeAndSync(batch[...])
                 }
+                try self.writeAudit(auditBatch)
             } catch {
                 self.onFatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
                 break
@@ -369,10 +404,21 @@ public final class LedgerStore: @unchecked Sendable {
             }
         }
         Glibc.close(self.segmentFD)
+        self.auditLog?.close()
         self.condition.lock()
         self.writerFinished = true
         self.condition.broadcast()
         self.condition.unlock()
+    }
+
+    /// Writes and syncs the batch's audit records.
+    private func writeAudit(_ events: [AuditEvent]) throws {
+        guard let auditLog, !events.isEmpty else { return }
+        try auditLog.write(events)
+        try auditLog.sync()
+        self.headLock.lock()
+        self.writtenAuditHead = (auditLog.lastSequence, auditLog.lastHash)
+        self.headLock.unlock()
     }
 
     private func writeAndSync(_ bytes: ArraySlice<UInt8>) throws {

@@ -80,7 +80,7 @@ struct Activations: AsyncParsableCommand {
         @Flag(help: "CSV: one line per row of every run.") var csv = false
 
         func run() async throws {
-            let client = try self.options.client()
+            let client = try self.options.client(admin: true)
             defer { Task { await client.close() } }
             var request = Licensed_V1_HistoryRequest()
             request.month = self.month
@@ -128,7 +128,7 @@ private func administer(_ client: LicenseClient, _ body: Licensed_V1_ClientMessa
 }
 
 private func fetchActivations(_ options: ServerOptions) async throws -> [Licensed_V1_ActivationInfo] {
-    let client = try options.client()
+    let client = try options.client(admin: true)
     defer { Task { await client.close() } }
     guard case .activations(let response) = try await administer(client, .activations(.init())) else { throw CLIError("unexpected answer") }
     return response.activations
@@ -136,7 +136,7 @@ private func fetchActivations(_ options: ServerOptions) async throws -> [License
 
 private func bulk(_ options: ServerOptions, part: String, file: String, revoke: Bool) async throws {
     let rows = try DeviceCSV.parse(try Files.readText(file), file: file)
-    let client = try options.client()
+    let client = try options.client(admin: true)
     defer { Task { await client.close() } }
     var request = Licensed_V1_AssignRequest()
     request.part = part

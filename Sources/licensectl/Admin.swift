@@ -13,7 +13,7 @@ struct Reload: AsyncParsableCommand {
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let client = try self.options.client()
+        let client = try self.options.client(admin: true)
         defer { Task { await client.close() } }
         let response: Licensed_V1_ReloadResponse
         do { response = try await client.reload() } catch let error as LicenseClientError { throw CLIError(error) }
@@ -37,7 +37,7 @@ struct Snapshot: AsyncParsableCommand {
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let client = try self.options.client()
+        let client = try self.options.client(admin: true)
         defer { Task { await client.close() } }
         let response: Licensed_V1_SnapshotResponse
         do { response = try await client.snapshot() } catch let error as LicenseClientError { throw CLIError(error) }
@@ -58,7 +58,7 @@ struct Leases: AsyncParsableCommand {
     @Option(help: "Only this host.") var host = ""
 
     func run() async throws {
-        let client = try self.options.client()
+        let client = try self.options.client(admin: true)
         defer { Task { await client.close() } }
         var request = Licensed_V1_LeasesRequest()
         request.feature = self.feature
@@ -120,7 +120,7 @@ struct Revoke: AsyncParsableCommand {
         } else if let host = self.host {
             request.host = host
         }
-        let client = try self.options.client()
+        let client = try self.options.client(admin: true)
         defer { Task { await client.close() } }
         let answer: Licensed_V1_ServerMessage.OneOf_Body
         do { answer = try await client.administer(.revoke(request)) } catch let error as LicenseClientError { throw CLIError(error) }
@@ -140,7 +140,7 @@ struct Queue: AsyncParsableCommand {
     @Option(help: "Only this feature.") var feature = ""
 
     func run() async throws {
-        let client = try self.options.client()
+        let client = try self.options.client(admin: true)
         defer { Task { await client.close() } }
         var request = Licensed_V1_QueueRequest()
         request.feature = self.feature

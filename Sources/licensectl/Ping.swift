@@ -14,7 +14,7 @@ struct Ping: AsyncParsableCommand {
     func run() async throws {
         let (host, port) = try self.options.endpoint()
         do {
-            let connection = try await LicenseConnection.connect(host: host, port: port)
+            let connection = try await LicenseConnection.connect(host: host, port: port, tls: try self.options.tlsSettings())
             defer { Task { await connection.close() } }
             var hello = Licensed_V1_Hello()
             hello.protocolVersion = .protocolVersion1
@@ -23,6 +23,7 @@ struct Ping: AsyncParsableCommand {
             hello.user = ProcessInfo.processInfo.environment["USER"] ?? ""
             hello.host = ProcessInfo.processInfo.hostName
             hello.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
+            hello.token = self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? ""
             let started = ContinuousClock.now
             let response = try await connection.hello(hello)
             let elapsed = ContinuousClock.now - started

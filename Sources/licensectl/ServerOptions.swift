@@ -17,21 +17,58 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Access token (default $LICENSED_TOKEN).")
     var token: String?
 
-    /// A client library instance for this server, identifying as licensectl and this user.
-    func client() throws -> LicenseClient {
+    @Flag(help: "Connect with TLS, trusting the system's CAs unless --tls-ca is given.")
+    var tls = false
+
+    @Option(help: "PEM CA file that signs the server's certificate (implies --tls; default $LICENSED_TLS_CA).")
+    var tlsCA: String?
+
+    @Option(help: "PEM client certificate for servers that require one (mTLS; default $LICENSED_TLS_CERT).")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert (default $LICENSED_TLS_KEY).")
+    var tlsKey: String?
+
+    @Option(help: "Local admin socket, used by admin commands when no token and no --server is given (default /run/licensed/admin.sock).")
+    var adminSocket: String?
+
+    /// The TLS settings asked for, if any.
+    func tlsSettings() throws -> ClientTLS? {
+        let environment = ProcessInfo.processInfo.environment
+        let ca = self.tlsCA ?? environment["LICENSED_TLS_CA"]
+        let cert = self.tlsCert ?? environment["LICENSED_TLS_CERT"]
+        let key = self.tlsKey ?? environment["LICENSED_TLS_KEY"]
+        guard self.tls || ca != nil || cert != nil else { return nil }
+        guard (cert == nil) == (key == nil) else { throw CLIError("--tls-cert and --tls-key go together") }
+        return ClientTLS(caFile: ca, certificateFile: cert, privateKeyFile: key)
+    }
+
+    /// A client library instance for this server, identifying as licensectl and this user. With
+    /// `admin`, no token, and no server named, it goes to the local admin socket when that exists.
+    func client(admin: Bool = false) throws -> LicenseClient {
         let (host, port) = try self.endpoint()
         let environment = ProcessInfo.processInfo.environment
-        return LicenseClient(
-            configuration: .init(
-                host: host,
-                port: port,
-                user: environment["USER"] ?? environment["LOGNAME"] ?? NSUserName(),
-                clientHost: ProcessInfo.processInfo.hostName,
-                clientName: "licensectl",
-                clientVersion: licensectlVersion,
-                token: self.token ?? environment["LICENSED_TOKEN"] ?? ""
-            )
+        let token = self.token ?? environment["LICENSED_TOKEN"] ?? ""
+        var configuration = LicenseClient.Configuration(
+            host: host,
+            port: port,
+            user: environment["USER"] ?? environment["LOGNAME"] ?? NSUserName(),
+            clientHost: ProcessInfo.processInfo.hostName,
+            clientName: "licensectl",
+            clientVersion: licensectlVersion,
+            token: token
         )
+        configuration.tls = try self.tlsSettings()
+        if admin, let socket = self.adminSocket ?? environment["LICENSED_ADMIN_SOCKET"] {
+            configuration.unixSocketPath = socket
+            configuration.tls = nil
+        } else if admin, token.isEmpty, self.server == nil, environment["LICENSED_SERVER"] == nil,
+            FileManager.default.fileExists(atPath: "/run/licensed/admin.sock")
+        {
+            configuration.unixSocketPath = "/run/licensed/admin.sock"
+            configuration.tls = nil
+        }
+        return LicenseClient(configuration: configuration)
     }
 
     func endpoint() throws -> (host: String, port: Int) {

@@ -16,7 +16,7 @@ struct Status: AsyncParsableCommand {
     @Argument(help: "Only these features.") var features: [String] = []
 
     func run() async throws {
-        let client = try self.options.client()
+        let client = try self.options.client(admin: self.holders)
         let status: Licensed_V1_StatusResponse
         do {
             status = try await client.status(features: self.features, includeHolders: self.holders)

@@ -47,6 +47,7 @@ struct DemoSetup {
                 "license_paths": licensePath,
                 "trusted_keys": "demo-issuer=\(publicKeyPath)",
                 "state_dir": directory,
+                "admin_socket": "\(directory)/admin.sock",
             ]
         )
     }
@@ -59,6 +60,9 @@ struct DemoSetup {
             state: \(self.directory)/  (throwaway: delete it when done)
             Check a seat out with:
                 swift run licensectl checkout \(Self.feature) --server \(server)
+            See who holds seats (through the local admin socket) and check the audit trail:
+                swift run licensectl leases --admin-socket \(self.directory)/admin.sock
+                swift run licensectl audit verify --dir \(self.directory)/audit
 
             """
         FileHandle.standardOutput.write(Data(text.utf8))

@@ -59,6 +59,15 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
     @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
     @Option(help: "Access tokens as role:sha256hex, comma-separated (see licensectl token).") var tokens: String?
+    @Option(help: "Refuse sessions that present no token (true/false).") var requireClientToken: String?
+    @Option(help: "Directory of the audit trail (default <state-dir>/audit).") var auditDir: String?
+    @Option(help: "Start a new audit file past this size, in bytes.") var auditMaxFileBytes: String?
+    @Option(help: "PEM certificate chain: TLS on the protocol listener (default off).") var tlsCertificate: String?
+    @Option(help: "PEM private key of --tls-certificate.") var tlsPrivateKey: String?
+    @Option(help: "PEM CA of client certificates; set = clients must present one (mTLS).") var tlsClientCa: String?
+    @Option(help: "Local admin Unix socket (grants admin), or off.") var adminSocket: String?
+    @Option(help: "Refused tokens per address per minute before answers are slowed.") var badTokenLimit: String?
+    @Option(help: "Delay of a refused Hello past --bad-token-limit, in ms.") var badTokenDelayMs: String?
 
     private var flagValues: [String: String] {
         let pairs: [(String, String?)] = [
@@ -75,7 +84,10 @@ struct Licensed: AsyncParsableCommand {
             ("default_part", self.defaultPart), ("overage_part", self.overagePart),
             ("activation_validity_days", self.activationValidityDays),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
-            ("tokens", self.tokens),
+            ("tokens", self.tokens), ("require_client_token", self.requireClientToken), ("audit_dir", self.auditDir),
+            ("audit_max_file_bytes", self.auditMaxFileBytes), ("tls_certificate", self.tlsCertificate),
+            ("tls_private_key", self.tlsPrivateKey), ("tls_client_ca", self.tlsClientCa), ("admin_socket", self.adminSocket),
+            ("bad_token_limit", self.badTokenLimit), ("bad_token_delay_ms", self.badTokenDelayMs),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -1,0 +1,180 @@
+import LicenseCore
+import LicenseProtocol
+import LicenseStore
+import Logging
+
+/// The audit trail's side of the ledger: every change that goes to the write-ahead log goes with
+/// its audit record (same batch, same fsync), and what changes nothing (denials, refused tokens,
+/// administrators' reads) is recorded too.
+extension LedgerHost {
+    /// Who a session is, for the trail: `user@host`.
+    func actor(of session: SessionID) -> String {
+        guard let identity = self.ledger.identity(ofSession: session) else { return "session:\(session)" }
+        return Self.actor(identity)
+    }
+
+    static func actor(_ identity: ClientIdentity) -> String { "\(identity.user)@\(identity.host)" }
+
+    /// Logs `changes` and their audit records. `leases` are the leases the changes end (gone from
+    /// the ledger by now), so that their records say what was held, by whom and for how long.
+    func commit(
+        _ changes: [LedgerChange],
+        actor: String,
+        leases: [Lease] = [],
+        waitedMs: Int64? = nil,
+        details: [(String, AuditEvent.Value)] = []
+    ) {
+        guard !changes.isEmpty else { return }
+        let now = self.nowMs
+        var events: [AuditEvent] = []
+        events.reserveCapacity(changes.count)
+        for change in changes {
+            if let event = Self.auditEvent(for: change, actor: actor, leases: leases, waitedMs: waitedMs, details: details, at: now) {
+                events.append(event)
+            }
+        }
+        self.store.append(changes, audit: events)
+    }
+
+    /// Records something that changes no state.
+    func audit(_ action: String, actor: String, subject: String = "", details: [(String, AuditEvent.Value)] = []) {
+        self.store.audit([AuditEvent(timeMs: self.nowMs, action: action, actor: actor, subject: subject, details: details)])
+    }
+
+    /// A Hello whose token was refused: recorded, and counted against its address. Returns how
+    /// long to hold the answer: 0 until the address passes `bad_token_limit` refusals within a
+    /// minute, then `bad_token_delay_ms`, so guessing tokens costs time.
+    func refusedToken(from address: String, details: [(String, AuditEvent.Value)]) -> Int64 {
+        let now = self.nowMs
+        self.audit("token_rejected", actor: address, details: [("address", .string(address))] + details)
+        self.count("licensed_tokens_rejected_total", [])
+        var recent = self.refusedTokens[address, default: []].filter { now - $0 < 60_000 }
+        recent.append(now)
+        self.refusedTokens[address] = recent
+        if self.refusedTokens.count > 10_000 {
+            self.refusedTokens = self.refusedTokens.filter { $0.value.last.map { now - $0 < 60_000 } ?? false }
+        }
+        let configuration = self.context.configuration
+        return recent.count > configuration.badTokenLimit ? Int64(configuration.badTokenDelayMs) : 0
+    }
+
+    /// A refused check-out, with the reason.
+    func auditDenial(_ error: LicenseError, feature: String, count: UInt32, session: SessionID) {
+        let identity = self.ledger.identity(ofSession: session)
+        self.audit(
+            "deny",
+            actor: identity.map(Self.actor) ?? "session:\(session)",
+            subject: "feature:\(feature)",
+            details: [
+                ("feature", .string(feature)), ("count", .int(Int64(max(count, 1)))), ("code", .string(error.code.name)),
+                ("reason", .string(error.message)), ("user", .string(identity?.user ?? "")), ("host", .string(identity?.host ?? "")),
+                ("groups", .strings(identity?.groups ?? [])),
+            ]
+        )
+    }
+
+    static func leaseDetails(_ lease: Lease) -> [(String, AuditEvent.Value)] {
+        [
+            ("lease", .string(lease.id.description)), ("feature", .string(lease.feature)), ("license", .string(lease.licenseID)),
+            ("count", .int(Int64(lease.count))), ("user", .string(lease.identity.user)), ("host", .string(lease.identity.host)),
+            ("groups", .strings(lease.identity.groups)),
+        ]
+    }
+
+    static func auditEvent(
+        for change: LedgerChange,
+        actor: String,
+        leases: [Lease],
+        waitedMs: Int64?,
+        details extra: [(String, AuditEvent.Value)],
+        at now: Int64
+    ) -> AuditEvent? {
+        switch change {
+        case .granted(let lease):
+            var details = Self.leaseDetails(lease)
+            details.append(("granted_ms", .int(lease.grantedAtMs)))
+            details.append(("expires_ms", .int(lease.expiresAtMs)))
+            details.append(("overage", .bool(lease.overage)))
+            details.append(("borrowed", .bool(lease.borrowed)))
+            if let waitedMs { details.append(("waited_ms", .int(waitedMs))) }
+            return AuditEvent(timeMs: now, action: "grant", actor: actor, subject: "lease:\(lease.id)", details: details + extra)
+        case .released(let id, let cause, let atMs):
+            let action: String
+            switch cause {
+            case .checkedIn, .baseReleased: action = "checkin"
+            case .expired: action = "reclaim"
+            case .revoked: action = "revoke"
+            }
+            var details: [(String, AuditEvent.Value)]
+            if let lease = leases.first(where: { $0.id == id }) {
+                details = Self.leaseDetails(lease)
+                details.append(("granted_ms", .int(lease.grantedAtMs)))
+                details.append(("held_ms", .int(atMs - lease.grantedAtMs)))
+            } else {
+                details = [("lease", .string(id.description))]
+            }
+            details.append(("cause", .string(cause.rawValue)))
+            return AuditEvent(timeMs: now, action: action, actor: actor, subject: "lease:\(id)", details: details + extra)
+        case .rebound(let id, let session):
+            return AuditEvent(
+                timeMs: now,
+                action: "rebind",
+                actor: actor,
+                subject: "lease:\(id)",
+                details: [("lease", .string(id.description)), ("session", .string(session.description))]
+            )
+        case .lingered(let id, let untilMs):
+            var details: [(String, AuditEvent.Value)] =
+                leases.first(where: { $0.id == id }).map(Self.leaseDetails) ?? [("lease", .string(id.description))]
+            details.append(("until_ms", .int(untilMs)))
+            return AuditEvent(timeMs: now, action: "linger", actor: actor, subject: "lease:\(id)", details: details)
+        case .trialStarted(let licenseID, let atMs):
+            return AuditEvent(
+                timeMs: now,
+                action: "trial_start",
+                actor: actor,
+                subject: "license:\(licenseID)",
+                details: [("license", .string(licenseID)), ("started_ms", .int(atMs))]
+            )
+        case .activated(let activation):
+            return AuditEvent(
+                timeMs: now,
+                action: "activate",
+                actor: actor,
+                subject: "activation:\(activation.id)",
+                details: [
+                    ("activation", .string(activation.id)), ("license", .string(activation.licenseID)),
+                    ("features", .strings(activation.features)), ("machine", .string(activation.machineName)),
+                    ("user", .string(activation.user)), ("overage", .bool(activation.overage)),
+                ] + extra
+            )
+        case .activationSeen:
+            return nil  // a daily liveness mark, not an event of interest
+        case .deactivated(let id, let cause, _):
+            let action: String
+            switch cause {
+            case .expired: action = "reclaim_activation"
+            case .revoked: action = "revoke_activation"
+            case .checkedIn, .baseReleased: action = "deactivate"
+            }
+            return AuditEvent(
+                timeMs: now,
+                action: action,
+                actor: actor,
+                subject: "activation:\(id)",
+                details: [("activation", .string(id)), ("cause", .string(cause.rawValue))] + extra
+            )
+        case .assignmentRun(let run):
+            return AuditEvent(
+                timeMs: now,
+                action: run.revoke ? "bulk_revoke" : "bulk_assign",
+                actor: actor,
+                subject: "run:\(run.runID)",
+                details: [
+                    ("run", .string(run.runID)), ("part", .string(run.part)), ("rows", .int(Int64(run.results.count))),
+                    ("applied", .int(Int64(run.results.filter(\.applied).count))),
+                ]
+            )
+        }
+    }
+}

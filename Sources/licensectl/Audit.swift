@@ -1,0 +1,198 @@
+import ArgumentParser
+import Foundation
+import LicenseStore
+
+/// `licensectl audit verify|export`: the hash-chained audit trail, read from its files.
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check and export the audit trail (read from its files on the server's machine).",
+        subcommands: [Verify.self, Export.self]
+    )
+
+    /// Where the trail is: `--dir`, `$LICENSED_AUDIT_DIR`, or `<state dir>/audit`.
+    struct Location: ParsableArguments {
+        @Option(help: "Directory of the audit trail (default $LICENSED_AUDIT_DIR, else <state-dir>/audit).")
+        var dir: String?
+
+        @Option(help: "The server's state directory (default $LICENSED_STATE_DIR or /var/lib/licensed).")
+        var stateDir: String?
+
+        var directory: String {
+            let environment = ProcessInfo.processInfo.environment
+            if let dir = self.dir ?? environment["LICENSED_AUDIT_DIR"] { return dir }
+            return (self.stateDir ?? environment["LICENSED_STATE_DIR"] ?? "/var/lib/licensed") + "/audit"
+        }
+
+        func files() throws -> [AuditTrail.File] {
+            let directory = self.directory
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CLIError("no audit trail at \(directory) (use --dir or --state-dir)")
+            }
+            let files = try AuditTrail.files(in: directory)
+            guard !files.isEmpty else { throw CLIError("\(directory) holds no audit-*.jsonl files") }
+            return files
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the hash chain: prints OK, or names the first altered, missing or misplaced record and exits 1."
+        )
+
+        @OptionGroup var location: Location
+        @Option(help: "Check an export instead (CSV or JSON lines written by `audit export` of the whole trail).")
+        var input: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let result: AuditTrail.Verification
+            let source: String
+            if let input {
+                result = try Self.verifyExport(input)
+                source = input
+            } else {
+                let files = try self.location.files()
+                do { result = try AuditTrail.verify(files) } catch let error as StoreError { throw CLIError(error.message) }
+                source = self.location.directory
+            }
+            if self.json {
+                var object: [String: Any] = [
+                    "ok": result.failure == nil, "records": result.records, "first_sequence": result.firstSequence,
+                    "last_sequence": result.lastSequence, "last_hash": result.lastHash, "source": source,
+                    "starts_after_removed_files": result.startsAfterRemovedFiles,
+                ]
+                if let failure = result.failure {
+                    object["failure"] = [
+                        "file": failure.file, "line": failure.line, "sequence": failure.sequence.map { Int($0) } ?? -1,
+                        "reason": failure.reason,
+                    ]
+                }
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else if result.failure == nil {
+                let start = result.startsAfterRemovedFiles ? " (older files removed: checked from record \(result.firstSequence))" : ""
+                print("OK: \(result.records) records, \(result.firstSequence)…\(result.lastSequence), last hash \(result.lastHash)\(start)")
+            }
+            if let failure = result.failure {
+                if !self.json {
+                    FileHandle.standardError.write(Data("licensectl: audit trail broken at \(failure)\n".utf8))
+                }
+                throw ExitCode(1)
+            }
+        }
+
+        /// An export read back: CSV by its header, else JSON lines.
+        static func verifyExport(_ path: String) throws -> AuditTrail.Verification {
+            let text = try Files.readText(path)
+            var chain = AuditTrail.ChainCheck(firstSequence: 1)
+            if text.hasPrefix(AuditCSV.columns.joined(separator: ",")) {
+                let records: [AuditRecord?]
+                do { records = try AuditCSV.records(text) } catch let error as StoreError { throw CLIError("\(path): \(error.message)") }
+                for (index, record) in records.enumerated() {
+                    let parsed = record.map { AuditRecord.Parsed(record: $0, hashMatches: $0.hashMatches) }
+                    guard chain.check(parsed, file: path, line: index + 2) else { break }
+                }
+            } else {
+                let bytes = Array(text.utf8)
+                var start = 0
+                var number = 0
+                while start < bytes.count {
+                    let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+                    number += 1
+                    guard chain.check(AuditRecord.parse(bytes[start..<end]), file: path, line: number) else { break }
+                    start = end + 1
+                }
+            }
+            return chain.result
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the records between two times as CSV or JSON lines (the original lines, hashes included)."
+        )
+
+        @OptionGroup var location: Location
+        @Option(help: "From this time on (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or milliseconds since 1970).")
+        var from: String?
+        @Option(help: "Before this time (same forms; YYYY-MM-DD means the start of that day).")
+        var to: String?
+        @Option(help: "csv or json (JSON lines).") var format = "csv"
+        @Option(help: "Write to this file instead of standard output.") var output: String?
+
+        func run() throws {
+            guard self.format == "csv" || self.format == "json" else {
+                throw CLIError("--format must be csv or json, not '\(self.format)'")
+            }
+            let fromMs = try self.from.map { try TimeArgument.milliseconds($0, option: "--from") } ?? Int64.min
+            let toMs = try self.to.map { try TimeArgument.milliseconds($0, option: "--to") } ?? Int64.max
+            let files = try self.location.files()
+            var out = OutputSink(path: self.output)
+            try out.open()
+            if self.format == "csv" { out.write(AuditCSV.header) }
+            do {
+                try AuditTrail.forEachRecord(in: files) { record in
+                    guard record.timeMs >= fromMs, record.timeMs < toMs else { return true }
+                    out.write(self.format == "csv" ? AuditCSV.row(record) : record.line + "\n")
+                    return true
+                }
+            } catch let error as StoreError {
+                throw CLIError(error.message)
+            }
+            out.close()
+        }
+    }
+}
+
+/// Standard output or a file, written in large chunks.
+struct OutputSink {
+    let path: String?
+    private var handle: FileHandle?
+    private var buffer = ""
+
+    init(path: String?) { self.path = path }
+
+    mutating func open() throws {
+        if let path {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw CLIError("cannot write \(path)") }
+            self.handle = FileHandle(forWritingAtPath: path)
+        } else {
+            self.handle = FileHandle.standardOutput
+        }
+    }
+
+    mutating func write(_ text: String) {
+        self.buffer += text
+        if self.buffer.utf8.count > 1 << 16 { self.flush() }
+    }
+
+    mutating func flush() {
+        self.handle?.write(Data(self.buffer.utf8))
+        self.buffer = ""
+    }
+
+    mutating func close() {
+        self.flush()
+        if self.path != nil { try? self.handle?.close() }
+    }
+}
+
+/// Times on the command line: a date, an ISO 8601 instant, or milliseconds since 1970.
+enum TimeArgument {
+    static func milliseconds(_ text: String, option: String) throws -> Int64 {
+        if let ms = Int64(text) { return ms }
+        let formatter = ISO8601DateFormatter()
+        if text.count == 10 {
+            formatter.formatOptions = [.withFullDate]
+        } else if text.contains(".") {
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        } else {
+            formatter.formatOptions = [.withInternetDateTime]
+        }
+        guard let date = formatter.date(from: text) else {
+            throw CLIError("\(option) '\(text)' is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or milliseconds since 1970")
+        }
+        return Int64((date.timeIntervalSince1970 * 1000).rounded())
+    }
+}
