@@ -188,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "LicenseStoreTests",
             dependencies: [
-                "LicenseStore", "LicenseCore", "LicenseProtocol", "LicenseTestSupport",
+                "LicenseStore", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings

@@ -20,6 +20,7 @@ public func withTestServer<T: Sendable>(
     configuration.listenHost = "127.0.0.1"
     configuration.port = 0
     configuration.stateDir = stateDirectory ?? scratch.path("state")
+    configuration.adminSocket = "off"
     configure(&configuration)
     var logger = Logger(label: "test-server")
     logger.logLevel = .critical

@@ -1,0 +1,204 @@
+import Foundation
+import LicenseCrypto
+import LicenseStore
+import LicenseTestSupport
+import Testing
+
+@Suite("Audit trail: hash chain, tampering, rotation, export")
+struct AuditTrailTests {
+    static let t0: Int64 = 1_790_000_000_000
+
+    /// `count` varied events: strings that need escaping, numbers, booleans, lists.
+    static func events(_ count: Int) -> [AuditEvent] {
+        (0..<count).map { (i: Int) -> AuditEvent in
+            let actor: String = i % 5 == 0 ? "o'brien \"the admin\"@ws,\(i)" : "user\(i % 3)@host\(i % 2)"
+            let feature: String = i % 2 == 0 ? "cad" : "sim\ttab\nnewline ü"
+            let details: [(String, AuditEvent.Value)] = [
+                ("feature", .string(feature)), ("count", .int(Int64(i % 3 + 1))), ("overage", .bool(i % 7 == 0)),
+                ("groups", .strings(["/emea", "/emea/sales"])),
+            ]
+            let actions = ["grant", "checkin", "deny", "reclaim"]
+            return AuditEvent(timeMs: t0 + Int64(i) * 1500, action: actions[i % 4], actor: actor, subject: "lease:\(i)", details: details)
+        }
+    }
+
+    /// Writes `count` events through an `AuditLog` in batches, as the store's writer does.
+    static func writeTrail(_ directory: String, count: Int, maxFileBytes: Int = 1 << 26) throws -> [String] {
+        let log = try AuditLog.open(directory: directory, maxFileBytes: maxFileBytes, syncs: true)
+        let all = self.events(count)
+        var index = 0
+        while index < all.count {
+            let batch = Array(all[index..<min(all.count, index + 7)])
+            try log.write(batch)
+            try log.sync()
+            index += batch.count
+        }
+        log.close()
+        return try AuditTrail.files(in: directory).flatMap { file in
+            try String(contentsOfFile: file.path, encoding: .utf8).split(separator: "\n").map(String.init)
+        }
+    }
+
+    static func verify(_ directory: String) throws -> AuditTrail.Verification {
+        try AuditTrail.verify(try AuditTrail.files(in: directory))
+    }
+
+    static func rewrite(_ directory: String, _ lines: [String]) throws {
+        let file = try AuditTrail.files(in: directory)[0].path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+    }
+
+    @Test("records are numbered and chained; every line parses back to its record and re-renders to the same bytes")
+    func chain() throws {
+        let scratch = try TemporaryDirectory()
+        let lines = try Self.writeTrail(scratch.path("audit"), count: 40)
+        #expect(lines.count == 40)
+        var previous = AuditRecord.genesisHash
+        for (index, line) in lines.enumerated() {
+            let parsed = try #require(AuditRecord.parse(Array(line.utf8)[...]))
+            #expect(parsed.hashMatches)
+            #expect(parsed.record.sequence == UInt64(index + 1))
+            #expect(parsed.record.previousHash == previous)
+            #expect(parsed.record.line == line)
+            #expect(parsed.record.timeMs == Self.t0 + Int64(index) * 1500)
+            let details = try #require(parsed.record.details)
+            #expect(details.map(\.0) == ["feature", "count", "overage", "groups"])
+            #expect(details[0].1 == .string(index % 2 == 0 ? "cad" : "sim\ttab\nnewline ü"))
+            #expect(details[3].1 == .strings(["/emea", "/emea/sales"]))
+            previous = parsed.record.hash
+            // Each line is valid JSON for any other tool.
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            #expect(object["seq"] as? Int == index + 1)
+        }
+        let result = try Self.verify(scratch.path("audit"))
+        #expect(result.failure == nil)
+        #expect(result.records == 40)
+        #expect(result.lastHash == previous)
+        #expect(JSONText.iso8601(ms: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(JSONText.iso8601(ms: 1_795_569_325_541) == "2026-11-25T01:15:25.541Z")
+        #expect(JSONText.iso8601(ms: -1) == "1969-12-31T23:59:59.999Z")
+    }
+
+    @Test("editing any one line, deleting any one, or swapping two neighbours is reported at the first bad record")
+    func tampering() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        let original = try Self.writeTrail(directory, count: 25)
+        for index in original.indices {
+            // An edit of one character in the details.
+            var edited = original
+            edited[index] = edited[index].replacingOccurrences(of: "\"count\":", with: "\"count\":9")
+            try Self.rewrite(directory, edited)
+            var failure = try #require(try Self.verify(directory).failure)
+            #expect(failure.line == index + 1)
+            #expect(failure.reason.contains("altered"))
+
+            // An edit that recomputes the record's own hash: the next record no longer chains to it.
+            if index < original.count - 1 {
+                var forged = try #require(AuditRecord.parse(Array(original[index].utf8)[...])).record
+                forged.actor = "someone else"
+                forged.hash = SHA256.hash(Array(forged.hashedText.utf8)).hexString
+                #expect(forged.hashMatches)
+                var chained = original
+                chained[index] = forged.line
+                try Self.rewrite(directory, chained)
+                failure = try #require(try Self.verify(directory).failure)
+                #expect(failure.line == index + 2)
+                #expect(failure.reason.contains("chain"))
+            }
+
+            // A deletion: the record after the gap is named (for the last record, the trail is one shorter and still whole).
+            var deleted = original
+            deleted.remove(at: index)
+            try Self.rewrite(directory, deleted)
+            let afterDeletion = try Self.verify(directory)
+            if index < original.count - 1 {
+                failure = try #require(afterDeletion.failure)
+                #expect(failure.line == index + 1)
+                #expect(failure.sequence == UInt64(index + 2))
+            } else {
+                #expect(afterDeletion.failure == nil)
+                #expect(afterDeletion.lastSequence == UInt64(original.count - 1))
+            }
+
+            // A swap with the next line.
+            if index < original.count - 1 {
+                var swapped = original
+                swapped.swapAt(index, index + 1)
+                try Self.rewrite(directory, swapped)
+                failure = try #require(try Self.verify(directory).failure)
+                #expect(failure.line == index + 1)
+                #expect(failure.sequence == UInt64(index + 2))
+            }
+        }
+        try Self.rewrite(directory, original)
+        #expect(try Self.verify(directory).failure == nil)
+    }
+
+    @Test("rotation by size keeps one chain across files; reopening continues it; a torn last line is cut")
+    func rotation() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        let lines = try Self.writeTrail(directory, count: 120, maxFileBytes: 4096)
+        let files = try AuditTrail.files(in: directory)
+        #expect(files.count > 5)
+        for file in files {
+            let size = try FileManager.default.attributesOfItem(atPath: file.path)[.size] as! Int
+            #expect(size <= 4096)
+            let first = try String(contentsOfFile: file.path, encoding: .utf8).split(separator: "\n").first.map(String.init)
+            #expect(AuditRecord.parse(Array(first!.utf8)[...])?.record.sequence == file.firstSequence)
+        }
+        #expect(lines.count == 120)
+        var result = try Self.verify(directory)
+        #expect(result.failure == nil)
+        #expect(result.records == 120)
+
+        // A crash in the middle of a write leaves half a line: reopening cuts it and goes on from record 120.
+        let last = files.last!.path
+        let handle = try #require(FileHandle(forWritingAtPath: last))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"seq\":121,\"time\":\"2026-".utf8))
+        try handle.close()
+        #expect(try Self.verify(directory).failure != nil)
+        let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true)
+        #expect(log.cutTail?.file == last)
+        #expect(log.lastSequence == 120)
+        try log.write([AuditEvent(timeMs: Self.t0, action: "reload", actor: "signal")])
+        try log.sync()
+        log.close()
+        result = try Self.verify(directory)
+        #expect(result.failure == nil)
+        #expect(result.records == 121)
+
+        // Older files removed (retention): the rest is checked from where it starts.
+        try FileManager.default.removeItem(atPath: files[0].path)
+        result = try Self.verify(directory)
+        #expect(result.failure == nil)
+        #expect(result.startsAfterRemovedFiles)
+        #expect(result.firstSequence == files[1].firstSequence)
+    }
+
+    @Test("a CSV export reads back into the same records, whose chain still verifies")
+    func csvRoundTrip() throws {
+        let scratch = try TemporaryDirectory()
+        let lines = try Self.writeTrail(scratch.path("audit"), count: 30)
+        var csv = AuditCSV.header
+        var records: [AuditRecord] = []
+        try AuditTrail.forEachRecord(in: try AuditTrail.files(in: scratch.path("audit"))) { record in
+            records.append(record)
+            csv += AuditCSV.row(record)
+            return true
+        }
+        let back = try AuditCSV.records(csv)
+        #expect(back.count == 30)
+        #expect(back.map { $0?.line } == lines)
+        var chain = AuditTrail.ChainCheck()
+        for (index, record) in back.enumerated() {
+            let parsed = record.map { AuditRecord.Parsed(record: $0, hashMatches: $0.hashMatches) }
+            let holds = chain.check(parsed, file: "export.csv", line: index + 2)
+            #expect(holds)
+        }
+        #expect(chain.result.records == 30)
+        #expect(try AuditCSV.parseRows("a,\"b,\"\"c\"\"\r\nd\",e\r\n") == [["a", "b,\"c\"\r\nd", "e"]])
+    }
+}
