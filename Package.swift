@@ -1,4 +1,5 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
 
 /// Settings every target shares: Swift 6 language mode and the upcoming features that make
@@ -207,3 +208,33 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (Fuzz/), only when LICENSED_FUZZ is set: `--sanitize=fuzzer` supplies their
+// `main`, so an ordinary build must not see them. `scripts/fuzz` builds and runs them.
+if ProcessInfo.processInfo.environment["LICENSED_FUZZ"] != nil {
+    package.targets += [
+        .executableTarget(
+            name: "FuzzFrameDecoder",
+            dependencies: [
+                "LicenseProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Fuzz/FuzzFrameDecoder",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzRequestHandler",
+            dependencies: [
+                "LicenseServer", "LicenseProtocol", "LicenseCore", "LicenseCrypto", "LicenseStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            path: "Fuzz/FuzzRequestHandler",
+            swiftSettings: swiftSettings
+        ),
+    ]
+}
