@@ -786,6 +786,10 @@ final class LedgerHost {
         response.rejected = self.loaded.rejected.map(\.protocolForm)
         response.serverPublicKey = .init(self.context.serverPublicKey)
         response.serverVersion = ServerContext.serverVersion
+        if role.seesHolders, let head = self.store.auditHead {
+            response.auditSequence = head.sequence
+            response.auditHash = head.hash
+        }
         return .success(response)
     }
 

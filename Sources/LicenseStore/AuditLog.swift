@@ -166,8 +166,16 @@ public enum AuditTrail {
         /// What is wrong.
         public var reason: String
 
+        /// Creates a failure report.
+        public init(file: String, line: Int, sequence: UInt64?, reason: String) {
+            self.file = file
+            self.line = line
+            self.sequence = sequence
+            self.reason = reason
+        }
+
         public var description: String {
-            "\(self.file):\(self.line)\(self.sequence.map { " (record \($0))" } ?? ""): \(self.reason)"
+            "\(self.file)\(self.line > 0 ? ":\(self.line)" : "")\(self.sequence.map { " (record \($0))" } ?? ""): \(self.reason)"
         }
     }
 

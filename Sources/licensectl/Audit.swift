@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import LicenseClient
+import LicenseProtocol
 import LicenseStore
 
 /// `licensectl audit verify|export`: the hash-chained audit trail, read from its files.
-struct Audit: ParsableCommand {
+struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check and export the audit trail (read from its files on the server's machine).",
         subcommands: [Verify.self, Export.self]
@@ -35,7 +37,7 @@ struct Audit: ParsableCommand {
         }
     }
 
-    struct Verify: ParsableCommand {
+    struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check the hash chain: prints OK, or names the first altered, missing or misplaced record and exits 1."
         )
@@ -43,10 +45,14 @@ struct Audit: ParsableCommand {
         @OptionGroup var location: Location
         @Option(help: "Check an export instead (CSV or JSON lines written by `audit export` of the whole trail).")
         var input: String?
-        @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Also ask the running server for its last audit record and check the files reach it unchanged (finds a cut-off end).")
+        var againstServer = false
+        @OptionGroup var options: ServerOptions
 
-        func run() throws {
-            let result: AuditTrail.Verification
+        var json: Bool { self.options.json }
+
+        func run() async throws {
+            var result: AuditTrail.Verification
             let source: String
             if let input {
                 result = try Self.verifyExport(input)
@@ -55,6 +61,9 @@ struct Audit: ParsableCommand {
                 let files = try self.location.files()
                 do { result = try AuditTrail.verify(files) } catch let error as StoreError { throw CLIError(error.message) }
                 source = self.location.directory
+                if self.againstServer, result.failure == nil {
+                    result.failure = try await self.compareWithServer(files, result)
+                }
             }
             if self.json {
                 var object: [String: Any] = [
@@ -80,6 +89,44 @@ struct Audit: ParsableCommand {
                 }
                 throw ExitCode(1)
             }
+        }
+
+        /// The server's last written record must be in the files with the same hash.
+        func compareWithServer(_ files: [AuditTrail.File], _ result: AuditTrail.Verification) async throws -> AuditTrail.Failure? {
+            let client = try self.options.client(admin: true)
+            let status: Licensed_V1_StatusResponse
+            do {
+                status = try await client.status(includeHolders: true)
+            } catch let error as LicenseClientError {
+                await client.close()
+                throw CLIError(error)
+            }
+            await client.close()
+            guard status.auditSequence > 0 else { return nil }
+            let last = files.last?.path ?? self.location.directory
+            guard result.lastSequence >= status.auditSequence else {
+                return AuditTrail.Failure(
+                    file: last,
+                    line: 0,
+                    sequence: result.lastSequence,
+                    reason:
+                        "the trail ends at record \(result.lastSequence) but the server has written \(status.auditSequence): records were removed from the end"
+                )
+            }
+            var found: AuditRecord?
+            try AuditTrail.forEachRecord(in: files) { record in
+                if record.sequence == status.auditSequence { found = record }
+                return found == nil
+            }
+            guard let found, found.hash == status.auditHash else {
+                return AuditTrail.Failure(
+                    file: last,
+                    line: 0,
+                    sequence: status.auditSequence,
+                    reason: "record \(status.auditSequence) is not the one the server wrote (its hash differs from the server's)"
+                )
+            }
+            return nil
         }
 
         /// An export read back: CSV by its header, else JSON lines.

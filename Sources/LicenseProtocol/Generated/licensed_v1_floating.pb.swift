@@ -392,6 +392,14 @@ public nonisolated struct Licensed_V1_StatusResponse: Sendable {
   /// Sessions connected now.
   public var sessions: UInt32 = 0
 
+  /// The audit trail's last written record: its sequence number and SHA-256 (hex). Set for
+  /// auditor, operator and admin sessions only; `licensectl audit verify` compares the files with it
+  /// (a trail cut short at its end still chains, but no longer reaches this record).
+  public var auditSequence: UInt64 = 0
+
+  /// See audit_sequence.
+  public var auditHash: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -995,7 +1003,7 @@ nonisolated extension Licensed_V1_RejectedLicense: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1009,6 +1017,8 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       case 4: try { try decoder.decodeSingularBytesField(value: &self.serverPublicKey) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.serverVersion) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.sessions) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.auditSequence) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.auditHash) }()
       default: break
       }
     }
@@ -1033,6 +1043,12 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if self.sessions != 0 {
       try visitor.visitSingularUInt32Field(value: self.sessions, fieldNumber: 6)
     }
+    if self.auditSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.auditSequence, fieldNumber: 7)
+    }
+    if !self.auditHash.isEmpty {
+      try visitor.visitSingularStringField(value: self.auditHash, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1043,6 +1059,8 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if lhs.serverPublicKey != rhs.serverPublicKey {return false}
     if lhs.serverVersion != rhs.serverVersion {return false}
     if lhs.sessions != rhs.sessions {return false}
+    if lhs.auditSequence != rhs.auditSequence {return false}
+    if lhs.auditHash != rhs.auditHash {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
