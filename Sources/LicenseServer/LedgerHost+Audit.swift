@@ -58,6 +58,42 @@ extension LedgerHost {
         return recent.count > configuration.badTokenLimit ? Int64(configuration.badTokenDelayMs) : 0
     }
 
+    /// One `license` record per licence in force, so that reports read capacities, policies and
+    /// expiry dates from the trail itself (at start and at every reload).
+    func auditLicenses(_ loaded: LicenseLoadResult, actor: String) {
+        let now = self.nowMs
+        let events = loaded.effective.map { verified -> AuditEvent in
+            let license = verified.license
+            let policy: String =
+                switch license.overage {
+                case .trueUp: "TRUE_UP"
+                case .unlimited: "UNLIMITED"
+                default: "HARD"
+                }
+            let model: String =
+                switch license.model {
+                case .nodeLocked: "NODE_LOCKED"
+                case .site: "SITE"
+                default: "FLOATING"
+                }
+            return AuditEvent(
+                timeMs: now,
+                action: "license",
+                actor: actor,
+                subject: "license:\(license.id)",
+                details: [
+                    ("license", .string(license.id)), ("product", .string(license.product)), ("licensee", .string(license.licensee)),
+                    ("model", .string(model)), ("policy", .string(policy)),
+                    ("features", .strings(license.features.map { "\($0.name)=\($0.count)" })),
+                    ("max_activations", .int(Int64(license.maxActivations))), ("not_before_ms", .int(license.notBeforeMs)),
+                    ("not_after_ms", .int(license.notAfterMs)), ("grace_ms", .int(license.gracePeriodMs)),
+                    ("trial_days", .int(Int64(license.trialDays))), ("file", .string(verified.file)),
+                ]
+            )
+        }
+        self.store.audit(events)
+    }
+
     /// A refused check-out, with the reason.
     func auditDenial(_ error: LicenseError, feature: String, count: UInt32, session: SessionID) {
         let identity = self.ledger.identity(ofSession: session)

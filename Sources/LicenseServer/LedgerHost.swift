@@ -59,6 +59,12 @@ final class LedgerHost {
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: context.clock.nowMs())
+        self.audit(
+            "start",
+            actor: "server",
+            details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recovered.count)))]
+        )
+        self.auditLicenses(licenses, actor: "server")
     }
 
     // MARK: - Metrics and health
@@ -806,6 +812,7 @@ final class LedgerHost {
                 ("leases", .int(Int64(self.ledger.leases.count))),
             ]
         )
+        self.auditLicenses(result, actor: actor)
         self.ledger.replaceLicenses(result.effective)
         defer { self.serveQueues() }
         for rejected in result.rejected { self.logger.error("\(rejected)") }

@@ -159,10 +159,15 @@ struct SecurityServerTests {
             // Nobody heartbeats any more: both remaining leases lapse and are reclaimed.
             clock.advance(byMs: 200_000)
             try await server.reapNow()
-            let records = try await Self.auditRecords(auditDirectory, atLeast: 7)
+            let all = try await Self.auditRecords(auditDirectory, atLeast: 9)
+            // The server's start and the licence in force come first: reports read capacities from them.
+            #expect(all.prefix(2).map(\.action) == ["start", "license"])
+            #expect(Self.detail(all[1], "features") == .strings(["cad=2"]))
+            #expect(Self.detail(all[1], "policy") == .string("HARD"))
+            let records = Array(all.dropFirst(2))
             let actions = records.map(\.action)
             #expect(actions == ["grant", "grant", "deny", "checkin", "grant", "reclaim", "reclaim"])
-            #expect(records.map(\.sequence) == Array(1...7))
+            #expect(all.map(\.sequence) == Array(1...9))
             let deny = records[2]
             #expect(deny.actor == "bob@h-bob")
             #expect(Self.detail(deny, "code") == .string("NO_SEATS"))
@@ -175,7 +180,7 @@ struct SecurityServerTests {
             #expect(records[0].timeMs == 1_790_000_000_000)
             let verification = try AuditTrail.verify(try AuditTrail.files(in: auditDirectory))
             #expect(verification.failure == nil)
-            #expect(verification.records == 7)
+            #expect(verification.records == 9)
         }
         // A restart continues the same chain.
         try await withTestServer(
@@ -186,9 +191,9 @@ struct SecurityServerTests {
             let carol = FloatingSeatServerTests.client(port, user: "carol")
             _ = try await carol.checkOut(feature: "cad")
             await carol.close()
-            let records = try await Self.auditRecords(auditDirectory, atLeast: 8)
-            #expect(records.last?.sequence == 8)
-            #expect(records.last?.action == "grant")
+            let records = try await Self.auditRecords(auditDirectory, atLeast: 12)
+            #expect(records.suffix(3).map(\.action) == ["start", "license", "grant"])
+            #expect(records.last?.sequence == 12)
         }
         let verification = try AuditTrail.verify(try AuditTrail.files(in: scratch.path("state/audit")))
         #expect(verification.failure == nil)
