@@ -81,6 +81,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Usage, compliance and forecast reports, computed from the audit trail alone.
+        .target(
+            name: "LicenseReports",
+            dependencies: ["LicenseStore"],
+            swiftSettings: swiftSettings
+        ),
         // The daemon's network side: SwiftNIO listener, sessions, dispatch, lifecycle.
         .target(
             name: "LicenseServer",
@@ -131,7 +137,7 @@ let package = Package(
         .executableTarget(
             name: "licensectl",
             dependencies: [
-                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore",
+                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -160,6 +166,13 @@ let package = Package(
             name: "licensed-store-bench",
             dependencies: ["LicenseStore", "LicenseCore", "LicenseProtocol"],
             path: "Benchmarks/StoreBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        // Scale measurements of the reports (a million audit records).
+        .executableTarget(
+            name: "licensed-report-bench",
+            dependencies: ["LicenseReports", "LicenseStore"],
+            path: "Benchmarks/ReportBenchmark",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -192,6 +205,11 @@ let package = Package(
                 "LicenseStore", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseReportsTests",
+            dependencies: ["LicenseReports", "LicenseStore", "LicenseTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -193,6 +193,9 @@ public enum AuditTrail {
         public var failure: Failure?
         /// Set when the trail starts after record 1 (older files were removed): the chain is checked from there.
         public var startsAfterRemovedFiles = false
+
+        /// An empty result.
+        public init() {}
     }
 
     static func filePath(_ directory: String, firstSequence: UInt64) -> String {
