@@ -104,6 +104,8 @@ public actor LicenseClient {
         case leaseLost(Lease, reason: String)
         /// After a reconnect the server granted the feature again under a new lease.
         case leaseReplaced(old: Lease, new: Lease)
+        /// A feature's use crossed a utilisation threshold, up or back down (after `subscribe()`).
+        case thresholdCrossed(feature: String, message: String)
     }
 
     private struct Held {
@@ -204,6 +206,8 @@ public actor LicenseClient {
             if let held = self.held.removeValue(forKey: id) {
                 self.eventSink.yield(.leaseLost(held.lease, reason: event.message))
             }
+        case .thresholdCrossed:
+            self.eventSink.yield(.thresholdCrossed(feature: event.feature, message: event.message))
         case .serverShuttingDown:
             // The server is going away (restart, or this session moved): reconnect and resume.
             if let connection = self.connection {
@@ -433,6 +437,18 @@ public actor LicenseClient {
     /// Sends an administrative request and returns its answer (token with a sufficient role).
     public func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body) async throws -> Licensed_V1_ServerMessage.OneOf_Body {
         try await self.withConnection { connection in try await connection.request(body) }
+    }
+
+    /// Asks for THRESHOLD_CROSSED events on this session (auditor token or above); they arrive on
+    /// `events`. Returns the thresholds and each feature's level now.
+    @discardableResult
+    public func subscribe() async throws -> Licensed_V1_SubscribeResponse {
+        try await self.withConnection { connection in
+            guard case .subscribe(let response) = try await connection.request(.subscribe(.init())) else {
+                throw LicenseClientError(code: .internal, message: "the server answered Subscribe with another message")
+            }
+            return response
+        }
     }
 
     /// Rereads the server's licence files (operator or admin token).

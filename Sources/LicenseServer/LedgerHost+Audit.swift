@@ -34,6 +34,7 @@ extension LedgerHost {
             }
         }
         self.store.append(changes, audit: events)
+        self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
     }
 
     /// Records something that changes no state.

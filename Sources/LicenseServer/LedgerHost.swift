@@ -18,7 +18,7 @@ final class LedgerHost {
     private(set) var ledger: SeatLedger
     private(set) var loaded: LicenseLoadResult
     let context: ServerContext
-    private var logger: Logger
+    var logger: Logger
     /// The connection attached to each session, to push events to.
     private var connections: [SessionID: SessionHandler] = [:]
     private var reaper: RepeatedTask?
@@ -39,6 +39,10 @@ final class LedgerHost {
     private var queueTimerDeadline: Int64?
     /// Counters by name and labels, made once each.
     private var counters: [String: Counter] = [:]
+    /// Sessions told about threshold crossings.
+    var subscribers = Set<SessionID>()
+    /// Per feature, the highest utilisation threshold reached (absent = below all).
+    var thresholdLevels: [String: UInt32] = [:]
     /// Times of recent refused tokens, by address (the last minute's).
     var refusedTokens: [String: [Int64]] = [:]
     /// True once the listener is bound; false again when stopping.
@@ -104,6 +108,11 @@ final class LedgerHost {
         for license in status.licenses where license.expiresAtMs != 0 {
             metrics.gauge("licensed_license_expiry_timestamp_seconds", [("license", license.licenseID)]).record(
                 Double(license.expiresAtMs) / 1000
+            )
+        }
+        for feature in status.features where !feature.unlimited && feature.capacity > 0 {
+            metrics.gauge("licensed_seats_utilisation_ratio", [("feature", feature.feature)]).record(
+                Double(feature.inUse) / Double(feature.capacity)
             )
         }
         metrics.gauge("licensed_sessions").record(Int64(status.sessions))
@@ -245,9 +254,13 @@ final class LedgerHost {
         return identity
     }
 
+    /// The connection a session's events go to.
+    func connectionForEvents(_ id: SessionID) -> SessionHandler? { self.connections[id] }
+
     func detach(_ id: SessionID, connection: SessionHandler) {
         guard self.connections[id] === connection else { return }
         self.connections[id] = nil
+        self.subscribers.remove(id)
         for waiterID in self.ledger.detachSession(id) { self.waiters[waiterID] = nil }
     }
 
@@ -814,7 +827,11 @@ final class LedgerHost {
         )
         self.auditLicenses(result, actor: actor)
         self.ledger.replaceLicenses(result.effective)
-        defer { self.serveQueues() }
+        defer {
+            self.serveQueues()
+            // Capacities changed: levels may have too.
+            self.checkThresholds(Set(self.ledger.status(includeHolders: false, at: self.nowMs).features.map(\.feature)))
+        }
         for rejected in result.rejected { self.logger.error("\(rejected)") }
         self.logger.info(
             "licences reloaded",

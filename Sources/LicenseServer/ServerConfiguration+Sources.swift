@@ -94,6 +94,11 @@ extension ServerConfiguration {
         Option(name: "require_client_token", help: "refuse sessions that present no token (true/false)") {
             $0.requireClientToken = try bool($1, "require_client_token")
         },
+        Option(name: "utilisation_thresholds", help: "utilisation thresholds in percent, comma-separated (e.g. 90,100)") {
+            config,
+            value in
+            config.utilisationThresholds = try list(value).map { try int($0, "utilisation_thresholds") }.sorted()
+        },
         Option(name: "audit_dir", help: "directory of the audit trail (default <state_dir>/audit)") { $0.auditDir = $1 },
         Option(name: "audit_max_file_bytes", help: "start a new audit file past this size") {
             $0.auditMaxFileBytes = try int($1, "audit_max_file_bytes")

@@ -104,6 +104,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// True when the listener speaks TLS.
     public var tlsEnabled: Bool { !self.tlsCertificate.isEmpty }
 
+    /// Utilisation thresholds in percent of a feature's capacity: crossing one (up or back down)
+    /// logs a line, writes an audit record and tells subscribed admin sessions.
+    public var utilisationThresholds: [Int] = [90, 100]
+
     /// Where the audit trail is written.
     public var auditDirectory: String { self.auditDir.isEmpty ? self.stateDir + "/audit" : self.auditDir }
 
@@ -136,6 +140,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         guard self.tlsClientCA.isEmpty || self.tlsEnabled else {
             throw ConfigurationError("tls_client_ca needs tls_certificate and tls_private_key (client certificates are a TLS feature)")
+        }
+        for threshold in self.utilisationThresholds where !(1...1000).contains(threshold) {
+            throw ConfigurationError("utilisation_thresholds: \(threshold) is not a percentage between 1 and 1000")
         }
         guard self.auditMaxFileBytes >= 4096 else { throw ConfigurationError("audit_max_file_bytes must be at least 4096") }
         guard self.badTokenLimit >= 0, self.badTokenDelayMs >= 0, self.badTokenDelayMs <= 60_000 else {

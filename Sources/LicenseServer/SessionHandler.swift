@@ -293,6 +293,8 @@ final class SessionHandler: ChannelInboundHandler {
             result = self.host.activations(role: role).map { .activations($0) }
         case .history(let request):
             result = self.host.history(request, role: role).map { .history($0) }
+        case .subscribe:
+            result = self.host.subscribe(session: session, role: role).map { .subscribe($0) }
         case .reload, .snapshot:
             guard role >= .operator else {
                 result = .failure(LicenseError(.permissionDenied, "\(message.body!.requestName) needs an operator or admin token"))
@@ -344,7 +346,7 @@ final class SessionHandler: ChannelInboundHandler {
         case .queue(let request): details.append(("feature", .string(request.feature)))
         case .history(let request): details.append(("month", .string(request.month)))
         case .status(let request) where request.includeHolders: break
-        case .assign, .activations: break
+        case .assign, .activations, .subscribe: break
         default:
             guard case .failure(let error) = result, error.code == .permissionDenied else { return }
         }
@@ -427,6 +429,7 @@ extension Licensed_V1_ClientMessage.OneOf_Body {
         case .assign: "Assign"
         case .activations: "Activations"
         case .history: "History"
+        case .subscribe: "Subscribe"
         }
     }
 }

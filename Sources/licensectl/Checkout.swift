@@ -71,6 +71,7 @@ struct Checkout: AsyncParsableCommand {
                 case .reconnected(let resumed): Self.note(resumed ? "reconnected; session resumed" : "reconnected; new session")
                 case .leaseLost(let lost, let reason): Self.note("lease \(lost.idHex) lost: \(reason)")
                 case .leaseReplaced(let old, let new): Self.note("lease \(old.idHex) replaced by \(new.idHex)")
+                case .thresholdCrossed(_, let message): Self.note(message)
                 }
             }
         }

@@ -61,6 +61,7 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Access tokens as role:sha256hex, comma-separated (see licensectl token).") var tokens: String?
     @Option(help: "Refuse sessions that present no token (true/false).") var requireClientToken: String?
     @Option(help: "Directory of the audit trail (default <state-dir>/audit).") var auditDir: String?
+    @Option(help: "Utilisation thresholds in percent, comma-separated (default 90,100).") var utilisationThresholds: String?
     @Option(help: "Start a new audit file past this size, in bytes.") var auditMaxFileBytes: String?
     @Option(help: "PEM certificate chain: TLS on the protocol listener (default off).") var tlsCertificate: String?
     @Option(help: "PEM private key of --tls-certificate.") var tlsPrivateKey: String?
@@ -85,6 +86,7 @@ struct Licensed: AsyncParsableCommand {
             ("activation_validity_days", self.activationValidityDays),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
             ("tokens", self.tokens), ("require_client_token", self.requireClientToken), ("audit_dir", self.auditDir),
+            ("utilisation_thresholds", self.utilisationThresholds),
             ("audit_max_file_bytes", self.auditMaxFileBytes), ("tls_certificate", self.tlsCertificate),
             ("tls_private_key", self.tlsPrivateKey), ("tls_client_ca", self.tlsClientCa), ("admin_socket", self.adminSocket),
             ("bad_token_limit", self.badTokenLimit), ("bad_token_delay_ms", self.badTokenDelayMs),

@@ -6,6 +6,7 @@ import LicenseProtocol
 import LicenseServer
 import LicenseStore
 import LicenseTestSupport
+import NIOCore
 import SwiftProtobuf
 import Testing
 
@@ -140,6 +141,7 @@ struct SecurityServerTests {
         let clock = ManualClock(startMs: 1_790_000_000_000)
         let auditDirectory = scratch.path("state/audit")
         try await withTestServer(
+            configure: { $0.utilisationThresholds = [] },
             licenses: [FloatingSeatServerTests.license(count: 2, ttlMs: 20_000)],
             clock: clock,
             stateDirectory: scratch.path("state")
@@ -184,6 +186,7 @@ struct SecurityServerTests {
         }
         // A restart continues the same chain.
         try await withTestServer(
+            configure: { $0.utilisationThresholds = [] },
             licenses: [FloatingSeatServerTests.license(count: 2)],
             clock: clock,
             stateDirectory: scratch.path("state")
@@ -197,6 +200,54 @@ struct SecurityServerTests {
         }
         let verification = try AuditTrail.verify(try AuditTrail.files(in: scratch.path("state/audit")))
         #expect(verification.failure == nil)
+    }
+
+    @Test("utilisation thresholds: each crossing, up or down, is an event to subscribers, an audit record and a gauge")
+    func thresholds() async throws {
+        let scratch = try TemporaryDirectory()
+        let auditDirectory = scratch.path("state/audit")
+        let token = "watcher"
+        try await withTestServer(
+            configure: {
+                $0.utilisationThresholds = [50, 100]
+                $0.tokens = [.init(hash: SHA256.hash(Array(token.utf8)), role: .auditor)]
+            },
+            licenses: [FloatingSeatServerTests.license(count: 4)],
+            stateDirectory: scratch.path("state")
+        ) { server, port in
+            let watcher = FloatingSeatServerTests.client(port, user: "ops", token: token)
+            let subscription = try await watcher.subscribe()
+            #expect(subscription.thresholdsPercent == [50, 100])
+            #expect(subscription.levelsPercent.isEmpty)
+            let user = FloatingSeatServerTests.client(port, user: "ada")
+            let denied = await #expect(throws: LicenseClientError.self) { try await user.subscribe() }
+            #expect(denied?.code == .permissionDenied)
+            var leases: [LicenseClient.Lease] = []
+            for _ in 0..<4 { leases.append(try await user.checkOut(feature: "cad")) }
+            _ = try await user.checkIn(leases[0])
+            var messages: [String] = []
+            for await event in watcher.events {
+                if case .thresholdCrossed(let feature, let message) = event {
+                    #expect(feature == "cad")
+                    messages.append(message)
+                    if messages.count == 3 { break }
+                }
+            }
+            #expect(
+                messages == [
+                    "'cad' reached 50% of its capacity: 2 of 4 seats in use", "'cad' reached 100% of its capacity: 4 of 4 seats in use",
+                    "'cad' fell back below 100% of its capacity: 3 of 4 seats in use",
+                ]
+            )
+            let metrics = String(decoding: try await server.renderMetrics().get(), as: UTF8.self)
+            #expect(metrics.contains("licensed_seats_utilisation_ratio{feature=\"cad\"} 0.75"))
+            let records = try await Self.auditRecords(auditDirectory, atLeast: 12)
+            let crossings = records.filter { $0.action == "threshold" }
+            #expect(crossings.map { Self.detail($0, "threshold_pct") } == [.int(50), .int(100), .int(100)])
+            #expect(crossings.map { Self.detail($0, "direction") } == [.string("up"), .string("up"), .string("down")])
+            await user.close()
+            await watcher.close()
+        }
     }
 
     /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with the openssl command.

@@ -493,6 +493,34 @@ public nonisolated struct Licensed_V1_HistoryResponse: Sendable {
   public init() {}
 }
 
+/// Receive THRESHOLD_CROSSED events on this session from now on (auditor, operator or admin).
+public nonisolated struct Licensed_V1_SubscribeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The subscription is in place.
+public nonisolated struct Licensed_V1_SubscribeResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The configured utilisation thresholds, in percent of a feature's capacity.
+  public var thresholdsPercent: [UInt32] = []
+
+  /// Per feature, the highest threshold its use has reached now (0 = below every threshold).
+  public var levelsPercent: Dictionary<String,UInt32> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "licensed.v1"
@@ -1343,6 +1371,60 @@ nonisolated extension Licensed_V1_HistoryResponse: SwiftProtobuf.Message, SwiftP
 
   public static func ==(lhs: Licensed_V1_HistoryResponse, rhs: Licensed_V1_HistoryResponse) -> Bool {
     if lhs.runs != rhs.runs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscribeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_SubscribeRequest, rhs: Licensed_V1_SubscribeRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_SubscribeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubscribeResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}thresholds_percent\0\u{3}levels_percent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt32Field(value: &self.thresholdsPercent) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: &self.levelsPercent) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.thresholdsPercent.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.thresholdsPercent, fieldNumber: 1)
+    }
+    if !self.levelsPercent.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: self.levelsPercent, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_SubscribeResponse, rhs: Licensed_V1_SubscribeResponse) -> Bool {
+    if lhs.thresholdsPercent != rhs.thresholdsPercent {return false}
+    if lhs.levelsPercent != rhs.levelsPercent {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

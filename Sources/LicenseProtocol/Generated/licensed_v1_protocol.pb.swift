@@ -242,6 +242,15 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     set {body = .history(newValue)}
   }
 
+  /// Admin: receive THRESHOLD_CROSSED events.
+  public var subscribe: Licensed_V1_SubscribeRequest {
+    get {
+      if case .subscribe(let v)? = body {return v}
+      return Licensed_V1_SubscribeRequest()
+    }
+    set {body = .subscribe(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The request.
@@ -278,6 +287,8 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     case activations(Licensed_V1_ActivationsRequest)
     /// Admin: recorded bulk runs.
     case history(Licensed_V1_HistoryRequest)
+    /// Admin: receive THRESHOLD_CROSSED events.
+    case subscribe(Licensed_V1_SubscribeRequest)
 
   }
 
@@ -440,6 +451,15 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     set {body = .history(newValue)}
   }
 
+  /// Answers SubscribeRequest.
+  public var subscribe: Licensed_V1_SubscribeResponse {
+    get {
+      if case .subscribe(let v)? = body {return v}
+      return Licensed_V1_SubscribeResponse()
+    }
+    set {body = .subscribe(newValue)}
+  }
+
   /// The request failed; nothing changed on the server.
   public var error: Licensed_V1_Error {
     get {
@@ -494,6 +514,8 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     case activations(Licensed_V1_ActivationsResponse)
     /// Answers HistoryRequest.
     case history(Licensed_V1_HistoryResponse)
+    /// Answers SubscribeRequest.
+    case subscribe(Licensed_V1_SubscribeResponse)
     /// The request failed; nothing changed on the server.
     case error(Licensed_V1_Error)
     /// Pushed by the server (request_id 0).
@@ -782,7 +804,8 @@ public nonisolated struct Licensed_V1_Event: Sendable {
     /// A queued check-out was granted (the CheckOutResponse follows under its request_id).
     case queueGranted // = 5
 
-    /// A usage threshold was crossed (admin sessions that subscribed).
+    /// A feature's use crossed a configured utilisation threshold, up or back down (sessions that
+    /// sent SubscribeRequest; feature says which, message gives the figures).
     case thresholdCrossed // = 6
     case UNRECOGNIZED(Int)
 
@@ -842,7 +865,7 @@ nonisolated extension Licensed_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProvi
 
 nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1059,6 +1082,19 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .history(v)
         }
       }()
+      case 28: try {
+        var v: Licensed_V1_SubscribeRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .subscribe(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .subscribe(v)
+        }
+      }()
       default: break
       }
     }
@@ -1137,6 +1173,10 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
       guard case .history(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
     }()
+    case .subscribe?: try {
+      guard case .subscribe(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1152,7 +1192,7 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1395,6 +1435,19 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .history(v)
         }
       }()
+      case 28: try {
+        var v: Licensed_V1_SubscribeResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .subscribe(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .subscribe(v)
+        }
+      }()
       default: break
       }
     }
@@ -1480,6 +1533,10 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
     case .history?: try {
       guard case .history(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
+    case .subscribe?: try {
+      guard case .subscribe(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
     }()
     case nil: break
     }
