@@ -141,16 +141,25 @@ final class Harness: @unchecked Sendable {
         while offset < stream.count {
             let end = min(stream.count, offset + pieceSize)
             let written = stream[offset..<end].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0, errno == EINTR { continue }  // libFuzzer's SIGALRM (its -timeout) interrupts system calls
             if written <= 0 { break }  // the server closed the connection
             offset += written
         }
         shutdown(client, Int32(SHUT_WR))
         var replies: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
+        let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
         while true {
             var poller = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
-            precondition(poll(&poller, 1, 10_000) == 1, "the server neither answered nor closed within 10 s")
+            let ready = poll(&poller, 1, 1_000)
+            if ready < 0, errno == EINTR { continue }
+            if ready == 0 {
+                precondition(DispatchTime.now().uptimeNanoseconds < deadline, "the server neither answered nor closed within 10 s")
+                continue
+            }
+            precondition(ready == 1, "poll failed: errno \(errno)")
             let n = chunk.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if n < 0, errno == EINTR { continue }
             if n <= 0 { break }
             replies += chunk[0..<n]
         }
