@@ -291,6 +291,41 @@ struct ReportTests {
         #expect(text[1].hasPrefix("cad      4          35.500      127800        2     2026-11-02T00:30:00.000Z"))
     }
 
+    @Test("every grouping in every format: the CSV and JSON cells are the row's figures, the table has a line per row")
+    func everyGroupingAndFormat() throws {
+        for grouping in UsageReport.Grouping.allCases {
+            let report = try Self.report(grouping)
+            let table = report.table
+            let csv = try AuditCSV.parseRows(table.render(.csv))
+            #expect(csv.count == report.rows.count + 1)
+            #expect(csv[0].first == grouping.rawValue)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(table.render(.json).utf8)) as? [[String: Any]])
+            #expect(json.count == report.rows.count)
+            let text = table.render(.table).split(separator: "\n")
+            #expect(text.count == report.rows.count + 1)
+            for (index, row) in report.rows.enumerated() {
+                let cells = Dictionary(uniqueKeysWithValues: zip(csv[0], csv[index + 1]))
+                let object = json[index]
+                #expect(cells[grouping.rawValue] == row.key)
+                #expect(object[grouping.rawValue] as? String == row.key)
+                #expect(text[index + 1].hasPrefix(row.key))
+                #expect(cells["checkouts"] == String(row.checkouts))
+                #expect(object["checkouts"] as? Int == row.checkouts)
+                #expect(cells["seat_seconds"] == String(row.seatMs / 1000))
+                #expect(object["seat_seconds"] as? Int64 == row.seatMs / 1000)
+                #expect(cells["seat_hours"] == String(format: "%.3f", row.seatHours))
+                #expect(cells["peak"] == String(row.peak))
+                #expect(object["peak"] as? Int64 == row.peak)
+                #expect(cells["peak_at"] == row.peakAtMs.map { JSONText.iso8601(ms: $0) } ?? "")
+                #expect(cells["denials"] == String(row.totalDenials))
+                #expect(object["queue_waits"] as? Int == row.queueWaits)
+                #expect(cells["wait_p95_ms"] == row.waitP95Ms.map(String.init) ?? "")
+                #expect(object["wait_p50_ms"] as? Int64 == row.waitP50Ms)
+                #expect(cells["overage_seat_hours"] == String(format: "%.3f", row.overageSeatHours))
+            }
+        }
+    }
+
     @Test("compliance: a licence of each policy over what was purchased, an expiring, an expired and a node-locked one")
     func compliance() throws {
         let scratch = try TemporaryDirectory()
