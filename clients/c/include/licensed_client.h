@@ -1,0 +1,198 @@
+/*
+ * licensed_client.h — C client for the licensed floating-licence server.
+ *
+ * One handle is one connection and one session. Every function is safe to call from several
+ * threads on the same handle (requests are serialised by a mutex inside the handle); there is no
+ * global state. The library speaks the length-prefixed protobuf protocol of Protos/licensed/v1
+ * (4-byte big-endian length, then a ClientMessage / ServerMessage) through libprotobuf-c, and
+ * verifies activation certificates with OpenSSL's Ed25519.
+ *
+ *     lc_client *c = NULL;
+ *     if (lc_connect(&c, "licence.example.com", 27070, 5000, NULL) != LC_OK) ...
+ *     lc_hello(c, "ada", "ws1", "acme-cad", "2026.2");
+ *     lc_lease lease;
+ *     if (lc_checkout(c, "cad.solver", NULL, 1, 0, &lease) == LC_OK) {
+ *         lc_start_heartbeats(c);      // keep the lease alive in the background
+ *         ... work ...
+ *         lc_checkin(c, &lease);
+ *     } else fprintf(stderr, "%s\n", lc_error_message(c));
+ *     lc_close(c);
+ *
+ * Link with: pkg-config --cflags --libs licensed-client
+ */
+#ifndef LICENSED_CLIENT_H
+#define LICENSED_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Results. LC_OK is success. Positive values are the server's protocol error codes (the numbers
+ * of licensed.v1.Error.Code); negative values are failures on this side.
+ */
+typedef enum lc_result {
+    LC_OK = 0,
+    LC_INVALID_ARGUMENT = 1,
+    LC_UNAUTHENTICATED = 2,
+    LC_PERMISSION_DENIED = 3,
+    LC_NOT_FOUND = 4,
+    LC_NO_SEATS = 5,
+    LC_LICENSE_EXPIRED = 6,
+    LC_NOT_YET_VALID = 7,
+    LC_VERSION_NOT_ALLOWED = 8,
+    LC_NETWORK_NOT_ALLOWED = 9,
+    LC_USER_NOT_ALLOWED = 10,
+    LC_ACTIVATION_LIMIT = 11,
+    LC_DEVICE_LIMIT = 12,
+    LC_BASE_REQUIRED = 13,
+    LC_DEADLINE_EXCEEDED = 14,
+    LC_RESOURCE_EXHAUSTED = 15,
+    LC_UNIMPLEMENTED = 16,
+    LC_UNAVAILABLE = 17,
+    LC_INTERNAL = 18,
+    /* This side: */
+    LC_ERR_IO = -1,          /* the connection failed or closed (after one reconnection attempt) */
+    LC_ERR_PROTOCOL = -2,    /* the server sent something that is not a valid reply */
+    LC_ERR_TIMEOUT = -3,     /* no reply within the handle's timeout */
+    LC_ERR_NO_MEMORY = -4,   /* an allocation failed */
+    LC_ERR_CERTIFICATE = -5, /* an activation certificate did not verify */
+    LC_ERR_USAGE = -6        /* a bad argument to this library (NULL handle, no session yet, ...) */
+} lc_result;
+
+/* An opaque connection and session. */
+typedef struct lc_client lc_client;
+
+/* A granted floating lease. */
+typedef struct lc_lease {
+    uint8_t lease_id[16];    /* pass back to lc_checkin */
+    char license_id[128];    /* the licence it was granted from */
+    char feature[128];
+    uint32_t count;          /* seats */
+    int64_t expires_at_ms;   /* without a heartbeat, the server reclaims it then */
+    int overage;             /* non-zero: granted beyond the purchased count (TRUE_UP) */
+    uint64_t fencing_token;  /* strictly increasing per feature */
+    char warnings[512];      /* server warnings, "; "-separated (expiry soon, ...) */
+} lc_lease;
+
+/* A node-locked activation and its verified certificate. */
+typedef struct lc_activation {
+    char activation_id[128];
+    char license_id[128];
+    int64_t valid_until_ms;  /* the certificate allows offline use until then */
+    int existing;            /* non-zero: this machine was already activated */
+    int overage;
+    uint8_t *certificate;    /* the serialized ActivationCertificate, to store for offline checks */
+    size_t certificate_len;  /* (owned by the struct: free with lc_activation_free) */
+} lc_activation;
+
+/* One feature of lc_status. */
+typedef struct lc_feature_status {
+    char feature[128];
+    uint32_t capacity;       /* seats licensed (0 with unlimited set) */
+    int unlimited;
+    uint32_t in_use;
+    uint32_t queued;
+} lc_feature_status;
+
+/*
+ * Connects to host:port within timeout_ms (which also bounds every later reply). token is the
+ * access token the server may require (NULL or "" for none). On success *out is a new handle; on
+ * failure *out is NULL and the result says why (no handle means no lc_error_message: the reason is
+ * written to errbuf when it is not NULL).
+ */
+int lc_connect(lc_client **out, const char *host, int port, int timeout_ms, const char *token, char *errbuf, size_t errbuf_len);
+
+/*
+ * Opens the session: user, host name, client software name and version (NULL for empty). Must
+ * come before any other request. After a lost connection the library reconnects once per request
+ * and resumes this session, so leases survive a dropped connection.
+ */
+int lc_hello(lc_client *c, const char *user, const char *host, const char *client_name, const char *client_version);
+
+/*
+ * Checks out `count` seats (0 means 1) of `feature` for client software `version` (NULL: the
+ * Hello's). With wait_ms > 0 and no seat free, waits in the server's queue up to that long. A
+ * random checkout key is generated inside, so the retry after a reconnect can never take a second
+ * seat. Fills *lease on LC_OK.
+ */
+int lc_checkout(lc_client *c, const char *feature, const char *version, uint32_t count, uint32_t wait_ms, lc_lease *lease);
+
+/* Returns a lease. */
+int lc_checkin(lc_client *c, const lc_lease *lease);
+
+/*
+ * Renews every lease of the session now. *lost (if not NULL) is set to the number of leases the
+ * server no longer had (reclaimed or revoked).
+ */
+int lc_heartbeat(lc_client *c, uint32_t *lost);
+
+/*
+ * Starts a background thread that heartbeats at the interval the server asked for, until
+ * lc_stop_heartbeats or lc_close. Errors of background heartbeats are kept for lc_error_message.
+ */
+int lc_start_heartbeats(lc_client *c);
+
+/* Stops the background heartbeat thread (no-op when none runs). */
+void lc_stop_heartbeats(lc_client *c);
+
+/*
+ * Activates this machine for a node-locked licence (license_id, or feature to let the server
+ * choose; either may be NULL) with its fingerprint components and a machine name (NULL: the
+ * Hello's host). The certificate in the reply is verified against the server key the server
+ * presented in HelloResponse before LC_OK is returned. Free *activation with lc_activation_free.
+ */
+int lc_activate(lc_client *c, const char *license_id, const char *feature, const char *const *fingerprint, size_t fingerprint_count,
+                const char *machine_name, lc_activation *activation);
+
+/* Refreshes an activation (last seen, new certificate; verified as in lc_activate). */
+int lc_validate_activation(lc_client *c, const char *activation_id, const char *const *fingerprint, size_t fingerprint_count,
+                           lc_activation *activation);
+
+/*
+ * Verifies a stored certificate offline: signature by server_public_key (32 raw bytes) over
+ * "licensed.v1.activation\0" || claims, validity at now_ms, and that fingerprint (if not NULL)
+ * matches the bound one exactly. Returns LC_OK or LC_ERR_CERTIFICATE; fills *activation's
+ * activation_id, license_id and valid_until_ms when it is not NULL.
+ */
+int lc_verify_certificate(const uint8_t *certificate, size_t certificate_len, const uint8_t server_public_key[32], int64_t now_ms,
+                          const char *const *fingerprint, size_t fingerprint_count, lc_activation *activation);
+
+/* Releases what lc_activate / lc_validate_activation allocated in *activation. */
+void lc_activation_free(lc_activation *activation);
+
+/*
+ * Features, seats and queues. *features is set to an array of *count entries (free with
+ * lc_status_free); feature may be NULL for all features.
+ */
+int lc_status(lc_client *c, const char *feature, lc_feature_status **features, size_t *count);
+
+/* Frees an lc_status array. */
+void lc_status_free(lc_feature_status *features);
+
+/* The server's Ed25519 public key from HelloResponse (32 bytes), or NULL before lc_hello. */
+const uint8_t *lc_server_public_key(const lc_client *c);
+
+/* Heartbeat interval the server asked for, in ms (0 before lc_hello). */
+uint32_t lc_heartbeat_interval_ms(const lc_client *c);
+
+/* The last failure on this handle, for a person: the server's message or this side's reason. */
+const char *lc_error_message(const lc_client *c);
+
+/* The code of the last failure (LC_OK when the last call succeeded). */
+int lc_error_code(const lc_client *c);
+
+/* A name for a result: "NO_SEATS", "LC_ERR_IO", ... */
+const char *lc_result_name(int result);
+
+/* Closes the connection, stops the heartbeat thread and frees the handle (NULL is fine). */
+void lc_close(lc_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LICENSED_CLIENT_H */
