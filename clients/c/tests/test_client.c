@@ -6,6 +6,7 @@
  * PORT; SIGUSR1 to PROXY_PID cuts its connections.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,39 @@ static void activation(void) {
     lc_close(c);
 }
 
+/* Several threads share one handle: every call gets its own reply. */
+static void *hammer(void *argument) {
+    lc_client *c = argument;
+    long bad = 0;
+    for (int i = 0; i < 25; i++) {
+        lc_feature_status *features = NULL;
+        size_t count = 0;
+        uint32_t lost = 0;
+        if (lc_status(c, "cad", &features, &count) != LC_OK || count != 1 || strcmp(features[0].feature, "cad") != 0) bad++;
+        lc_status_free(features);
+        if (lc_heartbeat(c, &lost) != LC_OK || lost != 0) bad++;
+    }
+    return (void *)bad;
+}
+
+static void threads(void) {
+    lc_client *c = open_session(port, "ivan", token);
+    if (!c) return;
+    lc_lease lease;
+    CHECK(lc_checkout(c, "cad", NULL, 1, 0, &lease) == LC_OK, "ivan checks out before sharing his handle");
+    pthread_t workers[4];
+    for (int i = 0; i < 4; i++) pthread_create(&workers[i], NULL, hammer, c);
+    long bad = 0;
+    for (int i = 0; i < 4; i++) {
+        void *result = NULL;
+        pthread_join(workers[i], &result);
+        bad += (long)result;
+    }
+    CHECK(bad == 0, "4 threads x 25 status + heartbeat calls on one handle all get their own answers");
+    CHECK(lc_checkin(c, &lease) == LC_OK, "ivan returns the seat");
+    lc_close(c);
+}
+
 int main(int argc, char **argv) {
     if (argc != 6) {
         fprintf(stderr, "usage: %s HOST PORT PROXY_PORT PROXY_PID TOKEN\n", argv[0]);
@@ -184,6 +218,7 @@ int main(int argc, char **argv) {
     floating();
     tokens();
     reconnect();
+    threads();
     activation();
     printf("c client: %d passed, %d failed\n", passes, failures);
     return failures == 0 ? 0 : 1;
