@@ -52,3 +52,14 @@ extension Array where Element == UInt8 {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+extension SHA256 {
+    /// The 32-byte digest of the bytes at `buffer`, without copying them.
+    public static func hash(bytes buffer: UnsafeRawBufferPointer) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let ok = EVP_Digest(buffer.baseAddress, buffer.count, &digest, &length, EVP_sha256(), nil)
+        precondition(ok == 1 && length == 32, "OpenSSL SHA-256 failed")
+        return digest
+    }
+}

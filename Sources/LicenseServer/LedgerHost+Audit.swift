@@ -128,13 +128,16 @@ extension LedgerHost {
     ) -> AuditEvent? {
         switch change {
         case .granted(let lease):
-            var details = Self.leaseDetails(lease)
-            details.append(("granted_ms", .int(lease.grantedAtMs)))
-            details.append(("expires_ms", .int(lease.expiresAtMs)))
-            details.append(("overage", .bool(lease.overage)))
-            details.append(("borrowed", .bool(lease.borrowed)))
-            if let waitedMs { details.append(("waited_ms", .int(waitedMs))) }
-            return AuditEvent(timeMs: now, action: "grant", actor: actor, subject: "lease:\(lease.id)", details: details + extra)
+            // The hot path: the record is built on the writer thread from the captured lease.
+            return AuditEvent(timeMs: now, action: "grant") {
+                var details = Self.leaseDetails(lease)
+                details.append(("granted_ms", .int(lease.grantedAtMs)))
+                details.append(("expires_ms", .int(lease.expiresAtMs)))
+                details.append(("overage", .bool(lease.overage)))
+                details.append(("borrowed", .bool(lease.borrowed)))
+                if let waitedMs { details.append(("waited_ms", .int(waitedMs))) }
+                return (actor, "lease:\(lease.id)", details + extra)
+            }
         case .released(let id, let cause, let atMs):
             let action: String
             switch cause {
@@ -142,16 +145,19 @@ extension LedgerHost {
             case .expired: action = "reclaim"
             case .revoked: action = "revoke"
             }
-            var details: [(String, AuditEvent.Value)]
-            if let lease = leases.first(where: { $0.id == id }) {
-                details = Self.leaseDetails(lease)
-                details.append(("granted_ms", .int(lease.grantedAtMs)))
-                details.append(("held_ms", .int(atMs - lease.grantedAtMs)))
-            } else {
-                details = [("lease", .string(id.description))]
+            let lease = leases.first(where: { $0.id == id })
+            return AuditEvent(timeMs: now, action: action) {
+                var details: [(String, AuditEvent.Value)]
+                if let lease {
+                    details = Self.leaseDetails(lease)
+                    details.append(("granted_ms", .int(lease.grantedAtMs)))
+                    details.append(("held_ms", .int(atMs - lease.grantedAtMs)))
+                } else {
+                    details = [("lease", .string(id.description))]
+                }
+                details.append(("cause", .string(cause.rawValue)))
+                return (actor, "lease:\(id)", details + extra)
             }
-            details.append(("cause", .string(cause.rawValue)))
-            return AuditEvent(timeMs: now, action: action, actor: actor, subject: "lease:\(id)", details: details + extra)
         case .rebound(let id, let session):
             return AuditEvent(
                 timeMs: now,

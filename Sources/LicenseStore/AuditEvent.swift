@@ -19,6 +19,11 @@ public struct AuditEvent: Sendable, Equatable {
     public var subject: String
     /// The particulars, in a fixed order.
     public var details: [(String, Value)]
+    /// Who, what and the particulars, computed later (see `init(timeMs:action:deferred:)`).
+    private var deferred: (@Sendable () -> Parts)?
+
+    /// Actor, subject and details.
+    public typealias Parts = (actor: String, subject: String, details: [(String, Value)])
 
     /// Creates an event.
     public init(timeMs: Int64, action: String, actor: String, subject: String = "", details: [(String, Value)] = []) {
@@ -29,15 +34,37 @@ public struct AuditEvent: Sendable, Equatable {
         self.details = details
     }
 
+    /// Creates an event whose actor, subject and details are built by `deferred` when the record is
+    /// written (on the store's writer thread), so the serving loop only captures the values they
+    /// come from.
+    public init(timeMs: Int64, action: String, deferred: @escaping @Sendable () -> Parts) {
+        self.timeMs = timeMs
+        self.action = action
+        self.actor = ""
+        self.subject = ""
+        self.details = []
+        self.deferred = deferred
+    }
+
+    /// The event with any deferred parts computed.
+    public var resolved: AuditEvent {
+        guard let deferred else { return self }
+        let parts = deferred()
+        return AuditEvent(timeMs: self.timeMs, action: self.action, actor: parts.actor, subject: parts.subject, details: parts.details)
+    }
+
     public static func == (a: AuditEvent, b: AuditEvent) -> Bool {
-        a.timeMs == b.timeMs && a.action == b.action && a.actor == b.actor && a.subject == b.subject
+        let a = a.resolved
+        let b = b.resolved
+        return a.timeMs == b.timeMs && a.action == b.action && a.actor == b.actor && a.subject == b.subject
             && a.details.map(\.0) == b.details.map(\.0) && a.details.map(\.1) == b.details.map(\.1)
     }
 
     /// The details as a JSON object, keys in order.
     public var detailsJSON: String {
+        let details = self.resolved.details
         var out = "{"
-        for (index, (key, value)) in self.details.enumerated() {
+        for (index, (key, value)) in details.enumerated() {
             if index > 0 { out += "," }
             JSONText.appendString(key, to: &out)
             out += ":"

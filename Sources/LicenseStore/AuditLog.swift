@@ -18,7 +18,9 @@ public final class AuditLog {
     /// Sequence number of the last record written (0 = none yet).
     public private(set) var lastSequence: UInt64
     /// Hash of the last record written (the genesis hash when none).
-    public private(set) var lastHash: String
+    public var lastHash: String { String(decoding: self.lastHashBytes, as: UTF8.self) }
+    private var lastHashBytes: [UInt8]
+    private var renderer = AuditRenderer()
     /// What opening found at the end of the last file and cut off (a torn last write), if anything.
     public private(set) var cutTail: (file: String, droppedBytes: Int)?
 
@@ -35,7 +37,7 @@ public final class AuditLog {
         self.path = path
         self.fileBytes = fileBytes
         self.lastSequence = last.0
-        self.lastHash = last.1
+        self.lastHashBytes = Array(last.1.utf8)
     }
 
     /// Opens the trail in `directory` (created if missing) for appending after its last record.
@@ -93,18 +95,22 @@ public final class AuditLog {
     public func write(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
         var buffer: [UInt8] = []
-        buffer.reserveCapacity(events.count * 320)
+        buffer.reserveCapacity(events.count * 400)
         for event in events {
-            let record = AuditRecord(sequence: self.lastSequence + 1, event: event, previousHash: self.lastHash)
-            let line = Array(record.line.utf8)
-            if self.fileBytes + buffer.count > 0, self.fileBytes + buffer.count + line.count + 1 > self.maxFileBytes {
+            let sequence = self.lastSequence + 1
+            let before = buffer.count
+            let hash = self.renderer.append(sequence: sequence, event: event, previousHash: self.lastHashBytes, to: &buffer)
+            let length = buffer.count - before
+            if self.fileBytes + before > 0, self.fileBytes + before + length > self.maxFileBytes {
+                // The record starts the next file: write what precedes it, rotate, keep it.
+                let record = Array(buffer[before...])
+                buffer.removeSubrange(before...)
                 try self.flush(&buffer)
-                try self.rotate(firstSequence: record.sequence)
+                try self.rotate(firstSequence: sequence)
+                buffer = record
             }
-            buffer.append(contentsOf: line)
-            buffer.append(0x0A)
-            self.lastSequence = record.sequence
-            self.lastHash = record.hash
+            self.lastSequence = sequence
+            self.lastHashBytes = hash
         }
         try self.flush(&buffer)
     }

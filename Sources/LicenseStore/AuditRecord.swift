@@ -32,6 +32,7 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// The record `event` becomes as number `sequence` after a record whose hash is `previousHash`.
     public init(sequence: UInt64, event: AuditEvent, previousHash: String) {
+        let event = event.resolved
         self.sequence = sequence
         self.timeMs = event.timeMs
         self.action = event.action

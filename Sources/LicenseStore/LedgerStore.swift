@@ -389,10 +389,15 @@ public final class LedgerStore: @unchecked Sendable {
                         takenAtMs: rotation.takenAtMs,
                         done: rotation.done
                     )
+                    try self.writeAudit(auditBatch)
                 } else {
+                    // Both files are written before either is synced: the log's fdatasync commits
+                    // the file system's journal for both, so the audit file's fdatasync after it
+                    // finds little left to do.
+                    try self.auditLog?.write(auditBatch)
                     try self.writeAndSync(batch[...])
+                    try self.writeAudit([])
                 }
-                try self.writeAudit(auditBatch)
             } catch {
                 self.onFatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
                 break
@@ -411,9 +416,9 @@ public final class LedgerStore: @unchecked Sendable {
         self.condition.unlock()
     }
 
-    /// Writes and syncs the batch's audit records.
+    /// Writes `events` (those not written yet) and syncs the audit trail.
     private func writeAudit(_ events: [AuditEvent]) throws {
-        guard let auditLog, !events.isEmpty else { return }
+        guard let auditLog else { return }
         try auditLog.write(events)
         try auditLog.sync()
         self.headLock.lock()

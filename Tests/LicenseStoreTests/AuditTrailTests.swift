@@ -11,7 +11,7 @@ struct AuditTrailTests {
     /// `count` varied events: strings that need escaping, numbers, booleans, lists.
     static func events(_ count: Int) -> [AuditEvent] {
         (0..<count).map { (i: Int) -> AuditEvent in
-            let actor: String = i % 5 == 0 ? "o'brien \"the admin\"@ws,\(i)" : "user\(i % 3)@host\(i % 2)"
+            let actor: String = i % 5 == 0 ? "o'brien \"the admin\"@ws,\(i)\u{1}\\x" : "user\(i % 3)@host\(i % 2)"
             let feature: String = i % 2 == 0 ? "cad" : "sim\ttab\nnewline ü"
             let details: [(String, AuditEvent.Value)] = [
                 ("feature", .string(feature)), ("count", .int(Int64(i % 3 + 1))), ("overage", .bool(i % 7 == 0)),
