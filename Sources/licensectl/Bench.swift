@@ -9,16 +9,21 @@ import NIOPosix
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load generator: check-out + check-in pairs (or heartbeats, or status) over N pipelined connections.",
+        abstract:
+            "Load generator: check-out + check-in pairs, heartbeats, status or activate + deactivate pairs over N pipelined connections.",
         discussion: """
             Each connection opens a session, keeps --depth requests in flight, writes every reply's \
             follow-up in the same read burst and flushes once per burst. A pair is a check-out and \
-            the check-in of the lease it granted; latency is per request, send to reply.
+            the check-in of the lease it granted (or an activation of a new fingerprint and its \
+            deactivation, with --feature naming the node-locked licence); latency is per request, \
+            send to reply. With --rate the load is open-loop: each connection starts operations \
+            on a fixed schedule whatever the replies, and latency counts from the scheduled time \
+            (no coordinated omission).
             """
     )
 
     enum Operation: String, ExpressibleByArgument, CaseIterable {
-        case pairs, heartbeat, status
+        case pairs, heartbeat, status, activations
     }
 
     @OptionGroup var options: ServerOptions
@@ -26,13 +31,16 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Requests in flight per connection.") var depth = 1
     @Option(help: "Seconds to run.") var duration: Double = 10
     @Option(help: "Feature to check out.") var feature = "demo.cad"
-    @Option(help: "pairs (check-out + check-in), heartbeat or status.") var operation: Operation = .pairs
+    @Option(help: "pairs (check-out + check-in), heartbeat, status or activations (activate + deactivate).")
+    var operation: Operation = .pairs
     @Option(help: "Event loop threads of the generator.") var threads = 1
+    @Option(help: "Open loop: operations per second in all, spread over the connections (0 = closed loop with --depth).")
+    var rate: Double = 0
 
     func run() async throws {
         let (host, port) = try self.options.endpoint()
-        guard self.connections > 0, self.depth > 0, self.duration > 0 else {
-            throw CLIError("connections, depth and duration must be positive")
+        guard self.connections > 0, self.depth > 0, self.duration > 0, self.rate >= 0 else {
+            throw CLIError("connections, depth and duration must be positive, and the rate not negative")
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: self.threads)
         let results = BenchResults()
@@ -43,7 +51,8 @@ struct Bench: AsyncParsableCommand {
             depth: self.depth,
             operation: self.operation,
             deadline: deadline,
-            token: self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? ""
+            token: self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? "",
+            intervalNanoseconds: self.rate > 0 ? Int64(Double(self.connections) / self.rate * 1e9) : 0
         )
         let started = DispatchTime.now()
         do {
@@ -160,6 +169,8 @@ final class BenchHandler: ChannelInboundHandler {
         var operation: Bench.Operation
         var deadline: NIODeadline
         var token: String
+        /// Open loop: one operation started per connection every this many ns (0 = closed loop).
+        var intervalNanoseconds: Int64
     }
 
     private let settings: Settings
@@ -167,10 +178,15 @@ final class BenchHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     private var sentAt: [UInt64: UInt64] = [:]
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000)
+    /// Open loop: per operation, from when it was due to its last reply.
+    private var operationLatency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000)
     private var operations: UInt64 = 0
     private var requests: UInt64 = 0
     private var errors: [String: UInt64] = [:]
     private var stopping = false
+    /// Open loop: when each operation was due, by the request id that started it.
+    private var scheduledAt: [UInt64: UInt64] = [:]
+    private var ticker: RepeatedTask?
 
     init(settings: Settings, results: BenchResults) {
         self.settings = settings
@@ -205,23 +221,49 @@ final class BenchHandler: ChannelInboundHandler {
         }
         switch reply.body {
         case .hello:
-            for _ in 0..<self.settings.depth { self.issue(context) }
+            if self.settings.intervalNanoseconds > 0 {
+                let interval = TimeAmount.nanoseconds(self.settings.intervalNanoseconds)
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                    let (handler, context) = loopBound.value
+                    handler.issue(context, scheduled: DispatchTime.now().uptimeNanoseconds)
+                    context.flush()
+                }
+            } else {
+                for _ in 0..<self.settings.depth { self.issue(context) }
+            }
             return
         case .checkOut(let granted):
             // The second half of the pair: return the lease just granted.
             var checkIn = Licensed_V1_CheckInRequest()
             checkIn.leaseID = granted.leaseID
-            self.send(context, .checkIn(checkIn), timed: true)
+            self.follow(context, reply.requestID, with: .checkIn(checkIn))
             return
-        case .checkIn, .heartbeat, .status:
+        case .activate(let activated):
+            var deactivate = Licensed_V1_DeactivateRequest()
+            deactivate.activationID = activated.activationID
+            self.follow(context, reply.requestID, with: .deactivate(deactivate))
+            return
+        case .checkIn, .heartbeat, .status, .deactivate:
             self.operations += 1
+            if let due = self.scheduledAt.removeValue(forKey: reply.requestID) {
+                _ = self.operationLatency.record(now - due)
+            }
         case .error(let error):
             self.errors["\(error.code)", default: 0] += 1
             if error.code == .invalidArgument || error.code == .unauthenticated { self.stopping = true }
         default:
             break
         }
-        self.issue(context)
+        self.scheduledAt[reply.requestID] = nil
+        if self.settings.intervalNanoseconds == 0 { self.issue(context) }
+    }
+
+    /// Sends the second request of an operation, carrying over when the operation was due.
+    private func follow(_ context: ChannelHandlerContext, _ first: UInt64, with body: Licensed_V1_ClientMessage.OneOf_Body) {
+        let due = self.scheduledAt.removeValue(forKey: first)
+        let id = self.send(context, body, timed: true)
+        if let due { self.scheduledAt[id] = due }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -230,26 +272,45 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.results.add(operations: self.operations, requests: self.requests, errors: self.errors, histogram: self.histogram)
+        self.ticker?.cancel()
+        self.results.add(
+            operations: self.operations,
+            requests: self.requests,
+            errors: self.errors,
+            histogram: self.settings.intervalNanoseconds > 0 ? self.operationLatency : self.histogram
+        )
         context.fireChannelInactive()
     }
 
-    private func issue(_ context: ChannelHandlerContext) {
-        if NIODeadline.now() >= self.settings.deadline { self.stopping = true }
+    private func issue(_ context: ChannelHandlerContext, scheduled: UInt64? = nil) {
+        if NIODeadline.now() >= self.settings.deadline {
+            self.stopping = true
+            self.ticker?.cancel()
+            if self.sentAt.isEmpty { context.close(promise: nil) }
+        }
         guard !self.stopping else { return }
+        let id: UInt64
         switch self.settings.operation {
         case .pairs:
             var checkOut = Licensed_V1_CheckOutRequest()
             checkOut.feature = self.settings.feature
-            self.send(context, .checkOut(checkOut), timed: true)
+            id = self.send(context, .checkOut(checkOut), timed: true)
         case .heartbeat:
-            self.send(context, .heartbeat(.init()), timed: true)
+            id = self.send(context, .heartbeat(.init()), timed: true)
         case .status:
-            self.send(context, .status(.init()), timed: true)
+            id = self.send(context, .status(.init()), timed: true)
+        case .activations:
+            var activate = Licensed_V1_ActivateRequest()
+            activate.licenseID = self.settings.feature
+            activate.fingerprint = [SecureRandom.bytes(16).hexString]
+            activate.machineName = "bench"
+            id = self.send(context, .activate(activate), timed: true)
         }
+        if let scheduled { self.scheduledAt[id] = scheduled }
     }
 
-    private func send(_ context: ChannelHandlerContext, _ body: Licensed_V1_ClientMessage.OneOf_Body, timed: Bool) {
+    @discardableResult
+    private func send(_ context: ChannelHandlerContext, _ body: Licensed_V1_ClientMessage.OneOf_Body, timed: Bool) -> UInt64 {
         var message = Licensed_V1_ClientMessage()
         message.requestID = self.nextID
         self.nextID += 1
@@ -258,5 +319,6 @@ final class BenchHandler: ChannelInboundHandler {
         _ = try? buffer.writeFrame(message)
         self.sentAt[message.requestID] = DispatchTime.now().uptimeNanoseconds
         context.write(Self.wrapOutboundOut(buffer), promise: nil)
+        return message.requestID
     }
 }
