@@ -33,7 +33,7 @@ extension LedgerHost {
                 events.append(event)
             }
         }
-        self.store.append(changes, audit: events)
+        self.lastAppended = self.store.append(changes, audit: events)
         self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
     }
 

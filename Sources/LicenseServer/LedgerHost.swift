@@ -26,6 +26,8 @@ final class LedgerHost {
     let store: LedgerStore
     /// Highest sequence number known to be on disk.
     private(set) var durableSequence: UInt64
+    /// Sequence number of the last change this loop appended (read without the store's lock).
+    var lastAppended: UInt64
     /// Replies held until their changes are durable, in sequence order.
     private var waiting = Deque<(sequence: UInt64, handler: SessionHandler, reply: Licensed_V1_ServerMessage)>()
     private var snapshotRunning = false
@@ -55,6 +57,7 @@ final class LedgerHost {
         self.loaded = licenses
         self.store = store
         self.durableSequence = store.lastAssigned
+        self.lastAppended = self.durableSequence
         var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(context.configuration.leaseTTLMs))
         configuration.minimumLeaseTTLMs = min(10_000, Int64(context.configuration.leaseTTLMs))
         configuration.maximumQueueLength = context.configuration.maxQueueLength
@@ -132,7 +135,7 @@ final class LedgerHost {
 
     /// Holds `reply` for `handler` until everything appended so far is on disk.
     func replyWhenDurable(_ reply: Licensed_V1_ServerMessage, to handler: SessionHandler) -> Bool {
-        let sequence = self.store.lastAssigned
+        let sequence = self.lastAppended
         guard sequence > self.durableSequence else { return false }
         self.waiting.append((sequence, handler, reply))
         return true
