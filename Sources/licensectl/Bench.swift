@@ -1,11 +1,13 @@
 import ArgumentParser
 import Foundation
 import Histogram
+import LicenseClient
 import LicenseCrypto
 import LicenseProtocol
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -54,6 +56,8 @@ struct Bench: AsyncParsableCommand {
             token: self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? "",
             intervalNanoseconds: self.rate > 0 ? Int64(Double(self.connections) / self.rate * 1e9) : 0
         )
+        let sslContext = try self.options.tlsSettings()?.makeContext()
+        let serverName: String? = host.first?.isNumber == true || host.contains(":") ? nil : host
         let started = DispatchTime.now()
         do {
             for _ in 0..<self.connections {
@@ -61,6 +65,11 @@ struct Bench: AsyncParsableCommand {
                     .channelOption(.socketOption(.tcp_nodelay), value: 1)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
+                            if let sslContext {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
+                                )
+                            }
                             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: 1 << 20)))
                             try channel.pipeline.syncOperations.addHandler(BenchHandler(settings: settings, results: results))
                         }
