@@ -20,6 +20,12 @@ public struct ClientTLS: Sendable, Equatable {
         self.serverName = serverName
     }
 
+    /// The name to check the certificate of `host` against: `serverName`, else the host itself
+    /// unless it is an IP address (nil: no name check beyond the CA).
+    public func serverName(forHost host: String) -> String? {
+        self.serverName ?? (host.first?.isNumber == true || host.contains(":") ? nil : host)
+    }
+
     /// The NIOSSL context these settings describe.
     public func makeContext() throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()

@@ -53,7 +53,7 @@ public final class LicenseConnection: Sendable {
             let sslContext = try tls?.makeContext()
             let serverName: String? =
                 switch endpoint {
-                case .tcp(let host, _): tls?.serverName ?? (host.first?.isNumber == true || host.contains(":") ? nil : host)
+                case .tcp(let host, _): tls?.serverName(forHost: host)
                 case .unix: tls?.serverName
                 }
             let bootstrap = ClientBootstrap(group: group)

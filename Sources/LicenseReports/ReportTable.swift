@@ -48,7 +48,7 @@ public struct ReportTable: Sendable, Equatable {
     public func render(_ format: Format) -> String {
         switch format {
         case .csv:
-            return ([self.columns] + self.rows.map { $0.map(\.text) }).map { $0.map(Self.csvField).joined(separator: ",") + "\r\n" }
+            return ([self.columns] + self.rows.map { $0.map(\.text) }).map { $0.map(AuditCSV.field).joined(separator: ",") + "\r\n" }
                 .joined()
         case .json:
             let objects = self.rows.map { row in
@@ -65,10 +65,6 @@ public struct ReportTable: Sendable, Equatable {
         }
     }
 
-    static func csvField(_ text: String) -> String {
-        guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" }) else { return text }
-        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
 }
 
 extension UsageReport {

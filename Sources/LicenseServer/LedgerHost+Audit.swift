@@ -34,7 +34,9 @@ extension LedgerHost {
             }
         }
         self.lastAppended = self.store.append(changes, audit: events)
-        self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
+        if !self.context.configuration.utilisationThresholds.isEmpty {
+            self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
+        }
     }
 
     /// Records something that changes no state.

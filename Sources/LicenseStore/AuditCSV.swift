@@ -18,7 +18,8 @@ public enum AuditCSV {
         ].map(self.field).joined(separator: ",") + "\r\n"
     }
 
-    static func field(_ text: String) -> String {
+    /// `text` as one CSV field: quoted (quotes doubled) when it holds a comma, quote or line break.
+    public static func field(_ text: String) -> String {
         guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" }) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }

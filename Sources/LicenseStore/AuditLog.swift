@@ -222,15 +222,24 @@ public enum AuditTrail {
         _ body: (_ path: String, _ lineNumber: Int, _ line: ArraySlice<UInt8>) throws -> Bool
     ) throws {
         for path in paths {
-            let bytes = try FileIO.readAll(path)
-            var start = 0
-            var number = 0
-            while start < bytes.count {
-                let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-                number += 1
-                guard try body(path, number, bytes[start..<end]) else { return }
-                start = end + 1
+            var stopped = false
+            try self.forEachLine(in: try FileIO.readAll(path)) { number, line in
+                stopped = try !body(path, number, line)
+                return !stopped
             }
+            if stopped { return }
+        }
+    }
+
+    /// Calls `body` with each newline-separated line of `bytes` and its number (1-based) until it returns false.
+    public static func forEachLine(in bytes: [UInt8], _ body: (_ lineNumber: Int, _ line: ArraySlice<UInt8>) throws -> Bool) rethrows {
+        var start = 0
+        var number = 0
+        while start < bytes.count {
+            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+            number += 1
+            guard try body(number, bytes[start..<end]) else { return }
+            start = end + 1
         }
     }
 

@@ -30,20 +30,6 @@ public struct AuditRecord: Sendable, Equatable {
     /// `prev` of the first record.
     public static let genesisHash = String(repeating: "0", count: 64)
 
-    /// The record `event` becomes as number `sequence` after a record whose hash is `previousHash`.
-    public init(sequence: UInt64, event: AuditEvent, previousHash: String) {
-        let event = event.resolved
-        self.sequence = sequence
-        self.timeMs = event.timeMs
-        self.action = event.action
-        self.actor = event.actor
-        self.subject = event.subject
-        self.detailsJSON = event.detailsJSON
-        self.previousHash = previousHash
-        self.hash = ""
-        self.hash = SHA256.hash(Array(self.hashedText.utf8)).hexString
-    }
-
     /// A record from its parts (as read back from an export); `hash` is taken as given.
     public init(
         sequence: UInt64,

@@ -3,6 +3,7 @@ import Foundation
 import LicenseClient
 import LicenseCore
 import LicenseProtocol
+import LicenseStore
 import SwiftProtobuf
 
 struct Activations: AsyncParsableCommand {
@@ -160,10 +161,7 @@ private func bulk(_ options: ServerOptions, part: String, file: String, revoke: 
     }
 }
 
-func csvField(_ text: String) -> String {
-    text.contains(",") || text.contains("\"") || text.contains("\n")
-        ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
-}
+func csvField(_ text: String) -> String { AuditCSV.field(text) }
 
 /// Device lists in CSV: a header row naming a `DeviceID` or `fingerprint` column (any case); a
 /// fingerprint cell holds component ids separated by spaces. Quoted fields ("a,b") are understood.

@@ -141,14 +141,8 @@ struct Audit: AsyncParsableCommand {
                     guard chain.check(parsed, file: path, line: index + 2) else { break }
                 }
             } else {
-                let bytes = Array(text.utf8)
-                var start = 0
-                var number = 0
-                while start < bytes.count {
-                    let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
-                    number += 1
-                    guard chain.check(AuditRecord.parse(bytes[start..<end]), file: path, line: number) else { break }
-                    start = end + 1
+                AuditTrail.forEachLine(in: Array(text.utf8)) { number, line in
+                    chain.check(AuditRecord.parse(line), file: path, line: number)
                 }
             }
             return chain.result

@@ -56,8 +56,9 @@ struct Bench: AsyncParsableCommand {
             token: self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? "",
             intervalNanoseconds: self.rate > 0 ? Int64(Double(self.connections) / self.rate * 1e9) : 0
         )
-        let sslContext = try self.options.tlsSettings()?.makeContext()
-        let serverName: String? = host.first?.isNumber == true || host.contains(":") ? nil : host
+        let tls = try self.options.tlsSettings()
+        let sslContext = try tls?.makeContext()
+        let serverName = tls?.serverName(forHost: host)
         let started = DispatchTime.now()
         do {
             for _ in 0..<self.connections {
