@@ -11,21 +11,34 @@ public struct ID128: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.low = low
     }
 
-    /// Reads exactly 16 bytes; nil for any other length.
+    /// Reads exactly 16 bytes; nil for any other length. Inlinable, so that it is specialised
+    /// for the caller's collection (Data, [UInt8]) instead of walking it through witness tables.
+    @inlinable
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 16 else { return nil }
         var high: UInt64 = 0
         var low: UInt64 = 0
-        for (i, byte) in bytes.enumerated() {
-            if i < 8 { high = high << 8 | UInt64(byte) } else { low = low << 8 | UInt64(byte) }
+        var index = bytes.startIndex
+        for _ in 0..<8 {
+            high = high << 8 | UInt64(bytes[index])
+            bytes.formIndex(after: &index)
+        }
+        for _ in 0..<8 {
+            low = low << 8 | UInt64(bytes[index])
+            bytes.formIndex(after: &index)
         }
         self.init(high: high, low: low)
     }
 
     /// The 16 bytes, big-endian.
     public var bytes: [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: self.high >> (56 - 8 * $0)) }
-            + (0..<8).map { UInt8(truncatingIfNeeded: self.low >> (56 - 8 * $0)) }
+        [UInt8](unsafeUninitializedCapacity: 16) { buffer, count in
+            for i in 0..<8 {
+                buffer[i] = UInt8(truncatingIfNeeded: self.high >> (56 - 8 * i))
+                buffer[8 + i] = UInt8(truncatingIfNeeded: self.low >> (56 - 8 * i))
+            }
+            count = 16
+        }
     }
 
     /// 32 lower-case hex digits.

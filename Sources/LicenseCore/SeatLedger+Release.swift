@@ -18,7 +18,7 @@ extension SeatLedger {
         let revoked = asAdmin && lease.sessionID != sessionID
         var changes: [LedgerChange] = []
         var addOns: [Lease] = []
-        for other in self.leases(ofSession: lease.sessionID) where other.baseLeaseID == leaseID {
+        for other in self.addOns(of: leaseID, session: lease.sessionID) {
             addOns.append(other)
             changes.append(.released(other.id, .baseReleased, atMs: nowMs))
         }
@@ -76,7 +76,7 @@ extension SeatLedger {
         while let next = self.expiries.min, next.atMs <= nowMs {
             self.expiries.removeMin()
             guard let lease = self.leases[next.leaseID], lease.expiresAtMs == next.atMs else { continue }
-            for other in self.leases(ofSession: lease.sessionID) where other.baseLeaseID == lease.id {
+            for other in self.addOns(of: lease.id, session: lease.sessionID) {
                 let change = LedgerChange.released(other.id, .baseReleased, atMs: nowMs)
                 self.apply(change)
                 reclaimed.append((other, change))
@@ -120,6 +120,7 @@ extension SeatLedger {
                     self.sessions[lease.sessionID] = SessionRecord(identity: lease.identity, attached: false)
                 }
                 self.sessions[lease.sessionID]!.leases.insert(lease.id)
+                if lease.baseLeaseID != nil { self.sessions[lease.sessionID]!.addOns.insert(lease.id) }
             }
             self.expiries.insert(Expiry(atMs: lease.expiresAtMs, leaseID: lease.id))
         case .released(let id, _, _):
@@ -152,6 +153,7 @@ extension SeatLedger {
                 self.sessions[newSession] = SessionRecord(identity: lease.identity, attached: false)
             }
             self.sessions[newSession]!.leases.insert(id)
+            if lease.baseLeaseID != nil { self.sessions[newSession]!.addOns.insert(id) }
         case .lingered(let id, let untilMs):
             guard var lease = self.leases[id] else { return }
             self.removeFromSession(id, lease.sessionID)
@@ -178,9 +180,11 @@ extension SeatLedger {
     }
 
     private mutating func removeFromSession(_ id: LeaseID, _ sessionID: SessionID) {
-        guard var session = self.sessions[sessionID] else { return }
-        session.leases.remove(id)
-        self.sessions[sessionID] = session.leases.isEmpty && !session.attached ? nil : session
+        // Changed in place: a copy of the record would copy its sets too.
+        guard let index = self.sessions.index(forKey: sessionID) else { return }
+        self.sessions.values[index].leases.remove(id)
+        self.sessions.values[index].addOns.remove(id)
+        if self.sessions.values[index].leases.isEmpty && !self.sessions.values[index].attached { self.sessions.remove(at: index) }
     }
 
     /// Adds (sign 1) or removes (sign -1) `seats` of `lease`'s licence and feature from every counter.

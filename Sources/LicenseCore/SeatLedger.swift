@@ -147,6 +147,9 @@ public struct SeatLedger: Sendable {
     struct SessionRecord {
         var identity: ClientIdentity
         var leases: Set<LeaseID> = []
+        /// The subset of `leases` granted under a base lease (add-ons), usually empty: a check-in
+        /// or reclamation looks here for what goes with a base instead of at every lease.
+        var addOns: Set<LeaseID> = []
         var attached: Bool
     }
 
@@ -311,6 +314,15 @@ public struct SeatLedger: Sendable {
     /// The leases session `id` holds.
     public func leases(ofSession id: SessionID) -> [Lease] {
         (self.sessions[id]?.leases ?? []).compactMap { self.leases[$0] }.sorted { $0.grantedAtMs < $1.grantedAtMs }
+    }
+
+    /// How many leases session `id` holds (without building them).
+    public func leaseCount(ofSession id: SessionID) -> Int { self.sessions[id]?.leases.count ?? 0 }
+
+    /// The add-ons session `sessionID` holds under base lease `baseID`, oldest first.
+    func addOns(of baseID: LeaseID, session sessionID: SessionID) -> [Lease] {
+        guard let ids = self.sessions[sessionID]?.addOns, !ids.isEmpty else { return [] }
+        return ids.compactMap { self.leases[$0] }.filter { $0.baseLeaseID == baseID }.sorted { $0.grantedAtMs < $1.grantedAtMs }
     }
 
     /// The identity of session `id`.

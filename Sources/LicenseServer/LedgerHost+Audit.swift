@@ -2,6 +2,7 @@ import LicenseCore
 import LicenseProtocol
 import LicenseStore
 import Logging
+import NIOCore
 
 /// The audit trail's side of the ledger: every change that goes to the write-ahead log goes with
 /// its audit record (same batch, same fsync), and what changes nothing (denials, refused tokens,
@@ -33,7 +34,8 @@ extension LedgerHost {
                 events.append(event)
             }
         }
-        self.lastAppended = self.store.append(changes, audit: events)
+        self.lastAppended = self.store.append(changes, audit: events, wakeWriter: false)
+        self.wakeWriterSoon()
         if !self.context.configuration.utilisationThresholds.isEmpty {
             self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
         }
@@ -41,7 +43,25 @@ extension LedgerHost {
 
     /// Records something that changes no state.
     func audit(_ action: String, actor: String, subject: String = "", details: [(String, AuditEvent.Value)] = []) {
-        self.store.audit([AuditEvent(timeMs: self.nowMs, action: action, actor: actor, subject: subject, details: details)])
+        self.store.audit([AuditEvent(timeMs: self.nowMs, action: action, actor: actor, subject: subject, details: details)], wakeWriter: false)
+        self.wakeWriterSoon()
+    }
+
+    /// Wakes the log's writer once the loop has handled what it is handling now (every request
+    /// read in this pass): one wake-up per batch of requests, not one per change.
+    func wakeWriterSoon() {
+        guard self.eventLoop.inEventLoop else {
+            // Built before the loop serves (start-up records): wake it now.
+            self.store.wakeWriter()
+            return
+        }
+        guard !self.writerWakeScheduled else { return }
+        self.writerWakeScheduled = true
+        let host = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.eventLoop.execute {
+            host.value.writerWakeScheduled = false
+            host.value.store.wakeWriter()
+        }
     }
 
     /// A Hello whose token was refused: recorded, and counted against its address. Returns how

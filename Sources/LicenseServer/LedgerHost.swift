@@ -47,6 +47,8 @@ final class LedgerHost {
     var thresholdLevels: [String: UInt32] = [:]
     /// Times of recent refused tokens, by address (the last minute's).
     var refusedTokens: [String: [Int64]] = [:]
+    /// A wake-up of the log's writer is queued on the loop (see `wakeWriterSoon`).
+    var writerWakeScheduled = false
     /// True once the listener is bound; false again when stopping.
     var listening = false
 
@@ -284,7 +286,7 @@ final class LedgerHost {
         guard request.count <= 1_000_000 else {
             return .answer(.failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count")))
         }
-        let held = self.ledger.leases(ofSession: session).count
+        let held = self.ledger.leaseCount(ofSession: session)
         if held >= self.context.configuration.maxLeasesPerSession {
             return .answer(.failure(LicenseError(.resourceExhausted, "this session holds its maximum of \(held) leases")))
         }

@@ -63,7 +63,10 @@ public final class LedgerStore: @unchecked Sendable {
 
     private let condition = NSCondition()
     // Guarded by `condition`:
-    private var pending: [UInt8] = []
+    /// Changes appended and not yet taken by the writer; the first has sequence `pendingLast - count + 1`.
+    /// They are encoded on the writer thread, not on the caller's (protobuf encoding was 14% of
+    /// the serving loop's time at 40k check-outs/s).
+    private var pending: [LedgerChange] = []
     private var pendingAudit: [AuditEvent] = []
     private var pendingLast: UInt64 = 0
     private var assigned: UInt64
@@ -71,7 +74,7 @@ public final class LedgerStore: @unchecked Sendable {
     private var bytesSinceSnapshot = 0
     private var rotation:
         (
-            cutOffset: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], activations: [Activation],
+            cutIndex: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], activations: [Activation],
             runs: [Licensed_V1_AssignmentRun],
             takenAtMs: Int64,
             done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
@@ -79,6 +82,8 @@ public final class LedgerStore: @unchecked Sendable {
     private var snapshotInFlight = false
     private var stopping = false
     private var writerFinished = false
+    /// True while the writer sleeps waiting for work (only then does an append signal it).
+    private var writerIdle = false
 
     // Writer thread only:
     private var lastReported: UInt64 = 0
@@ -265,39 +270,42 @@ public final class LedgerStore: @unchecked Sendable {
     /// Queues `changes` for the log and returns the sequence number of the last; it is durable
     /// when `onDurable` reports a number at least as high. Never blocks on I/O.
     @discardableResult
-    public func append(_ changes: [LedgerChange], audit events: [AuditEvent] = []) -> UInt64 {
+    ///
+    /// With `wakeWriter: false` the writer is not woken (unless it has work already): the caller
+    /// promises a `wakeWriter()` soon, once per batch of requests, so that a busy loop wakes the
+    /// writer thread once per batch instead of once per change (a futex wake each, measured at 6%
+    /// of the loop's time under `sync: none`).
+    public func append(_ changes: [LedgerChange], audit events: [AuditEvent] = [], wakeWriter: Bool = true) -> UInt64 {
         guard !changes.isEmpty else {
-            self.audit(events)
+            self.audit(events, wakeWriter: wakeWriter)
             return self.lastAssigned
         }
-        var encoded: [[UInt8]] = []
-        encoded.reserveCapacity(changes.count)
-        for change in changes {
-            // Serializing a message of known fields cannot fail.
-            encoded.append(try! change.record.serializedBytes())
-        }
         self.condition.lock()
-        for body in encoded {
-            self.assigned += 1
-            LogSegment.encode(sequence: self.assigned, body: body, into: &self.pending)
-            self.bytesSinceSnapshot += body.count + LogSegment.headerLength
-        }
-        self.recordsSinceSnapshot += encoded.count
+        self.pending.append(contentsOf: changes)
+        self.assigned += UInt64(changes.count)
+        self.recordsSinceSnapshot += changes.count
         self.pendingLast = self.assigned
         if self.auditLog != nil { self.pendingAudit.append(contentsOf: events) }
         let last = self.assigned
-        self.condition.signal()
+        if wakeWriter && self.writerIdle { self.condition.signal() }
         self.condition.unlock()
         return last
     }
 
+    /// Wakes the writer if it sleeps with work queued (see `append(_:audit:wakeWriter:)`).
+    public func wakeWriter() {
+        self.condition.lock()
+        if self.writerIdle && !(self.pending.isEmpty && self.pendingAudit.isEmpty) { self.condition.signal() }
+        self.condition.unlock()
+    }
+
     /// Queues `events` for the audit trail alone (things that change no state: denials, refused
     /// tokens, reads by administrators). They are written with the next batch.
-    public func audit(_ events: [AuditEvent]) {
+    public func audit(_ events: [AuditEvent], wakeWriter: Bool = true) {
         guard self.auditLog != nil, !events.isEmpty else { return }
         self.condition.lock()
         self.pendingAudit.append(contentsOf: events)
-        self.condition.signal()
+        if wakeWriter && self.writerIdle { self.condition.signal() }
         self.condition.unlock()
     }
 
@@ -362,24 +370,46 @@ public final class LedgerStore: @unchecked Sendable {
     private func writerLoop() {
         while true {
             self.condition.lock()
-            while self.pending.isEmpty && self.pendingAudit.isEmpty && self.rotation == nil && !self.stopping { self.condition.wait() }
-            let batch = self.pending
+            while self.pending.isEmpty && self.pendingAudit.isEmpty && self.rotation == nil && !self.stopping {
+                self.writerIdle = true
+                self.condition.wait()
+            }
+            self.writerIdle = false
+            let changes = self.pending
             let auditBatch = self.pendingAudit
             self.pendingAudit = []
             let last = self.pendingLast
             let rotation = self.rotation
-            let stop = self.stopping && batch.isEmpty && auditBatch.isEmpty && rotation == nil
+            let stop = self.stopping && changes.isEmpty && auditBatch.isEmpty && rotation == nil
             self.pending = []
-            self.pending.reserveCapacity(batch.count)
+            self.pending.reserveCapacity(changes.count)
             self.rotation = nil
             self.condition.unlock()
             if stop { break }
             let started = DispatchTime.now().uptimeNanoseconds
+            // Encoded here, off the serving loop: one buffer of framed records for the batch.
+            var batch: [UInt8] = []
+            var cutOffset = 0
+            var sequence = last - UInt64(changes.count)
+            for (index, change) in changes.enumerated() {
+                if let rotation, index == rotation.cutIndex { cutOffset = batch.count }
+                sequence += 1
+                // Serializing a message of known fields cannot fail.
+                let body: [UInt8] = try! change.record.serializedBytes()
+                LogSegment.encode(sequence: sequence, body: body, into: &batch)
+            }
+            if let rotation, rotation.cutIndex >= changes.count { cutOffset = batch.count }
+            let bytesAfterCut = batch.count - (rotation == nil ? 0 : cutOffset)
+            if bytesAfterCut > 0 {
+                self.condition.lock()
+                self.bytesSinceSnapshot += bytesAfterCut
+                self.condition.unlock()
+            }
             do {
                 if let rotation {
-                    try self.writeAndSync(batch[..<rotation.cutOffset])
+                    try self.writeAndSync(batch[..<cutOffset])
                     try self.startSegment(firstSequence: rotation.sequence + 1)
-                    try self.writeAndSync(batch[rotation.cutOffset...])
+                    try self.writeAndSync(batch[cutOffset...])
                     self.startSnapshot(
                         rotation.leases,
                         trials: rotation.trials,
@@ -402,7 +432,7 @@ public final class LedgerStore: @unchecked Sendable {
                 self.onFatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
                 break
             }
-            if !batch.isEmpty {
+            if !changes.isEmpty {
                 self.onSync?(Int(last - self.lastReported), DispatchTime.now().uptimeNanoseconds - started)
                 self.lastReported = last
                 self.onDurable(last)
