@@ -126,12 +126,29 @@ if let result {
 }
 
 // 4. Recovery from the snapshot (+ the one record after it).
+var readTime = 0.0
+var applyTime = 0.0
 let snapshotRecovery = try seconds {
-    let (reopened, recovery) = try LedgerStore.open(directory: directory, sync: .none, onDurable: { _ in }, onFatal: { fatalError($0) })
+    var opened: (LedgerStore, LedgerStore.Recovery)?
+    readTime = try seconds {
+        opened = try LedgerStore.open(directory: directory, sync: .none, onDurable: { _ in }, onFatal: { fatalError($0) })
+    }
+    let (reopened, recovery) = opened!
     var recovered = SeatLedger(configuration: .init(defaultLeaseTTLMs: 120_000), licenses: licenses)
-    for change in recovery.changes { recovered.apply(change) }
-    recovered.renewAll(at: t0 + 1)
+    applyTime = seconds {
+        recovered.reserveCapacity(leases: recovery.changes.count)
+        for change in recovery.changes { recovered.apply(change) }
+        recovered.renewAll(at: t0 + 1)
+    }
     recoveredCount = recovered.leases.count
     reopened.close()
 }
-print(String(format: "recovery from the snapshot: %.2f s, %d leases", snapshotRecovery, recoveredCount))
+print(
+    String(
+        format: "recovery from the snapshot: %.2f s (read + decode %.2f s, rebuild the ledger %.2f s), %d leases",
+        snapshotRecovery,
+        readTime,
+        applyTime,
+        recoveredCount
+    )
+)

@@ -1,3 +1,5 @@
+public import Foundation
+
 /// A 128-bit random identifier, stored as two words so it hashes and compares cheaply.
 public struct ID128: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// First 8 bytes, big-endian.
@@ -16,6 +18,10 @@ public struct ID128: Hashable, Sendable, Comparable, CustomStringConvertible {
     @inlinable
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == 16 else { return nil }
+        if let id = bytes.withContiguousStorageIfAvailable({ Self(words: UnsafeRawBufferPointer($0)) }) {
+            self = id
+            return
+        }
         var high: UInt64 = 0
         var low: UInt64 = 0
         var index = bytes.startIndex
@@ -28,6 +34,22 @@ public struct ID128: Hashable, Sendable, Comparable, CustomStringConvertible {
             bytes.formIndex(after: &index)
         }
         self.init(high: high, low: low)
+    }
+
+    /// Reads exactly 16 bytes of `Data` (protobuf's bytes fields) through its buffer, not byte
+    /// by byte through its subscript; nil for any other length.
+    public init?(bytes: Data) {
+        guard bytes.count == 16 else { return nil }
+        self = bytes.withUnsafeBytes { Self(words: $0) }
+    }
+
+    /// From 16 big-endian bytes.
+    @usableFromInline
+    init(words buffer: UnsafeRawBufferPointer) {
+        self.init(
+            high: UInt64(bigEndian: buffer.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+            low: UInt64(bigEndian: buffer.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        )
     }
 
     /// The 16 bytes, big-endian.

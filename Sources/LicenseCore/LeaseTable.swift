@@ -39,6 +39,23 @@ public struct LeaseTable: Sendable, Equatable {
         return removed
     }
 
+    /// Makes room for `count` leases in all, so that loading them never rehashes a shard.
+    public mutating func reserveCapacity(_ count: Int) {
+        let perShard = count / Self.shardCount + count / Self.shardCount / 8 + 16
+        for shard in self.shards.indices { self.shards[shard].reserveCapacity(perShard) }
+    }
+
+    /// Changes every lease in place (`body` must not change a lease's id).
+    public mutating func updateEach(_ body: (inout Lease) -> Void) {
+        for shard in self.shards.indices {
+            var index = self.shards[shard].values.startIndex
+            while index != self.shards[shard].values.endIndex {
+                body(&self.shards[shard].values[index])
+                self.shards[shard].values.formIndex(after: &index)
+            }
+        }
+    }
+
     /// True when there is no lease.
     public var isEmpty: Bool { self.count == 0 }
 

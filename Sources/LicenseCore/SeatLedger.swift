@@ -316,6 +316,11 @@ public struct SeatLedger: Sendable {
         (self.sessions[id]?.leases ?? []).compactMap { self.leases[$0] }.sorted { $0.grantedAtMs < $1.grantedAtMs }
     }
 
+    /// Makes room for `leases` more leases (before replaying a snapshot: no rehashing as it loads).
+    public mutating func reserveCapacity(leases: Int) {
+        self.leases.reserveCapacity(self.leases.count + leases)
+    }
+
     /// How many leases session `id` holds (without building them).
     public func leaseCount(ofSession id: SessionID) -> Int { self.sessions[id]?.leases.count ?? 0 }
 

@@ -43,7 +43,10 @@ extension LedgerHost {
 
     /// Records something that changes no state.
     func audit(_ action: String, actor: String, subject: String = "", details: [(String, AuditEvent.Value)] = []) {
-        self.store.audit([AuditEvent(timeMs: self.nowMs, action: action, actor: actor, subject: subject, details: details)], wakeWriter: false)
+        self.store.audit(
+            [AuditEvent(timeMs: self.nowMs, action: action, actor: actor, subject: subject, details: details)],
+            wakeWriter: false
+        )
         self.wakeWriterSoon()
     }
 

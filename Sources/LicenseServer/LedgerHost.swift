@@ -65,6 +65,7 @@ final class LedgerHost {
         configuration.maximumQueueLength = context.configuration.maxQueueLength
         configuration.restrictions = context.configuration.restrictions
         self.ledger = SeatLedger(configuration: configuration, licenses: licenses.effective)
+        self.ledger.reserveCapacity(leases: recovered.count)
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: context.clock.nowMs())

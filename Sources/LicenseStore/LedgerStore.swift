@@ -208,14 +208,13 @@ public final class LedgerStore: @unchecked Sendable {
         var recovery = Recovery()
         for snapshot in try Self.snapshots(in: directory) {
             do {
-                let decoded = try SnapshotFile.decode(try FileIO.readAll(snapshot.path), file: snapshot.path)
+                let file = try SnapshotFile.decodeLeases(try FileIO.readAll(snapshot.path), file: snapshot.path)
+                let decoded = file.snapshot
+                recovery.changes.reserveCapacity(file.leases.count + decoded.trialStartedMs.count + decoded.activations.count)
                 for (licenseID, atMs) in decoded.trialStartedMs.sorted(by: { $0.key < $1.key }) {
                     recovery.changes.append(.trialStarted(licenseID: licenseID, atMs: atMs))
                 }
-                for stored in decoded.leases {
-                    guard let lease = Lease(stored: stored) else { throw StoreError("snapshot \(snapshot.path) holds a malformed lease") }
-                    recovery.changes.append(.granted(lease))
-                }
+                for lease in file.leases { recovery.changes.append(.granted(lease)) }
                 for stored in decoded.activations { recovery.changes.append(.activated(Activation(stored: stored))) }
                 for run in decoded.assignmentRuns { recovery.changes.append(.assignmentRun(run)) }
                 recovery.snapshotSequence = decoded.sequence
@@ -493,6 +492,7 @@ public final class LedgerStore: @unchecked Sendable {
                     leases: leases,
                     trialStarts: trials,
                     activations: activations,
+                    runs: runs,
                     sequence: sequence,
                     takenAtMs: takenAtMs
                 )

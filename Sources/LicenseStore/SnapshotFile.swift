@@ -1,11 +1,30 @@
+import Dispatch
 public import LicenseCore
 public import LicenseProtocol
 import SwiftProtobuf
 
 /// Snapshot files: "LICSNAP1", a u32 CRC-32C and a u64 length (big-endian) of the serialized
 /// `Snapshot` that follows.
+///
+/// At a million leases the one big `Snapshot` message cost seconds to build, encode and parse
+/// (a million `StoredLease` objects held at once, encoded twice: once to size, once to write).
+/// The file is the same message, but its leases are encoded and parsed one by one, in chunks
+/// spread over the cores: protobuf allows a repeated field's elements anywhere in the message,
+/// so the fields other than the leases are one `Snapshot` and each lease is its own field-3 entry.
 public enum SnapshotFile {
     static let magic = Array("LICSNAP1".utf8)
+    /// Leases per chunk encoded or parsed by one worker.
+    static let chunkSize = 16_384
+    /// Field 3 (`leases`), wire type 2 (length-delimited).
+    static let leaseTag: UInt8 = 3 << 3 | 2
+
+    /// A snapshot read back: everything but the leases as a message, the leases decoded.
+    public struct Decoded: Sendable {
+        /// Sequence, time, trial starts, activations and assignment runs (`leases` left empty).
+        public var snapshot: Licensed_V1_Snapshot
+        /// Every lease, in the file's order (grant order per feature).
+        public var leases: [Lease]
+    }
 
     /// Encodes the durable part of a ledger (leases, trial starts, activations) as of `sequence`.
     public static func encode(
@@ -16,35 +35,153 @@ public enum SnapshotFile {
         sequence: UInt64,
         takenAtMs: Int64
     ) throws -> [UInt8] {
-        var snapshot = Licensed_V1_Snapshot()
-        snapshot.sequence = sequence
-        snapshot.takenAtMs = takenAtMs
-        // Grant order per feature (fencing tokens increase with each grant): replaying in this
-        // order rebuilds shared seats exactly as they were.
-        snapshot.leases = leases.values.sorted { ($0.feature, $0.fencingToken, $0.id) < ($1.feature, $1.fencingToken, $1.id) }.map(\.stored)
-        snapshot.trialStartedMs = trialStarts
-        snapshot.activations = activations.sorted { $0.id < $1.id }.map(\.stored)
-        snapshot.assignmentRuns = runs
-        let body: [UInt8] = try snapshot.serializedBytes()
+        var head = Licensed_V1_Snapshot()
+        head.sequence = sequence
+        head.takenAtMs = takenAtMs
+        head.trialStartedMs = trialStarts
+        head.activations = activations.sorted { $0.id < $1.id }.map(\.stored)
+        head.assignmentRuns = runs
+        let headBytes: [UInt8] = try head.serializedBytes()
+        let ordered = Self.grantOrder(leases)
+        let chunkCount = (ordered.count + Self.chunkSize - 1) / Self.chunkSize
+        var chunks = [[UInt8]](repeating: [], count: chunkCount)
+        chunks.withUnsafeMutableBufferPointer { output in
+            let output = UnsafeSendable(output)
+            DispatchQueue.concurrentPerform(iterations: chunkCount) { chunk in
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(Self.chunkSize * 112)
+                for lease in ordered[(chunk * Self.chunkSize)..<min((chunk + 1) * Self.chunkSize, ordered.count)] {
+                    // Serializing a message of known fields cannot fail.
+                    let body: [UInt8] = try! lease.stored.serializedBytes()
+                    bytes.append(Self.leaseTag)
+                    Self.appendVarint(UInt64(body.count), to: &bytes)
+                    bytes.append(contentsOf: body)
+                }
+                output.value[chunk] = bytes
+            }
+        }
+        let length = headBytes.count + chunks.reduce(0) { $0 + $1.count }
+        var crc = CRC32C.checksum(headBytes)
+        for chunk in chunks { crc = CRC32C.checksum(chunk, continuing: crc) }
         var bytes = magic
-        LogSegment.appendUInt32(CRC32C.checksum(body), to: &bytes)
-        let length = UInt64(body.count)
-        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: length >> (56 - 8 * UInt64(i)))) }
-        bytes.append(contentsOf: body)
+        bytes.reserveCapacity(20 + length)
+        LogSegment.appendUInt32(crc, to: &bytes)
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: UInt64(length) >> (56 - 8 * UInt64(i)))) }
+        bytes.append(contentsOf: headBytes)
+        for chunk in chunks { bytes.append(contentsOf: chunk) }
         return bytes
     }
 
-    /// Decodes a snapshot file; throws when it is truncated, its checksum fails or it does not parse.
+    /// Grant order per feature (fencing tokens increase with each grant): replaying in this order
+    /// rebuilds shared seats exactly as they were. Sorted on integer keys (a feature's rank among
+    /// the names), not on the strings.
+    static func grantOrder(_ leases: LeaseTable) -> [Lease] {
+        let all = leases.values
+        let names = Set(all.map(\.feature)).sorted()
+        let rank = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+        var keys = all.indices.map { (rank: rank[all[$0].feature]!, fencing: all[$0].fencingToken, id: all[$0].id, index: $0) }
+        keys.sort { ($0.rank, $0.fencing, $0.id) < ($1.rank, $1.fencing, $1.id) }
+        return keys.map { all[$0.index] }
+    }
+
+    /// Decodes a snapshot file into one message, leases included (for tools and tests).
     public static func decode(_ bytes: [UInt8], file: String) throws -> Licensed_V1_Snapshot {
+        let decoded = try Self.decodeLeases(bytes, file: file)
+        var snapshot = decoded.snapshot
+        snapshot.leases = decoded.leases.map(\.stored)
+        return snapshot
+    }
+
+    /// Decodes a snapshot file; throws when it is truncated, its checksum fails, it does not
+    /// parse or holds a malformed lease.
+    public static func decodeLeases(_ bytes: [UInt8], file: String) throws -> Decoded {
         guard bytes.count >= 20, Array(bytes[0..<8]) == magic else { throw StoreError("snapshot \(file) has no LICSNAP1 header") }
         let crc = LogSegment.uint32(bytes, 8)
         var length: UInt64 = 0
         for i in 0..<8 { length = length << 8 | UInt64(bytes[12 + i]) }
         guard length == UInt64(bytes.count - 20) else { throw StoreError("snapshot \(file) is truncated") }
-        let body = Array(bytes[20...])
-        guard CRC32C.checksum(body) == crc else { throw StoreError("snapshot \(file) fails its checksum") }
-        do { return try Licensed_V1_Snapshot(serializedBytes: body) } catch {
+        let checksum = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[20...])) }
+        guard checksum == crc else { throw StoreError("snapshot \(file) fails its checksum") }
+        // Split the body: lease entries (their ranges) and every other field (copied, parsed as one message).
+        var leaseRanges: [Range<Int>] = []
+        var rest: [UInt8] = []
+        var offset = 20
+        let malformed = StoreError("snapshot \(file) does not parse: malformed protobuf at the top level")
+        while offset < bytes.count {
+            let start = offset
+            guard let tag = Self.readVarint(bytes, &offset) else { throw malformed }
+            switch tag & 7 {
+            case 0: guard Self.readVarint(bytes, &offset) != nil else { throw malformed }
+            case 1: offset += 8
+            case 5: offset += 4
+            case 2:
+                guard let size = Self.readVarint(bytes, &offset), size <= UInt64(bytes.count - offset) else { throw malformed }
+                if tag == UInt64(Self.leaseTag) {
+                    leaseRanges.append(offset..<(offset + Int(size)))
+                    offset += Int(size)
+                    continue
+                }
+                offset += Int(size)
+            default: throw malformed
+            }
+            guard offset <= bytes.count else { throw malformed }
+            rest.append(contentsOf: bytes[start..<offset])
+        }
+        let snapshot: Licensed_V1_Snapshot
+        do { snapshot = try Licensed_V1_Snapshot(serializedBytes: rest) } catch {
             throw StoreError("snapshot \(file) does not parse: \(error)")
         }
+        let ranges = leaseRanges
+        let chunkCount = (ranges.count + Self.chunkSize - 1) / Self.chunkSize
+        var chunks = [[Lease]?](repeating: nil, count: chunkCount)
+        chunks.withUnsafeMutableBufferPointer { output in
+            let output = UnsafeSendable(output)
+            DispatchQueue.concurrentPerform(iterations: chunkCount) { chunk in
+                var leases: [Lease] = []
+                leases.reserveCapacity(Self.chunkSize)
+                for range in ranges[(chunk * Self.chunkSize)..<min((chunk + 1) * Self.chunkSize, ranges.count)] {
+                    guard let stored = try? Licensed_V1_StoredLease(serializedBytes: bytes[range]), let lease = Lease(stored: stored) else {
+                        return  // left nil: reported below
+                    }
+                    leases.append(lease)
+                }
+                output.value[chunk] = leases
+            }
+        }
+        var leases: [Lease] = []
+        leases.reserveCapacity(ranges.count)
+        for chunk in chunks {
+            guard let chunk else { throw StoreError("snapshot \(file) holds a malformed lease") }
+            leases.append(contentsOf: chunk)
+        }
+        return Decoded(snapshot: snapshot, leases: leases)
     }
+
+    static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
+        var value = value
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    static func readVarint(_ bytes: [UInt8], _ offset: inout Int) -> UInt64? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < bytes.count, shift < 64 {
+            let byte = bytes[offset]
+            offset += 1
+            value |= UInt64(byte & 0x7f) << shift
+            if byte < 0x80 { return value }
+            shift += 7
+        }
+        return nil
+    }
+}
+
+/// A buffer written by concurrent workers, each to its own index only.
+private struct UnsafeSendable<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }
