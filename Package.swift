@@ -35,6 +35,8 @@ let package = Package(
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
+        // glibc's malloc_trim: the daemon hands the memory of a recovery back to the system.
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
@@ -91,7 +93,7 @@ let package = Package(
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "CMalloc",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -21,7 +21,9 @@ extension SeatLedger {
     }
 
     mutating func grant(_ request: CheckOut, at nowMs: Int64, fromQueue: Bool) -> Result<Grant, LicenseError> {
-        guard let session = self.sessions[request.sessionID] else {
+        // The identity only: a copy of the session record would share its set of leases, and the
+        // grant's insert into that set would then copy all of it (O(leases of the session)).
+        guard let identity = self.sessions[request.sessionID]?.identity else {
             return .failure(LicenseError(.invalidArgument, "unknown session; say Hello first"))
         }
         // A retry of a check-out already granted: the same lease, never a second seat.
@@ -45,7 +47,7 @@ extension SeatLedger {
             )
         }
         // Linger: a seat this identity returned moments ago is taken up again.
-        if request.borrowMs == 0, let lingering = self.lingeringLease(feature: request.feature, identity: session.identity) {
+        if request.borrowMs == 0, let lingering = self.lingeringLease(feature: request.feature, identity: identity) {
             let change = LedgerChange.rebound(lingering.id, to: request.sessionID)
             self.apply(change)
             self.renew(lingering.id, at: nowMs)
@@ -54,7 +56,7 @@ extension SeatLedger {
             )
         }
         let count = max(request.count, 1)
-        switch self.choose(request, session: session, count: count, at: nowMs) {
+        switch self.choose(request, identity: identity, count: count, at: nowMs) {
         case .failure(let error):
             return .failure(error)
         case .success(let choice):
@@ -70,7 +72,7 @@ extension SeatLedger {
                 feature: request.feature,
                 licenseID: choice.licenseID,
                 count: count,
-                identity: session.identity,
+                identity: identity,
                 grantedAtMs: nowMs,
                 expiresAtMs: nowMs + (borrowed ? request.borrowMs : pool.ttlMs),
                 ttlMs: borrowed ? request.borrowMs : pool.ttlMs,
@@ -122,9 +124,8 @@ extension SeatLedger {
     /// nearest scope first (a pool for the client's own group before its parent group's, global
     /// pools last), then soonest expiry; the first with room wins; else the first TRUE_UP
     /// licence as overage; else why not.
-    func choose(_ request: CheckOut, session: SessionRecord, count: UInt32, at nowMs: Int64) -> Result<Choice, LicenseError> {
+    func choose(_ request: CheckOut, identity: ClientIdentity, count: UInt32, at nowMs: Int64) -> Result<Choice, LicenseError> {
         let feature = request.feature
-        let identity = session.identity
         guard let ids = self.poolsByFeature[feature], !ids.isEmpty else {
             return .failure(LicenseError(.notFound, "no licence grants feature '\(feature)'"))
         }
@@ -171,7 +172,9 @@ extension SeatLedger {
             var base: LeaseID? = nil
             if !license.requires.isEmpty {
                 base =
-                    session.leases.lazy.compactMap { self.leases[$0] }.first { !$0.lingering && license.requires.contains($0.licenseID) }?
+                    (self.sessions[request.sessionID]?.leases ?? []).lazy.compactMap { self.leases[$0] }.first {
+                        !$0.lingering && license.requires.contains($0.licenseID)
+                    }?
                     .id
                 guard base != nil else {
                     refusals.append(

@@ -321,6 +321,9 @@ public struct SeatLedger: Sendable {
         self.leases.reserveCapacity(self.leases.count + leases)
     }
 
+    /// Seats held in all (a shared seat counts once), without a walk over the leases.
+    public var seatsInUseTotal: Int { self.seatsInUse.values.reduce(0) { $0 + Int($1) } }
+
     /// How many leases session `id` holds (without building them).
     public func leaseCount(ofSession id: SessionID) -> Int { self.sessions[id]?.leases.count ?? 0 }
 

@@ -130,7 +130,7 @@ final class LedgerHost {
 
     /// One line for systemd's STATUS=.
     var statusLine: String {
-        let inUse = self.ledger.leases.values.reduce(0) { $0 + Int($1.count) }
+        let inUse = self.ledger.seatsInUseTotal
         return "\(inUse) seat(s) in use, \(self.ledger.leases.count) lease(s), \(self.ledger.sessionCount) session(s)"
     }
 

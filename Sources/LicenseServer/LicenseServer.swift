@@ -1,3 +1,4 @@
+import CMalloc
 import CoreMetrics
 import Foundation
 public import LicenseCore
@@ -37,7 +38,8 @@ public final class LicenseServer: Service {
         let reference = HostReference()
         let directory = (context.configuration.stateDir as NSString).appendingPathComponent("ledger")
         let metrics = context.metrics
-        let (store, recovery): (LedgerStore, LedgerStore.Recovery)
+        let store: LedgerStore
+        var recovery: LedgerStore.Recovery
         let auditLog: AuditLog
         do {
             auditLog = try AuditLog.open(
@@ -89,6 +91,11 @@ public final class LicenseServer: Service {
                 "sync": "\(context.configuration.sync.rawValue)",
             ]
         )
+        // The recovered changes are applied: free them, and give their memory back to the system
+        // (glibc keeps freed heap otherwise: 596 MB of RSS after recovering a million leases
+        // instead of the 480 MB the same ledger takes when built by requests).
+        recovery.changes = []
+        malloc_trim(0)
         if context.configuration.sync == .none {
             logger.warning("sync: none — acknowledged changes are not fsynced and a crash can lose them; for tests and demos only")
         }

@@ -11,9 +11,11 @@ import SwiftProtobuf
 /// The file is the same message, but its leases are encoded and parsed one by one, in chunks
 /// spread over the cores: protobuf allows a repeated field's elements anywhere in the message,
 /// so the fields other than the leases are one `Snapshot` and each lease is its own field-3 entry.
+/// Leases are written shard by shard as the table holds them; only those that share seats are
+/// sorted (into grant order, and written last), since only their replay order matters.
 public enum SnapshotFile {
     static let magic = Array("LICSNAP1".utf8)
-    /// Leases per chunk encoded or parsed by one worker.
+    /// Leases per chunk parsed by one worker.
     static let chunkSize = 16_384
     /// Field 3 (`leases`), wire type 2 (length-delimited).
     static let leaseTag: UInt8 = 3 << 3 | 2
@@ -42,15 +44,17 @@ public enum SnapshotFile {
         head.activations = activations.sorted { $0.id < $1.id }.map(\.stored)
         head.assignmentRuns = runs
         let headBytes: [UInt8] = try head.serializedBytes()
-        let ordered = Self.grantOrder(leases)
-        let chunkCount = (ordered.count + Self.chunkSize - 1) / Self.chunkSize
-        var chunks = [[UInt8]](repeating: [], count: chunkCount)
+        // One chunk per shard of the table, encoded in parallel; leases that share a seat go last,
+        // in grant order (the only leases whose replay order matters: the first of a group sets it up).
+        let shared = Self.grantOrder(leases, sharedOnly: true)
+        var chunks = [[UInt8]](repeating: [], count: leases.shardCount + 1)
         chunks.withUnsafeMutableBufferPointer { output in
             let output = UnsafeSendable(output)
-            DispatchQueue.concurrentPerform(iterations: chunkCount) { chunk in
+            DispatchQueue.concurrentPerform(iterations: leases.shardCount + 1) { chunk in
+                let shard = chunk < leases.shardCount ? leases.leases(inShard: chunk) : ContiguousArray(shared)
                 var bytes: [UInt8] = []
-                bytes.reserveCapacity(Self.chunkSize * 112)
-                for lease in ordered[(chunk * Self.chunkSize)..<min((chunk + 1) * Self.chunkSize, ordered.count)] {
+                bytes.reserveCapacity(shard.count * 120)
+                for lease in shard where chunk == leases.shardCount || lease.sharedSeats == 0 {
                     // Serializing a message of known fields cannot fail.
                     let body: [UInt8] = try! lease.stored.serializedBytes()
                     bytes.append(Self.leaseTag)
@@ -72,11 +76,14 @@ public enum SnapshotFile {
         return bytes
     }
 
-    /// Grant order per feature (fencing tokens increase with each grant): replaying in this order
-    /// rebuilds shared seats exactly as they were. Sorted on integer keys (a feature's rank among
-    /// the names), not on the strings.
-    static func grantOrder(_ leases: LeaseTable) -> [Lease] {
-        let all = leases.values
+    /// Grant order per feature (fencing tokens increase with each grant): replaying leases that
+    /// share seats in this order rebuilds their groups exactly as they were. Sorted on integer
+    /// keys (a feature's rank among the names), not on the strings.
+    public static func grantOrder(_ leases: LeaseTable, sharedOnly: Bool = false) -> [Lease] {
+        var all: [Lease] = []
+        for shard in 0..<leases.shardCount {
+            all.append(contentsOf: leases.leases(inShard: shard).lazy.filter { !sharedOnly || $0.sharedSeats > 0 })
+        }
         let names = Set(all.map(\.feature)).sorted()
         let rank = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
         var keys = all.indices.map { (rank: rank[all[$0].feature]!, fencing: all[$0].fencingToken, id: all[$0].id, index: $0) }

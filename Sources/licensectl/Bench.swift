@@ -23,12 +23,14 @@ struct Bench: AsyncParsableCommand {
             (no coordinated omission). With --operation sessions each connection is one client at \
             rest: it checks one seat out and holds it, heartbeating at the interval the server \
             announces (or --heartbeat-interval), its first beat at a random point of the first \
-            interval; use it with many connections to see what idle sessions cost the server.
+            interval; use it with many connections to see what idle sessions cost the server. \
+            With --operation checkouts the leases granted are kept (nothing is checked in): with \
+            --operations it fills the server with that many leases.
             """
     )
 
     enum Operation: String, ExpressibleByArgument, CaseIterable {
-        case pairs, heartbeat, status, activations, sessions
+        case pairs, heartbeat, status, activations, sessions, checkouts
     }
 
     @OptionGroup var options: ServerOptions
@@ -41,6 +43,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Event loop threads of the generator.") var threads = 1
     @Option(help: "Open loop: operations per second in all, spread over the connections (0 = closed loop with --depth).")
     var rate: Double = 0
+    @Option(help: "Stop after this many operations in all (0 = run for --duration).") var operations = 0
     @Option(help: "With --operation sessions: seconds between heartbeats (default: what the server announces in its Hello reply).")
     var heartbeatInterval: Double?
     @Option(help: "Local addresses to connect from, in turn (e.g. 127.0.0.2,127.0.0.3), for more connections than one address has ports.")
@@ -64,7 +67,8 @@ struct Bench: AsyncParsableCommand {
             deadline: deadline,
             token: self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? "",
             intervalNanoseconds: self.rate > 0 ? Int64(Double(self.connections) / self.rate * 1e9) : 0,
-            heartbeatNanoseconds: self.heartbeatInterval.map { Int64($0 * 1e9) }
+            heartbeatNanoseconds: self.heartbeatInterval.map { Int64($0 * 1e9) },
+            quota: self.operations > 0 ? (self.operations + self.connections - 1) / self.connections : 0
         )
         let sources = try (self.sourceAddresses ?? "").split(separator: ",").map {
             try SocketAddress(ipAddress: String($0.trimmingCharacters(in: .whitespaces)), port: 0)
@@ -232,6 +236,8 @@ final class BenchHandler: ChannelInboundHandler {
         var intervalNanoseconds: Int64
         /// Sessions: heartbeat period (nil = the server's announced interval).
         var heartbeatNanoseconds: Int64?
+        /// Operations this connection starts at most (0 = no limit).
+        var quota: Int
     }
 
     private let settings: Settings
@@ -240,6 +246,7 @@ final class BenchHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     private var sentAt: [UInt64: UInt64] = [:]
     private var stopping = false
+    private var started = 0
     /// Open loop: when each operation was due, by the request id that started it.
     private var scheduledAt: [UInt64: UInt64] = [:]
     private var ticker: RepeatedTask?
@@ -321,6 +328,8 @@ final class BenchHandler: ChannelInboundHandler {
                 for _ in 0..<self.settings.depth { self.issue(context) }
             }
             return
+        case .checkOut where self.settings.operation == .checkouts:
+            self.recorder.operations += 1
         case .checkOut(let granted):
             // The second half of the pair: return the lease just granted.
             var checkIn = Licensed_V1_CheckInRequest()
@@ -365,7 +374,7 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     private func issue(_ context: ChannelHandlerContext, scheduled: UInt64? = nil) {
-        if NIODeadline.now() >= self.settings.deadline {
+        if NIODeadline.now() >= self.settings.deadline || (self.settings.quota > 0 && self.started >= self.settings.quota) {
             self.stopping = true
             self.ticker?.cancel()
             if let lease = self.heldLease {
@@ -381,8 +390,9 @@ final class BenchHandler: ChannelInboundHandler {
         }
         guard !self.stopping else { return }
         let id: UInt64
+        self.started += 1
         switch self.settings.operation {
-        case .pairs:
+        case .pairs, .checkouts:
             var checkOut = Licensed_V1_CheckOutRequest()
             checkOut.feature = self.settings.feature
             id = self.send(context, .checkOut(checkOut), timed: true)

@@ -571,7 +571,8 @@ public nonisolated struct Licensed_V1_Snapshot: Sendable {
   /// When it was taken.
   public var takenAtMs: Int64 = 0
 
-  /// Every live lease, in grant order per feature (fencing token order).
+  /// Every live lease. Leases that share a seat (dup groups) come after the others, in grant
+  /// order per feature (fencing token order): replaying them in that order rebuilds their groups.
   public var leases: [Licensed_V1_StoredLease] = []
 
   /// First grant of each trial licence, by licence id.

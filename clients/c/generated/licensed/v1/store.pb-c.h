@@ -468,7 +468,8 @@ struct  Licensed__V1__Snapshot
    */
   int64_t taken_at_ms;
   /*
-   * Every live lease, in grant order per feature (fencing token order).
+   * Every live lease. Leases that share a seat (dup groups) come after the others, in grant
+   * order per feature (fencing token order): replaying them in that order rebuilds their groups.
    */
   size_t n_leases;
   Licensed__V1__StoredLease **leases;
