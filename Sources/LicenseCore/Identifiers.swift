@@ -65,9 +65,18 @@ public struct ID128: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     /// 32 lower-case hex digits.
     public var description: String {
-        let h = String(self.high, radix: 16)
-        let l = String(self.low, radix: 16)
-        return String(repeating: "0", count: 16 - h.count) + h + String(repeating: "0", count: 16 - l.count) + l
+        // Written straight into the string's storage (two radix conversions and padding cost 4% of
+        // the audit writer's time, which renders two ids per record).
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            digits.withUTF8Buffer { hex in
+                for i in 0..<16 {
+                    buffer[i] = hex[Int(truncatingIfNeeded: self.high >> (60 - 4 * UInt64(i)) & 0xf)]
+                    buffer[16 + i] = hex[Int(truncatingIfNeeded: self.low >> (60 - 4 * UInt64(i)) & 0xf)]
+                }
+            }
+            return 32
+        }
     }
 
     /// Parses 32 hex digits.

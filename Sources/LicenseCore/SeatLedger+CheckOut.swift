@@ -97,9 +97,15 @@ extension SeatLedger {
 
     func lingeringLease(feature: String, identity: ClientIdentity) -> Lease? {
         // Lingering leases are few (they live for the linger time only); a scan is fine.
-        self.lingering.lazy.compactMap { self.leases[$0] }.first {
-            $0.feature == feature && $0.identity.user == identity.user && $0.identity.host == identity.host
+        // A plain loop: a lazy map's closure would capture (copy) the whole ledger on every check-out.
+        for id in self.lingering {
+            if let lease = self.leases[id], lease.feature == feature, lease.identity.user == identity.user,
+                lease.identity.host == identity.host
+            {
+                return lease
+            }
         }
+        return nil
     }
 
     static func dupName(_ group: Licensed_V1_DupGroup) -> String {
@@ -132,7 +138,7 @@ extension SeatLedger {
         if let refusal = self.restrictionRefusal(feature: feature, identity: identity) { return .failure(refusal) }
         let version = request.version.isEmpty ? identity.clientVersion : request.version
         var refusals: [LicenseError] = []
-        var candidates: [(id: String, distance: Int, base: LeaseID?)] = []
+        var candidates: [(id: String, distance: Int, expiry: Int64, base: LeaseID?)] = []
         for id in ids {
             let pool = self.pools[id]!
             let license = pool.license
@@ -198,12 +204,12 @@ extension SeatLedger {
                     continue
                 }
             }
-            candidates.append((id, pool.scopeDistance(for: identity) ?? Int.max, base))
+            candidates.append((id, pool.scopeDistance(for: identity) ?? Int.max, pool.expiryOrder, base))
         }
         guard !candidates.isEmpty else { return .failure(Self.mostTelling(refusals, feature: feature)) }
-        candidates.sort { a, b in
-            let (x, y) = (self.pools[a.id]!, self.pools[b.id]!)
-            return (a.distance, x.expiryOrder, a.id) < (b.distance, y.expiryOrder, b.id)
+        // The comparator captures no `self` (a closure over the ledger copied all of it per check-out).
+        if candidates.count > 1 {
+            candidates.sort { a, b in (a.distance, a.expiry, a.id) < (b.distance, b.expiry, b.id) }
         }
         var limitRefusal: LicenseError? = nil
         for candidate in candidates {
