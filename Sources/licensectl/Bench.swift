@@ -246,6 +246,8 @@ final class BenchHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     private var sentAt: [UInt64: UInt64] = [:]
     private var stopping = false
+    /// Open loop: operations started so far (the next is due at start + (count + 1) × interval).
+    private var scheduledCount: UInt64 = 0
     private var started = 0
     /// Open loop: when each operation was due, by the request id that started it.
     private var scheduledAt: [UInt64: UInt64] = [:]
@@ -317,11 +319,21 @@ final class BenchHandler: ChannelInboundHandler {
             return
         case .hello:
             if self.settings.intervalNanoseconds > 0 {
-                let interval = TimeAmount.nanoseconds(self.settings.intervalNanoseconds)
+                // Operations are due every interval from now; the ticker wakes at most every
+                // 0.5 ms and starts all that are due, each timed from when it was due, then
+                // flushes once (one wake-up and one write per operation capped the generator near
+                // 100k/s, below the rates asked of it).
+                let interval = self.settings.intervalNanoseconds
+                let start = DispatchTime.now().uptimeNanoseconds
+                let tick = TimeAmount.nanoseconds(max(interval, 500_000))
                 let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+                self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
                     let (handler, context) = loopBound.value
-                    handler.issue(context, scheduled: DispatchTime.now().uptimeNanoseconds)
+                    let due = (DispatchTime.now().uptimeNanoseconds - start) / UInt64(interval)
+                    while handler.scheduledCount < due, !handler.stopping {
+                        handler.scheduledCount += 1
+                        handler.issue(context, scheduled: start + handler.scheduledCount * UInt64(interval))
+                    }
                     context.flush()
                 }
             } else {
