@@ -113,6 +113,34 @@ struct LedgerStoreTests {
         #expect(files.filter { $0.hasSuffix(".log") }.count == 1)
     }
 
+    @Test("a snapshot keeps the bulk-assignment runs: recovered from it alone, with no log record left")
+    func snapshotKeepsAssignmentRuns() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let (store, _) = try Self.open(dir)
+        Self.drive(&ledger, store, steps: 50, seed: 4, from: 0)
+        var run = Licensed_V1_AssignmentRun()
+        run.runID = "run-1"
+        run.part = "base"
+        run.atMs = Self.t0
+        run.actor = "admin"
+        let change = LedgerChange.assignmentRun(run)
+        ledger.apply(change)
+        store.append([change])
+        let snapshotted = Mutex<LedgerStore.SnapshotResult?>(nil)
+        #expect(store.snapshot(ledger, takenAtMs: Self.t0) { result in snapshotted.withLock { $0 = try? result.get() } })
+        for _ in 0..<500 where snapshotted.withLock({ $0 == nil }) { usleep(10_000) }
+        store.close()
+        let result = try #require(snapshotted.withLock { $0 })
+        let (again, recovery) = try Self.open(dir)
+        again.close()
+        #expect(recovery.snapshotSequence == result.sequence)
+        #expect(recovery.replayedRecords == 0)
+        let recovered = Self.recovered(recovery)
+        #expect(recovered.assignmentRuns == [run])
+        #expect(recovered.leases == ledger.leases)
+    }
+
     @Test("a torn last write is cut off and reported; what came before is kept")
     func tornTail() throws {
         let dir = try TemporaryDirectory()
