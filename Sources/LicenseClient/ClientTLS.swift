@@ -1,3 +1,5 @@
+import LicenseProtocol
+public import NIOCore
 public import NIOSSL
 
 /// TLS for a client connection: which CAs to trust (default: the system's), and for servers that
@@ -39,5 +41,14 @@ public struct ClientTLS: Sendable, Equatable {
             configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: privateKeyFile, format: .pem))
         }
         return try NIOSSLContext(configuration: configuration)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The client end of a licence-server connection below the caller's own handler: TLS when a
+    /// context is given (checking `serverName`), then the protocol's length-prefixed framing.
+    public func addLicenseFraming(tls: NIOSSLContext?, serverName: String?, maximumFrameLength: Int) throws {
+        if let tls { try self.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
+        try self.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength)))
     }
 }

@@ -2,7 +2,6 @@ public import LicenseProtocol
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
-import NIOSSL
 
 /// One framed protocol connection to a licence server: sends `ClientMessage`s, matches each
 /// `ServerMessage` to its request by request_id, and delivers pushed `Event`s on `events`.
@@ -60,13 +59,10 @@ public final class LicenseConnection: Sendable {
                 .connectTimeout(connectTimeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        if let sslContext {
-                            try channel.pipeline.syncOperations.addHandler(
-                                NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
-                            )
-                        }
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength))
+                        try channel.pipeline.syncOperations.addLicenseFraming(
+                            tls: sslContext,
+                            serverName: serverName,
+                            maximumFrameLength: maximumFrameLength
                         )
                         try channel.pipeline.syncOperations.addHandler(ResponseHandler(pending: pending, events: continuation))
                     }

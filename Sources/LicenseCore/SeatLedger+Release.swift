@@ -104,11 +104,7 @@ extension SeatLedger {
         switch change {
         case .granted(var lease):
             // Replayed leases each bring their own copy of the identity: share the session's.
-            if let identity = self.sessions[lease.sessionID]?.identity, !identity.sharesStorage(with: lease.identity),
-                identity == lease.identity
-            {
-                lease.identity = identity
-            }
+            if let identity = self.sessions[lease.sessionID]?.identity, identity == lease.identity { lease.identity = identity }
             self.leases[lease.id] = lease
             if lease.sharedSeats > 0 {
                 let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)

@@ -387,18 +387,22 @@ public final class LedgerStore: @unchecked Sendable {
             if stop { break }
             let started = DispatchTime.now().uptimeNanoseconds
             // Encoded here, off the serving loop: one buffer of framed records for the batch.
+            // A snapshot cuts the batch at its index: records before it end the old segment.
             var batch: [UInt8] = []
-            var cutOffset = 0
             var sequence = last - UInt64(changes.count)
-            for (index, change) in changes.enumerated() {
-                if let rotation, index == rotation.cutIndex { cutOffset = batch.count }
-                sequence += 1
-                // Serializing a message of known fields cannot fail.
-                let body: [UInt8] = try! change.record.serializedBytes()
-                LogSegment.encode(sequence: sequence, body: body, into: &batch)
+            func encode(_ part: ArraySlice<LedgerChange>) {
+                for change in part {
+                    sequence += 1
+                    // Serializing a message of known fields cannot fail.
+                    let body: [UInt8] = try! change.record.serializedBytes()
+                    LogSegment.encode(sequence: sequence, body: body, into: &batch)
+                }
             }
-            if let rotation, rotation.cutIndex >= changes.count { cutOffset = batch.count }
-            let bytesAfterCut = batch.count - (rotation == nil ? 0 : cutOffset)
+            let cutIndex = rotation?.cutIndex ?? 0
+            encode(changes[..<cutIndex])
+            let cutOffset = batch.count
+            encode(changes[cutIndex...])
+            let bytesAfterCut = batch.count - cutOffset
             if bytesAfterCut > 0 {
                 self.condition.lock()
                 self.bytesSinceSnapshot += bytesAfterCut

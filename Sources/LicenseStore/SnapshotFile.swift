@@ -46,7 +46,7 @@ public enum SnapshotFile {
         let headBytes: [UInt8] = try head.serializedBytes()
         // One chunk per shard of the table, encoded in parallel; leases that share a seat go last,
         // in grant order (the only leases whose replay order matters: the first of a group sets it up).
-        let shared = Self.grantOrder(leases, sharedOnly: true)
+        let shared = Self.sharedSeatLeases(leases)
         var chunks = [[UInt8]](repeating: [], count: leases.shardCount + 1)
         chunks.withUnsafeMutableBufferPointer { output in
             let output = UnsafeSendable(output)
@@ -76,19 +76,12 @@ public enum SnapshotFile {
         return bytes
     }
 
-    /// Grant order per feature (fencing tokens increase with each grant): replaying leases that
-    /// share seats in this order rebuilds their groups exactly as they were. Sorted on integer
-    /// keys (a feature's rank among the names), not on the strings.
-    public static func grantOrder(_ leases: LeaseTable, sharedOnly: Bool = false) -> [Lease] {
-        var all: [Lease] = []
-        for shard in 0..<leases.shardCount {
-            all.append(contentsOf: leases.leases(inShard: shard).lazy.filter { !sharedOnly || $0.sharedSeats > 0 })
-        }
-        let names = Set(all.map(\.feature)).sorted()
-        let rank = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
-        var keys = all.indices.map { (rank: rank[all[$0].feature]!, fencing: all[$0].fencingToken, id: all[$0].id, index: $0) }
-        keys.sort { ($0.rank, $0.fencing, $0.id) < ($1.rank, $1.fencing, $1.id) }
-        return keys.map { all[$0.index] }
+    /// The leases that share seats, in grant order per feature (fencing tokens increase with
+    /// each grant): replaying them in this order rebuilds their groups exactly as they were.
+    static func sharedSeatLeases(_ leases: LeaseTable) -> [Lease] {
+        var shared: [Lease] = []
+        for shard in 0..<leases.shardCount { shared.append(contentsOf: leases.leases(inShard: shard).lazy.filter { $0.sharedSeats > 0 }) }
+        return shared.sorted { ($0.feature, $0.fencingToken, $0.id) < ($1.feature, $1.fencingToken, $1.id) }
     }
 
     /// Decodes a snapshot file into one message, leases included (for tools and tests).

@@ -7,7 +7,6 @@ import LicenseProtocol
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import NIOSSL
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -89,13 +88,10 @@ struct Bench: AsyncParsableCommand {
                             .channelOption(.socketOption(.tcp_nodelay), value: 1)
                             .channelInitializer { channel in
                                 channel.eventLoop.makeCompletedFuture {
-                                    if let sslContext {
-                                        try channel.pipeline.syncOperations.addHandler(
-                                            NIOSSLClientHandler(context: sslContext, serverHostname: serverName)
-                                        )
-                                    }
-                                    try channel.pipeline.syncOperations.addHandler(
-                                        ByteToMessageHandler(FrameDecoder(maximumFrameLength: 1 << 20))
+                                    try channel.pipeline.syncOperations.addLicenseFraming(
+                                        tls: sslContext,
+                                        serverName: serverName,
+                                        maximumFrameLength: 1 << 20
                                     )
                                     let recorder = recorders[ObjectIdentifier(channel.eventLoop)]!
                                     try channel.pipeline.syncOperations.addHandler(BenchHandler(settings: settings, recorder: recorder))
@@ -246,8 +242,7 @@ final class BenchHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     private var sentAt: [UInt64: UInt64] = [:]
     private var stopping = false
-    /// Open loop: operations started so far (the next is due at start + (count + 1) × interval).
-    private var scheduledCount: UInt64 = 0
+    /// Operations started so far (open loop: the next is due at start + (started + 1) × interval).
     private var started = 0
     /// Open loop: when each operation was due, by the request id that started it.
     private var scheduledAt: [UInt64: UInt64] = [:]
@@ -330,9 +325,8 @@ final class BenchHandler: ChannelInboundHandler {
                 self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
                     let (handler, context) = loopBound.value
                     let due = (DispatchTime.now().uptimeNanoseconds - start) / UInt64(interval)
-                    while handler.scheduledCount < due, !handler.stopping {
-                        handler.scheduledCount += 1
-                        handler.issue(context, scheduled: start + handler.scheduledCount * UInt64(interval))
+                    while UInt64(handler.started) < due, !handler.stopping {
+                        handler.issue(context, scheduled: start + UInt64(handler.started + 1) * UInt64(interval))
                     }
                     context.flush()
                 }

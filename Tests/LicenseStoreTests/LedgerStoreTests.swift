@@ -72,6 +72,20 @@ struct LedgerStoreTests {
         return ledger
     }
 
+    /// Snapshots `ledger`, runs `meanwhile` while the snapshot's own thread writes it, and
+    /// returns what it wrote.
+    static func snapshot(
+        _ ledger: SeatLedger,
+        in store: LedgerStore,
+        meanwhile: () -> Void = {}
+    ) throws -> LedgerStore.SnapshotResult {
+        let snapshotted = Mutex<LedgerStore.SnapshotResult?>(nil)
+        #expect(store.snapshot(ledger, takenAtMs: Self.t0) { result in snapshotted.withLock { $0 = try? result.get() } })
+        meanwhile()
+        for _ in 0..<500 where snapshotted.withLock({ $0 == nil }) { usleep(10_000) }
+        return try #require(snapshotted.withLock { $0 })
+    }
+
     @Test("log replay alone rebuilds the ledger")
     func logReplay() throws {
         let dir = try TemporaryDirectory()
@@ -93,14 +107,8 @@ struct LedgerStoreTests {
         var ledger = Self.ledger()
         let (store, _) = try Self.open(dir)
         Self.drive(&ledger, store, steps: 200, seed: 2, from: 0)
-        let snapshotted = Mutex<LedgerStore.SnapshotResult?>(nil)
-        let taken = store.snapshot(ledger, takenAtMs: Self.t0) { result in snapshotted.withLock { $0 = try? result.get() } }
-        #expect(taken)
-        Self.drive(&ledger, store, steps: 200, seed: 3, from: 10_000)
-        // Wait for the snapshot's own thread.
-        for _ in 0..<500 where snapshotted.withLock({ $0 == nil }) { usleep(10_000) }
+        let result = try Self.snapshot(ledger, in: store) { Self.drive(&ledger, store, steps: 200, seed: 3, from: 10_000) }
         store.close()
-        let result = try #require(snapshotted.withLock { $0 })
         let (again, recovery) = try Self.open(dir)
         again.close()
         #expect(recovery.snapshotSequence == result.sequence)
@@ -127,11 +135,8 @@ struct LedgerStoreTests {
         let change = LedgerChange.assignmentRun(run)
         ledger.apply(change)
         store.append([change])
-        let snapshotted = Mutex<LedgerStore.SnapshotResult?>(nil)
-        #expect(store.snapshot(ledger, takenAtMs: Self.t0) { result in snapshotted.withLock { $0 = try? result.get() } })
-        for _ in 0..<500 where snapshotted.withLock({ $0 == nil }) { usleep(10_000) }
+        let result = try Self.snapshot(ledger, in: store)
         store.close()
-        let result = try #require(snapshotted.withLock { $0 })
         let (again, recovery) = try Self.open(dir)
         again.close()
         #expect(recovery.snapshotSequence == result.sequence)
