@@ -24,11 +24,14 @@ public struct LicenseLoader: Sendable {
     }
 
     /// Loads every licence file under `paths` (a file, or a directory whose `*.lic` files are read
-    /// in name order). An unreadable path is one rejection with block 0.
-    public func load(paths: [String], at nowMs: Int64) -> LicenseLoadResult {
+    /// in name order). A path that does not exist, or a directory with no `*.lic` file, is a
+    /// configuration error: the operator named it, and serving "no licences" from a typo would
+    /// look like every seat being refused. A file that exists but cannot be read, or holds bad
+    /// blocks, is a rejection: its good blocks, and the other files, still load.
+    public func load(paths: [String], at nowMs: Int64) throws -> LicenseLoadResult {
         var result = LicenseLoadResult()
         for path in paths {
-            for file in Self.files(at: path) {
+            for file in try Self.files(at: path) {
                 guard let data = FileManager.default.contents(atPath: file) else {
                     result.rejected.append(RejectedLicenseBlock(file: file, block: 0, rejection: .unparseable("cannot read the file")))
                     continue
@@ -46,12 +49,18 @@ public struct LicenseLoader: Sendable {
         return result
     }
 
-    private static func files(at path: String) -> [String] {
+    private static func files(at path: String) throws -> [String] {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            return [path]
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ConfigurationError("license_paths: \(path) does not exist")
         }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.filter { $0.hasSuffix(".lic") }.sorted().map { (path as NSString).appendingPathComponent($0) }
+        guard isDirectory.boolValue else { return [path] }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
+            throw ConfigurationError("license_paths: cannot list the directory \(path)")
+        }
+        let files = names.filter { $0.hasSuffix(".lic") }.sorted().map { (path as NSString).appendingPathComponent($0) }
+        guard !files.isEmpty else { throw ConfigurationError("license_paths: the directory \(path) holds no *.lic file") }
+        return files
     }
 }

@@ -141,7 +141,7 @@ struct Licensed: AsyncParsableCommand {
         let logger = Logger(label: "licensed")
 
         let loader = try LicenseLoader(configuration: configuration, hostComponents: hostComponents)
-        let loaded = loader.load(paths: configuration.licensePaths, at: clock.nowMs())
+        let loaded = try loader.load(paths: configuration.licensePaths, at: clock.nowMs())
         for rejected in loaded.rejected { logger.error("\(rejected)") }
         for license in loaded.effective {
             logger.info(
@@ -169,7 +169,7 @@ struct Licensed: AsyncParsableCommand {
             if let configPath { yaml = try String(contentsOfFile: configPath, encoding: .utf8) }
             let fresh = try ServerConfiguration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, flags: reloadFlags)
             let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
-            return loader.load(paths: fresh.licensePaths, at: clock.nowMs())
+            return try loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }
         let server = try LicenseServer(context: context, licenses: loaded)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
