@@ -126,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseServer", "LicenseStore", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

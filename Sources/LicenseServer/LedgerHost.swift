@@ -52,7 +52,14 @@ final class LedgerHost {
     /// True once the listener is bound; false again when stopping.
     var listening = false
 
-    init(eventLoop: any EventLoop, context: ServerContext, licenses: LicenseLoadResult, store: LedgerStore, recovered: [LedgerChange]) {
+    init(
+        eventLoop: any EventLoop,
+        context: ServerContext,
+        licenses: LicenseLoadResult,
+        store: LedgerStore,
+        recovered: [LedgerChange],
+        recoveryDetails: [(String, AuditEvent.Value)] = []
+    ) {
         self.eventLoop = eventLoop
         self.context = context
         self.logger = context.logger
@@ -72,7 +79,7 @@ final class LedgerHost {
         self.audit(
             "start",
             actor: "server",
-            details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recovered.count)))]
+            details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recovered.count)))] + recoveryDetails
         )
         self.auditLicenses(licenses, actor: "server")
     }

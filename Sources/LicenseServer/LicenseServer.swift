@@ -28,9 +28,16 @@ public final class LicenseServer: Service {
 
     /// Creates a server for `licenses`: recovers the ledger from `<state_dir>/ledger` (newest
     /// snapshot plus the write-ahead log) and opens the log. Nothing is bound until `run()`.
-    public init(context: ServerContext, licenses: LicenseLoadResult, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton)
-        throws
-    {
+    ///
+    /// When recovery cannot prove it holds every acknowledged change it throws `RecoveryRefusal`
+    /// (naming the damaged files), unless `acceptDataLoss` — the operator's explicit, audited
+    /// decision to serve without what is lost.
+    public init(
+        context: ServerContext,
+        licenses: LicenseLoadResult,
+        acceptDataLoss: Bool = false,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
         self.context = context
         let eventLoop = group.next()
         self.eventLoop = eventLoop
@@ -57,6 +64,8 @@ public final class LicenseServer: Service {
             (store, recovery) = try LedgerStore.open(
                 directory: directory,
                 sync: context.configuration.sync,
+                retainedSnapshots: context.configuration.snapshotsRetained,
+                acceptDataLoss: acceptDataLoss,
                 audit: auditLog,
                 onDurable: { sequence in
                     eventLoop.execute { reference.host?.value.durable(upTo: sequence) }
@@ -76,13 +85,29 @@ public final class LicenseServer: Service {
             throw ConfigurationError("cannot recover the ledger from \(directory): \(error.message)")
         }
         self.store = store
-        for skipped in recovery.skippedSnapshots { logger.warning("unreadable snapshot passed over: \(skipped)") }
+        for damaged in recovery.passedOver {
+            logger.error("\(damaged); recovered from the older snapshot \(recovery.snapshotFile ?? "(none)") and the log instead")
+        }
+        for damaged in recovery.damagedOlder { logger.error("\(damaged) (not needed this time; a fresh snapshot replaces it)") }
+        for file in recovery.setAside { logger.warning("damaged snapshot kept for inspection as \(file)") }
+        if let lost = recovery.lostHistory { logger.critical("started with --accept-data-loss: \(lost)") }
         if let torn = recovery.tornTail {
             logger.warning(
                 "write-ahead log \(torn.file): cut a torn last write at offset \(torn.offset) (\(torn.droppedBytes) bytes of a write that was never acknowledged)"
             )
         }
-        let host = LedgerHost(eventLoop: eventLoop, context: context, licenses: licenses, store: store, recovered: recovery.changes)
+        var recoveryDetails: [(String, AuditEvent.Value)] = [("snapshot", .string(recovery.snapshotFile ?? ""))]
+        if !recovery.passedOver.isEmpty { recoveryDetails.append(("snapshots_passed_over", .strings(recovery.passedOver))) }
+        if !recovery.damagedOlder.isEmpty { recoveryDetails.append(("snapshots_damaged", .strings(recovery.damagedOlder))) }
+        if let lost = recovery.lostHistory { recoveryDetails.append(("data_loss_accepted", .string(lost))) }
+        let host = LedgerHost(
+            eventLoop: eventLoop,
+            context: context,
+            licenses: licenses,
+            store: store,
+            recovered: recovery.changes,
+            recoveryDetails: recoveryDetails
+        )
         logger.info(
             "ledger recovered",
             metadata: [
@@ -96,6 +121,25 @@ public final class LicenseServer: Service {
         // instead of the 480 MB the same ledger takes when built by requests).
         recovery.changes = []
         malloc_trim(0)
+        if recovery.needsSnapshot {
+            // A damaged file cost this recovery its redundancy (or, after accepted loss, left a
+            // gap in the log): write a fresh snapshot before serving, so the state on disk is
+            // whole again and two readable snapshots are kept from the next one on.
+            let finished = DispatchSemaphore(value: 0)
+            let outcome = NIOLockedValueBox<Result<LedgerStore.SnapshotResult, StoreError>?>(nil)
+            store.snapshot(host.ledger, takenAtMs: context.clock.nowMs()) { result in
+                outcome.withLockedValue { $0 = result }
+                finished.signal()
+            }
+            finished.wait()
+            switch outcome.withLockedValue({ $0 }) {
+            case .success(let snapshot): logger.notice("snapshot written after recovery", metadata: ["file": "\(snapshot.file)"])
+            case .failure(let error):
+                store.close()
+                throw ConfigurationError("cannot write the snapshot recovery needs in \(directory): \(error.message)")
+            case nil: break
+            }
+        }
         if context.configuration.sync == .none {
             logger.warning("sync: none — acknowledged changes are not fsynced and a crash can lose them; for tests and demos only")
         }

@@ -55,6 +55,9 @@ extension ServerConfiguration {
         Option(name: "snapshot_every_bytes", help: "snapshot after this many log bytes") {
             $0.snapshotEveryBytes = try int($1, "snapshot_every_bytes")
         },
+        Option(name: "snapshots_retained", help: "snapshots kept with the log since the oldest (at least 2)") {
+            $0.snapshotsRetained = try int($1, "snapshots_retained")
+        },
         Option(name: "groups", help: "groups as /path=member,member,@host;/path2=... (YAML: a mapping of lists)") { config, value in
             var groups: [String: [String]] = [:]
             for entry in value.split(separator: ";") {

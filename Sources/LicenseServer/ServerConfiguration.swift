@@ -79,6 +79,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var snapshotEveryRecords = 200_000
     /// ... or this many bytes.
     public var snapshotEveryBytes = 64 * 1024 * 1024
+    /// Snapshots kept (at least 2), with the log since the oldest: one damaged snapshot costs nothing.
+    public var snapshotsRetained = 2
     /// Access tokens by role, as SHA-256 hashes (hex); see `licensectl token hash`.
     public var tokens: [TokenAuthority.Entry] = []
     /// Refuse sessions whose Hello presents no token (clients must have a `client` token or better).
@@ -143,6 +145,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         for threshold in self.utilisationThresholds where !(1...1000).contains(threshold) {
             throw ConfigurationError("utilisation_thresholds: \(threshold) is not a percentage between 1 and 1000")
+        }
+        guard self.snapshotsRetained >= 2 else {
+            throw ConfigurationError(
+                "snapshots_retained \(self.snapshotsRetained) is below 2: recovery needs an older snapshot to fall back on"
+            )
         }
         guard self.auditMaxFileBytes >= 4096 else { throw ConfigurationError("audit_max_file_bytes must be at least 4096") }
         guard self.badTokenLimit >= 0, self.badTokenDelayMs >= 0, self.badTokenDelayMs <= 60_000 else {

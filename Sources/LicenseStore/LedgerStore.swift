@@ -24,24 +24,6 @@ public final class LedgerStore: @unchecked Sendable {
         case none
     }
 
-    /// What recovery found.
-    public struct Recovery: Sendable {
-        /// Leases of the snapshot, then the log's changes after it, in order: apply them all.
-        public var changes: [LedgerChange] = []
-        /// Sequence number of the snapshot used (0 = none).
-        public var snapshotSequence: UInt64 = 0
-        /// The snapshot file used, if any.
-        public var snapshotFile: String?
-        /// Log records replayed after the snapshot.
-        public var replayedRecords = 0
-        /// Last sequence number on disk.
-        public var lastSequence: UInt64 = 0
-        /// A torn last write that was cut off: file, offset, bytes dropped.
-        public var tornTail: (file: String, offset: Int, droppedBytes: Int)?
-        /// Snapshots that could not be read and were passed over, with the reason.
-        public var skippedSnapshots: [String] = []
-    }
-
     /// What a snapshot wrote.
     public struct SnapshotResult: Sendable {
         /// Last sequence number it covers.
@@ -60,6 +42,8 @@ public final class LedgerStore: @unchecked Sendable {
     public let directory: String
     /// The sync policy.
     public let sync: SyncPolicy
+    /// Snapshots kept (the newest ones), with the log since the oldest of them.
+    public let retainedSnapshots: Int
 
     private let condition = NSCondition()
     // Guarded by `condition`:
@@ -102,6 +86,7 @@ public final class LedgerStore: @unchecked Sendable {
     private init(
         directory: String,
         sync: SyncPolicy,
+        retainedSnapshots: Int,
         lastSequence: UInt64,
         segmentFD: Int32,
         segmentPath: String,
@@ -115,6 +100,7 @@ public final class LedgerStore: @unchecked Sendable {
         self.onSync = onSync
         self.directory = directory
         self.sync = sync
+        self.retainedSnapshots = retainedSnapshots
         self.assigned = lastSequence
         self.pendingLast = lastSequence
         self.segmentFD = segmentFD
@@ -129,30 +115,38 @@ public final class LedgerStore: @unchecked Sendable {
     /// `onDurable(sequence)` is called from the writer thread after each group commit;
     /// `onFatal(message)` when a write or fsync fails (the caller must stop: nothing is retried);
     /// `onSync(records, nanoseconds)` after each group commit, for metrics.
+    ///
+    /// `retainedSnapshots` (at least 2) snapshots are kept with the log since the oldest of them,
+    /// so that one damaged snapshot costs nothing. Recovery that cannot prove it has every
+    /// acknowledged change throws a `RecoveryRefusal`, unless `acceptDataLoss`.
     public static func open(
         directory: String,
         sync: SyncPolicy,
+        retainedSnapshots: Int = 2,
+        acceptDataLoss: Bool = false,
         audit: AuditLog? = nil,
         onDurable: @escaping @Sendable (UInt64) -> Void,
         onFatal: @escaping @Sendable (String) -> Void,
         onSync: (@Sendable (_ records: Int, _ nanoseconds: UInt64) -> Void)? = nil
     ) throws -> (LedgerStore, Recovery) {
         try FileIO.makeDirectory(directory)
-        let recovery = try Self.recover(directory: directory)
-        // Append to the newest segment, or start one after the last sequence.
+        let recovery = try Self.recover(directory: directory, acceptDataLoss: acceptDataLoss)
+        // Append to the newest segment, or start one after the last sequence (always after a
+        // loss: older segments may hold numbers past the gap).
         let segments = try Self.segments(in: directory)
         let path: String
-        if let last = segments.last {
+        if let last = segments.last, recovery.lostHistory == nil {
             path = last.path
         } else {
             path = Self.segmentPath(directory, firstSequence: recovery.lastSequence + 1)
         }
         let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.errno("cannot open the write-ahead log", path) }
-        if segments.isEmpty { try FileIO.syncDirectory(directory) }
+        if path != segments.last?.path { try FileIO.syncDirectory(directory) }
         let store = LedgerStore(
             directory: directory,
             sync: sync,
+            retainedSnapshots: max(2, retainedSnapshots),
             lastSequence: recovery.lastSequence,
             segmentFD: fd,
             segmentPath: path,
@@ -188,6 +182,20 @@ public final class LedgerStore: @unchecked Sendable {
         return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
 
+    /// Deletes all but the `retaining` newest snapshots, and every log segment whose records all
+    /// precede the oldest snapshot kept (segments start just after a snapshot's cut, so a segment
+    /// is wholly covered when the next one starts at or before that snapshot's sequence + 1).
+    static func prune(_ directory: String, retaining: Int) throws {
+        let snapshots = try Self.snapshots(in: directory)
+        guard snapshots.count >= retaining, let oldestKept = snapshots.prefix(retaining).last else { return }
+        for old in snapshots.dropFirst(retaining) { unlink(old.path) }
+        let segments = try Self.segments(in: directory)
+        for (index, segment) in segments.enumerated() where index + 1 < segments.count {
+            if segments[index + 1].firstSequence <= oldestKept.sequence + 1 { unlink(segment.path) }
+        }
+        try FileIO.syncDirectory(directory)
+    }
+
     static func segments(in directory: String) throws -> [Segment] {
         try FileIO.list(directory).compactMap { name -> Segment? in
             guard name.hasPrefix("wal-"), name.hasSuffix(".log"), let first = UInt64(name.dropFirst(4).dropLast(4)) else { return nil }
@@ -200,68 +208,6 @@ public final class LedgerStore: @unchecked Sendable {
             guard name.hasPrefix("snapshot-"), name.hasSuffix(".snap"), let seq = UInt64(name.dropFirst(9).dropLast(5)) else { return nil }
             return ("\(directory)/\(name)", seq)
         }.sorted { $0.1 > $1.1 }
-    }
-
-    /// Newest readable snapshot, then every log record after it. A torn tail of the last segment
-    /// is cut off (the file is truncated there); anything else out of place throws.
-    static func recover(directory: String) throws -> Recovery {
-        var recovery = Recovery()
-        for snapshot in try Self.snapshots(in: directory) {
-            do {
-                let file = try SnapshotFile.decodeLeases(try FileIO.readAll(snapshot.path), file: snapshot.path)
-                let decoded = file.snapshot
-                recovery.changes.reserveCapacity(file.leases.count + decoded.trialStartedMs.count + decoded.activations.count)
-                for (licenseID, atMs) in decoded.trialStartedMs.sorted(by: { $0.key < $1.key }) {
-                    recovery.changes.append(.trialStarted(licenseID: licenseID, atMs: atMs))
-                }
-                for lease in file.leases { recovery.changes.append(.granted(lease)) }
-                for stored in decoded.activations { recovery.changes.append(.activated(Activation(stored: stored))) }
-                for run in decoded.assignmentRuns { recovery.changes.append(.assignmentRun(run)) }
-                recovery.snapshotSequence = decoded.sequence
-                recovery.snapshotFile = snapshot.path
-                break
-            } catch let error as StoreError {
-                recovery.skippedSnapshots.append(error.message)
-            }
-        }
-        recovery.lastSequence = recovery.snapshotSequence
-        let segments = try Self.segments(in: directory)
-        for (index, segment) in segments.enumerated() {
-            let bytes = try FileIO.readAll(segment.path)
-            let result: LogSegment.ReadResult
-            do { result = try LogSegment.read(bytes, file: segment.path) } catch { throw StoreError(error.description) }
-            if result.tornTail {
-                guard index == segments.count - 1 else {
-                    throw StoreError(
-                        "write-ahead log \(segment.path) ends in a damaged record at offset \(result.validLength) but is not the last segment; refusing to start"
-                    )
-                }
-                guard truncate(segment.path, off_t(result.validLength)) == 0 else {
-                    throw StoreError.errno("cannot cut the torn tail of", segment.path)
-                }
-                recovery.tornTail = (segment.path, result.validLength, bytes.count - result.validLength)
-            }
-            for record in result.records where record.sequence > recovery.snapshotSequence {
-                guard record.sequence == recovery.lastSequence + 1 else {
-                    throw StoreError(
-                        "write-ahead log \(segment.path) at offset \(record.offset): record \(record.sequence) follows \(recovery.lastSequence); records are missing, refusing to start"
-                    )
-                }
-                let decoded: Licensed_V1_WalRecord
-                do { decoded = try Licensed_V1_WalRecord(serializedBytes: record.body) } catch {
-                    throw StoreError("write-ahead log \(segment.path) at offset \(record.offset): record \(record.sequence) does not parse")
-                }
-                guard let change = LedgerChange(record: decoded) else {
-                    throw StoreError(
-                        "write-ahead log \(segment.path) at offset \(record.offset): record \(record.sequence) is not a known change"
-                    )
-                }
-                recovery.changes.append(change)
-                recovery.lastSequence = record.sequence
-                recovery.replayedRecords += 1
-            }
-        }
-        return recovery
     }
 
     // MARK: - Appending
@@ -488,6 +434,7 @@ public final class LedgerStore: @unchecked Sendable {
         done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
     ) {
         let directory = self.directory
+        let retained = self.retainedSnapshots
         Thread.detachNewThread {
             let started = DispatchTime.now()
             let result: Result<SnapshotResult, StoreError>
@@ -502,10 +449,9 @@ public final class LedgerStore: @unchecked Sendable {
                 )
                 let path = Self.snapshotPath(directory, sequence: sequence)
                 try FileIO.writeAtomically(bytes, to: path, directory: directory)
-                // The snapshot is durable: older snapshots and the segments it covers can go.
-                for old in try Self.snapshots(in: directory) where old.sequence < sequence { unlink(old.path) }
-                for segment in try Self.segments(in: directory) where segment.firstSequence <= sequence { unlink(segment.path) }
-                try FileIO.syncDirectory(directory)
+                // The snapshot is durable: keep it and the next newest ones, and the log since the
+                // oldest kept, so that recovery can fall back when one snapshot is damaged.
+                try Self.prune(directory, retaining: retained)
                 let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
                 result = .success(
                     SnapshotResult(sequence: sequence, file: path, sizeBytes: bytes.count, durationMs: elapsed, leases: leases.count)

@@ -5,6 +5,7 @@ import LicenseCrypto
 import LicenseHost
 import LicenseProtocol
 import LicenseServer
+import LicenseStore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -58,6 +59,14 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
     @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
     @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
+    @Option(help: "Snapshots kept with the log since the oldest of them (at least 2).") var snapshotsRetained: String?
+    @Flag(
+        help: """
+            Start even when recovery cannot prove it holds every acknowledged change (damaged \
+            snapshot or log): serve without the lost changes. Audited; never a default, not a config key.
+            """
+    )
+    var acceptDataLoss = false
     @Option(help: "Access tokens as role:sha256hex, comma-separated (see licensectl token).") var tokens: String?
     @Option(help: "Refuse sessions that present no token (true/false).") var requireClientToken: String?
     @Option(help: "Directory of the audit trail (default <state-dir>/audit).") var auditDir: String?
@@ -85,6 +94,7 @@ struct Licensed: AsyncParsableCommand {
             ("default_part", self.defaultPart), ("overage_part", self.overagePart),
             ("activation_validity_days", self.activationValidityDays),
             ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
+            ("snapshots_retained", self.snapshotsRetained),
             ("tokens", self.tokens), ("require_client_token", self.requireClientToken), ("audit_dir", self.auditDir),
             ("utilisation_thresholds", self.utilisationThresholds),
             ("audit_max_file_bytes", self.auditMaxFileBytes), ("tls_certificate", self.tlsCertificate),
@@ -100,6 +110,9 @@ struct Licensed: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("licensed: \(error.message)\n".utf8))
             throw ExitCode(78)  // EX_CONFIG
+        } catch let error as RecoveryRefusal {
+            FileHandle.standardError.write(Data("licensed: \(error.message)\n".utf8))
+            throw ExitCode(65)  // EX_DATAERR: the state on disk is damaged; nothing is served
         }
     }
 
@@ -171,7 +184,7 @@ struct Licensed: AsyncParsableCommand {
             let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
             return try loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }
-        let server = try LicenseServer(context: context, licenses: loaded)
+        let server = try LicenseServer(context: context, licenses: loaded, acceptDataLoss: self.acceptDataLoss)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metrics = try configuration.metricsAddress() {
             // Listed first: started before the protocol listener, stopped after it.

@@ -57,10 +57,13 @@ struct LedgerStoreTests {
         }
     }
 
-    static func open(_ dir: TemporaryDirectory, sync: LedgerStore.SyncPolicy = .always) throws -> (LedgerStore, LedgerStore.Recovery) {
+    static func open(_ dir: TemporaryDirectory, sync: LedgerStore.SyncPolicy = .always, acceptDataLoss: Bool = false) throws -> (
+        LedgerStore, LedgerStore.Recovery
+    ) {
         try LedgerStore.open(
             directory: dir.path("state"),
             sync: sync,
+            acceptDataLoss: acceptDataLoss,
             onDurable: { _ in },
             onFatal: { message in Issue.record("fatal: \(message)") }
         )
@@ -115,10 +118,11 @@ struct LedgerStoreTests {
         #expect(recovery.snapshotFile == result.file)
         #expect(recovery.replayedRecords == Int(store.lastAssigned - result.sequence))
         #expect(Self.recovered(recovery).leases == ledger.leases)
-        // The snapshot cut the log: the segments it covers are gone.
+        // The snapshot cut the log into a new segment; the segment it covers is kept until a
+        // second snapshot exists (it is the fallback should this one be damaged).
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path("state")).sorted()
         #expect(files.filter { $0.hasSuffix(".snap") }.count == 1)
-        #expect(files.filter { $0.hasSuffix(".log") }.count == 1)
+        #expect(files.filter { $0.hasSuffix(".log") }.count == 2)
     }
 
     @Test("a snapshot keeps the bulk-assignment runs: recovered from it alone, with no log record left")
@@ -182,7 +186,7 @@ struct LedgerStoreTests {
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         bytes[bytes.count / 2] ^= 0x10
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let error = #expect(throws: StoreError.self) { try Self.open(dir) }
+        let error = #expect(throws: RecoveryRefusal.self) { try Self.open(dir) }
         #expect(error?.message.contains(path) == true)
         #expect(error?.message.contains("offset") == true)
     }
