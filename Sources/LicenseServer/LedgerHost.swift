@@ -51,6 +51,8 @@ final class LedgerHost {
     var writerWakeScheduled = false
     /// True once the listener is bound; false again when stopping.
     var listening = false
+    /// Notices steps of the wall clock (see `nowMs`).
+    private var clockSteps = ClockStepDetector()
 
     init(
         eventLoop: any EventLoop,
@@ -75,7 +77,9 @@ final class LedgerHost {
         self.ledger.reserveCapacity(leases: recovered.count)
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
-        self.ledger.renewAll(at: context.clock.nowMs())
+        self.ledger.renewAll(at: self.nowMs)
+        // Exposed at 0 from the start, so that an alert on them needs no "absent" case.
+        for direction in ["forward", "backward"] { _ = self.counter("licensed_clock_steps_total", [("direction", direction)]) }
         self.audit(
             "start",
             actor: "server",
@@ -87,14 +91,16 @@ final class LedgerHost {
     // MARK: - Metrics and health
 
     func count(_ label: String, _ dimensions: [(String, String)]) {
+        self.counter(label, dimensions).increment()
+    }
+
+    /// The counter of `label` and `dimensions`, made on first use.
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
         let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
-        if let counter = self.counters[key] {
-            counter.increment()
-        } else {
-            let counter = self.context.metrics.counter(label, dimensions)
-            self.counters[key] = counter
-            counter.increment()
-        }
+        if let counter = self.counters[key] { return counter }
+        let counter = self.context.metrics.counter(label, dimensions)
+        self.counters[key] = counter
+        return counter
     }
 
     /// Ready to serve: listening, and at least one licence loaded.
@@ -202,7 +208,29 @@ final class LedgerHost {
         }
     }
 
-    var nowMs: Int64 { self.context.clock.nowMs() }
+    /// Wall-clock now, for the ledger. Every reading is checked against the monotonic clock, so
+    /// that a step of the wall clock is noticed before any deadline is compared with it.
+    var nowMs: Int64 {
+        let wall = self.context.clock.nowMs()
+        if let step = self.clockSteps.observe(wallMs: wall, monotonicMs: self.context.clock.monotonicMs()) {
+            self.clockStepped(byMs: step)
+        }
+        return wall
+    }
+
+    /// The wall clock jumped by `step` ms while the monotonic clock did not (NTP's first sync, an
+    /// operator, a resumed machine): every deadline moves with it and keeps the time it had left,
+    /// so no lease is reclaimed early or held late. Logged once per step, counted and audited.
+    private func clockStepped(byMs step: Int64) {
+        self.ledger.shiftDeadlines(byMs: step)
+        let hours = String(format: "%.1f", Double(abs(step)) / 3_600_000)
+        self.count("licensed_clock_steps_total", [("direction", step > 0 ? "forward" : "backward")])
+        self.logger.warning(
+            "wall clock stepped \(step > 0 ? "forward" : "back") by \(hours) hours (\(step) ms; the monotonic clock did not move): every lease, heartbeat and queue deadline keeps the time it had left",
+            metadata: ["step_ms": "\(step)"]
+        )
+        self.audit("clock_step", actor: "server", details: [("step_ms", .int(step))])
+    }
 
     // MARK: - Reaper
 

@@ -14,13 +14,13 @@ import os
 import random
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
 
 from licensed.v1 import protocol_pb2
+from wire import Connection as WireConnection
 
 binary, config, port, token, capacity, kills, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 snapshot_kills = int(sys.argv[8])
@@ -45,60 +45,8 @@ def check(condition, what):
         print("FAIL:", what, flush=True)
 
 
-class Connection:
-    """One framed connection speaking licensed.v1, with its own request ids."""
-
-    def __init__(self, resume=b"", tok=""):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.next_id = 1
-        hello = protocol_pb2.ClientMessage()
-        hello.hello.protocol_version = protocol_pb2.PROTOCOL_VERSION_1
-        hello.hello.client_name = "crash-test"
-        hello.hello.user = "crash"
-        hello.hello.token = tok
-        hello.hello.resume_session_id = resume
-        reply = self.call(hello)
-        self.session = reply.hello.session_id
-        self.resumed = reply.hello.resumed
-
-    def call(self, message):
-        message.request_id = self.next_id
-        self.next_id += 1
-        body = message.SerializeToString()
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
-        while True:
-            header = self._read(4)
-            (length,) = struct.unpack(">I", header)
-            reply = protocol_pb2.ServerMessage.FromString(self._read(length))
-            if reply.request_id == message.request_id:
-                return reply
-            # request_id 0: a pushed event (shutdown, reclaim): ignore here.
-
-    def _read(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-
-    def send(self, message):
-        """Sends without waiting for the answer."""
-        message.request_id = self.next_id
-        self.next_id += 1
-        body = message.SerializeToString()
-        self.sock.sendall(struct.pack(">I", len(body)) + body)
-
-    def read_reply(self):
-        (length,) = struct.unpack(">I", self._read(4))
-        return protocol_pb2.ServerMessage.FromString(self._read(length))
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+def Connection(resume=b"", tok=""):
+    return WireConnection(port, user="crash", resume=resume, tok=tok, client_name="crash-test")
 
 
 def client(index):
