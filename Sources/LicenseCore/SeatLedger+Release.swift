@@ -67,24 +67,33 @@ extension SeatLedger {
         self.expiries = Heap(entries)
     }
 
+    /// Pushes a lease's expiry out. The expiry index is not touched: its entry for the lease is
+    /// now early, and the reaper moves it to the new time when it surfaces — once a TTL at most,
+    /// instead of one heap insert (and one entry left behind) per heartbeat.
     mutating func renew(_ id: LeaseID, at nowMs: Int64) {
         guard var lease = self.leases[id], !lease.borrowed, !lease.lingering else { return }
         let expiry = nowMs + lease.ttlMs
         guard expiry > lease.expiresAtMs else { return }
         lease.expiresAtMs = expiry
         self.leases[id] = lease
-        // The old heap entry stays and is skipped when it surfaces (its time no longer matches).
-        self.expiries.insert(Expiry(atMs: expiry, leaseID: id))
     }
 
     /// Reclaims every lease whose time ran out by `nowMs` (TTL lapsed, borrow over, linger over).
-    /// Costs O(log n) per entry that surfaces: leases due now, plus entries superseded by
-    /// heartbeats — never a walk over all leases. Add-ons of a reclaimed base go with it.
+    /// Costs O(log n) per entry that surfaces: leases due now, leases renewed since their entry
+    /// was made (moved to their new expiry), entries of leases already gone — never a walk over
+    /// all leases. Add-ons of a reclaimed base go with it.
+    ///
+    /// The expiry index holds, for every live lease, an entry no later than its expiry.
     public mutating func reap(at nowMs: Int64) -> [(lease: Lease, change: LedgerChange)] {
         var reclaimed: [(Lease, LedgerChange)] = []
         while let next = self.expiries.min, next.atMs <= nowMs {
             self.expiries.removeMin()
-            guard let lease = self.leases[next.leaseID], lease.expiresAtMs == next.atMs else { continue }
+            guard let lease = self.leases[next.leaseID] else { continue }
+            guard lease.expiresAtMs <= nowMs else {
+                // Renewed since this entry was made: it comes back at its new time.
+                self.expiries.insert(Expiry(atMs: lease.expiresAtMs, leaseID: lease.id))
+                continue
+            }
             for other in self.addOns(of: lease.id, session: lease.sessionID) {
                 let change = LedgerChange.released(other.id, .baseReleased, atMs: nowMs)
                 self.apply(change)
@@ -153,6 +162,11 @@ extension SeatLedger {
             if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = nil }
             self.lingering.remove(id)
             self.removeFromSession(id, lease.sessionID)
+            // The lease's expiry entry stays until it surfaces (a heap cannot drop it cheaply).
+            // Once such entries outnumber the live leases, the index is rebuilt from the live ones:
+            // O(live) every O(live) releases, so memory follows the leases held, not the
+            // check-outs served (at 45k pairs/s and a 120 s TTL the entries alone were 130 MB).
+            if self.expiries.count > 2 * self.leases.count + 4_096 { self.rebuildExpiries() }
         case .rebound(let id, let newSession):
             guard var lease = self.leases[id] else { return }
             self.removeFromSession(id, lease.sessionID)

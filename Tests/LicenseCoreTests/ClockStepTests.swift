@@ -21,13 +21,13 @@ struct ClockStepTests {
         #expect(detector.observe(wallMs: wall - 172_800_000, monotonicMs: monotonic + 5) == -172_800_000 - 7_200_000 - 5)
     }
 
-    static func ledger() -> SeatLedger {
+    static func ledger(count: UInt32 = 1) -> SeatLedger {
         var license = Licensed_V1_License()
         license.id = "L"
         license.overage = .hard
         var feature = Licensed_V1_Feature()
         feature.name = "cad"
-        feature.count = 1
+        feature.count = count
         license.features = [feature]
         var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: 30_000)
         configuration.maximumQueueLength = 10
