@@ -37,6 +37,12 @@ let package = Package(
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
         // glibc's malloc_trim: the daemon hands the memory of a recovery back to the system.
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        // The system zlib (zlib1g-dev): rotated audit files are gzip-compressed and read back through it.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
@@ -78,7 +84,7 @@ let package = Package(
         .target(
             name: "LicenseStore",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "CZlib",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings

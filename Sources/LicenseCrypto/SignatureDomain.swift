@@ -7,6 +7,8 @@ public enum SignatureDomain: String, Sendable, CaseIterable {
     case activation = "licensed.v1.activation"
     /// Server signatures over a borrow token's claims.
     case borrow = "licensed.v1.borrow"
+    /// Server signatures over an audit-trail checkpoint (the last record removed by retention).
+    case auditCheckpoint = "licensed.v1.audit-checkpoint"
 
     /// The exact bytes a signature in this domain covers.
     public func signedBytes(_ payload: [UInt8]) -> [UInt8] {

@@ -49,10 +49,20 @@ public final class LicenseServer: Service {
         var recovery: LedgerStore.Recovery
         let auditLog: AuditLog
         do {
+            let configuration = context.configuration
+            let clock = context.clock
             auditLog = try AuditLog.open(
-                directory: context.configuration.auditDirectory,
-                maxFileBytes: context.configuration.auditMaxFileBytes,
-                syncs: context.configuration.sync == .always
+                directory: configuration.auditDirectory,
+                maxFileBytes: configuration.auditMaxFileBytes,
+                syncs: configuration.sync == .always,
+                retention: AuditRetention(
+                    compress: configuration.auditCompress,
+                    maxFiles: configuration.auditRetentionFiles,
+                    maxBytes: configuration.auditRetentionBytes,
+                    maxAgeMs: Int64(configuration.auditRetentionDays) * 86_400_000,
+                    signer: context.serverKey
+                ),
+                nowMs: { clock.nowMs() }
             )
         } catch let error as StoreError {
             throw ConfigurationError("cannot open the audit trail in \(context.configuration.auditDirectory): \(error.message)")
@@ -60,6 +70,21 @@ public final class LicenseServer: Service {
         if let cut = auditLog.cutTail {
             logger.warning("audit trail \(cut.file): cut a torn last write (\(cut.droppedBytes) bytes)")
         }
+        auditLog.onMaintenance = { result in
+            switch result {
+            case .success(let report):
+                for file in report.compressed { logger.info("audit file compressed", metadata: ["file": "\(file)"]) }
+                if let checkpoint = report.checkpoint {
+                    logger.notice(
+                        "audit retention removed \(report.removed.count) file(s); signed checkpoint at record \(checkpoint.sequence)",
+                        metadata: ["removed": "\(report.removed.joined(separator: ","))"]
+                    )
+                }
+            case .failure(let error):
+                logger.error("audit maintenance failed (the files stay as they are): \(error.message)")
+            }
+        }
+        auditLog.scheduleMaintenance()
         do {
             (store, recovery) = try LedgerStore.open(
                 directory: directory,

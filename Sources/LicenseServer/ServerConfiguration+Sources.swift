@@ -106,6 +106,18 @@ extension ServerConfiguration {
         Option(name: "audit_max_file_bytes", help: "start a new audit file past this size") {
             $0.auditMaxFileBytes = try int($1, "audit_max_file_bytes")
         },
+        Option(name: "audit_compress", help: "gzip rotated audit files (true/false)") {
+            $0.auditCompress = try bool($1, "audit_compress")
+        },
+        Option(name: "audit_retention_files", help: "most audit files kept, the current one included (0 = all)") {
+            $0.auditRetentionFiles = try int($1, "audit_retention_files")
+        },
+        Option(name: "audit_retention_bytes", help: "most bytes of audit files kept (0 = no limit)") {
+            $0.auditRetentionBytes = try int($1, "audit_retention_bytes")
+        },
+        Option(name: "audit_retention_days", help: "remove audit files last written more than this many days ago (0 = keep)") {
+            $0.auditRetentionDays = try int($1, "audit_retention_days")
+        },
         Option(name: "tls_certificate", help: "PEM certificate chain: TLS on the protocol listener (default off)") {
             $0.tlsCertificate = $1
         },

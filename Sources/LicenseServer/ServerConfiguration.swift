@@ -89,6 +89,14 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var auditDir = ""
     /// Start a new audit file once the current one reaches this size.
     public var auditMaxFileBytes = 64 * 1024 * 1024
+    /// gzip rotated audit files (read back transparently by verify, export and reports).
+    public var auditCompress = true
+    /// Most audit files kept, the current one included (0 = keep all).
+    public var auditRetentionFiles = 0
+    /// Most bytes of audit files kept on disk (0 = no limit).
+    public var auditRetentionBytes = 0
+    /// Audit files last written more than this many days ago are removed (0 = keep all).
+    public var auditRetentionDays = 0
     /// The local administration socket (grants `admin` to whoever can connect); "off" disables it.
     public var adminSocket = "/run/licensed/admin.sock"
     /// After this many refused tokens from one address within a minute, its Hellos are answered slowly.
@@ -150,6 +158,12 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw ConfigurationError(
                 "snapshots_retained \(self.snapshotsRetained) is below 2: recovery needs an older snapshot to fall back on"
             )
+        }
+        guard self.auditRetentionFiles >= 0, self.auditRetentionBytes >= 0, self.auditRetentionDays >= 0 else {
+            throw ConfigurationError("audit_retention_files, audit_retention_bytes and audit_retention_days must not be negative")
+        }
+        guard self.auditRetentionFiles == 0 || self.auditRetentionFiles >= 2 else {
+            throw ConfigurationError("audit_retention_files must be 0 (keep all) or at least 2 (the current file and one more)")
         }
         guard self.auditMaxFileBytes >= 4096 else { throw ConfigurationError("audit_max_file_bytes must be at least 4096") }
         guard self.badTokenLimit >= 0, self.badTokenDelayMs >= 0, self.badTokenDelayMs <= 60_000 else {

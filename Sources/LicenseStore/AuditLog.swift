@@ -1,3 +1,7 @@
+import Foundation
+public import LicenseCore
+public import LicenseCrypto
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,10 +30,33 @@ public final class AuditLog {
 
     private var fd: Int32
     private var path: String
+    private var fileFirstSequence: UInt64
     private var fileBytes: Int
     private var unsynced = false
+    /// Compression and removal of rotated files.
+    public let retention: AuditRetention
+    /// Told what each maintenance pass did, or why it failed (for the log).
+    public var onMaintenance: (@Sendable (Result<AuditArchive.Report, StoreError>) -> Void)?
+    /// Maintenance runs here, one pass at a time, never on the writer thread: compressing a 64 MiB
+    /// file takes about a second.
+    private let maintenance = DispatchQueue(label: "licensed-audit-maintenance")
+    private let nowMs: @Sendable () -> Int64
 
-    private init(directory: String, maxFileBytes: Int, syncs: Bool, fd: Int32, path: String, fileBytes: Int, last: (UInt64, String)) {
+    private init(
+        directory: String,
+        maxFileBytes: Int,
+        syncs: Bool,
+        retention: AuditRetention,
+        nowMs: @escaping @Sendable () -> Int64,
+        fd: Int32,
+        path: String,
+        firstSequence: UInt64,
+        fileBytes: Int,
+        last: (UInt64, String)
+    ) {
+        self.retention = retention
+        self.nowMs = nowMs
+        self.fileFirstSequence = firstSequence
         self.directory = directory
         self.maxFileBytes = maxFileBytes
         self.syncs = syncs
@@ -43,7 +70,16 @@ public final class AuditLog {
     /// Opens the trail in `directory` (created if missing) for appending after its last record.
     /// A last line without its newline (a write torn by a crash) is cut off; a last whole line
     /// that is not a record stops the opening, as a damaged trail must be looked at, not extended.
-    public static func open(directory: String, maxFileBytes: Int, syncs: Bool) throws -> AuditLog {
+    ///
+    /// Rotated files are compressed and removed by `retention` in the background, after each
+    /// rotation and once here; `close()` waits for a pass under way.
+    public static func open(
+        directory: String,
+        maxFileBytes: Int,
+        syncs: Bool,
+        retention: AuditRetention = .keepAll,
+        nowMs: @escaping @Sendable () -> Int64 = { SystemClock().nowMs() }
+    ) throws -> AuditLog {
         try FileIO.makeDirectory(directory)
         let files = try AuditTrail.files(in: directory)
         var last: (UInt64, String) = (0, AuditRecord.genesisHash)
@@ -51,8 +87,10 @@ public final class AuditLog {
         var fileBytes = 0
         // The newest file with a record gives the chain's head; the newest file is appended to.
         for (index, file) in files.enumerated().reversed() {
-            var bytes = try FileIO.readAll(file.path)
-            if let newline = bytes.lastIndex(of: 0x0A), newline != bytes.count - 1 {
+            var bytes = try AuditTrail.contents(of: file.path)
+            if file.compressed {
+                // Written whole before it replaced the original: nothing torn to cut.
+            } else if let newline = bytes.lastIndex(of: 0x0A), newline != bytes.count - 1 {
                 let dropped = bytes.count - newline - 1
                 guard truncate(file.path, off_t(newline + 1)) == 0 else { throw StoreError.errno("cannot cut the torn tail of", file.path) }
                 cut = (file.path, dropped)
@@ -74,21 +112,59 @@ public final class AuditLog {
             last = (parsed.record.sequence, parsed.record.hash)
             break
         }
-        let path = files.last?.path ?? AuditTrail.filePath(directory, firstSequence: last.0 + 1)
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.errno("cannot open the audit trail", path) }
-        if files.isEmpty { try FileIO.syncDirectory(directory) }
+        // Appended to: the newest file, unless it is compressed (then a new one starts).
+        let current =
+            files.last.flatMap { $0.compressed ? nil : $0 }
+            ?? AuditTrail.File(
+                path: AuditTrail.filePath(directory, firstSequence: last.0 + 1),
+                firstSequence: last.0 + 1
+            )
+        if current.path != files.last?.path { fileBytes = 0 }
+        let fd = Glibc.open(current.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.errno("cannot open the audit trail", current.path) }
+        if current.path != files.last?.path { try FileIO.syncDirectory(directory) }
         let log = AuditLog(
             directory: directory,
             maxFileBytes: maxFileBytes,
             syncs: syncs,
+            retention: retention,
+            nowMs: nowMs,
             fd: fd,
-            path: path,
+            path: current.path,
+            firstSequence: current.firstSequence,
             fileBytes: fileBytes,
             last: last
         )
         log.cutTail = cut
         return log
+    }
+
+    /// Runs one maintenance pass in the background (compression, retention), for the files
+    /// before the current one. The daemon calls it once after start; rotations call it too.
+    public func scheduleMaintenance() {
+        guard self.retention.isActive else { return }
+        let (directory, currentFirst, retention, nowMs) = (self.directory, self.fileFirstSequence, self.retention, self.nowMs)
+        let report = self.onMaintenance
+        self.maintenance.async {
+            do {
+                let result = try AuditArchive.maintain(
+                    directory: directory,
+                    currentFirst: currentFirst,
+                    retention: retention,
+                    nowMs: nowMs()
+                )
+                if !result.compressed.isEmpty || !result.removed.isEmpty { report?(.success(result)) }
+            } catch let error as StoreError {
+                report?(.failure(error))
+            } catch {
+                report?(.failure(StoreError("audit maintenance failed: \(error)")))
+            }
+        }
+    }
+
+    /// Waits for the maintenance passes scheduled so far.
+    public func waitForMaintenance() {
+        self.maintenance.sync {}
     }
 
     /// Numbers, chains and writes `events` (not yet synced: see `sync()`).
@@ -123,10 +199,11 @@ public final class AuditLog {
         guard fdatasync(self.fd) == 0 else { throw StoreError.errno("fdatasync failed on", self.path) }
     }
 
-    /// Closes the current file.
+    /// Closes the current file, after any maintenance pass under way.
     public func close() {
         Glibc.close(self.fd)
         self.fd = -1
+        self.waitForMaintenance()
     }
 
     private func flush(_ buffer: inout [UInt8]) throws {
@@ -146,8 +223,10 @@ public final class AuditLog {
         guard fd >= 0 else { throw StoreError.errno("cannot create the audit file", path) }
         self.fd = fd
         self.path = path
+        self.fileFirstSequence = firstSequence
         self.fileBytes = 0
         try FileIO.syncDirectory(self.directory)
+        self.scheduleMaintenance()
     }
 }
 
@@ -159,6 +238,8 @@ public enum AuditTrail {
         public var path: String
         /// The sequence number of its first record, from its name.
         public var firstSequence: UInt64
+        /// A rotated file, gzip-compressed (`.jsonl.gz`).
+        public var compressed: Bool { self.path.hasSuffix(".gz") }
     }
 
     /// The first record found out of place.
@@ -208,12 +289,24 @@ public enum AuditTrail {
         "\(directory)/audit-\(LedgerStore.padded(firstSequence)).jsonl"
     }
 
-    /// The trail's files in `directory`, oldest first.
+    /// The trail's files in `directory`, oldest first: `audit-<first>.jsonl`, or `.jsonl.gz` once
+    /// compressed (when both are there, compression finished but had not yet removed the original:
+    /// the compressed one counts).
     public static func files(in directory: String) throws -> [File] {
-        try FileIO.list(directory).compactMap { name -> File? in
-            guard name.hasPrefix("audit-"), name.hasSuffix(".jsonl"), let first = UInt64(name.dropFirst(6).dropLast(6)) else { return nil }
-            return File(path: "\(directory)/\(name)", firstSequence: first)
-        }.sorted { $0.firstSequence < $1.firstSequence }
+        var byFirst: [UInt64: File] = [:]
+        for name in try FileIO.list(directory) where name.hasPrefix("audit-") {
+            let stem = name.hasSuffix(".jsonl.gz") ? name.dropLast(3) : name[...]
+            guard stem.hasSuffix(".jsonl"), let first = UInt64(stem.dropFirst(6).dropLast(6)) else { continue }
+            let file = File(path: "\(directory)/\(name)", firstSequence: first)
+            if byFirst[first]?.compressed != true { byFirst[first] = file }
+        }
+        return byFirst.values.sorted { $0.firstSequence < $1.firstSequence }
+    }
+
+    /// The bytes of one file of the trail, decompressed when it is compressed.
+    public static func contents(of path: String) throws -> [UInt8] {
+        let bytes = try FileIO.readAll(path)
+        return path.hasSuffix(".gz") ? try Gzip.decompress(bytes, file: path) : bytes
     }
 
     /// Calls `body` with each line of `paths`, in order, with its file and line number.
@@ -223,7 +316,7 @@ public enum AuditTrail {
     ) throws {
         for path in paths {
             var stopped = false
-            try self.forEachLine(in: try FileIO.readAll(path)) { number, line in
+            try self.forEachLine(in: try Self.contents(of: path)) { number, line in
                 stopped = try !body(path, number, line)
                 return !stopped
             }
@@ -246,8 +339,39 @@ public enum AuditTrail {
     /// Checks every record of `files` (in order): each parses, its hash covers its text, its
     /// sequence number follows the one before and its `prev` is the hash of the one before.
     /// Stops at the first record that fails.
-    public static func verify(_ files: [File]) throws -> Verification {
-        var chain = ChainCheck(firstSequence: files.first?.firstSequence ?? 1)
+    ///
+    /// A trail that starts after record 1 (retention removed older files) must have a
+    /// `checkpoint` whose signature verifies — by `trustedKey` when given (the server's key) —
+    /// and the kept records must continue it exactly.
+    public static func verify(_ files: [File], checkpoint: AuditCheckpoint? = nil, trustedKey: Ed25519PublicKey? = nil) throws
+        -> Verification
+    {
+        let first = files.first?.firstSequence ?? 1
+        if first > 1 || checkpoint != nil {
+            let where_ = files.first?.path ?? ""
+            guard let checkpoint else {
+                var result = Verification()
+                result.failure = Failure(
+                    file: where_,
+                    line: 1,
+                    sequence: first,
+                    reason:
+                        "the trail starts at record \(first) and no signed checkpoint (\(AuditCheckpoint.fileName)) vouches for the records before it: files were removed"
+                )
+                return result
+            }
+            if let problem = checkpoint.signatureProblem(trustedKey: trustedKey) {
+                var result = Verification()
+                result.failure = Failure(
+                    file: AuditCheckpoint.fileName,
+                    line: 0,
+                    sequence: checkpoint.sequence,
+                    reason: "the checkpoint is \(problem)"
+                )
+                return result
+            }
+        }
+        var chain = ChainCheck(firstSequence: first, checkpoint: checkpoint)
         try self.forEachLine(of: files.map(\.path)) { path, number, line in
             chain.check(AuditRecord.parse(line), file: path, line: number)
         }
@@ -269,9 +393,14 @@ public enum AuditTrail {
         public var result = Verification()
         private var expectedFirst: UInt64
 
-        /// Starts a check of a trail whose first record should be `firstSequence` (1 unless older files were removed).
-        public init(firstSequence: UInt64 = 1) {
+        private var checkpoint: AuditCheckpoint?
+
+        /// Starts a check of a trail whose first record should be `firstSequence` (1 unless older
+        /// files were removed), continuing `checkpoint` (whose signature the caller has checked)
+        /// when there is one.
+        public init(firstSequence: UInt64 = 1, checkpoint: AuditCheckpoint? = nil) {
             self.expectedFirst = max(firstSequence, 1)
+            self.checkpoint = checkpoint
         }
 
         /// Checks the next record (nil: a line that is not a record); false once the chain is broken.
@@ -284,16 +413,38 @@ public enum AuditTrail {
             guard let parsed else { return fail(nil, "not an audit record (the line was altered or damaged)") }
             let record = parsed.record
             guard parsed.hashMatches else { return fail(record.sequence, "altered: its hash does not match its content") }
-            if self.result.records == 0 {
-                if self.expectedFirst > 1 { self.result.startsAfterRemovedFiles = true }
-                guard record.sequence == self.expectedFirst else {
-                    return fail(
-                        record.sequence,
-                        "the trail starts at record \(record.sequence), not \(self.expectedFirst): records before it are missing"
-                    )
+            if let checkpoint, record.sequence <= checkpoint.sequence {
+                // A file the checkpoint already covers, not yet removed (a stop between the two).
+                if record.sequence == checkpoint.sequence, record.hash != checkpoint.hash {
+                    return fail(record.sequence, "its hash is not the one the checkpoint vouches for")
                 }
-                if self.expectedFirst == 1, record.previousHash != AuditRecord.genesisHash {
-                    return fail(record.sequence, "the first record does not start the chain")
+                return true
+            }
+            if self.result.records == 0 {
+                if let checkpoint {
+                    self.result.startsAfterRemovedFiles = true
+                    guard record.sequence == checkpoint.sequence + 1 else {
+                        return fail(
+                            record.sequence,
+                            "the trail continues the checkpoint at record \(record.sequence), not \(checkpoint.sequence + 1): records \(checkpoint.sequence + 1)–\(record.sequence - 1) are missing"
+                        )
+                    }
+                    guard record.previousHash == checkpoint.hash else {
+                        return fail(
+                            record.sequence,
+                            "does not chain to the checkpoint (the record was replaced, or the checkpoint is not this trail's)"
+                        )
+                    }
+                } else {
+                    guard record.sequence == self.expectedFirst else {
+                        return fail(
+                            record.sequence,
+                            "the trail starts at record \(record.sequence), not \(self.expectedFirst): records before it are missing"
+                        )
+                    }
+                    if self.expectedFirst == 1, record.previousHash != AuditRecord.genesisHash {
+                        return fail(record.sequence, "the first record does not start the chain")
+                    }
                 }
                 self.result.firstSequence = record.sequence
             } else {

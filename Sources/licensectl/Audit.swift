@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LicenseClient
+import LicenseCrypto
 import LicenseProtocol
 import LicenseStore
 
@@ -35,6 +36,13 @@ struct Audit: AsyncParsableCommand {
             guard !files.isEmpty else { throw CLIError("\(directory) holds no audit-*.jsonl files") }
             return files
         }
+
+        /// The checkpoint retention left, if any.
+        func checkpoint() throws -> AuditCheckpoint? {
+            do { return try AuditCheckpoint.read(directory: self.directory) } catch let error as StoreError {
+                throw CLIError(error.message)
+            }
+        }
     }
 
     struct Verify: AsyncParsableCommand {
@@ -47,6 +55,13 @@ struct Audit: AsyncParsableCommand {
         var input: String?
         @Flag(help: "Also ask the running server for its last audit record and check the files reach it unchanged (finds a cut-off end).")
         var againstServer = false
+        @Option(
+            help: """
+                The server's key (public or private PEM) that must have signed the retention checkpoint \
+                (default: <state-dir>/server-key.pem, or server-key.pem beside --dir, when readable).
+                """
+        )
+        var serverKey: String?
         @OptionGroup var options: ServerOptions
 
         var json: Bool { self.options.json }
@@ -59,7 +74,18 @@ struct Audit: AsyncParsableCommand {
                 source = input
             } else {
                 let files = try self.location.files()
-                do { result = try AuditTrail.verify(files) } catch let error as StoreError { throw CLIError(error.message) }
+                let checkpoint = try self.location.checkpoint()
+                let key = try checkpoint == nil ? nil : self.trustedKey()
+                do {
+                    result = try AuditTrail.verify(files, checkpoint: checkpoint, trustedKey: key?.key)
+                } catch let error as StoreError {
+                    throw CLIError(error.message)
+                }
+                if let checkpoint, result.failure == nil, !self.json {
+                    let signer =
+                        key.map { "the server key \($0.source)" } ?? "the key it names (give --server-key to check it is the server's)"
+                    print("checkpoint: records up to \(checkpoint.sequence) removed by retention; signed by \(signer)")
+                }
                 source = self.location.directory
                 if self.againstServer, result.failure == nil {
                     result.failure = try await self.compareWithServer(files, result)
@@ -89,6 +115,33 @@ struct Audit: AsyncParsableCommand {
                 }
                 throw ExitCode(1)
             }
+        }
+
+        /// The key the checkpoint must be signed by: --server-key, else the server's own key file
+        /// where the daemon keeps it, when this user can read it.
+        func trustedKey() throws -> (key: Ed25519PublicKey, source: String)? {
+            let environment = ProcessInfo.processInfo.environment
+            let explicit = self.serverKey
+            var candidates: [String] = []
+            if let explicit {
+                candidates = [explicit]
+            } else if let stateDir = self.location.stateDir ?? environment["LICENSED_STATE_DIR"] {
+                candidates = [stateDir + "/server-key.pem"]
+            } else {
+                candidates = [
+                    (self.location.directory as NSString).deletingLastPathComponent + "/server-key.pem", "/var/lib/licensed/server-key.pem",
+                ]
+            }
+            for path in candidates {
+                guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+                    if explicit != nil { throw CLIError("cannot read the server key \(path)") }
+                    continue
+                }
+                if let key = try? Ed25519PublicKey(pem: pem) { return (key, path) }
+                if let key = try? Ed25519PrivateKey(pem: pem).publicKey { return (key, path) }
+                throw CLIError("\(path) is not an Ed25519 key PEM")
+            }
+            return nil
         }
 
         /// The server's last written record must be in the files with the same hash.

@@ -72,6 +72,10 @@ struct Licensed: AsyncParsableCommand {
     @Option(help: "Directory of the audit trail (default <state-dir>/audit).") var auditDir: String?
     @Option(help: "Utilisation thresholds in percent, comma-separated (default 90,100).") var utilisationThresholds: String?
     @Option(help: "Start a new audit file past this size, in bytes.") var auditMaxFileBytes: String?
+    @Option(help: "gzip rotated audit files (true/false, default true).") var auditCompress: String?
+    @Option(help: "Most audit files kept, the current one included (0 = all).") var auditRetentionFiles: String?
+    @Option(help: "Most bytes of audit files kept on disk (0 = no limit).") var auditRetentionBytes: String?
+    @Option(help: "Remove audit files last written more than this many days ago (0 = keep).") var auditRetentionDays: String?
     @Option(help: "PEM certificate chain: TLS on the protocol listener (default off).") var tlsCertificate: String?
     @Option(help: "PEM private key of --tls-certificate.") var tlsPrivateKey: String?
     @Option(help: "PEM CA of client certificates; set = clients must present one (mTLS).") var tlsClientCa: String?
@@ -97,7 +101,10 @@ struct Licensed: AsyncParsableCommand {
             ("snapshots_retained", self.snapshotsRetained),
             ("tokens", self.tokens), ("require_client_token", self.requireClientToken), ("audit_dir", self.auditDir),
             ("utilisation_thresholds", self.utilisationThresholds),
-            ("audit_max_file_bytes", self.auditMaxFileBytes), ("tls_certificate", self.tlsCertificate),
+            ("audit_max_file_bytes", self.auditMaxFileBytes),
+            ("audit_compress", self.auditCompress), ("audit_retention_files", self.auditRetentionFiles),
+            ("audit_retention_bytes", self.auditRetentionBytes), ("audit_retention_days", self.auditRetentionDays),
+            ("tls_certificate", self.tlsCertificate),
             ("tls_private_key", self.tlsPrivateKey), ("tls_client_ca", self.tlsClientCa), ("admin_socket", self.adminSocket),
             ("bad_token_limit", self.badTokenLimit), ("bad_token_delay_ms", self.badTokenDelayMs),
         ]

@@ -1,0 +1,4 @@
+#ifndef LICENSED_CZLIB_SHIM_H
+#define LICENSED_CZLIB_SHIM_H
+#include <zlib.h>
+#endif

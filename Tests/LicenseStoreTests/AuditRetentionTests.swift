@@ -1,0 +1,140 @@
+import Foundation
+import LicenseCrypto
+import LicenseStore
+import LicenseTestSupport
+import Testing
+
+/// Compression and retention of the audit trail: rotated files are gzipped and read back as they
+/// were; removed files leave a signed checkpoint from which the kept part verifies.
+@Suite("Audit trail: compression, retention, signed checkpoint")
+struct AuditRetentionTests {
+    typealias Trail = AuditTrailTests
+
+    /// Writes `count` events through a log whose files rotate at 4 KiB, with `retention`.
+    static func write(_ directory: String, count: Int, retention: AuditRetention) throws {
+        let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true, retention: retention, nowMs: { Trail.t0 })
+        let failures = FailureBox()
+        log.onMaintenance = { if case .failure(let error) = $0 { failures.record(error.message) } }
+        let all = Trail.events(count)
+        var index = 0
+        while index < all.count {
+            let batch = Array(all[index..<min(all.count, index + 7)])
+            try log.write(batch)
+            try log.sync()
+            index += batch.count
+        }
+        log.close()
+        #expect(failures.messages.isEmpty)
+    }
+
+    @Test("a trail rotated into many small files keeps N, compressed, and verifies from the signed checkpoint")
+    func keepsN() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        let key = try Ed25519PrivateKey.generate()
+        try Self.write(directory, count: 400, retention: AuditRetention(maxFiles: 5, signer: key))
+        let files = try AuditTrail.files(in: directory)
+        #expect(files.count == 5)
+        #expect(files.dropLast().allSatisfy { $0.compressed })
+        #expect(files.last?.compressed == false)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".tmp") }.isEmpty)
+        let checkpoint = try #require(try AuditCheckpoint.read(directory: directory))
+        #expect(checkpoint.sequence + 1 == files[0].firstSequence)
+        let result = try AuditTrail.verify(files, checkpoint: checkpoint, trustedKey: try key.publicKey)
+        #expect(result.failure == nil)
+        #expect(result.startsAfterRemovedFiles)
+        #expect(result.firstSequence == files[0].firstSequence)
+        #expect(result.lastSequence == 400)
+        // Compressed files read back as the lines that were written.
+        let gzipped = try AuditTrail.contents(of: files[0].path)
+        #expect(String(decoding: gzipped, as: UTF8.self).hasPrefix("{\"seq\":\(files[0].firstSequence),"))
+        // The same trail reopened continues the chain after the last record.
+        let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true)
+        #expect(log.lastSequence == 400)
+        log.close()
+    }
+
+    @Test("a removed middle file, an edited checkpoint, another key's checkpoint, or none at all: each is reported")
+    func tampering() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        let key = try Ed25519PrivateKey.generate()
+        try Self.write(directory, count: 400, retention: AuditRetention(maxFiles: 6, signer: key))
+        let files = try AuditTrail.files(in: directory)
+        let checkpoint = try #require(try AuditCheckpoint.read(directory: directory))
+        let trusted = try key.publicKey
+
+        var middle = files
+        middle.remove(at: 2)
+        let gap = try AuditTrail.verify(middle, checkpoint: checkpoint, trustedKey: trusted)
+        #expect(gap.failure?.reason.contains("missing") == true)
+
+        var edited = checkpoint
+        edited.sequence -= 1
+        let altered = try AuditTrail.verify(files, checkpoint: edited, trustedKey: trusted)
+        #expect(altered.failure?.reason.contains("signature does not verify") == true)
+
+        let stranger = try AuditCheckpoint(
+            sequence: checkpoint.sequence,
+            hash: checkpoint.hash,
+            timeMs: 1,
+            signedBy: try Ed25519PrivateKey.generate()
+        )
+        let foreign = try AuditTrail.verify(files, checkpoint: stranger, trustedKey: trusted)
+        #expect(foreign.failure?.reason.contains("not the server's key") == true)
+
+        let none = try AuditTrail.verify(files, checkpoint: nil, trustedKey: trusted)
+        #expect(none.failure?.reason.contains("no signed checkpoint") == true)
+
+        // The oldest kept file removed too: the kept records no longer continue the checkpoint.
+        let first = try AuditTrail.verify(Array(files.dropFirst()), checkpoint: checkpoint, trustedKey: trusted)
+        #expect(first.failure != nil)
+    }
+
+    @Test("a checkpoint file that is not JSON is an error naming it")
+    func damagedCheckpoint() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        try Self.write(directory, count: 50, retention: .keepAll)
+        try "{\"sequence\": oops".write(toFile: directory + "/" + AuditCheckpoint.fileName, atomically: true, encoding: .utf8)
+        let error = #expect(throws: StoreError.self) { try AuditCheckpoint.read(directory: directory) }
+        #expect(error?.message.contains(AuditCheckpoint.fileName) == true)
+    }
+
+    @Test("retention by bytes and by age")
+    func bytesAndAge() throws {
+        let scratch = try TemporaryDirectory()
+        let key = try Ed25519PrivateKey.generate()
+        let byBytes = scratch.path("bytes")
+        try Self.write(byBytes, count: 400, retention: AuditRetention(maxBytes: 8_000, signer: key))
+        let kept = try AuditTrail.files(in: byBytes)
+        let size = try kept.reduce(0) { $0 + (try FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int ?? 0) }
+        #expect(size <= 8_000 + 4_096)
+        #expect(try AuditTrail.verify(kept, checkpoint: AuditCheckpoint.read(directory: byBytes), trustedKey: key.publicKey).failure == nil)
+        // Files written "now" by the real clock are days younger than the log's clock says: all rotated ones go.
+        let byAge = scratch.path("age")
+        let log = try AuditLog.open(
+            directory: byAge,
+            maxFileBytes: 4096,
+            syncs: true,
+            retention: AuditRetention(maxAgeMs: 86_400_000, signer: key),
+            nowMs: { SystemClockForTests.nowMs() + 2 * 86_400_000 }
+        )
+        try log.write(Trail.events(200))
+        try log.sync()
+        log.close()
+        #expect(try AuditTrail.files(in: byAge).count == 1)
+    }
+}
+
+/// Collects messages from another thread.
+final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+    func record(_ message: String) { self.lock.withLock { self.stored.append(message) } }
+    var messages: [String] { self.lock.withLock { self.stored } }
+}
+
+enum SystemClockForTests {
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
