@@ -103,4 +103,6 @@ public enum LedgerChange: Sendable, Hashable {
     case deactivated(id: String, cause: ReleaseCause, atMs: Int64)
     /// A bulk assignment run, kept for history.
     case assignmentRun(Licensed_V1_AssignmentRun)
+    /// The server's wall clock at a start (a durable mark of the time it has seen).
+    case clockMarked(atMs: Int64)
 }

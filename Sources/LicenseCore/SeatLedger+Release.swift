@@ -201,6 +201,8 @@ extension SeatLedger {
         case .assignmentRun(let run):
             self.assignmentRuns.append(run)
             if self.assignmentRuns.count > 1_000 { self.assignmentRuns.removeFirst(self.assignmentRuns.count - 1_000) }
+        case .clockMarked(let atMs):
+            self.clockHighWaterMs = max(self.clockHighWaterMs, atMs)
         }
     }
 

@@ -201,6 +201,8 @@ public struct SeatLedger: Sendable {
     var nodeLocked: [String: LicensePool] = [:]
     /// Activations by id.
     var activations: [String: Activation] = [:]
+    /// The latest wall-clock time marked in the log (at each start), Unix epoch milliseconds.
+    public internal(set) var clockHighWaterMs: Int64 = 0
     /// Recorded bulk assignment runs, oldest first (the last 1,000).
     public internal(set) var assignmentRuns: [Licensed_V1_AssignmentRun] = []
     /// Leases checked in and lingering.

@@ -232,6 +232,8 @@ extension LedgerHost {
                 subject: "activation:\(id)",
                 details: [("activation", .string(id)), ("cause", .string(cause.rawValue))] + extra
             )
+        case .clockMarked:
+            return nil  // the start itself is audited ("start")
         case .assignmentRun(let run):
             return AuditEvent(
                 timeMs: now,

@@ -78,6 +78,11 @@ final class LedgerHost {
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: self.nowMs)
+        // A durable mark of the time at this start: it also gives the snapshot that a recovery
+        // may take next (after passing a damaged one) a sequence number of its own.
+        let mark = LedgerChange.clockMarked(atMs: self.nowMs)
+        self.ledger.apply(mark)
+        self.lastAppended = store.append([mark])
         // Exposed at 0 from the start, so that an alert on them needs no "absent" case.
         for direction in ["forward", "backward"] { _ = self.counter("licensed_clock_steps_total", [("direction", direction)]) }
         self.audit(

@@ -131,6 +131,7 @@ extension LedgerStore {
             for lease in file.leases { recovery.changes.append(.granted(lease)) }
             for stored in decoded.activations { recovery.changes.append(.activated(Activation(stored: stored))) }
             for run in decoded.assignmentRuns { recovery.changes.append(.assignmentRun(run)) }
+            if decoded.clockHighWaterMs > 0 { recovery.changes.append(.clockMarked(atMs: decoded.clockHighWaterMs)) }
             recovery.snapshotSequence = decoded.sequence
             recovery.snapshotFile = snapshot.path
         }

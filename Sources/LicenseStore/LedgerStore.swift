@@ -56,11 +56,10 @@ public final class LedgerStore: @unchecked Sendable {
     private var assigned: UInt64
     private var recordsSinceSnapshot = 0
     private var bytesSinceSnapshot = 0
+    /// A snapshot asked for: where it cuts the pending changes, its sequence, what it holds.
     private var rotation:
         (
-            cutIndex: Int, sequence: UInt64, leases: LeaseTable, trials: [String: Int64], activations: [Activation],
-            runs: [Licensed_V1_AssignmentRun],
-            takenAtMs: Int64,
+            cutIndex: Int, sequence: UInt64, content: SnapshotFile.Content, takenAtMs: Int64,
             done: @Sendable (Result<SnapshotResult, StoreError>) -> Void
         )?
     private var snapshotInFlight = false
@@ -291,10 +290,7 @@ public final class LedgerStore: @unchecked Sendable {
         defer { self.condition.unlock() }
         guard !self.snapshotInFlight, !self.stopping else { return false }
         self.snapshotInFlight = true
-        self.rotation = (
-            self.pending.count, self.assigned, ledger.leases, ledger.trialStarts, ledger.allActivations, ledger.assignmentRuns, takenAtMs,
-            done
-        )
+        self.rotation = (self.pending.count, self.assigned, SnapshotFile.Content(ledger), takenAtMs, done)
         self.recordsSinceSnapshot = 0
         self.bytesSinceSnapshot = 0
         self.condition.signal()
@@ -359,15 +355,7 @@ public final class LedgerStore: @unchecked Sendable {
                     try self.writeAndSync(batch[..<cutOffset])
                     try self.startSegment(firstSequence: rotation.sequence + 1)
                     try self.writeAndSync(batch[cutOffset...])
-                    self.startSnapshot(
-                        rotation.leases,
-                        trials: rotation.trials,
-                        activations: rotation.activations,
-                        runs: rotation.runs,
-                        sequence: rotation.sequence,
-                        takenAtMs: rotation.takenAtMs,
-                        done: rotation.done
-                    )
+                    self.startSnapshot(rotation.content, sequence: rotation.sequence, takenAtMs: rotation.takenAtMs, done: rotation.done)
                     try self.writeAudit(auditBatch)
                 } else {
                     // Both files are written before either is synced: the log's fdatasync commits
@@ -425,10 +413,7 @@ public final class LedgerStore: @unchecked Sendable {
     }
 
     private func startSnapshot(
-        _ leases: LeaseTable,
-        trials: [String: Int64],
-        activations: [Activation],
-        runs: [Licensed_V1_AssignmentRun],
+        _ content: SnapshotFile.Content,
         sequence: UInt64,
         takenAtMs: Int64,
         done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
@@ -439,14 +424,7 @@ public final class LedgerStore: @unchecked Sendable {
             let started = DispatchTime.now()
             let result: Result<SnapshotResult, StoreError>
             do {
-                let bytes = try SnapshotFile.encode(
-                    leases: leases,
-                    trialStarts: trials,
-                    activations: activations,
-                    runs: runs,
-                    sequence: sequence,
-                    takenAtMs: takenAtMs
-                )
+                let bytes = try SnapshotFile.encode(content, sequence: sequence, takenAtMs: takenAtMs)
                 let path = Self.snapshotPath(directory, sequence: sequence)
                 try FileIO.writeAtomically(bytes, to: path, directory: directory)
                 // The snapshot is durable: keep it and the next newest ones, and the log since the
@@ -454,7 +432,13 @@ public final class LedgerStore: @unchecked Sendable {
                 try Self.prune(directory, retaining: retained)
                 let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
                 result = .success(
-                    SnapshotResult(sequence: sequence, file: path, sizeBytes: bytes.count, durationMs: elapsed, leases: leases.count)
+                    SnapshotResult(
+                        sequence: sequence,
+                        file: path,
+                        sizeBytes: bytes.count,
+                        durationMs: elapsed,
+                        leases: content.leases.count
+                    )
                 )
             } catch let error as StoreError {
                 result = .failure(error)

@@ -28,21 +28,62 @@ public enum SnapshotFile {
         public var leases: [Lease]
     }
 
+    /// The durable part of a ledger, frozen for a snapshot (the lease table is copy-on-write, so
+    /// holding it costs the ledger one shard copy at its next change, not a copy of everything).
+    public struct Content: Sendable {
+        /// Every live lease.
+        public var leases: LeaseTable
+        /// First grant of each trial licence.
+        public var trialStarts: [String: Int64] = [:]
+        /// Every activation.
+        public var activations: [Activation] = []
+        /// Recorded bulk assignment runs.
+        public var runs: [Licensed_V1_AssignmentRun] = []
+        /// The latest wall-clock time marked in the log.
+        public var clockHighWaterMs: Int64 = 0
+
+        /// The durable part of `ledger`.
+        public init(_ ledger: SeatLedger) {
+            self.leases = ledger.leases
+            self.trialStarts = ledger.trialStarts
+            self.activations = ledger.allActivations
+            self.runs = ledger.assignmentRuns
+            self.clockHighWaterMs = ledger.clockHighWaterMs
+        }
+
+        /// Leases and the rest given one by one (tools, tests, benchmarks).
+        public init(leases: LeaseTable, trialStarts: [String: Int64] = [:], activations: [Activation] = []) {
+            self.leases = leases
+            self.trialStarts = trialStarts
+            self.activations = activations
+        }
+    }
+
     /// Encodes the durable part of a ledger (leases, trial starts, activations) as of `sequence`.
     public static func encode(
         leases: LeaseTable,
         trialStarts: [String: Int64] = [:],
         activations: [Activation] = [],
-        runs: [Licensed_V1_AssignmentRun] = [],
         sequence: UInt64,
         takenAtMs: Int64
     ) throws -> [UInt8] {
+        try Self.encode(
+            Content(leases: leases, trialStarts: trialStarts, activations: activations),
+            sequence: sequence,
+            takenAtMs: takenAtMs
+        )
+    }
+
+    /// Encodes `content` as of `sequence`.
+    public static func encode(_ content: Content, sequence: UInt64, takenAtMs: Int64) throws -> [UInt8] {
+        let leases = content.leases
         var head = Licensed_V1_Snapshot()
         head.sequence = sequence
         head.takenAtMs = takenAtMs
-        head.trialStartedMs = trialStarts
-        head.activations = activations.sorted { $0.id < $1.id }.map(\.stored)
-        head.assignmentRuns = runs
+        head.trialStartedMs = content.trialStarts
+        head.activations = content.activations.sorted { $0.id < $1.id }.map(\.stored)
+        head.assignmentRuns = content.runs
+        head.clockHighWaterMs = content.clockHighWaterMs
         let headBytes: [UInt8] = try head.serializedBytes()
         // One chunk per shard of the table, encoded in parallel; leases that share a seat go last,
         // in grant order (the only leases whose replay order matters: the first of a group sets it up).

@@ -96,6 +96,8 @@ extension LedgerChange {
             record.deactivated.atMs = atMs
         case .assignmentRun(let run):
             record.assignmentRun = run
+        case .clockMarked(let atMs):
+            record.clockMark.wallMs = atMs
         }
         return record
     }
@@ -123,6 +125,8 @@ extension LedgerChange {
             self = .activationSeen(id: seen.activationID, atMs: seen.atMs)
         case .assignmentRun(let run):
             self = .assignmentRun(run)
+        case .clockMark(let mark):
+            self = .clockMarked(atMs: mark.wallMs)
         case .deactivated(let deactivated):
             self = .deactivated(id: deactivated.activationID, cause: ReleaseCause(stored: deactivated.cause), atMs: deactivated.atMs)
         case .none:

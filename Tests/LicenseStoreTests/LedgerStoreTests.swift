@@ -255,7 +255,7 @@ struct StoredRecordTests {
         lease.tokenCost = 3
         let changes: [LedgerChange] = [
             .granted(lease), .released(lease.id, .baseReleased, atMs: 12), .rebound(lease.id, to: ID128(high: 13, low: 14)),
-            .lingered(lease.id, untilMs: 15), .trialStarted(licenseID: "T", atMs: 16),
+            .lingered(lease.id, untilMs: 15), .trialStarted(licenseID: "T", atMs: 16), .clockMarked(atMs: 18),
         ]
         for change in changes { #expect(LedgerChange(record: change.record) == change) }
         var table = LeaseTable()
@@ -265,5 +265,15 @@ struct StoredRecordTests {
         #expect(snapshot.sequence == 99)
         #expect(snapshot.trialStartedMs == ["T": 16])
         #expect(snapshot.leases.map { Lease(stored: $0) } == [lease])
+        // The clock's high-water mark goes through the snapshot of a ledger that saw a mark.
+        var ledger = LedgerStoreTests.ledger()
+        ledger.apply(.clockMarked(atMs: 19))
+        ledger.apply(.clockMarked(atMs: 18))
+        #expect(ledger.clockHighWaterMs == 19)
+        let marked = try SnapshotFile.decode(
+            try SnapshotFile.encode(SnapshotFile.Content(ledger), sequence: 100, takenAtMs: 20),
+            file: "m.snap"
+        )
+        #expect(marked.clockHighWaterMs == 19)
     }
 }

@@ -229,6 +229,18 @@ check(live_after == live_before, f"leases recovered from the older snapshot and 
 check(os.path.basename(kept[-1]) in log_text() and "fails its checksum" in log_text(), "the log names the damaged snapshot")
 check(os.path.exists(kept[-1] + ".damaged"), "the damaged snapshot is kept aside for the operator")
 
+# A damaged older snapshot: not needed, reported, and replaced by a fresh one; nothing lost.
+daemon.send_signal(signal.SIGTERM)
+check(daemon.wait(timeout=30) == 0, "SIGTERM exit code 0")
+kept = snapshots()
+check(len(kept) == 2, f"two snapshots kept: {kept}")
+flip_byte(kept[0])
+daemon = start_daemon()
+live_after, _ = verify("after a clean stop and a damaged older snapshot")
+check(live_after == live_before, f"leases recovered from the newest snapshot: {live_after} vs {live_before}")
+check(os.path.basename(kept[0]) in log_text() and "not needed this time" in log_text(), "the log names the damaged older snapshot")
+check(len(snapshots()) == 2 and kept[0] not in snapshots(), "a fresh snapshot replaced it before serving")
+
 # The same with the older snapshots gone too: nothing covers what was acknowledged.
 daemon.send_signal(signal.SIGTERM)
 check(daemon.wait(timeout=30) == 0, "SIGTERM exit code 0")
@@ -241,6 +253,25 @@ stderr = refused.stderr.decode(errors="replace")
 check(refused.returncode == 65, f"start-up refused with exit 65 (got {refused.returncode})")
 check(os.path.basename(kept[-1]) in stderr and "would be lost" in stderr, f"... naming the damaged snapshot and what would be lost: {stderr[-400:]}")
 check("listening" not in stderr, "... and nothing was served")
+# The operator's explicit decision: --accept-data-loss starts, says what was lost, and audits it.
+daemon = subprocess.Popen([binary, "--config", config, "--accept-data-loss"], stdout=open(daemon_log, "ab"), stderr=subprocess.STDOUT)
+deadline = time.time() + 30
+while time.time() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.05)
+check("started with --accept-data-loss" in log_text(), "--accept-data-loss starts and logs what was lost")
+daemon.send_signal(signal.SIGTERM)
+check(daemon.wait(timeout=30) == 0, "... and stops cleanly")
+audit_dir = os.path.join(os.path.dirname(config), "state", "audit")
+audit_text = "".join(open(path, errors="replace").read() for path in glob.glob(os.path.join(audit_dir, "audit-*.jsonl")))
+check('"data_loss_accepted"' in audit_text, "... and the start is audited with what was lost")
+restarted = start_daemon()
+check(restarted.poll() is None, "the next start, without the flag, is clean")
+restarted.send_signal(signal.SIGTERM)
+restarted.wait(timeout=30)
 check(len(acked_grants) > kills, f"the clients made progress: {len(acked_grants)} grants")
 print(f"{len(acked_grants)} grants acknowledged, {len(checkins_sent)} check-ins sent, {replayed} replayed retries across {kills} kills")
 print(f"crash: {passed} passed, {failed} failed")

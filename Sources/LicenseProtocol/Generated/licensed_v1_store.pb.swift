@@ -320,6 +320,15 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     set {change = .assignmentRun(newValue)}
   }
 
+  /// The wall clock at a start.
+  public var clockMark: Licensed_V1_WalRecord.ClockMark {
+    get {
+      if case .clockMark(let v)? = change {return v}
+      return Licensed_V1_WalRecord.ClockMark()
+    }
+    set {change = .clockMark(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The change.
@@ -342,6 +351,8 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     case deactivated(Licensed_V1_WalRecord.Deactivated)
     /// A bulk assignment run, for history.
     case assignmentRun(Licensed_V1_AssignmentRun)
+    /// The wall clock at a start.
+    case clockMark(Licensed_V1_WalRecord.ClockMark)
 
   }
 
@@ -539,6 +550,23 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     public init() {}
   }
 
+  /// The server's wall clock, written at every start: a durable mark of the latest time the server
+  /// has seen (the highest is kept in snapshots), and a record of its own, so that the snapshot a
+  /// recovery takes after passing over a damaged snapshot has a sequence number of its own (two
+  /// readable snapshots again) even when nothing else changed.
+  public nonisolated struct ClockMark: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// Wall-clock time when written, Unix epoch milliseconds.
+    public var wallMs: Int64 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
   /// A lease moved to another session (and no longer lingers).
   public nonisolated struct Rebound: Sendable {
     // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -583,6 +611,9 @@ public nonisolated struct Licensed_V1_Snapshot: Sendable {
 
   /// Recorded bulk assignment runs.
   public var assignmentRuns: [Licensed_V1_AssignmentRun] = []
+
+  /// The highest wall-clock time the log has marked (ClockMark), Unix epoch milliseconds.
+  public var clockHighWaterMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -885,7 +916,7 @@ nonisolated extension Licensed_V1_StoredActivation: SwiftProtobuf.Message, Swift
 
 nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WalRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0\u{3}assignment_run\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0\u{3}assignment_run\0\u{3}clock_mark\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1010,6 +1041,19 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
           self.change = .assignmentRun(v)
         }
       }()
+      case 10: try {
+        var v: Licensed_V1_WalRecord.ClockMark?
+        var hadOneofValue = false
+        if let current = self.change {
+          hadOneofValue = true
+          if case .clockMark(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.change = .clockMark(v)
+        }
+      }()
       default: break
       }
     }
@@ -1056,6 +1100,10 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
     case .assignmentRun?: try {
       guard case .assignmentRun(let v)? = self.change else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .clockMark?: try {
+      guard case .clockMark(let v)? = self.change else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     }()
     case nil: break
     }
@@ -1326,6 +1374,36 @@ nonisolated extension Licensed_V1_WalRecord.Deactivated: SwiftProtobuf.Message, 
   }
 }
 
+nonisolated extension Licensed_V1_WalRecord.ClockMark: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".ClockMark"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}wall_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.wallMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.wallMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.wallMs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.ClockMark, rhs: Licensed_V1_WalRecord.ClockMark) -> Bool {
+    if lhs.wallMs != rhs.wallMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".Rebound"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}session_id\0")
@@ -1363,7 +1441,7 @@ nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, Swif
 
 nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0\u{1}activations\0\u{3}assignment_runs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}taken_at_ms\0\u{1}leases\0\u{3}trial_started_ms\0\u{1}activations\0\u{3}assignment_runs\0\u{3}clock_high_water_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1377,6 +1455,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
       case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufInt64>.self, value: &self.trialStartedMs) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.activations) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.assignmentRuns) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.clockHighWaterMs) }()
       default: break
       }
     }
@@ -1401,6 +1480,9 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if !self.assignmentRuns.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.assignmentRuns, fieldNumber: 6)
     }
+    if self.clockHighWaterMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.clockHighWaterMs, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1411,6 +1493,7 @@ nonisolated extension Licensed_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.trialStartedMs != rhs.trialStartedMs {return false}
     if lhs.activations != rhs.activations {return false}
     if lhs.assignmentRuns != rhs.assignmentRuns {return false}
+    if lhs.clockHighWaterMs != rhs.clockHighWaterMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -139,6 +139,12 @@ void   licensed__v1__wal_record__deactivated__init
   static const Licensed__V1__WalRecord__Deactivated init_value = LICENSED__V1__WAL_RECORD__DEACTIVATED__INIT;
   *message = init_value;
 }
+void   licensed__v1__wal_record__clock_mark__init
+                     (Licensed__V1__WalRecord__ClockMark         *message)
+{
+  static const Licensed__V1__WalRecord__ClockMark init_value = LICENSED__V1__WAL_RECORD__CLOCK_MARK__INIT;
+  *message = init_value;
+}
 void   licensed__v1__wal_record__rebound__init
                      (Licensed__V1__WalRecord__Rebound         *message)
 {
@@ -1064,6 +1070,44 @@ const ProtobufCMessageDescriptor licensed__v1__wal_record__deactivated__descript
   (ProtobufCMessageInit) licensed__v1__wal_record__deactivated__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor licensed__v1__wal_record__clock_mark__field_descriptors[1] =
+{
+  {
+    "wall_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__WalRecord__ClockMark, wall_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__wal_record__clock_mark__field_indices_by_name[] = {
+  0,   /* field[0] = wall_ms */
+};
+static const ProtobufCIntRange licensed__v1__wal_record__clock_mark__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor licensed__v1__wal_record__clock_mark__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.WalRecord.ClockMark",
+  "ClockMark",
+  "Licensed__V1__WalRecord__ClockMark",
+  "licensed.v1",
+  sizeof(Licensed__V1__WalRecord__ClockMark),
+  1,
+  licensed__v1__wal_record__clock_mark__field_descriptors,
+  licensed__v1__wal_record__clock_mark__field_indices_by_name,
+  1,  licensed__v1__wal_record__clock_mark__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__wal_record__clock_mark__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor licensed__v1__wal_record__rebound__field_descriptors[2] =
 {
   {
@@ -1149,7 +1193,7 @@ const ProtobufCEnumDescriptor licensed__v1__wal_record__release_cause__descripto
   licensed__v1__wal_record__release_cause__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__wal_record__field_descriptors[9] =
+static const ProtobufCFieldDescriptor licensed__v1__wal_record__field_descriptors[10] =
 {
   {
     "granted",
@@ -1259,11 +1303,24 @@ static const ProtobufCFieldDescriptor licensed__v1__wal_record__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "clock_mark",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__WalRecord, change_case),
+    offsetof(Licensed__V1__WalRecord, clock_mark),
+    &licensed__v1__wal_record__clock_mark__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__wal_record__field_indices_by_name[] = {
   5,   /* field[5] = activated */
   6,   /* field[6] = activation_seen */
   8,   /* field[8] = assignment_run */
+  9,   /* field[9] = clock_mark */
   7,   /* field[7] = deactivated */
   0,   /* field[0] = granted */
   3,   /* field[3] = lingered */
@@ -1274,7 +1331,7 @@ static const unsigned licensed__v1__wal_record__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__wal_record__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor licensed__v1__wal_record__descriptor =
 {
@@ -1284,7 +1341,7 @@ const ProtobufCMessageDescriptor licensed__v1__wal_record__descriptor =
   "Licensed__V1__WalRecord",
   "licensed.v1",
   sizeof(Licensed__V1__WalRecord),
-  9,
+  10,
   licensed__v1__wal_record__field_descriptors,
   licensed__v1__wal_record__field_indices_by_name,
   1,  licensed__v1__wal_record__number_ranges,
@@ -1342,7 +1399,7 @@ const ProtobufCMessageDescriptor licensed__v1__snapshot__trial_started_ms_entry_
   (ProtobufCMessageInit) licensed__v1__snapshot__trial_started_ms_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__snapshot__field_descriptors[6] =
+static const ProtobufCFieldDescriptor licensed__v1__snapshot__field_descriptors[7] =
 {
   {
     "sequence",
@@ -1416,10 +1473,23 @@ static const ProtobufCFieldDescriptor licensed__v1__snapshot__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "clock_high_water_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__Snapshot, clock_high_water_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__snapshot__field_indices_by_name[] = {
   4,   /* field[4] = activations */
   5,   /* field[5] = assignment_runs */
+  6,   /* field[6] = clock_high_water_ms */
   2,   /* field[2] = leases */
   0,   /* field[0] = sequence */
   1,   /* field[1] = taken_at_ms */
@@ -1428,7 +1498,7 @@ static const unsigned licensed__v1__snapshot__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__snapshot__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor licensed__v1__snapshot__descriptor =
 {
@@ -1438,7 +1508,7 @@ const ProtobufCMessageDescriptor licensed__v1__snapshot__descriptor =
   "Licensed__V1__Snapshot",
   "licensed.v1",
   sizeof(Licensed__V1__Snapshot),
-  6,
+  7,
   licensed__v1__snapshot__field_descriptors,
   licensed__v1__snapshot__field_indices_by_name,
   1,  licensed__v1__snapshot__number_ranges,

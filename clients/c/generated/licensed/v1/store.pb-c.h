@@ -26,6 +26,7 @@ typedef struct Licensed__V1__WalRecord__TrialStarted Licensed__V1__WalRecord__Tr
 typedef struct Licensed__V1__WalRecord__Activated Licensed__V1__WalRecord__Activated;
 typedef struct Licensed__V1__WalRecord__ActivationSeen Licensed__V1__WalRecord__ActivationSeen;
 typedef struct Licensed__V1__WalRecord__Deactivated Licensed__V1__WalRecord__Deactivated;
+typedef struct Licensed__V1__WalRecord__ClockMark Licensed__V1__WalRecord__ClockMark;
 typedef struct Licensed__V1__WalRecord__Rebound Licensed__V1__WalRecord__Rebound;
 typedef struct Licensed__V1__Snapshot Licensed__V1__Snapshot;
 typedef struct Licensed__V1__Snapshot__TrialStartedMsEntry Licensed__V1__Snapshot__TrialStartedMsEntry;
@@ -358,6 +359,25 @@ struct  Licensed__V1__WalRecord__Deactivated
 
 
 /*
+ * The server's wall clock, written at every start: a durable mark of the latest time the server
+ * has seen (the highest is kept in snapshots), and a record of its own, so that the snapshot a
+ * recovery takes after passing over a damaged snapshot has a sequence number of its own (two
+ * readable snapshots again) even when nothing else changed.
+ */
+struct  Licensed__V1__WalRecord__ClockMark
+{
+  ProtobufCMessage base;
+  /*
+   * Wall-clock time when written, Unix epoch milliseconds.
+   */
+  int64_t wall_ms;
+};
+#define LICENSED__V1__WAL_RECORD__CLOCK_MARK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__wal_record__clock_mark__descriptor) \
+    , 0 }
+
+
+/*
  * A lease moved to another session (and no longer lingers).
  */
 struct  Licensed__V1__WalRecord__Rebound
@@ -387,7 +407,8 @@ typedef enum {
   LICENSED__V1__WAL_RECORD__CHANGE_ACTIVATED = 6,
   LICENSED__V1__WAL_RECORD__CHANGE_ACTIVATION_SEEN = 7,
   LICENSED__V1__WAL_RECORD__CHANGE_DEACTIVATED = 8,
-  LICENSED__V1__WAL_RECORD__CHANGE_ASSIGNMENT_RUN = 9
+  LICENSED__V1__WAL_RECORD__CHANGE_ASSIGNMENT_RUN = 9,
+  LICENSED__V1__WAL_RECORD__CHANGE_CLOCK_MARK = 10
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__WAL_RECORD__CHANGE__CASE)
 } Licensed__V1__WalRecord__ChangeCase;
 
@@ -435,6 +456,10 @@ struct  Licensed__V1__WalRecord
      * A bulk assignment run, for history.
      */
     Licensed__V1__AssignmentRun *assignment_run;
+    /*
+     * The wall clock at a start.
+     */
+    Licensed__V1__WalRecord__ClockMark *clock_mark;
   };
 };
 #define LICENSED__V1__WAL_RECORD__INIT \
@@ -488,10 +513,14 @@ struct  Licensed__V1__Snapshot
    */
   size_t n_assignment_runs;
   Licensed__V1__AssignmentRun **assignment_runs;
+  /*
+   * The highest wall-clock time the log has marked (ClockMark), Unix epoch milliseconds.
+   */
+  int64_t clock_high_water_ms;
 };
 #define LICENSED__V1__SNAPSHOT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__snapshot__descriptor) \
-    , 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0 }
 
 
 /* Licensed__V1__StoredLease methods */
@@ -553,6 +582,9 @@ void   licensed__v1__wal_record__activation_seen__init
 /* Licensed__V1__WalRecord__Deactivated methods */
 void   licensed__v1__wal_record__deactivated__init
                      (Licensed__V1__WalRecord__Deactivated         *message);
+/* Licensed__V1__WalRecord__ClockMark methods */
+void   licensed__v1__wal_record__clock_mark__init
+                     (Licensed__V1__WalRecord__ClockMark         *message);
 /* Licensed__V1__WalRecord__Rebound methods */
 void   licensed__v1__wal_record__rebound__init
                      (Licensed__V1__WalRecord__Rebound         *message);
@@ -626,6 +658,9 @@ typedef void (*Licensed__V1__WalRecord__ActivationSeen_Closure)
 typedef void (*Licensed__V1__WalRecord__Deactivated_Closure)
                  (const Licensed__V1__WalRecord__Deactivated *message,
                   void *closure_data);
+typedef void (*Licensed__V1__WalRecord__ClockMark_Closure)
+                 (const Licensed__V1__WalRecord__ClockMark *message,
+                  void *closure_data);
 typedef void (*Licensed__V1__WalRecord__Rebound_Closure)
                  (const Licensed__V1__WalRecord__Rebound *message,
                   void *closure_data);
@@ -654,6 +689,7 @@ extern const ProtobufCMessageDescriptor licensed__v1__wal_record__trial_started_
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__activated__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__activation_seen__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__deactivated__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__wal_record__clock_mark__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__rebound__descriptor;
 extern const ProtobufCEnumDescriptor    licensed__v1__wal_record__release_cause__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__snapshot__descriptor;
