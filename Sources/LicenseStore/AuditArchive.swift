@@ -61,8 +61,7 @@ public enum AuditArchive {
         }
         if retention.compress {
             for file in try AuditTrail.files(in: directory) where file.firstSequence < currentFirst && !file.compressed {
-                let compressed = try Gzip.compress(try FileIO.readAll(file.path), file: file.path)
-                try FileIO.writeAtomically(compressed, to: file.path + ".gz", directory: directory)
+                try Gzip.compressFile(file.path, to: file.path + ".gz", directory: directory)
                 guard unlink(file.path) == 0 else { throw StoreError.errno("cannot remove the compressed original", file.path) }
                 report.compressed.append(file.path + ".gz")
             }
@@ -93,14 +92,12 @@ public enum AuditArchive {
         guard let signer = retention.signer else {
             throw StoreError("audit retention would remove \(removing) file(s) but has no key to sign their checkpoint with")
         }
-        // The checkpoint: the last record of the last file removed.
-        var last: AuditRecord?
-        try AuditTrail.forEachRecord(in: [files[removing - 1]]) { record in
-            last = record
-            return true
+        // The checkpoint: the last record removed, which the first record kept names (`prev`).
+        let firstKept = files[removing]
+        guard let first = try AuditTrail.firstRecord(of: firstKept.path) else {
+            throw StoreError("\(firstKept.path) holds no audit record yet; nothing removed before it")
         }
-        guard let last else { throw StoreError("\(files[removing - 1].path) holds no audit record; not removed") }
-        let checkpoint = try AuditCheckpoint(sequence: last.sequence, hash: last.hash, timeMs: nowMs, signedBy: signer)
+        let checkpoint = try AuditCheckpoint(sequence: first.sequence - 1, hash: first.previousHash, timeMs: nowMs, signedBy: signer)
         try checkpoint.write(directory: directory)
         for file in files[..<removing] {
             guard unlink(file.path) == 0 else { throw StoreError.errno("cannot remove the audit file", file.path) }

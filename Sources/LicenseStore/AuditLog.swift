@@ -305,8 +305,26 @@ public enum AuditTrail {
 
     /// The bytes of one file of the trail, decompressed when it is compressed.
     public static func contents(of path: String) throws -> [UInt8] {
-        let bytes = try FileIO.readAll(path)
-        return path.hasSuffix(".gz") ? try Gzip.decompress(bytes, file: path) : bytes
+        path.hasSuffix(".gz") ? try Gzip.decompressFile(path) : try FileIO.readAll(path)
+    }
+
+    /// The first record of one file (nil when it has none yet), reading no further than its line.
+    static func firstRecord(of path: String) throws -> AuditRecord? {
+        var line: [UInt8] = []
+        var complete = false
+        let scan: (ArraySlice<UInt8>) -> Bool = { chunk in
+            if let newline = chunk.firstIndex(of: 0x0A) {
+                line.append(contentsOf: chunk[..<newline])
+                complete = true
+                return false
+            }
+            line.append(contentsOf: chunk)
+            return true
+        }
+        if path.hasSuffix(".gz") { try Gzip.forEachChunk(of: path, scan) } else { try FileIO.forEachChunk(of: path, scan) }
+        guard complete else { return nil }
+        guard let parsed = AuditRecord.parse(line[...], checkHash: false) else { throw StoreError("\(path):1 is not an audit record") }
+        return parsed.record
     }
 
     /// Calls `body` with each line of `paths`, in order, with its file and line number.

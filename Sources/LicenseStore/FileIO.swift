@@ -37,6 +37,23 @@ enum FileIO {
         return result
     }
 
+    /// Calls `body` with the file's bytes, 256 KiB at a time, until it returns false.
+    static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 18)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw StoreError.errno("cannot read", path)
+            }
+            if n == 0 { return }
+            guard try body(chunk[0..<n]) else { return }
+        }
+    }
+
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var offset = 0
         while offset < bytes.count {

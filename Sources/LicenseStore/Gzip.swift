@@ -1,73 +1,76 @@
 import CZlib
 
-/// gzip members through the system zlib (the format `gzip`, `zcat` and every log tool read).
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// gzip files through the system zlib (the format `gzip`, `zcat` and every log tool read),
+/// streamed in chunks: compressing a 64 MiB audit file holds 256 KiB, not the file twice over
+/// (which glibc then kept: 260 MB of daemon RSS after the first rotations).
 enum Gzip {
-    /// `bytes` as one gzip member, deflated at zlib's default level.
-    static func compress(_ bytes: [UInt8], file: String) throws -> [UInt8] {
-        var stream = z_stream()
-        let initialised = ZLIB_VERSION.withCString {
-            deflateInit2_(
-                &stream,
-                Z_DEFAULT_COMPRESSION,
-                Z_DEFLATED,
-                15 + 16,
-                8,
-                Z_DEFAULT_STRATEGY,
-                $0,
-                Int32(MemoryLayout<z_stream>.size)
-            )
+    static let chunkSize = 1 << 18
+
+    /// Compresses the file at `source` into `destination` (a temporary file, fsync, rename,
+    /// fsync of the directory), at zlib's default level.
+    static func compressFile(_ source: String, to destination: String, directory: String) throws {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw StoreError.errno("cannot open", source) }
+        defer { close(input) }
+        let temporary = destination + ".tmp"
+        let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw StoreError.errno("cannot create", temporary) }
+        defer { close(output) }
+        // gzclose closes the descriptor it is given: give it a duplicate, keep ours to fsync.
+        guard let gz = gzdopen(dup(output), "wb") else {
+            unlink(temporary)
+            throw StoreError("cannot compress \(source): zlib gzdopen failed")
         }
-        guard initialised == Z_OK else { throw StoreError("cannot compress \(file): zlib deflateInit2 failed (\(initialised))") }
-        defer { deflateEnd(&stream) }
-        // deflateBound is enough for the whole output in one call with Z_FINISH.
-        var output = [UInt8](repeating: 0, count: Int(deflateBound(&stream, uLong(bytes.count))) + 32)
-        var input = bytes
-        let status = input.withUnsafeMutableBufferPointer { inBuffer in
-            output.withUnsafeMutableBufferPointer { outBuffer in
-                stream.next_in = inBuffer.baseAddress
-                stream.avail_in = uInt(inBuffer.count)
-                stream.next_out = outBuffer.baseAddress
-                stream.avail_out = uInt(outBuffer.count)
-                return deflate(&stream, Z_FINISH)
+        var chunk = [UInt8](repeating: 0, count: Self.chunkSize)
+        var failure: StoreError?
+        while failure == nil {
+            let n = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = StoreError.errno("cannot read", source)
+            } else if n == 0 {
+                break
+            } else if chunk.withUnsafeBytes({ gzwrite(gz, $0.baseAddress, UInt32(n)) }) != Int32(n) {
+                failure = StoreError("cannot compress \(source) into \(temporary): zlib gzwrite failed")
             }
         }
-        guard status == Z_STREAM_END else { throw StoreError("cannot compress \(file): zlib deflate returned \(status)") }
-        output.removeSubrange(Int(stream.total_out)...)
-        return output
+        if gzclose(gz) != Z_OK, failure == nil { failure = StoreError("cannot compress \(source) into \(temporary): zlib gzclose failed") }
+        if failure == nil, fsync(output) != 0 { failure = StoreError.errno("fsync failed on", temporary) }
+        if failure == nil, rename(temporary, destination) != 0 { failure = StoreError.errno("cannot rename into", destination) }
+        if let failure {
+            unlink(temporary)
+            throw failure
+        }
+        try FileIO.syncDirectory(directory)
     }
 
-    /// The content of the gzip member(s) in `bytes`; throws naming `file` when they are damaged.
-    static func decompress(_ bytes: [UInt8], file: String) throws -> [UInt8] {
+    /// Calls `body` with the decompressed content of `path`, chunk by chunk, until it returns false.
+    static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
+        guard let gz = gzopen(path, "rb") else { throw StoreError.errno("cannot open", path) }
+        defer { gzclose(gz) }
+        var chunk = [UInt8](repeating: 0, count: Self.chunkSize)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
+            guard n >= 0 else { throw StoreError("\(path) is not a whole gzip file (zlib gzread failed)") }
+            if n == 0 { break }
+            guard try body(chunk[0..<Int(n)]) else { return }
+        }
+        // A file cut short reads as an early end: zlib says so only here.
+        var code: Int32 = 0
+        _ = gzerror(gz, &code)
+        guard code == Z_OK || code == Z_STREAM_END else { throw StoreError("\(path) is not a whole gzip file (zlib error \(code))") }
+    }
+
+    /// The whole decompressed content of `path`.
+    static func decompressFile(_ path: String) throws -> [UInt8] {
         var output: [UInt8] = []
-        output.reserveCapacity(bytes.count * 8)
-        var chunk = [UInt8](repeating: 0, count: 1 << 18)
-        var input = bytes
-        var consumed = 0
-        // Members one after another (a file written in several appends is still one gzip file).
-        while consumed < input.count {
-            var stream = z_stream()
-            let initialised = ZLIB_VERSION.withCString { inflateInit2_(&stream, 15 + 32, $0, Int32(MemoryLayout<z_stream>.size)) }
-            guard initialised == Z_OK else { throw StoreError("cannot read \(file): zlib inflateInit2 failed (\(initialised))") }
-            defer { inflateEnd(&stream) }
-            var status = Z_OK
-            let start = consumed
-            input.withUnsafeMutableBufferPointer { inBuffer in
-                stream.next_in = inBuffer.baseAddress! + start
-                stream.avail_in = uInt(inBuffer.count - start)
-                while status == Z_OK {
-                    chunk.withUnsafeMutableBufferPointer { outBuffer in
-                        stream.next_out = outBuffer.baseAddress
-                        stream.avail_out = uInt(outBuffer.count)
-                        status = inflate(&stream, Z_NO_FLUSH)
-                        output.append(contentsOf: outBuffer[0..<(outBuffer.count - Int(stream.avail_out))])
-                    }
-                    if status == Z_BUF_ERROR && stream.avail_in == 0 { break }
-                }
-            }
-            guard status == Z_STREAM_END else {
-                throw StoreError("\(file) is not a whole gzip file (zlib: \(status) at input offset \(start + Int(stream.total_in)))")
-            }
-            consumed = start + Int(stream.total_in)
+        try Self.forEachChunk(of: path) { chunk in
+            output.append(contentsOf: chunk)
+            return true
         }
         return output
     }

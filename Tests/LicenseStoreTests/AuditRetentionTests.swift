@@ -12,19 +12,7 @@ struct AuditRetentionTests {
 
     /// Writes `count` events through a log whose files rotate at 4 KiB, with `retention`.
     static func write(_ directory: String, count: Int, retention: AuditRetention) throws {
-        let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true, retention: retention, nowMs: { Trail.t0 })
-        let failures = FailureBox()
-        log.onMaintenance = { if case .failure(let error) = $0 { failures.record(error.message) } }
-        let all = Trail.events(count)
-        var index = 0
-        while index < all.count {
-            let batch = Array(all[index..<min(all.count, index + 7)])
-            try log.write(batch)
-            try log.sync()
-            index += batch.count
-        }
-        log.close()
-        #expect(failures.messages.isEmpty)
+        try Trail.writeTrail(directory, count: count, maxFileBytes: 4096, retention: retention)
     }
 
     @Test("a trail rotated into many small files keeps N, compressed, and verifies from the signed checkpoint")
@@ -85,6 +73,15 @@ struct AuditRetentionTests {
 
         let none = try AuditTrail.verify(files, checkpoint: nil, trustedKey: trusted)
         #expect(none.failure?.reason.contains("no signed checkpoint") == true)
+
+        // A compressed file cut short: an error naming it, not a shorter trail.
+        let copy = scratch.path("cut.jsonl.gz")
+        try FileManager.default.copyItem(atPath: files[1].path, toPath: copy)
+        let handle = try #require(FileHandle(forWritingAtPath: copy))
+        try handle.truncate(atOffset: UInt64(try FileManager.default.attributesOfItem(atPath: copy)[.size] as? Int ?? 0) / 2)
+        try handle.close()
+        let cut = #expect(throws: StoreError.self) { try AuditTrail.contents(of: copy) }
+        #expect(cut?.message.contains(copy) == true)
 
         // The oldest kept file removed too: the kept records no longer continue the checkpoint.
         let first = try AuditTrail.verify(Array(files.dropFirst()), checkpoint: checkpoint, trustedKey: trusted)

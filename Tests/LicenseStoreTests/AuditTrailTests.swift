@@ -22,9 +22,16 @@ struct AuditTrailTests {
         }
     }
 
-    /// Writes `count` events through an `AuditLog` in batches, as the store's writer does.
-    static func writeTrail(_ directory: String, count: Int, maxFileBytes: Int = 1 << 26) throws -> [String] {
-        let log = try AuditLog.open(directory: directory, maxFileBytes: maxFileBytes, syncs: true)
+    /// Writes `count` events through an `AuditLog` in batches, as the store's writer does, and
+    /// returns the lines of the files it leaves.
+    @discardableResult
+    static func writeTrail(_ directory: String, count: Int, maxFileBytes: Int = 1 << 26, retention: AuditRetention = .keepAll) throws
+        -> [String]
+    {
+        let log = try AuditLog.open(directory: directory, maxFileBytes: maxFileBytes, syncs: true, retention: retention, nowMs: { Self.t0 })
+        let failures = FailureBox()
+        log.onMaintenance = { if case .failure(let error) = $0 { failures.record(error.message) } }
+        defer { #expect(failures.messages.isEmpty) }
         let all = self.events(count)
         var index = 0
         while index < all.count {
@@ -35,7 +42,7 @@ struct AuditTrailTests {
         }
         log.close()
         return try AuditTrail.files(in: directory).flatMap { file in
-            try String(contentsOfFile: file.path, encoding: .utf8).split(separator: "\n").map(String.init)
+            String(decoding: try AuditTrail.contents(of: file.path), as: UTF8.self).split(separator: "\n").map(String.init)
         }
     }
 

@@ -7,7 +7,6 @@ Usage: clock_test.py LICENSED CONFIG PORT METRICS_PORT ADMIN_TOKEN TIMESTAMP_FIL
 Needs the Python code protoc generates from Protos/ on PYTHONPATH."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import time
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Connection
+from wire import Connection, wait_for_port
 
 licensed, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:8]
 port, metrics_port = int(port), int(metrics_port)
@@ -80,13 +79,7 @@ environment = dict(
 # runtime saw an empty command line (seen with libfaketime 0.9.10).
 daemon = subprocess.Popen(["/bin/sh", "-c", 'exec "$0" "$@"', licensed, "--config", config], stdout=log, stderr=log, env=environment)
 try:
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    check(wait_for_port(port), "the daemon starts under libfaketime")
 
     # A live holder heartbeating every second, and one that checks out and goes away.
     live = Connection(port, user="live")

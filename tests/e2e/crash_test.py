@@ -13,14 +13,13 @@ import glob
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 from licensed.v1 import protocol_pb2
-from wire import Connection as WireConnection
+from wire import Connection as WireConnection, wait_for_port
 
 binary, config, port, token, capacity, kills, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 snapshot_kills = int(sys.argv[8])
@@ -121,14 +120,9 @@ def bulk_hold():
 def start_daemon():
     log = open(daemon_log, "ab")
     process = subprocess.Popen([binary, "--config", config], stdout=log, stderr=log)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("daemon did not start")
+    if not wait_for_port(port):
+        raise SystemExit("daemon did not start")
+    return process
 
 
 def verify(label):
@@ -255,14 +249,7 @@ check(os.path.basename(kept[-1]) in stderr and "would be lost" in stderr, f"... 
 check("listening" not in stderr, "... and nothing was served")
 # The operator's explicit decision: --accept-data-loss starts, says what was lost, and audits it.
 daemon = subprocess.Popen([binary, "--config", config, "--accept-data-loss"], stdout=open(daemon_log, "ab"), stderr=subprocess.STDOUT)
-deadline = time.time() + 30
-while time.time() < deadline:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        break
-    except OSError:
-        time.sleep(0.05)
-check("started with --accept-data-loss" in log_text(), "--accept-data-loss starts and logs what was lost")
+check(wait_for_port(port) and "started with --accept-data-loss" in log_text(), "--accept-data-loss starts and logs what was lost")
 daemon.send_signal(signal.SIGTERM)
 check(daemon.wait(timeout=30) == 0, "... and stops cleanly")
 audit_dir = os.path.join(os.path.dirname(config), "state", "audit")

@@ -3,6 +3,7 @@ big-endian length, then a ClientMessage / ServerMessage) with its own request id
 Needs the Python code protoc generates from Protos/ on PYTHONPATH."""
 import socket
 import struct
+import time
 
 from licensed.v1 import protocol_pb2
 
@@ -56,3 +57,15 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
+
+
+def wait_for_port(port, seconds=30):
+    """True once something accepts connections on 127.0.0.1:port (a daemon that has bound it)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
