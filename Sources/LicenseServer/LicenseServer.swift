@@ -110,28 +110,18 @@ public final class LicenseServer: Service {
             throw ConfigurationError("cannot recover the ledger from \(directory): \(error.message)")
         }
         self.store = store
-        for damaged in recovery.passedOver {
-            logger.error("\(damaged); recovered from the older snapshot \(recovery.snapshotFile ?? "(none)") and the log instead")
-        }
-        for damaged in recovery.damagedOlder { logger.error("\(damaged) (not needed this time; a fresh snapshot replaces it)") }
-        for file in recovery.setAside { logger.warning("damaged snapshot kept for inspection as \(file)") }
-        if let lost = recovery.lostHistory { logger.critical("started with --accept-data-loss: \(lost)") }
         if let torn = recovery.tornTail {
             logger.warning(
                 "write-ahead log \(torn.file): cut a torn last write at offset \(torn.offset) (\(torn.droppedBytes) bytes of a write that was never acknowledged)"
             )
         }
-        var recoveryDetails: [(String, AuditEvent.Value)] = [("snapshot", .string(recovery.snapshotFile ?? ""))]
-        if !recovery.passedOver.isEmpty { recoveryDetails.append(("snapshots_passed_over", .strings(recovery.passedOver))) }
-        if !recovery.damagedOlder.isEmpty { recoveryDetails.append(("snapshots_damaged", .strings(recovery.damagedOlder))) }
-        if let lost = recovery.lostHistory { recoveryDetails.append(("data_loss_accepted", .string(lost))) }
         let host = LedgerHost(
             eventLoop: eventLoop,
             context: context,
             licenses: licenses,
             store: store,
             recovered: recovery.changes,
-            recoveryDetails: recoveryDetails
+            recoveryDetails: Self.report(recovery, to: logger)
         )
         logger.info(
             "ledger recovered",
@@ -150,19 +140,12 @@ public final class LicenseServer: Service {
             // A damaged file cost this recovery its redundancy (or, after accepted loss, left a
             // gap in the log): write a fresh snapshot before serving, so the state on disk is
             // whole again and two readable snapshots are kept from the next one on.
-            let finished = DispatchSemaphore(value: 0)
-            let outcome = NIOLockedValueBox<Result<LedgerStore.SnapshotResult, StoreError>?>(nil)
-            store.snapshot(host.ledger, takenAtMs: context.clock.nowMs()) { result in
-                outcome.withLockedValue { $0 = result }
-                finished.signal()
-            }
-            finished.wait()
-            switch outcome.withLockedValue({ $0 }) {
-            case .success(let snapshot): logger.notice("snapshot written after recovery", metadata: ["file": "\(snapshot.file)"])
-            case .failure(let error):
+            do {
+                let snapshot = try store.snapshotAndWait(host.ledger, takenAtMs: context.clock.nowMs())
+                logger.notice("snapshot written after recovery", metadata: ["file": "\(snapshot.file)"])
+            } catch {
                 store.close()
                 throw ConfigurationError("cannot write the snapshot recovery needs in \(directory): \(error.message)")
-            case nil: break
             }
         }
         if context.configuration.sync == .none {
@@ -171,6 +154,21 @@ public final class LicenseServer: Service {
         self.host = NIOLoopBoundBox.makeBoxSendingValue(host, eventLoop: eventLoop)
         reference.host = self.host
         self.bound = eventLoop.makePromise(of: SocketAddress.self)
+    }
+
+    /// Logs what recovery found damaged or lost, and returns it for the `start` audit record.
+    private static func report(_ recovery: LedgerStore.Recovery, to logger: Logger) -> [(String, AuditEvent.Value)] {
+        for damaged in recovery.passedOver {
+            logger.error("\(damaged); recovered from the older snapshot \(recovery.snapshotFile ?? "(none)") and the log instead")
+        }
+        for damaged in recovery.damagedOlder { logger.error("\(damaged) (not needed this time; a fresh snapshot replaces it)") }
+        for file in recovery.setAside { logger.warning("damaged snapshot kept for inspection as \(file)") }
+        if let lost = recovery.lostHistory { logger.critical("started with --accept-data-loss: \(lost)") }
+        var details: [(String, AuditEvent.Value)] = [("snapshot", .string(recovery.snapshotFile ?? ""))]
+        if !recovery.passedOver.isEmpty { details.append(("snapshots_passed_over", .strings(recovery.passedOver))) }
+        if !recovery.damagedOlder.isEmpty { details.append(("snapshots_damaged", .strings(recovery.damagedOlder))) }
+        if let lost = recovery.lostHistory { details.append(("data_loss_accepted", .string(lost))) }
+        return details
     }
 
     /// Rereads the licence files (SIGHUP, `licensectl reload`) with the loader given at start.

@@ -2,6 +2,7 @@ import Foundation
 public import LicenseCore
 import LicenseProtocol
 import SwiftProtobuf
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -295,6 +296,21 @@ public final class LedgerStore: @unchecked Sendable {
         self.bytesSinceSnapshot = 0
         self.condition.signal()
         return true
+    }
+
+    /// Snapshots `ledger` as `snapshot(_:takenAtMs:done:)` does and waits until it is written.
+    /// For start-up (a recovery that lost redundancy writes one before serving), never the loop.
+    public func snapshotAndWait(_ ledger: SeatLedger, takenAtMs: Int64) throws(StoreError) -> SnapshotResult {
+        let finished = DispatchSemaphore(value: 0)
+        let outcome = Mutex<Result<SnapshotResult, StoreError>?>(nil)
+        let started = self.snapshot(ledger, takenAtMs: takenAtMs) { result in
+            outcome.withLock { $0 = result }
+            finished.signal()
+        }
+        guard started else { throw StoreError("a snapshot is already being written") }
+        finished.wait()
+        guard let result = outcome.withLock({ $0 }) else { throw StoreError("the snapshot ended without a result") }
+        return try result.get()
     }
 
     /// Writes everything appended so far, stops the writer and closes the log.
