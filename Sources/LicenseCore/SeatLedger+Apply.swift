@@ -1,0 +1,142 @@
+import Foundation
+import HeapModule
+import LicenseProtocol
+
+/// Applying a change: the one place durable state changes. Requests produce changes through the
+/// other extensions; replay of the write-ahead log and snapshots calls `apply` directly.
+extension SeatLedger {
+    /// Performs one change. The only place durable state changes; replay calls it directly.
+    public mutating func apply(_ change: LedgerChange) {
+        switch change {
+        case .granted(var lease):
+            // Replayed leases each bring their own copy of the identity: share the session's.
+            if let identity = self.sessions[lease.sessionID]?.identity, identity == lease.identity { lease.identity = identity }
+            self.leases[lease.id] = lease
+            if lease.sharedSeats > 0 {
+                let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
+                if self.dupGroups[key] == nil {
+                    self.dupGroups[key] = DupGroup(
+                        seats: lease.sharedSeats,
+                        members: [],
+                        user: lease.identity.user,
+                        groups: lease.identity.groups
+                    )
+                    self.charge(lease, seats: lease.sharedSeats, user: lease.identity.user, groups: lease.identity.groups, sign: 1)
+                }
+                self.dupGroups[key]!.members.insert(lease.id)
+            } else {
+                self.charge(lease, seats: lease.count, user: lease.identity.user, groups: lease.identity.groups, sign: 1)
+            }
+            if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = lease.id }
+            self.fencing[lease.feature] = max(self.fencing[lease.feature] ?? 0, lease.fencingToken)
+            if lease.lingering {
+                self.lingering.insert(lease.id)
+            } else {
+                if self.sessions[lease.sessionID] == nil {
+                    // Replay: the session is rebuilt from its leases, waiting for its client to resume.
+                    self.sessions[lease.sessionID] = SessionRecord(identity: lease.identity, attached: false)
+                }
+                self.sessions[lease.sessionID]!.leases.insert(lease.id)
+                if lease.baseLeaseID != nil { self.sessions[lease.sessionID]!.addOns.insert(lease.id) }
+            }
+            self.expiries.insert(Expiry(atMs: lease.expiresAtMs, leaseID: lease.id))
+        case .released(let id, _, _):
+            guard let lease = self.leases.removeValue(forKey: id) else { return }
+            if lease.sharedSeats > 0 {
+                let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
+                if var group = self.dupGroups[key] {
+                    group.members.remove(id)
+                    if group.members.isEmpty {
+                        self.dupGroups[key] = nil
+                        self.charge(lease, seats: group.seats, user: group.user, groups: group.groups, sign: -1)
+                    } else {
+                        self.dupGroups[key] = group
+                    }
+                }
+            } else {
+                self.charge(lease, seats: lease.count, user: lease.identity.user, groups: lease.identity.groups, sign: -1)
+            }
+            if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = nil }
+            self.lingering.remove(id)
+            self.removeFromSession(id, lease.sessionID)
+            // The lease's expiry entry stays until it surfaces (a heap cannot drop it cheaply).
+            // Once such entries outnumber the live leases, the index is rebuilt from the live ones:
+            // O(live) every O(live) releases, so memory follows the leases held, not the
+            // check-outs served (at 45k pairs/s and a 120 s TTL the entries alone were 130 MB).
+            if self.expiries.count > 2 * self.leases.count + 4_096 { self.rebuildExpiries() }
+        case .rebound(let id, let newSession):
+            guard var lease = self.leases[id] else { return }
+            self.removeFromSession(id, lease.sessionID)
+            self.lingering.remove(id)
+            lease.lingering = false
+            lease.sessionID = newSession
+            self.leases[id] = lease
+            if self.sessions[newSession] == nil {
+                self.sessions[newSession] = SessionRecord(identity: lease.identity, attached: false)
+            }
+            self.sessions[newSession]!.leases.insert(id)
+            if lease.baseLeaseID != nil { self.sessions[newSession]!.addOns.insert(id) }
+        case .lingered(let id, let untilMs):
+            guard var lease = self.leases[id] else { return }
+            self.removeFromSession(id, lease.sessionID)
+            lease.lingering = true
+            lease.expiresAtMs = untilMs
+            self.leases[id] = lease
+            self.lingering.insert(id)
+            self.expiries.insert(Expiry(atMs: untilMs, leaseID: id))
+        case .trialStarted(let licenseID, let atMs):
+            self.trialStarts[licenseID] = min(self.trialStarts[licenseID] ?? atMs, atMs)
+        case .activated(let activation):
+            self.activations[activation.id] = activation
+        case .activationSeen(let id, let atMs):
+            if var activation = self.activations[id] {
+                activation.lastSeenMs = max(activation.lastSeenMs, atMs)
+                self.activations[id] = activation
+            }
+        case .deactivated(let id, _, _):
+            self.activations[id] = nil
+        case .assignmentRun(let run):
+            self.assignmentRuns.append(run)
+            if self.assignmentRuns.count > 1_000 { self.assignmentRuns.removeFirst(self.assignmentRuns.count - 1_000) }
+        case .clockMarked(let atMs):
+            self.clockHighWaterMs = max(self.clockHighWaterMs, atMs)
+        }
+    }
+
+    private mutating func removeFromSession(_ id: LeaseID, _ sessionID: SessionID) {
+        // Changed in place: a copy of the record would copy its sets too.
+        guard let index = self.sessions.index(forKey: sessionID) else { return }
+        self.sessions.values[index].leases.remove(id)
+        self.sessions.values[index].addOns.remove(id)
+        if self.sessions.values[index].leases.isEmpty && !self.sessions.values[index].attached { self.sessions.remove(at: index) }
+    }
+
+    /// Adds (sign 1) or removes (sign -1) `seats` of `lease`'s licence and feature from every counter.
+    private mutating func charge(_ lease: Lease, seats: UInt32, user: String, groups: [String], sign: Int) {
+        func adjust(_ value: inout UInt32) {
+            value = sign > 0 ? value + seats : (value > seats ? value - seats : 0)
+        }
+        let key = PoolKey(licenseID: lease.licenseID, feature: lease.feature)
+        let all = PoolKey(licenseID: lease.licenseID, feature: "*")
+        adjust(&self.seatsInUse[key, default: 0])
+        if self.seatsInUse[key] == 0 { self.seatsInUse[key] = nil }
+        if lease.overage {
+            adjust(&self.overageInUse[key, default: 0])
+            if self.overageInUse[key] == 0 { self.overageInUse[key] = nil }
+        }
+        if lease.tokenCost > 0 {
+            let tokens = seats * lease.tokenCost
+            let current = self.tokensInUse[lease.licenseID] ?? 0
+            self.tokensInUse[lease.licenseID] = sign > 0 ? current + tokens : (current > tokens ? current - tokens : 0)
+        }
+        // Every group a holder is within, once (no set built when there are no groups).
+        var lineage = Set<String>()
+        for group in groups { lineage.formUnion(GroupPath.lineage(group)) }
+        adjust(&self.seatsByUser[key, default: [:]][user, default: 0])
+        adjust(&self.seatsByUser[all, default: [:]][user, default: 0])
+        for group in lineage {
+            adjust(&self.seatsByGroup[key, default: [:]][group, default: 0])
+            adjust(&self.seatsByGroup[all, default: [:]][group, default: 0])
+        }
+    }
+}
