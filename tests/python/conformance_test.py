@@ -442,15 +442,8 @@ client_side = {
     Code.UNAVAILABLE: "this client's code for a server it cannot reach (sent by the daemon only when a snapshot write fails)",
     Code.INTERNAL: "never sent by a correct daemon; this client's code for a reply of the wrong kind",
 }
-check(protocol_pb2.Error().code == Code.CODE_UNSPECIFIED, "an empty Error has CODE_UNSPECIFIED")
-try:
-    socket.create_connection(("127.0.0.1", 1), timeout=2)
-    unreachable = None
-except OSError:
-    unreachable = Code.UNAVAILABLE
-check(unreachable == Code.UNAVAILABLE, "a closed port maps to UNAVAILABLE")
-wrong_kind = protocol_pb2.ServerMessage(request_id=1, heartbeat=floating_pb2.HeartbeatResponse())
-check((Code.INTERNAL if wrong_kind.WhichOneof("body") != "status" else None) == Code.INTERNAL, "a reply of the wrong kind maps to INTERNAL")
+# (These three are not checked here: a check of a protobuf default, or of values this client sets
+# itself, would assert nothing about the daemon. The coverage check below only counts them.)
 
 all_messages = set()
 for module in MODULES:
