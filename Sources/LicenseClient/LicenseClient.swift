@@ -209,7 +209,16 @@ public actor LicenseClient {
         case .thresholdCrossed:
             self.eventSink.yield(.thresholdCrossed(feature: event.feature, message: event.message))
         case .serverShuttingDown:
-            // The server is going away (restart, or this session moved): reconnect and resume.
+            // The server is going away (a restart): reconnect and resume.
+            if let connection = self.connection {
+                Task { await connection.close() }
+            }
+        case .sessionSuperseded:
+            // Another connection resumed this session and holds its leases now. Resuming again
+            // would evict it: the leases are reported lost, and a later request starts a new session.
+            for (_, held) in self.held { self.eventSink.yield(.leaseLost(held.lease, reason: event.message)) }
+            self.held = [:]
+            self.hello = nil
             if let connection = self.connection {
                 Task { await connection.close() }
             }

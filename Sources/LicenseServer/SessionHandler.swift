@@ -71,8 +71,10 @@ final class SessionHandler: ChannelInboundHandler {
     /// Another connection resumed this session: this one is told and closed.
     func supersede() {
         var event = Licensed_V1_Event()
-        event.kind = .serverShuttingDown
-        event.message = "this session was resumed on another connection"
+        // Not SERVER_SHUTTING_DOWN ("reconnect and resume"): a client told that would take the
+        // session back and evict the other connection, which would do the same, and so on.
+        event.kind = .sessionSuperseded
+        event.message = "this session was resumed on another connection, which holds its leases now"
         self.state = .closing
         self.push(event)
         self.channelContext?.close(promise: nil)

@@ -1,3 +1,4 @@
+import Foundation
 public import LicenseProtocol
 public import NIOCore
 import NIOPosix
@@ -49,14 +50,15 @@ public final class RawConnection: Sendable {
         try await self.channel.outbound.write(buffer)
     }
 
-    /// Sends a Hello with `requestID` and returns the reply.
-    public func hello(requestID: UInt64 = 1, user: String = "ada") async throws -> Licensed_V1_ServerMessage {
+    /// Sends a Hello with `requestID` (resuming `resume` when given) and returns the reply.
+    public func hello(requestID: UInt64 = 1, user: String = "ada", resume: [UInt8] = []) async throws -> Licensed_V1_ServerMessage {
         var message = Licensed_V1_ClientMessage()
         message.requestID = requestID
         message.hello.protocolVersion = .protocolVersion1
         message.hello.clientName = "test"
         message.hello.user = user
         message.hello.host = "test-host"
+        message.hello.resumeSessionID = Data(resume)
         try await self.send(message)
         return try await self.readMessage()
     }

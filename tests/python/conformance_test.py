@@ -376,7 +376,7 @@ first = Connection(TOKENS["client"], user="hank")
 held = checkout(first, "many.tool")
 second = Connection(TOKENS["client"], user="hank", resume=first.hello.session_id)
 check(second.hello.resumed and second.hello.session_id == first.hello.session_id, "Hello with resume_session_id resumes the session")
-check(first.wait_event(protocol_pb2.Event.SERVER_SHUTTING_DOWN) is not None, "the old connection is told it was superseded")
+check(first.wait_event(protocol_pb2.Event.SESSION_SUPERSEDED) is not None, "the old connection is told it was superseded (SESSION_SUPERSEDED)")
 second.call("check_in", floating_pb2.CheckInRequest(lease_id=held.lease_id))
 
 # ---- the daemon's files, read with the same generated code ---------------------------------

@@ -801,12 +801,15 @@ public nonisolated struct Licensed_V1_Event: Sendable {
     /// The server is shutting down; reconnect with resume_session_id.
     case serverShuttingDown // = 4
 
-    /// A queued check-out was granted (the CheckOutResponse follows under its request_id).
-    case queueGranted // = 5
-
     /// A feature's use crossed a configured utilisation threshold, up or back down (sessions that
     /// sent SubscribeRequest; feature says which, message gives the figures).
     case thresholdCrossed // = 6
+
+    /// Another connection resumed this session (resume_session_id) and holds it and its leases now;
+    /// this connection is closed. Do not reconnect with resume_session_id: that would take the
+    /// session back and evict the other connection. A client that still wants seats starts a new
+    /// session.
+    case sessionSuperseded // = 7
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -820,8 +823,8 @@ public nonisolated struct Licensed_V1_Event: Sendable {
       case 2: self = .leaseReclaimed
       case 3: self = .licensesReloaded
       case 4: self = .serverShuttingDown
-      case 5: self = .queueGranted
       case 6: self = .thresholdCrossed
+      case 7: self = .sessionSuperseded
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -833,8 +836,8 @@ public nonisolated struct Licensed_V1_Event: Sendable {
       case .leaseReclaimed: return 2
       case .licensesReloaded: return 3
       case .serverShuttingDown: return 4
-      case .queueGranted: return 5
       case .thresholdCrossed: return 6
+      case .sessionSuperseded: return 7
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -846,8 +849,8 @@ public nonisolated struct Licensed_V1_Event: Sendable {
       .leaseReclaimed,
       .licensesReloaded,
       .serverShuttingDown,
-      .queueGranted,
       .thresholdCrossed,
+      .sessionSuperseded,
     ]
 
   }
@@ -1776,5 +1779,5 @@ nonisolated extension Licensed_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._M
 }
 
 nonisolated extension Licensed_V1_Event.Kind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}LEASE_REVOKED\0\u{1}LEASE_RECLAIMED\0\u{1}LICENSES_RELOADED\0\u{1}SERVER_SHUTTING_DOWN\0\u{1}QUEUE_GRANTED\0\u{1}THRESHOLD_CROSSED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}LEASE_REVOKED\0\u{1}LEASE_RECLAIMED\0\u{1}LICENSES_RELOADED\0\u{1}SERVER_SHUTTING_DOWN\0\u{2}\u{2}THRESHOLD_CROSSED\0\u{1}SESSION_SUPERSEDED\0")
 }

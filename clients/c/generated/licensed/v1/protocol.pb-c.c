@@ -1228,11 +1228,11 @@ static const ProtobufCEnumValue licensed__v1__event__kind__enum_values_by_number
   { "LEASE_RECLAIMED", "LICENSED__V1__EVENT__KIND__LEASE_RECLAIMED", 2 },
   { "LICENSES_RELOADED", "LICENSED__V1__EVENT__KIND__LICENSES_RELOADED", 3 },
   { "SERVER_SHUTTING_DOWN", "LICENSED__V1__EVENT__KIND__SERVER_SHUTTING_DOWN", 4 },
-  { "QUEUE_GRANTED", "LICENSED__V1__EVENT__KIND__QUEUE_GRANTED", 5 },
   { "THRESHOLD_CROSSED", "LICENSED__V1__EVENT__KIND__THRESHOLD_CROSSED", 6 },
+  { "SESSION_SUPERSEDED", "LICENSED__V1__EVENT__KIND__SESSION_SUPERSEDED", 7 },
 };
 static const ProtobufCIntRange licensed__v1__event__kind__value_ranges[] = {
-{0, 0},{0, 7}
+{0, 0},{6, 5},{0, 7}
 };
 static const ProtobufCEnumValueIndex licensed__v1__event__kind__enum_values_by_name[7] =
 {
@@ -1240,9 +1240,9 @@ static const ProtobufCEnumValueIndex licensed__v1__event__kind__enum_values_by_n
   { "LEASE_RECLAIMED", 2 },
   { "LEASE_REVOKED", 1 },
   { "LICENSES_RELOADED", 3 },
-  { "QUEUE_GRANTED", 5 },
   { "SERVER_SHUTTING_DOWN", 4 },
-  { "THRESHOLD_CROSSED", 6 },
+  { "SESSION_SUPERSEDED", 6 },
+  { "THRESHOLD_CROSSED", 5 },
 };
 const ProtobufCEnumDescriptor licensed__v1__event__kind__descriptor =
 {
@@ -1255,7 +1255,7 @@ const ProtobufCEnumDescriptor licensed__v1__event__kind__descriptor =
   licensed__v1__event__kind__enum_values_by_number,
   7,
   licensed__v1__event__kind__enum_values_by_name,
-  1,
+  2,
   licensed__v1__event__kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

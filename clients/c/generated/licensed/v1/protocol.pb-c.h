@@ -135,14 +135,17 @@ typedef enum _Licensed__V1__Event__Kind {
    */
   LICENSED__V1__EVENT__KIND__SERVER_SHUTTING_DOWN = 4,
   /*
-   * A queued check-out was granted (the CheckOutResponse follows under its request_id).
-   */
-  LICENSED__V1__EVENT__KIND__QUEUE_GRANTED = 5,
-  /*
    * A feature's use crossed a configured utilisation threshold, up or back down (sessions that
    * sent SubscribeRequest; feature says which, message gives the figures).
    */
-  LICENSED__V1__EVENT__KIND__THRESHOLD_CROSSED = 6
+  LICENSED__V1__EVENT__KIND__THRESHOLD_CROSSED = 6,
+  /*
+   * Another connection resumed this session (resume_session_id) and holds it and its leases now;
+   * this connection is closed. Do not reconnect with resume_session_id: that would take the
+   * session back and evict the other connection. A client that still wants seats starts a new
+   * session.
+   */
+  LICENSED__V1__EVENT__KIND__SESSION_SUPERSEDED = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__EVENT__KIND)
 } Licensed__V1__Event__Kind;
 /*
