@@ -258,55 +258,55 @@ final class SessionHandler: ChannelInboundHandler {
         var reply = Licensed_V1_ServerMessage()
         reply.requestID = message.requestID
         let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
-        switch message.body {
-        case .none:
-            // A body this server does not know: a newer client. Answer and keep the connection.
-            result = .failure(LicenseError(.unimplemented, "this server does not know that request; upgrade the server"))
-        case .hello:
-            result = .failure(LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
-        case .checkOut(let request):
-            switch self.host.checkOut(request, session: session, requestID: message.requestID, handler: self) {
-            case .queued:
-                return  // answered when a seat is granted, or at the deadline
-            case .answer(let answer):
-                result = answer.map { .checkOut($0) }
+        if let body = message.body, let refusal = RequestAccess.refusal(for: body, role: role) {
+            result = .failure(refusal)
+        } else {
+            switch message.body {
+            case .none:
+                // A body this server does not know: a newer client. Answer and keep the connection.
+                result = .failure(LicenseError(.unimplemented, "this server does not know that request; upgrade the server"))
+            case .hello:
+                result = .failure(LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
+            case .checkOut(let request):
+                switch self.host.checkOut(request, session: session, requestID: message.requestID, handler: self) {
+                case .queued:
+                    return  // answered when a seat is granted, or at the deadline
+                case .answer(let answer):
+                    result = answer.map { .checkOut($0) }
+                }
+            case .checkIn(let request):
+                result = self.host.checkIn(request, session: session, role: role).map { .checkIn($0) }
+            case .heartbeat(let request):
+                result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
+            case .status(let request):
+                result = self.host.status(request, role: role).map { .status($0) }
+            case .activate(let request):
+                result = self.host.activate(request, session: session).map { .activate($0) }
+            case .validateActivation(let request):
+                result = self.host.validateActivation(request).map { .validateActivation($0) }
+            case .deactivate(let request):
+                result = self.host.deactivate(request, session: session, role: role).map { .deactivate($0) }
+            case .queue(let request):
+                result = self.host.queue(request).map { .queue($0) }
+            case .leases(let request):
+                result = self.host.leases(request).map { .leases($0) }
+            case .revoke(let request):
+                result = self.host.revoke(request, session: session, role: role).map { .revoke($0) }
+            case .assign(let request):
+                result = self.host.assign(request, session: session, role: role).map { .assign($0) }
+            case .activations:
+                result = self.host.activations().map { .activations($0) }
+            case .history(let request):
+                result = self.host.history(request).map { .history($0) }
+            case .subscribe:
+                result = self.host.subscribe(session: session).map { .subscribe($0) }
+            case .reload, .snapshot:
+                // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
+                self.host.administer(message.body!, requestID: message.requestID, actor: self.host.actor(of: session), replyTo: self)
+                return
+            case .some(let body):
+                result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
             }
-        case .checkIn(let request):
-            result = self.host.checkIn(request, session: session, role: role).map { .checkIn($0) }
-        case .heartbeat(let request):
-            result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
-        case .status(let request):
-            result = self.host.status(request, role: role).map { .status($0) }
-        case .activate(let request):
-            result = self.host.activate(request, session: session).map { .activate($0) }
-        case .validateActivation(let request):
-            result = self.host.validateActivation(request).map { .validateActivation($0) }
-        case .deactivate(let request):
-            result = self.host.deactivate(request, session: session, role: role).map { .deactivate($0) }
-        case .queue(let request):
-            result = self.host.queue(request, role: role).map { .queue($0) }
-        case .leases(let request):
-            result = self.host.leases(request, role: role).map { .leases($0) }
-        case .revoke(let request):
-            result = self.host.revoke(request, session: session, role: role).map { .revoke($0) }
-        case .assign(let request):
-            result = self.host.assign(request, session: session, role: role).map { .assign($0) }
-        case .activations:
-            result = self.host.activations(role: role).map { .activations($0) }
-        case .history(let request):
-            result = self.host.history(request, role: role).map { .history($0) }
-        case .subscribe:
-            result = self.host.subscribe(session: session, role: role).map { .subscribe($0) }
-        case .reload, .snapshot:
-            guard role >= .operator else {
-                result = .failure(LicenseError(.permissionDenied, "\(message.body!.requestName) needs an operator or admin token"))
-                break
-            }
-            // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
-            self.host.administer(message.body!, requestID: message.requestID, actor: self.host.actor(of: session), replyTo: self)
-            return
-        case .some(let body):
-            result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
         }
         self.auditAdministration(message.body, result: result, session: session, role: role)
         switch result {
