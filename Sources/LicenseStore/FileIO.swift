@@ -7,19 +7,10 @@ import Darwin
 /// Thin POSIX file operations with errors that name the file.
 enum FileIO {
     static func readAll(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
-        defer { close(fd) }
         var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw StoreError.errno("cannot read", path)
-            }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
+        try Self.forEachChunk(of: path) { chunk in
+            result.append(contentsOf: chunk)
+            return true
         }
         return result
     }
