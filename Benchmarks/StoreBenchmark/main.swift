@@ -96,7 +96,7 @@ print(
 //    their own thread. The loop's price is the copy-on-write of the first mutation after it.
 let (store2, _) = try LedgerStore.open(directory: directory, sync: .always, onDurable: { _ in }, onFatal: { fatalError($0) })
 let done = DispatchSemaphore(value: 0)
-nonisolated(unsafe) var result: LedgerStore.SnapshotResult?
+nonisolated(unsafe) var result: SnapshotResult?
 let snapshotCall = seconds {
     _ = store2.snapshot(ledger, takenAtMs: t0) { r in
         result = try? r.get()

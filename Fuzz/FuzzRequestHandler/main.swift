@@ -50,30 +50,20 @@ final class Harness: @unchecked Sendable {
         configuration.groups = ["/eng": ["ada", "@ws1"]]
         var logger = Logger(label: "fuzz")
         logger.logLevel = .critical
-        let context = try! ServerContext(
+        var context = try! ServerContext(
             configuration: configuration,
             serverKey: try! Ed25519PrivateKey.generate(),
             clock: self.clock,
             logger: logger
         )
+        context.onLogFailure = { message in fatalError(message) }
         self.context = context
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         self.loop = loop
         var loaded = LicenseLoadResult()
         loaded.accepted = Self.licenses()
-        let reference = HostReference()
-        let audit = try! AuditLog.open(directory: directory + "/audit", maxFileBytes: 1 << 20, syncs: false)
-        let (store, _) = try! LedgerStore.open(
-            directory: directory + "/ledger",
-            sync: .none,
-            audit: audit,
-            onDurable: { sequence in loop.execute { reference.host?.value.durable(upTo: sequence) } },
-            onFatal: { message in fatalError(message) }
-        )
-        self.host = try! loop.submit {
-            NIOLoopBoundBox(LedgerHost(eventLoop: loop, context: context, licenses: loaded, store: store, recovered: []), eventLoop: loop)
-        }.wait()
-        reference.host = self.host
+        // The daemon's own way of opening the ledger (audit trail, recovery, log, host).
+        self.host = try! LedgerHost.open(context: context, licenses: loaded, log: .local(), on: loop).host
     }
 
     static func licenses() -> [VerifiedLicense] {

@@ -34,7 +34,7 @@ extension LedgerHost {
                 events.append(event)
             }
         }
-        self.lastAppended = self.store.append(changes, audit: events, wakeWriter: false)
+        self.lastAppended = self.log.append(changes, audit: events, wakeWriter: false)
         self.wakeWriterSoon()
         if !self.context.configuration.utilisationThresholds.isEmpty {
             self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
@@ -43,7 +43,7 @@ extension LedgerHost {
 
     /// Records something that changes no state.
     func audit(_ action: String, actor: String, subject: String = "", details: [(String, AuditEvent.Value)] = []) {
-        self.store.audit(
+        self.log.audit(
             [AuditEvent(timeMs: self.nowMs, action: action, actor: actor, subject: subject, details: details)],
             wakeWriter: false
         )
@@ -55,7 +55,7 @@ extension LedgerHost {
     func wakeWriterSoon() {
         guard self.eventLoop.inEventLoop else {
             // Built before the loop serves (start-up records): wake it now.
-            self.store.wakeWriter()
+            self.log.wakeWriter()
             return
         }
         guard !self.writerWakeScheduled else { return }
@@ -63,7 +63,7 @@ extension LedgerHost {
         let host = NIOLoopBound(self, eventLoop: self.eventLoop)
         self.eventLoop.execute {
             host.value.writerWakeScheduled = false
-            host.value.store.wakeWriter()
+            host.value.log.wakeWriter()
         }
     }
 
@@ -117,7 +117,7 @@ extension LedgerHost {
                 ]
             )
         }
-        self.store.audit(events)
+        self.log.audit(events, wakeWriter: true)
     }
 
     /// A refused check-out, with the reason.

@@ -22,8 +22,10 @@ final class LedgerHost {
     /// The connection attached to each session, to push events to.
     private var connections: [SessionID: SessionHandler] = [:]
     private var reaper: RepeatedTask?
-    /// The write-ahead log every change goes to before its request is answered.
-    let store: LedgerStore
+    /// The commit log every change goes to before its request is answered.
+    let log: any CommitLog
+    /// Set when the log failed: nothing more is acknowledged or served.
+    private(set) var failure: String?
     /// Highest sequence number known to be on disk.
     private(set) var durableSequence: UInt64
     /// Sequence number of the last change this loop appended (read without the store's lock).
@@ -58,7 +60,7 @@ final class LedgerHost {
         eventLoop: any EventLoop,
         context: ServerContext,
         licenses: LicenseLoadResult,
-        store: LedgerStore,
+        log: any CommitLog,
         recovered: [LedgerChange],
         recoveryDetails: [(String, AuditEvent.Value)] = []
     ) {
@@ -66,8 +68,8 @@ final class LedgerHost {
         self.context = context
         self.logger = context.logger
         self.loaded = licenses
-        self.store = store
-        self.durableSequence = store.lastAssigned
+        self.log = log
+        self.durableSequence = log.lastAssigned
         self.lastAppended = self.durableSequence
         var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(context.configuration.leaseTTLMs))
         configuration.minimumLeaseTTLMs = min(10_000, Int64(context.configuration.leaseTTLMs))
@@ -82,7 +84,7 @@ final class LedgerHost {
         // may take next (after passing a damaged one) a sequence number of its own.
         let mark = LedgerChange.clockMarked(atMs: self.nowMs)
         self.ledger.apply(mark)
-        self.lastAppended = store.append([mark])
+        self.lastAppended = log.append([mark], audit: [], wakeWriter: true)
         // Exposed at 0 from the start, so that an alert on them needs no "absent" case.
         for direction in ["forward", "backward"] { _ = self.counter("licensed_clock_steps_total", [("direction", direction)]) }
         self.audit(
@@ -109,11 +111,12 @@ final class LedgerHost {
     }
 
     /// Ready to serve: listening, and at least one licence loaded.
-    var isReady: Bool { self.listening && !self.loaded.effective.isEmpty }
+    var isReady: Bool { self.listening && self.failure == nil && !self.loaded.effective.isEmpty }
 
     /// Why not ready, for /readyz.
     var readiness: String {
         if !self.listening { return "not listening (starting or stopping)" }
+        if let failure = self.failure { return "the commit log failed: \(failure)" }
         if self.loaded.effective.isEmpty { return "no valid licence loaded (\(self.loaded.rejected.count) rejected)" }
         return "ready: \(self.loaded.effective.count) licence(s), \(self.ledger.leases.count) lease(s)"
     }
@@ -174,13 +177,41 @@ final class LedgerHost {
         for handler in touched.values { handler.flushDeferred() }
     }
 
+    /// The log can no longer make changes durable: every reply still waiting is answered
+    /// UNAVAILABLE instead (its change may or may not have reached the disk; a retry with the
+    /// same checkout_key finds out), and nothing more is served.
+    func logFailed(_ message: String) {
+        guard self.failure == nil else { return }
+        self.failure = message
+        self.logger.critical("the commit log failed; nothing more is acknowledged: \(message)")
+        var touched: [ObjectIdentifier: SessionHandler] = [:]
+        while let held = self.waiting.popFirst() {
+            var reply = Licensed_V1_ServerMessage()
+            reply.requestID = held.reply.requestID
+            reply.error = self.unavailable.protocolError
+            held.handler.writeDeferred(reply)
+            touched[ObjectIdentifier(held.handler)] = held.handler
+        }
+        for handler in touched.values { handler.flushDeferred() }
+        self.stopReaper()
+    }
+
+    /// The refusal of every request once the log failed.
+    var unavailable: LicenseError {
+        LicenseError(.unavailable, "the licence server cannot record changes (\(self.failure ?? "")); not acknowledged, try again later")
+    }
+
     /// Takes a snapshot now of a frozen copy of the ledger (the loop goes on serving).
-    func takeSnapshot(reason: String, done: (@Sendable (Result<LedgerStore.SnapshotResult, StoreError>) -> Void)? = nil) {
+    func takeSnapshot(reason: String, done: (@Sendable (Result<SnapshotResult, StoreError>) -> Void)? = nil) {
+        guard self.failure == nil else {
+            done?(.failure(StoreError("the commit log failed; no snapshot is taken")))
+            return
+        }
         let logger = self.logger
         let metrics = self.context.metrics
         let host = NIOLoopBound(self, eventLoop: self.eventLoop)
         let loop = self.eventLoop
-        let started = self.store.snapshot(self.ledger, takenAtMs: self.nowMs) { result in
+        let started = self.log.snapshot(self.ledger, takenAtMs: self.nowMs) { result in
             switch result {
             case .success(let snapshot):
                 metrics.snapshotDuration.recordMilliseconds(snapshot.durationMs)
@@ -206,7 +237,7 @@ final class LedgerHost {
 
     private func snapshotIfDue() {
         guard !self.snapshotRunning else { return }
-        let since = self.store.sinceSnapshot
+        let since = self.log.sinceSnapshot
         if since.records >= self.context.configuration.snapshotEveryRecords || since.bytes >= self.context.configuration.snapshotEveryBytes
         {
             self.takeSnapshot(reason: "log passed \(since.records) records / \(since.bytes) bytes")
@@ -835,7 +866,7 @@ final class LedgerHost {
         response.rejected = self.loaded.rejected.map(\.protocolForm)
         response.serverPublicKey = .init(self.context.serverPublicKey)
         response.serverVersion = ServerContext.serverVersion
-        if role.seesHolders, let head = self.store.auditHead {
+        if role.seesHolders, let head = self.log.auditHead {
             response.auditSequence = head.sequence
             response.auditHash = head.hash
         }

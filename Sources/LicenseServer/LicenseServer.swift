@@ -1,4 +1,3 @@
-import CMalloc
 import CoreMetrics
 import Foundation
 public import LicenseCore
@@ -22,153 +21,26 @@ public final class LicenseServer: Service {
     private let bound: EventLoopPromise<SocketAddress>
     private let sessions = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
-    private let store: LedgerStore
-    /// The watchdog task, touched only on `eventLoop`.
-    private nonisolated(unsafe) var watchdog: RepeatedTask?
+    /// Where the ledger's changes are made durable.
+    private let log: any CommitLog
+    /// The watchdog task, set and cancelled on `eventLoop`.
+    private let watchdog = NIOLockedValueBox<RepeatedTask?>(nil)
 
-    /// Creates a server for `licenses`: recovers the ledger from `<state_dir>/ledger` (newest
-    /// snapshot plus the write-ahead log) and opens the log. Nothing is bound until `run()`.
-    ///
-    /// When recovery cannot prove it holds every acknowledged change it throws `RecoveryRefusal`
-    /// (naming the damaged files), unless `acceptDataLoss` — the operator's explicit, audited
-    /// decision to serve without what is lost.
+    /// Creates a server for `licenses`: opens the commit log of `log` (by default this machine's
+    /// write-ahead log under `<state_dir>/ledger`), recovers the ledger from it and starts it.
+    /// Nothing is bound until `run()`. A recovery that cannot prove it holds every acknowledged
+    /// change throws `RecoveryRefusal`.
     public init(
         context: ServerContext,
         licenses: LicenseLoadResult,
-        acceptDataLoss: Bool = false,
+        log: CommitLogSource = .local(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) throws {
         self.context = context
         let eventLoop = group.next()
         self.eventLoop = eventLoop
-        let logger = context.logger
-        let reference = HostReference()
-        let directory = (context.configuration.stateDir as NSString).appendingPathComponent("ledger")
-        let metrics = context.metrics
-        let store: LedgerStore
-        var recovery: LedgerStore.Recovery
-        let auditLog: AuditLog
-        do {
-            let configuration = context.configuration
-            let clock = context.clock
-            auditLog = try AuditLog.open(
-                directory: configuration.auditDirectory,
-                maxFileBytes: configuration.auditMaxFileBytes,
-                syncs: configuration.sync == .always,
-                retention: AuditRetention(
-                    compress: configuration.auditCompress,
-                    maxFiles: configuration.auditRetentionFiles,
-                    maxBytes: configuration.auditRetentionBytes,
-                    maxAgeMs: Int64(configuration.auditRetentionDays) * 86_400_000,
-                    signer: context.serverKey
-                ),
-                nowMs: { clock.nowMs() }
-            )
-        } catch let error as StoreError {
-            throw ConfigurationError("cannot open the audit trail in \(context.configuration.auditDirectory): \(error.message)")
-        }
-        if let cut = auditLog.cutTail {
-            logger.warning("audit trail \(cut.file): cut a torn last write (\(cut.droppedBytes) bytes)")
-        }
-        auditLog.onMaintenance = { result in
-            switch result {
-            case .success(let report):
-                for file in report.compressed { logger.info("audit file compressed", metadata: ["file": "\(file)"]) }
-                if let checkpoint = report.checkpoint {
-                    logger.notice(
-                        "audit retention removed \(report.removed.count) file(s); signed checkpoint at record \(checkpoint.sequence)",
-                        metadata: ["removed": "\(report.removed.joined(separator: ","))"]
-                    )
-                }
-            case .failure(let error):
-                logger.error("audit maintenance failed (the files stay as they are): \(error.message)")
-            }
-        }
-        auditLog.scheduleMaintenance()
-        do {
-            (store, recovery) = try LedgerStore.open(
-                directory: directory,
-                sync: context.configuration.sync,
-                retainedSnapshots: context.configuration.snapshotsRetained,
-                acceptDataLoss: acceptDataLoss,
-                audit: auditLog,
-                onDurable: { sequence in
-                    eventLoop.execute { reference.host?.value.durable(upTo: sequence) }
-                },
-                onFatal: { message in
-                    context.notifier.notify("STOPPING=1\nSTATUS=\(message)")
-                    logger.critical("\(message)")
-                    FileHandle.standardError.write(Data("licensed: \(message)\n".utf8))
-                    exit(70)  // EX_SOFTWARE: systemd restarts us and recovery runs from what is on disk
-                },
-                onSync: { records, nanoseconds in
-                    metrics.walSync.recordNanoseconds(Int64(nanoseconds))
-                    metrics.walBatch.record(records)
-                }
-            )
-        } catch let error as StoreError {
-            throw ConfigurationError("cannot recover the ledger from \(directory): \(error.message)")
-        }
-        self.store = store
-        if let torn = recovery.tornTail {
-            logger.warning(
-                "write-ahead log \(torn.file): cut a torn last write at offset \(torn.offset) (\(torn.droppedBytes) bytes of a write that was never acknowledged)"
-            )
-        }
-        let host = LedgerHost(
-            eventLoop: eventLoop,
-            context: context,
-            licenses: licenses,
-            store: store,
-            recovered: recovery.changes,
-            recoveryDetails: Self.report(recovery, to: logger)
-        )
-        logger.info(
-            "ledger recovered",
-            metadata: [
-                "leases": "\(host.ledger.leases.count)", "snapshot": "\(recovery.snapshotFile ?? "none")",
-                "snapshot_sequence": "\(recovery.snapshotSequence)", "replayed_records": "\(recovery.replayedRecords)",
-                "sync": "\(context.configuration.sync.rawValue)",
-            ]
-        )
-        // The recovered changes are applied: free them, and give their memory back to the system
-        // (glibc keeps freed heap otherwise: 596 MB of RSS after recovering a million leases
-        // instead of the 480 MB the same ledger takes when built by requests).
-        recovery.changes = []
-        malloc_trim(0)
-        if recovery.needsSnapshot {
-            // A damaged file cost this recovery its redundancy (or, after accepted loss, left a
-            // gap in the log): write a fresh snapshot before serving, so the state on disk is
-            // whole again and two readable snapshots are kept from the next one on.
-            do {
-                let snapshot = try store.snapshotAndWait(host.ledger, takenAtMs: context.clock.nowMs())
-                logger.notice("snapshot written after recovery", metadata: ["file": "\(snapshot.file)"])
-            } catch {
-                store.close()
-                throw ConfigurationError("cannot write the snapshot recovery needs in \(directory): \(error.message)")
-            }
-        }
-        if context.configuration.sync == .none {
-            logger.warning("sync: none — acknowledged changes are not fsynced and a crash can lose them; for tests and demos only")
-        }
-        self.host = NIOLoopBoundBox.makeBoxSendingValue(host, eventLoop: eventLoop)
-        reference.host = self.host
+        (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: log, on: eventLoop)
         self.bound = eventLoop.makePromise(of: SocketAddress.self)
-    }
-
-    /// Logs what recovery found damaged or lost, and returns it for the `start` audit record.
-    private static func report(_ recovery: LedgerStore.Recovery, to logger: Logger) -> [(String, AuditEvent.Value)] {
-        for damaged in recovery.passedOver {
-            logger.error("\(damaged); recovered from the older snapshot \(recovery.snapshotFile ?? "(none)") and the log instead")
-        }
-        for damaged in recovery.damagedOlder { logger.error("\(damaged) (not needed this time; a fresh snapshot replaces it)") }
-        for file in recovery.setAside { logger.warning("damaged snapshot kept for inspection as \(file)") }
-        if let lost = recovery.lostHistory { logger.critical("started with --accept-data-loss: \(lost)") }
-        var details: [(String, AuditEvent.Value)] = [("snapshot", .string(recovery.snapshotFile ?? ""))]
-        if !recovery.passedOver.isEmpty { details.append(("snapshots_passed_over", .strings(recovery.passedOver))) }
-        if !recovery.damagedOlder.isEmpty { details.append(("snapshots_damaged", .strings(recovery.damagedOlder))) }
-        if let lost = recovery.lostHistory { details.append(("data_loss_accepted", .string(lost))) }
-        return details
     }
 
     /// Rereads the licence files (SIGHUP, `licensectl reload`) with the loader given at start.
@@ -214,8 +86,8 @@ public final class LicenseServer: Service {
     }
 
     /// Writes a snapshot now (`licensectl snapshot`, tests).
-    public func snapshot() async throws -> LedgerStore.SnapshotResult {
-        let promise = self.eventLoop.makePromise(of: LedgerStore.SnapshotResult.self)
+    public func snapshot() async throws -> SnapshotResult {
+        let promise = self.eventLoop.makePromise(of: SnapshotResult.self)
         self.eventLoop.execute {
             self.host.value.takeSnapshot(reason: "requested") { result in
                 switch result {
@@ -318,7 +190,7 @@ public final class LicenseServer: Service {
             self.context.logger.info("stopped accepting; closing \(self.connectionCount) session(s)")
             try? await self.eventLoop.submit {
                 self.host.value.listening = false
-                self.watchdog?.cancel()
+                self.watchdog.withLockedValue { $0?.cancel() }
                 self.host.value.stopReaper()
                 self.host.value.broadcastShutdown()
             }.get()
@@ -330,7 +202,7 @@ public final class LicenseServer: Service {
         } catch {
             self.context.logger.error("final snapshot failed: \(error); the write-ahead log still holds every change")
         }
-        self.store.close()
+        self.log.close()
         self.context.logger.info("stopped")
     }
 
@@ -390,9 +262,10 @@ public final class LicenseServer: Service {
         let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
         let notifier = self.context.notifier
         let host = self.host
-        self.watchdog = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(nanoseconds)) { _ in
+        let task = self.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .nanoseconds(nanoseconds)) { _ in
             notifier.notify("WATCHDOG=1\nSTATUS=\(host.value.statusLine)")
         }
+        self.watchdog.withLockedValue { $0 = task }
     }
 
     /// Connections that never opened a session are closed without an event.
@@ -401,10 +274,4 @@ public final class LicenseServer: Service {
             channel.close(promise: nil)
         }
     }
-}
-
-/// Lets the store's callbacks, created before the host, find it.
-final class HostReference: @unchecked Sendable {
-    // Written once in LicenseServer.init before any callback can run.
-    var host: NIOLoopBoundBox<LedgerHost>?
 }

@@ -1,3 +1,4 @@
+import Foundation
 public import LicenseCore
 public import LicenseCrypto
 public import Logging
@@ -23,6 +24,11 @@ public struct ServerContext: Sendable {
     public var notifier = SystemdNotifier(environment: [:])
     /// Rereads the configuration's licence files and trusted keys (reload); nil = not possible.
     public var reloader: (@Sendable () async throws -> LicenseLoadResult)?
+    /// Called (on the log's thread) when the commit log can no longer make changes durable;
+    /// nil = the daemon's answer: tell systemd, log, and exit 70 (EX_SOFTWARE) so that systemd
+    /// restarts it and recovery runs from what is durable. Replies still waiting are answered
+    /// UNAVAILABLE and nothing more is served either way.
+    public var onLogFailure: (@Sendable (String) -> Void)?
 
     /// Creates the context.
     public init(configuration: ServerConfiguration, serverKey: Ed25519PrivateKey, clock: any LicenseClock, logger: Logger) throws {
@@ -31,5 +37,17 @@ public struct ServerContext: Sendable {
         self.serverPublicKey = try serverKey.publicKey.rawRepresentation
         self.clock = clock
         self.logger = logger
+    }
+
+    /// The commit log failed with `message`: `onLogFailure`, or stop the process.
+    func logFailed(_ message: String) {
+        if let onLogFailure = self.onLogFailure {
+            onLogFailure(message)
+            return
+        }
+        self.notifier.notify("STOPPING=1\nSTATUS=\(message)")
+        self.logger.critical("\(message)")
+        FileHandle.standardError.write(Data("licensed: \(message)\n".utf8))
+        exit(70)
     }
 }

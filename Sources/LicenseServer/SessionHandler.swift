@@ -258,7 +258,9 @@ final class SessionHandler: ChannelInboundHandler {
         var reply = Licensed_V1_ServerMessage()
         reply.requestID = message.requestID
         let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
-        if let body = message.body, let refusal = RequestAccess.refusal(for: body, role: role) {
+        if self.host.failure != nil {
+            result = .failure(self.host.unavailable)
+        } else if let body = message.body, let refusal = RequestAccess.refusal(for: body, role: role) {
             result = .failure(refusal)
         } else {
             switch message.body {

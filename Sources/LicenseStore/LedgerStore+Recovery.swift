@@ -189,3 +189,39 @@ extension LedgerStore {
         return recovery
     }
 }
+
+extension LedgerStore.Recovery {
+    /// What this recovery means to the host, in the terms every `CommitLog` uses: the changes to
+    /// replay, what was found damaged or lost, and the facts for the `start` audit record.
+    public func replay(sync: LedgerStore.SyncPolicy) -> RecoveredLedger {
+        var findings: [(RecoveredLedger.Severity, String)] = []
+        if let torn = self.tornTail {
+            findings.append(
+                (
+                    .warning,
+                    "write-ahead log \(torn.file): cut a torn last write at offset \(torn.offset) (\(torn.droppedBytes) bytes of a write that was never acknowledged)"
+                )
+            )
+        }
+        for damaged in self.passedOver {
+            findings.append((.error, "\(damaged); recovered from the older snapshot \(self.snapshotFile ?? "(none)") and the log instead"))
+        }
+        for damaged in self.damagedOlder { findings.append((.error, "\(damaged) (not needed this time; a fresh snapshot replaces it)")) }
+        for file in self.setAside { findings.append((.warning, "damaged snapshot kept for inspection as \(file)")) }
+        if let lost = self.lostHistory { findings.append((.critical, "started with --accept-data-loss: \(lost)")) }
+        var details: [(String, AuditEvent.Value)] = [("snapshot", .string(self.snapshotFile ?? ""))]
+        if !self.passedOver.isEmpty { details.append(("snapshots_passed_over", .strings(self.passedOver))) }
+        if !self.damagedOlder.isEmpty { details.append(("snapshots_damaged", .strings(self.damagedOlder))) }
+        if let lost = self.lostHistory { details.append(("data_loss_accepted", .string(lost))) }
+        return RecoveredLedger(
+            changes: self.changes,
+            findings: findings,
+            auditDetails: details,
+            summary: [
+                ("snapshot", self.snapshotFile ?? "none"), ("snapshot_sequence", "\(self.snapshotSequence)"),
+                ("replayed_records", "\(self.replayedRecords)"), ("sync", sync.rawValue),
+            ],
+            needsSnapshot: self.needsSnapshot
+        )
+    }
+}

@@ -191,7 +191,7 @@ struct Licensed: AsyncParsableCommand {
             let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
             return try loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }
-        let server = try LicenseServer(context: context, licenses: loaded, acceptDataLoss: self.acceptDataLoss)
+        let server = try LicenseServer(context: context, licenses: loaded, log: .local(acceptDataLoss: self.acceptDataLoss))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metrics = try configuration.metricsAddress() {
             // Listed first: started before the protocol listener, stopped after it.

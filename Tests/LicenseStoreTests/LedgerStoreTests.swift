@@ -81,8 +81,8 @@ struct LedgerStoreTests {
         _ ledger: SeatLedger,
         in store: LedgerStore,
         meanwhile: () -> Void = {}
-    ) throws -> LedgerStore.SnapshotResult {
-        let snapshotted = Mutex<LedgerStore.SnapshotResult?>(nil)
+    ) throws -> SnapshotResult {
+        let snapshotted = Mutex<SnapshotResult?>(nil)
         #expect(store.snapshot(ledger, takenAtMs: Self.t0) { result in snapshotted.withLock { $0 = try? result.get() } })
         meanwhile()
         for _ in 0..<500 where snapshotted.withLock({ $0 == nil }) { usleep(10_000) }

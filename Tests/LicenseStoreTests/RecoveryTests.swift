@@ -24,7 +24,7 @@ struct RecoveryTests {
 
     /// Two snapshots with changes before, between and (when `after`) behind them, then a clean close.
     static func history(_ dir: TemporaryDirectory, after: Bool) throws -> (
-        SeatLedger, LedgerStore.SnapshotResult, LedgerStore.SnapshotResult
+        SeatLedger, SnapshotResult, SnapshotResult
     ) {
         var ledger = Store.ledger()
         let (store, _) = try Store.open(dir)
@@ -42,7 +42,7 @@ struct RecoveryTests {
         let dir = try TemporaryDirectory()
         var ledger = Store.ledger()
         let (store, _) = try Store.open(dir)
-        var results: [LedgerStore.SnapshotResult] = []
+        var results: [SnapshotResult] = []
         for round in 0..<3 {
             Store.drive(&ledger, store, steps: 100, seed: UInt64(20 + round), from: UInt64(round) * 10_000)
             results.append(try Store.snapshot(ledger, in: store))

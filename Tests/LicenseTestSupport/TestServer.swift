@@ -13,6 +13,8 @@ public func withTestServer<T: Sendable>(
     clock: any LicenseClock = ManualClock(startMs: 1_790_000_000_000),
     stateDirectory: String? = nil,
     reloader: (@Sendable () async throws -> LicenseLoadResult)? = nil,
+    log: CommitLogSource = .local(),
+    onLogFailure: (@Sendable (String) -> Void)? = nil,
     _ body: @Sendable (LicenseServer, Int) async throws -> T
 ) async throws -> T {
     let scratch = try TemporaryDirectory()
@@ -26,9 +28,10 @@ public func withTestServer<T: Sendable>(
     logger.logLevel = .critical
     var context = try ServerContext(configuration: configuration, serverKey: try Ed25519PrivateKey.generate(), clock: clock, logger: logger)
     context.reloader = reloader
+    context.onLogFailure = onLogFailure
     var loaded = LicenseLoadResult()
     loaded.accepted = licenses
-    let server = try LicenseServer(context: context, licenses: loaded)
+    let server = try LicenseServer(context: context, licenses: loaded, log: log)
     let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
