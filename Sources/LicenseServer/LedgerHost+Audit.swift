@@ -34,9 +34,9 @@ extension LedgerHost {
                 events.append(event)
             }
         }
-        self.lastAppended = self.log.append(changes, audit: events, wakeWriter: false)
+        self.replies.lastAppended = self.log.append(changes, audit: events, wakeWriter: false)
         self.wakeWriterSoon()
-        if !self.context.configuration.utilisationThresholds.isEmpty {
+        if !self.thresholds.thresholds.isEmpty {
             self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
         }
     }
@@ -74,14 +74,7 @@ extension LedgerHost {
         let now = self.nowMs
         self.audit("token_rejected", actor: address, details: [("address", .string(address))] + details)
         self.count("licensed_tokens_rejected_total", [])
-        var recent = self.refusedTokens[address, default: []].filter { now - $0 < 60_000 }
-        recent.append(now)
-        self.refusedTokens[address] = recent
-        if self.refusedTokens.count > 10_000 {
-            self.refusedTokens = self.refusedTokens.filter { $0.value.last.map { now - $0 < 60_000 } ?? false }
-        }
-        let configuration = self.context.configuration
-        return recent.count > configuration.badTokenLimit ? Int64(configuration.badTokenDelayMs) : 0
+        return self.tokenThrottle.refused(from: address, at: now)
     }
 
     /// One `license` record per licence in force, so that reports read capacities, policies and

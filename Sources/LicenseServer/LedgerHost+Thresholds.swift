@@ -3,43 +3,22 @@ import LicenseProtocol
 import LicenseStore
 import Logging
 
-/// Utilisation thresholds: after every change of seats, each feature touched is compared with the
-/// configured thresholds; a change of level (the highest threshold reached) is one log line, one
-/// audit record, a counter, and a THRESHOLD_CROSSED event to every subscribed session.
+/// Utilisation thresholds (`ThresholdWatch`) as the server reports them.
 extension LedgerHost {
-    /// The highest configured threshold (percent) `inUse` of `capacity` reaches; 0 below all.
-    static func level(inUse: UInt32, capacity: UInt32?, thresholds: [Int]) -> UInt32 {
-        guard let capacity, capacity > 0 else { return 0 }
-        var level: UInt32 = 0
-        for threshold in thresholds where UInt64(inUse) * 100 >= UInt64(threshold) * UInt64(capacity) {
-            level = max(level, UInt32(threshold))
-        }
-        return level
-    }
-
-    /// Looks at `features` after a change and reports every crossing.
+    /// Looks at `features` after a change and reports every crossing: one log line, one audit
+    /// record, a counter, and a THRESHOLD_CROSSED event to every subscribed session.
     func checkThresholds(_ features: Set<String>) {
-        let thresholds = self.context.configuration.utilisationThresholds
-        guard !thresholds.isEmpty else { return }
+        guard !self.thresholds.thresholds.isEmpty else { return }
         let now = self.nowMs
         for feature in features.sorted() {
             let inUse = self.ledger.seatsInUse(of: feature)
             let capacity = self.ledger.capacity(of: feature, at: now)
-            let level = Self.level(inUse: inUse, capacity: capacity, thresholds: thresholds)
-            let previous = self.thresholdLevels[feature] ?? 0
-            guard level != previous else { continue }
-            self.thresholdLevels[feature] = level == 0 ? nil : level
-            let up = level > previous
-            let crossed = up ? level : previous
-            let percent = capacity.map { $0 == 0 ? 0 : Double(inUse) * 100 / Double($0) } ?? 0
-            let message =
-                up
-                ? "'\(feature)' reached \(crossed)% of its capacity: \(inUse) of \(capacity ?? 0) seats in use"
-                : "'\(feature)' fell back below \(crossed)% of its capacity: \(inUse) of \(capacity ?? 0) seats in use"
+            guard let crossing = self.thresholds.observe(feature: feature, inUse: inUse, capacity: capacity) else { continue }
+            let direction = crossing.up ? "up" : "down"
             self.logger.notice(
-                "utilisation threshold \(up ? "crossed" : "cleared")",
+                "utilisation threshold \(crossing.up ? "crossed" : "cleared")",
                 metadata: [
-                    "feature": "\(feature)", "threshold": "\(crossed)", "in_use": "\(inUse)", "capacity": "\(capacity ?? 0)",
+                    "feature": "\(feature)", "threshold": "\(crossing.threshold)", "in_use": "\(inUse)", "capacity": "\(crossing.capacity)",
                 ]
             )
             self.audit(
@@ -47,19 +26,19 @@ extension LedgerHost {
                 actor: "server",
                 subject: "feature:\(feature)",
                 details: [
-                    ("feature", .string(feature)), ("threshold_pct", .int(Int64(crossed))), ("direction", .string(up ? "up" : "down")),
-                    ("in_use", .int(Int64(inUse))), ("capacity", .int(Int64(capacity ?? 0))),
-                    ("utilisation_pct", .int(Int64(percent.rounded()))),
+                    ("feature", .string(feature)), ("threshold_pct", .int(Int64(crossing.threshold))), ("direction", .string(direction)),
+                    ("in_use", .int(Int64(inUse))), ("capacity", .int(Int64(crossing.capacity))),
+                    ("utilisation_pct", .int(Int64(crossing.percent.rounded()))),
                 ]
             )
             self.count(
                 "licensed_threshold_crossings_total",
-                [("feature", feature), ("threshold", "\(crossed)"), ("direction", up ? "up" : "down")]
+                [("feature", feature), ("threshold", "\(crossing.threshold)"), ("direction", direction)]
             )
             var event = Licensed_V1_Event()
             event.kind = .thresholdCrossed
             event.feature = feature
-            event.message = message
+            event.message = crossing.message
             for session in self.subscribers { self.connectionForEvents(session)?.push(event) }
         }
     }
@@ -69,7 +48,7 @@ extension LedgerHost {
         self.subscribers.insert(session)
         var response = Licensed_V1_SubscribeResponse()
         response.thresholdsPercent = self.context.configuration.utilisationThresholds.map { UInt32($0) }
-        response.levelsPercent = self.thresholdLevels
+        response.levelsPercent = self.thresholds.levels
         return .success(response)
     }
 

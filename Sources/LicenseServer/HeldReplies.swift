@@ -1,0 +1,63 @@
+import DequeModule
+import LicenseProtocol
+import NIOCore
+
+/// Replies that acknowledge changes, held until the commit log reports those changes durable.
+/// A reply waits for everything appended before it was held, so replies are released in the
+/// order they were held.
+struct HeldReplies<Target: AnyObject> {
+    /// Highest sequence number the log reported durable.
+    private(set) var durable: UInt64
+    /// Sequence number of the last change appended (read without asking the log).
+    var lastAppended: UInt64
+    private var waiting = Deque<(sequence: UInt64, target: Target, reply: Licensed_V1_ServerMessage)>()
+
+    init(durable: UInt64) {
+        self.durable = durable
+        self.lastAppended = durable
+    }
+
+    /// Replies held now.
+    var count: Int { self.waiting.count }
+
+    /// Holds `reply` for `target` until everything appended so far is durable; false (nothing
+    /// held) when it already is.
+    mutating func hold(_ reply: Licensed_V1_ServerMessage, for target: Target) -> Bool {
+        guard self.lastAppended > self.durable else { return false }
+        self.waiting.append((self.lastAppended, target, reply))
+        return true
+    }
+
+    /// The log reports `sequence` durable: the replies it releases, in order.
+    mutating func release(upTo sequence: UInt64) -> [(target: Target, reply: Licensed_V1_ServerMessage)] {
+        self.durable = max(self.durable, sequence)
+        var released: [(target: Target, reply: Licensed_V1_ServerMessage)] = []
+        while let first = self.waiting.first, first.sequence <= self.durable {
+            self.waiting.removeFirst()
+            released.append((first.target, first.reply))
+        }
+        return released
+    }
+
+    /// Every reply still held (the log failed: none of them will be released).
+    mutating func abandonAll() -> [(target: Target, reply: Licensed_V1_ServerMessage)] {
+        defer { self.waiting.removeAll() }
+        return self.waiting.map { ($0.target, $0.reply) }
+    }
+}
+
+/// Check-outs waiting in a feature's queue: who to answer, by waiter id, and the timer armed for
+/// the earliest deadline.
+struct QueuedCheckOuts {
+    /// Who to answer for each waiter.
+    var waiters: [UInt64: (handler: SessionHandler, requestID: UInt64)] = [:]
+    private var lastWaiterID: UInt64 = 0
+    var timer: Scheduled<Void>?
+    var timerDeadline: Int64?
+
+    /// A fresh waiter id.
+    mutating func nextWaiterID() -> UInt64 {
+        self.lastWaiterID += 1
+        return self.lastWaiterID
+    }
+}

@@ -1,0 +1,162 @@
+import DequeModule
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseStore
+import Logging
+import Metrics
+import NIOCore
+import SwiftProtobuf
+
+/// Node-locked activations: activate, validate, deactivate, bulk assignment and their listings.
+extension LedgerHost {
+    func activate(_ request: Licensed_V1_ActivateRequest, session: SessionID) -> Result<Licensed_V1_ActivateResponse, LicenseError> {
+        guard let identity = self.ledger.identity(ofSession: session) else {
+            return .failure(LicenseError(.invalidArgument, "unknown session"))
+        }
+        guard request.fingerprint.count <= 64, request.fingerprint.allSatisfy({ $0.count <= 128 }) else {
+            return .failure(LicenseError(.invalidArgument, "a fingerprint has at most 64 components of at most 128 characters"))
+        }
+        var who = identity
+        if !request.user.isEmpty { who.user = request.user }
+        var licenseID = request.licenseID
+        if licenseID.isEmpty && request.feature.isEmpty {
+            let configuration = self.context.configuration
+            guard
+                let part = self.ledger.partForNewActivation(defaultPart: configuration.defaultPart, overagePart: configuration.overagePart)
+            else {
+                return .failure(LicenseError(.invalidArgument, "Activate needs a license_id or a feature (no default part is configured)"))
+            }
+            licenseID = part
+        }
+        let command = SeatLedger.Activate(
+            licenseID: licenseID,
+            feature: request.feature,
+            fingerprint: request.fingerprint,
+            machineName: request.machineName.isEmpty ? identity.host : request.machineName,
+            identity: who,
+            newActivationID: "act-" + SecureRandom.bytes(12).hexString
+        )
+        switch self.ledger.activate(command, at: self.nowMs) {
+        case .failure(let error):
+            self.audit(
+                "deny_activation",
+                actor: Self.actor(identity),
+                subject: request.licenseID.isEmpty ? "feature:\(request.feature)" : "license:\(request.licenseID)",
+                details: [
+                    ("license", .string(request.licenseID)), ("feature", .string(request.feature)), ("code", .string(error.code.name)),
+                    ("reason", .string(error.message)),
+                ]
+            )
+            self.count("licensed_activation_denials_total", [("reason", error.code.name)])
+            self.logger.info(
+                "activation denied",
+                metadata: ["license": "\(request.licenseID)", "feature": "\(request.feature)", "code": "\(error.code.name)"]
+            )
+            return .failure(error)
+        case .success(let activated):
+            self.commit(activated.changes, actor: Self.actor(identity))
+            if !activated.existing {
+                self.count("licensed_activations_total", [("license", activated.activation.licenseID)])
+                self.logger.info(
+                    "machine activated",
+                    metadata: [
+                        "activation": "\(activated.activation.id)", "license": "\(activated.activation.licenseID)",
+                        "machine": "\(activated.activation.machineName)", "user": "\(activated.activation.user)",
+                        "overage": "\(activated.activation.overage)",
+                    ]
+                )
+            }
+            var response = Licensed_V1_ActivateResponse()
+            response.activationID = activated.activation.id
+            response.certificate = self.signer.certificate(for: activated, at: self.nowMs)
+            response.overage = activated.activation.overage
+            response.existing = activated.existing
+            return .success(response)
+        }
+    }
+
+    func validateActivation(_ request: Licensed_V1_ValidateActivationRequest) -> Result<
+        Licensed_V1_ValidateActivationResponse, LicenseError
+    > {
+        switch self.ledger.validateActivation(request.activationID, fingerprint: request.fingerprint, at: self.nowMs) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let activated):
+            self.commit(activated.changes, actor: activated.activation.user + "@" + activated.activation.machineName)
+            var response = Licensed_V1_ValidateActivationResponse()
+            response.certificate = self.signer.certificate(for: activated, at: self.nowMs)
+            return .success(response)
+        }
+    }
+
+    func deactivate(_ request: Licensed_V1_DeactivateRequest, session: SessionID, role: Role) -> Result<
+        Licensed_V1_DeactivateResponse, LicenseError
+    > {
+        let user = self.ledger.identity(ofSession: session)?.user ?? ""
+        switch self.ledger.deactivate(request.activationID, user: user, asAdmin: role.mayRevoke, at: self.nowMs) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let changes):
+            self.commit(changes, actor: self.actor(of: session))
+            self.logger.info("machine deactivated", metadata: ["activation": "\(request.activationID)", "by": "\(user)"])
+            var response = Licensed_V1_DeactivateResponse()
+            response.activationID = request.activationID
+            return .success(response)
+        }
+    }
+
+    func assign(_ request: Licensed_V1_AssignRequest, session: SessionID, role: Role) -> Result<Licensed_V1_AssignResponse, LicenseError> {
+        guard !request.part.isEmpty else { return .failure(LicenseError(.invalidArgument, "Assign needs a part")) }
+        guard request.rows.count <= 100_000 else { return .failure(LicenseError(.resourceExhausted, "at most 100000 rows per run")) }
+        let identity = self.ledger.identity(ofSession: session) ?? ClientIdentity(user: "", host: "")
+        let rows = request.rows.map { (row: $0.row, device: SeatLedger.Device(deviceID: $0.deviceID, fingerprint: $0.fingerprint)) }
+        let (run, changes) = self.ledger.bulk(
+            part: request.part,
+            revoke: request.revoke,
+            rows: rows,
+            by: identity,
+            runID: "run-" + SecureRandom.bytes(8).hexString,
+            newActivationID: { "act-" + SecureRandom.bytes(12).hexString },
+            at: self.nowMs
+        )
+        self.commit(changes, actor: Self.actor(identity), details: [("role", .string(role.rawValue)), ("run", .string(run.runID))])
+        let applied = run.results.filter(\.applied).count
+        self.logger.info(
+            request.revoke ? "bulk revoke" : "bulk assignment",
+            metadata: [
+                "run": "\(run.runID)", "part": "\(run.part)", "applied": "\(applied)", "failed": "\(run.results.count - applied)",
+                "actor": "\(run.actor)",
+            ]
+        )
+        var response = Licensed_V1_AssignResponse()
+        response.run = run
+        return .success(response)
+    }
+
+    func activations() -> Result<Licensed_V1_ActivationsResponse, LicenseError> {
+        var response = Licensed_V1_ActivationsResponse()
+        let now = self.nowMs
+        response.activations = self.ledger.allActivations.map { activation in
+            var info = Licensed_V1_ActivationInfo()
+            info.activationID = activation.id
+            info.licenseID = activation.licenseID
+            info.partName = self.ledger.partName(activation.licenseID)
+            info.features = activation.features
+            info.machineName = activation.machineName
+            info.user = activation.user
+            info.activatedAtMs = activation.activatedAtMs
+            info.lastSeenMs = activation.lastSeenMs
+            info.status = self.ledger.status(of: activation, at: now)
+            return info
+        }
+        return .success(response)
+    }
+
+    func history(_ request: Licensed_V1_HistoryRequest) -> Result<Licensed_V1_HistoryResponse, LicenseError> {
+        var response = Licensed_V1_HistoryResponse()
+        response.runs = self.ledger.assignmentRuns.filter { request.month.isEmpty || Timestamp.iso8601($0.atMs).hasPrefix(request.month) }
+        return .success(response)
+    }
+}

@@ -1,0 +1,189 @@
+import DequeModule
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseStore
+import Logging
+import Metrics
+import NIOCore
+import SwiftProtobuf
+
+/// Administration: leases, revocation, status, licence reloads and the shutdown broadcast.
+extension LedgerHost {
+    func leases(_ request: Licensed_V1_LeasesRequest) -> Result<Licensed_V1_LeasesResponse, LicenseError> {
+        var response = Licensed_V1_LeasesResponse()
+        response.leases = self.ledger.leases.values
+            .filter { lease in
+                (request.feature.isEmpty || lease.feature == request.feature)
+                    && (request.user.isEmpty || lease.identity.user == request.user)
+                    && (request.host.isEmpty || lease.identity.host == request.host)
+            }
+            .sorted { ($0.feature, $0.grantedAtMs, $0.id) < ($1.feature, $1.grantedAtMs, $1.id) }
+            .map { lease in
+                var info = Licensed_V1_LeaseInfo()
+                info.feature = lease.feature
+                info.holder = self.ledger.holder(of: lease)
+                return info
+            }
+        return .success(response)
+    }
+
+    /// Takes back a lease, an activation, or everything of a user or host; holders are told.
+    func revoke(_ request: Licensed_V1_RevokeRequest, session: SessionID, role: Role) -> Result<Licensed_V1_RevokeResponse, LicenseError> {
+        var leaseIDs: [LeaseID] = []
+        var activationIDs: [String] = []
+        switch request.target {
+        case .leaseID(let bytes):
+            guard let id = LeaseID(bytes: bytes) else { return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes")) }
+            leaseIDs = [id]
+        case .activationID(let id):
+            activationIDs = [id]
+        case .user(let user):
+            leaseIDs = self.ledger.leases.values.filter { $0.identity.user == user && !$0.lingering }.map(\.id)
+            activationIDs = self.ledger.allActivations.filter { $0.user == user }.map(\.id)
+        case .host(let host):
+            leaseIDs = self.ledger.leases.values.filter { $0.identity.host == host && !$0.lingering }.map(\.id)
+            activationIDs = self.ledger.allActivations.filter { $0.machineName == host }.map(\.id)
+        case .none:
+            return .failure(LicenseError(.invalidArgument, "Revoke needs a lease_id, activation_id, user or host"))
+        }
+        var response = Licensed_V1_RevokeResponse()
+        for id in leaseIDs {
+            var checkIn = Licensed_V1_CheckInRequest()
+            checkIn.leaseID = .init(id.bytes)
+            if case .success = self.checkIn(checkIn, session: session, role: role) { response.leases += 1 }
+        }
+        for id in activationIDs {
+            if case .success(let changes) = self.ledger.deactivate(id, user: "", asAdmin: true, at: self.nowMs) {
+                self.commit(changes, actor: self.actor(of: session), details: [("role", .string(role.rawValue))])
+                response.activations += 1
+            }
+        }
+        if leaseIDs.count == 1 && activationIDs.isEmpty && response.leases == 0 {
+            return .failure(LicenseError(.notFound, "no such lease"))
+        }
+        if activationIDs.count == 1 && leaseIDs.isEmpty && response.activations == 0 {
+            return .failure(LicenseError(.notFound, "no such activation"))
+        }
+        self.logger.notice(
+            "revoked",
+            metadata: [
+                "leases": "\(response.leases)", "activations": "\(response.activations)",
+                "target": "\(request.target.map { "\($0)" } ?? "")",
+            ]
+        )
+        return .success(response)
+    }
+
+    func status(_ request: Licensed_V1_StatusRequest, role: Role) -> Result<Licensed_V1_StatusResponse, LicenseError> {
+        if request.includeHolders, !role.seesHolders {
+            return .failure(LicenseError(.permissionDenied, "seeing holders needs an auditor, operator or admin token"))
+        }
+        var response = self.ledger.status(features: request.features, includeHolders: request.includeHolders, at: self.nowMs)
+        response.rejected = self.loaded.rejected.map(\.protocolForm)
+        response.serverPublicKey = .init(self.context.serverPublicKey)
+        response.serverVersion = ServerContext.serverVersion
+        if role.seesHolders, let head = self.log.auditHead {
+            response.auditSequence = head.sequence
+            response.auditHash = head.hash
+        }
+        return .success(response)
+    }
+
+    /// Tells every connected session the server is going away.
+    /// Serves `result`'s licences from now on (SIGHUP, `licensectl reload`). Leases stay; a
+    /// licence that shrank is AT_RISK in status; a removed feature stops granting.
+    func replaceLicenses(_ result: LicenseLoadResult, actor: String) -> Licensed_V1_ReloadResponse {
+        self.loaded = result
+        self.audit(
+            "reload",
+            actor: actor,
+            details: [
+                ("loaded", .strings(result.effective.map(\.license.id).sorted())), ("rejected", .int(Int64(result.rejected.count))),
+                ("leases", .int(Int64(self.ledger.leases.count))),
+            ]
+        )
+        self.auditLicenses(result, actor: actor)
+        self.ledger.replaceLicenses(result.effective)
+        defer {
+            self.serveQueues()
+            // Capacities changed: levels may have too.
+            self.checkThresholds(Set(self.ledger.status(includeHolders: false, at: self.nowMs).features.map(\.feature)))
+        }
+        for rejected in result.rejected { self.logger.error("\(rejected)") }
+        self.logger.info(
+            "licences reloaded",
+            metadata: [
+                "loaded": "\(result.effective.count)", "rejected": "\(result.rejected.count)", "leases": "\(self.ledger.leases.count)",
+            ]
+        )
+        var event = Licensed_V1_Event()
+        event.kind = .licensesReloaded
+        event.message = "the licence server reloaded its licences"
+        for connection in self.connections.values { connection.push(event) }
+        var response = Licensed_V1_ReloadResponse()
+        response.loaded = UInt32(result.effective.count)
+        response.rejected = result.rejected.map(\.protocolForm)
+        return response
+    }
+
+    func broadcastShutdown() {
+        var event = Licensed_V1_Event()
+        event.kind = .serverShuttingDown
+        event.message = "the licence server is shutting down; reconnect with resume_session_id"
+        for connection in self.connections.values { connection.push(event, thenClose: true) }
+    }
+}
+
+extension LedgerHost {
+    /// Runs an administrative request whose work must not block the loop, and answers it later.
+    func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body, requestID: UInt64, actor: String, replyTo handler: SessionHandler) {
+        let loop = self.eventLoop
+        let target = NIOLoopBound(handler, eventLoop: loop)
+        let host = NIOLoopBound(self, eventLoop: loop)
+        let answer: @Sendable (Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>) -> Void = { result in
+            loop.execute {
+                var reply = Licensed_V1_ServerMessage()
+                reply.requestID = requestID
+                switch result {
+                case .success(let body): reply.body = body
+                case .failure(let error): reply.error = error.protocolError
+                }
+                target.value.writeDeferred(reply)
+                target.value.flushDeferred()
+            }
+        }
+        switch body {
+        case .reload:
+            guard let reloader = self.context.reloader else {
+                answer(.failure(LicenseError(.unimplemented, "this server was started without a way to reread its licences")))
+                return
+            }
+            Task {
+                do {
+                    let result = try await reloader()
+                    loop.execute { answer(.success(.reload(host.value.replaceLicenses(result, actor: actor)))) }
+                } catch {
+                    answer(.failure(LicenseError(.invalidArgument, "reload failed, the previous licences stay in force: \(error)")))
+                }
+            }
+        case .snapshot:
+            self.audit("snapshot", actor: actor)
+            self.takeSnapshot(reason: "requested by an administrator") { result in
+                switch result {
+                case .success(let snapshot):
+                    var response = Licensed_V1_SnapshotResponse()
+                    response.sequence = snapshot.sequence
+                    response.sizeBytes = UInt64(snapshot.sizeBytes)
+                    response.durationMs = UInt32(snapshot.durationMs)
+                    answer(.success(.snapshot(response)))
+                case .failure(let error):
+                    answer(.failure(LicenseError(.unavailable, "snapshot failed: \(error)")))
+                }
+            }
+        default:
+            answer(.failure(LicenseError(.unimplemented, "not an administrative request")))
+        }
+    }
+}

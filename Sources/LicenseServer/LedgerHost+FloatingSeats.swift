@@ -1,0 +1,160 @@
+import DequeModule
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseStore
+import Logging
+import Metrics
+import NIOCore
+import SwiftProtobuf
+
+/// Floating seats: check-out (with borrowing), check-in and heartbeats.
+extension LedgerHost {
+    /// What became of a check-out: answered now, or waiting in the feature's queue.
+    enum CheckOutOutcome {
+        case answer(Result<Licensed_V1_CheckOutResponse, LicenseError>)
+        case queued
+    }
+
+    func checkOut(_ request: Licensed_V1_CheckOutRequest, session: SessionID, requestID: UInt64, handler: SessionHandler) -> CheckOutOutcome
+    {
+        guard !request.feature.isEmpty else { return .answer(.failure(LicenseError(.invalidArgument, "CheckOut needs a feature name"))) }
+        guard request.checkoutKey.count <= 64 else {
+            return .answer(.failure(LicenseError(.invalidArgument, "checkout_key is longer than 64 bytes")))
+        }
+        guard request.count <= 1_000_000 else {
+            return .answer(.failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count")))
+        }
+        let held = self.ledger.leaseCount(ofSession: session)
+        if held >= self.context.configuration.maxLeasesPerSession {
+            return .answer(.failure(LicenseError(.resourceExhausted, "this session holds its maximum of \(held) leases")))
+        }
+        guard request.borrowMs <= UInt64(Int64.max / 2) else {
+            return .answer(.failure(LicenseError(.invalidArgument, "borrow_ms \(request.borrowMs) is not a duration")))
+        }
+        let command = SeatLedger.CheckOut(
+            sessionID: session,
+            feature: request.feature,
+            version: request.version,
+            count: request.count,
+            checkoutKey: [UInt8](request.checkoutKey),
+            newLeaseID: LeaseID(bytes: SecureRandom.bytes(16))!,
+            borrowMs: Int64(request.borrowMs),
+            buildDateMs: request.buildDateMs
+        )
+        let now = self.nowMs
+        switch self.ledger.checkOut(command, at: now) {
+        case .failure(let error) where error.code == .noSeats && request.waitMs > 0:
+            let waiterID = self.queued.nextWaiterID()
+            if let refused = self.ledger.enqueue(command, waiterID: waiterID, waitMs: Int64(request.waitMs), at: now) {
+                return .answer(.failure(self.denied(refused, command)))
+            }
+            self.queued.waiters[waiterID] = (handler, requestID)
+            self.logger.info("check-out queued", metadata: ["feature": "\(request.feature)", "wait_ms": "\(request.waitMs)"])
+            self.scheduleQueueDeadline()
+            return .queued
+        case .failure(let error):
+            return .answer(.failure(self.denied(error, command)))
+        case .success(let grant):
+            return .answer(.success(self.granted(grant, at: now)))
+        }
+    }
+
+    func denied(_ error: LicenseError, _ command: SeatLedger.CheckOut) -> LicenseError {
+        let feature = command.feature
+        self.auditDenial(error, feature: feature, count: command.count, session: command.sessionID)
+        self.count("licensed_denials_total", [("feature", feature), ("reason", error.code.name)])
+        self.logger.info("check-out denied", metadata: ["feature": "\(feature)", "code": "\(error.code)", "reason": "\(error.message)"])
+        return error
+    }
+
+    /// Logs a grant, appends its changes to the log, and builds the reply (with a signed token for a borrow).
+    func granted(_ grant: SeatLedger.Grant, at now: Int64, waitedMs: Int64? = nil) -> Licensed_V1_CheckOutResponse {
+        let lease = grant.lease
+        self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs)
+        if !grant.replayed {
+            self.count("licensed_checkouts_total", [("feature", lease.feature)])
+            self.logger.info(
+                "check-out granted",
+                metadata: [
+                    "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)", "count": "\(lease.count)",
+                    "overage": "\(lease.overage)", "borrowed": "\(lease.borrowed)", "user": "\(lease.identity.user)",
+                    "host": "\(lease.identity.host)",
+                ]
+            )
+        }
+        var response = Licensed_V1_CheckOutResponse()
+        response.leaseID = .init(lease.id.bytes)
+        response.licenseID = lease.licenseID
+        response.feature = lease.feature
+        response.count = lease.count
+        response.expiresAtMs = lease.expiresAtMs
+        response.overage = lease.overage
+        response.warnings = grant.warnings
+        response.fencingToken = lease.fencingToken
+        response.replayed = grant.replayed
+        if lease.borrowed { response.borrowToken = self.signer.borrowToken(for: lease) }
+        return response
+    }
+
+    func checkIn(_ request: Licensed_V1_CheckInRequest, session: SessionID, role: Role) -> Result<Licensed_V1_CheckInResponse, LicenseError>
+    {
+        guard let id = LeaseID(bytes: request.leaseID) else {
+            return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes, not \(request.leaseID.count)"))
+        }
+        switch self.ledger.checkIn(id, by: session, asAdmin: role.mayRevoke, at: self.nowMs) {
+        case .failure(let error):
+            return .failure(error)
+        case .success(let checkIn):
+            var details: [(String, AuditEvent.Value)] = []
+            if checkIn.lease.sessionID != session { details.append(("role", .string(role.rawValue))) }
+            self.commit(
+                checkIn.changes,
+                actor: self.actor(of: session),
+                leases: [checkIn.lease] + checkIn.releasedAddOns,
+                details: details
+            )
+            self.count("licensed_checkins_total", [("feature", checkIn.lease.feature)])
+            let lease = checkIn.lease
+            self.logger.info(
+                "checked in",
+                metadata: [
+                    "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)",
+                    "user": "\(lease.identity.user)",
+                ]
+            )
+            if lease.sessionID != session {
+                var event = Licensed_V1_Event()
+                event.kind = .leaseRevoked
+                event.leaseID = .init(lease.id.bytes)
+                event.feature = lease.feature
+                event.message = "an administrator checked in your lease of '\(lease.feature)'"
+                self.connections[lease.sessionID]?.push(event)
+            }
+            var response = Licensed_V1_CheckInResponse()
+            response.leaseID = request.leaseID
+            response.releasedAddons = checkIn.releasedAddOns.map { .init($0.id.bytes) }
+            // A seat may have come free: the queue's head gets it at once.
+            self.serveQueues()
+            return .success(response)
+        }
+    }
+
+    func heartbeat(_ request: Licensed_V1_HeartbeatRequest, session: SessionID) -> Result<Licensed_V1_HeartbeatResponse, LicenseError> {
+        var ids: [LeaseID] = []
+        ids.reserveCapacity(request.leaseIds.count)
+        for bytes in request.leaseIds {
+            guard let id = LeaseID(bytes: bytes) else {
+                return .failure(LicenseError(.invalidArgument, "every lease id must be 16 bytes"))
+            }
+            ids.append(id)
+        }
+        let outcome = self.ledger.heartbeat(session: session, leaseIDs: ids, at: self.nowMs)
+        var response = Licensed_V1_HeartbeatResponse()
+        response.renewed = UInt32(outcome.renewed)
+        response.expiresAtMs = outcome.expiresAtMs
+        response.lostLeaseIds = outcome.lost.map { .init($0.bytes) }
+        return .success(response)
+    }
+}

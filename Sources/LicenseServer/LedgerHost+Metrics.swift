@@ -1,0 +1,71 @@
+import DequeModule
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseStore
+import Logging
+import Metrics
+import NIOCore
+import SwiftProtobuf
+
+/// Metrics, readiness and the status line, read from the ledger.
+extension LedgerHost {
+    func count(_ label: String, _ dimensions: [(String, String)]) {
+        self.counter(label, dimensions).increment()
+    }
+
+    /// The counter of `label` and `dimensions`, made on first use.
+    func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        if let counter = self.counters[key] { return counter }
+        let counter = self.context.metrics.counter(label, dimensions)
+        self.counters[key] = counter
+        return counter
+    }
+
+    /// Ready to serve: listening, and at least one licence loaded.
+    var isReady: Bool { self.listening && self.failure == nil && !self.loaded.effective.isEmpty }
+
+    /// Why not ready, for /readyz.
+    var readiness: String {
+        if !self.listening { return "not listening (starting or stopping)" }
+        if let failure = self.failure { return "the commit log failed: \(failure)" }
+        if self.loaded.effective.isEmpty { return "no valid licence loaded (\(self.loaded.rejected.count) rejected)" }
+        return "ready: \(self.loaded.effective.count) licence(s), \(self.ledger.leases.count) lease(s)"
+    }
+
+    /// Sets the gauges of current state from the ledger (at scrape time).
+    func refreshGauges() {
+        let metrics = self.context.metrics
+        let status = self.ledger.status(includeHolders: false, at: self.nowMs)
+        for feature in status.features {
+            let labels = [("feature", feature.feature)]
+            metrics.gauge("licensed_seats_total", labels).record(feature.unlimited ? -1 : Int64(feature.capacity))
+            metrics.gauge("licensed_seats_in_use", labels).record(Int64(feature.inUse))
+            metrics.gauge("licensed_seats_overage", labels).record(Int64(feature.overage))
+            metrics.gauge("licensed_seats_queued", labels).record(Int64(feature.queued))
+        }
+        for license in status.licenses where license.expiresAtMs != 0 {
+            metrics.gauge("licensed_license_expiry_timestamp_seconds", [("license", license.licenseID)]).record(
+                Double(license.expiresAtMs) / 1000
+            )
+        }
+        for feature in status.features where !feature.unlimited && feature.capacity > 0 {
+            metrics.gauge("licensed_seats_utilisation_ratio", [("feature", feature.feature)]).record(
+                Double(feature.inUse) / Double(feature.capacity)
+            )
+        }
+        metrics.gauge("licensed_sessions").record(Int64(status.sessions))
+        metrics.gauge("licensed_leases").record(Int64(self.ledger.leases.count))
+        metrics.gauge("licensed_licenses_loaded").record(Int64(self.loaded.effective.count))
+        metrics.gauge("licensed_licenses_rejected").record(Int64(self.loaded.rejected.count))
+        metrics.gauge("licensed_ready").record(self.isReady ? 1 : 0)
+    }
+
+    /// One line for systemd's STATUS=.
+    var statusLine: String {
+        let inUse = self.ledger.seatsInUseTotal
+        return "\(inUse) seat(s) in use, \(self.ledger.leases.count) lease(s), \(self.ledger.sessionCount) session(s)"
+    }
+}

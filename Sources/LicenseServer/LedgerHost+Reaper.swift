@@ -1,0 +1,71 @@
+import DequeModule
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseStore
+import Logging
+import Metrics
+import NIOCore
+import SwiftProtobuf
+
+/// The reaper: leases whose heartbeats stopped, and activations idle too long, are reclaimed.
+extension LedgerHost {
+    func startReaper() {
+        let interval = TimeAmount.milliseconds(Int64(self.context.configuration.reaperIntervalMs))
+        let host = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.reaper = self.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            host.value.reap()
+        }
+    }
+
+    func stopReaper() {
+        self.reaper?.cancel()
+        self.reaper = nil
+    }
+
+    /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
+    func reap() {
+        self.reapTicks += 1
+        if self.reapTicks % 60 == 1 { self.reapActivations() }  // idle for days: once a minute is plenty
+        defer {
+            self.serveQueues()
+            self.snapshotIfDue()
+        }
+        let reclaimed = self.ledger.reap(at: self.nowMs)
+        self.commit(reclaimed.map(\.change), actor: "server", leases: reclaimed.map(\.lease))
+        for (lease, _) in reclaimed {
+            self.count("licensed_leases_reclaimed_total", [("feature", lease.feature), ("cause", "expired")])
+            self.logger.info(
+                "lease reclaimed",
+                metadata: [
+                    "lease": "\(lease.id)", "feature": "\(lease.feature)", "license": "\(lease.licenseID)", "cause": "expired",
+                    "user": "\(lease.identity.user)", "host": "\(lease.identity.host)",
+                ]
+            )
+            var event = Licensed_V1_Event()
+            event.kind = .leaseReclaimed
+            event.leaseID = .init(lease.id.bytes)
+            event.feature = lease.feature
+            event.message = "lease of '\(lease.feature)' reclaimed: no heartbeat within \(lease.ttlMs) ms"
+            self.connections[lease.sessionID]?.push(event)
+        }
+    }
+
+    /// Reclaims activations idle past the configured threshold.
+    func reapActivations() {
+        let threshold = Int64(self.context.configuration.activationInactivityDays) * 86_400_000
+        let reclaimed = self.ledger.reapInactiveActivations(inactivityMs: threshold, at: self.nowMs)
+        self.commit(reclaimed.map(\.change), actor: "server")
+        for (activation, _) in reclaimed {
+            self.count("licensed_activations_reclaimed_total", [("license", activation.licenseID)])
+            self.logger.info(
+                "activation reclaimed",
+                metadata: [
+                    "activation": "\(activation.id)", "license": "\(activation.licenseID)", "machine": "\(activation.machineName)",
+                    "cause": "inactive",
+                ]
+            )
+        }
+    }
+}
