@@ -137,6 +137,33 @@ extension LedgerHost {
 }
 
 extension LedgerHost {
+    /// The one reload path (SIGHUP and `licensectl reload` alike): tells systemd RELOADING=1,
+    /// rereads the licence files off the loop, serves them from the loop, and tells systemd
+    /// READY=1 whatever the outcome (a failed reload keeps the previous licences in force).
+    func reload(actor: String, done: @escaping @Sendable (Result<Licensed_V1_ReloadResponse, LicenseError>) -> Void) {
+        guard let reloader = self.context.reloader else {
+            done(.failure(LicenseError(.unimplemented, "this server was started without a way to reread its licences")))
+            return
+        }
+        let notifier = self.context.notifier
+        notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotifier.monotonicMicroseconds())")
+        let loop = self.eventLoop
+        let host = NIOLoopBound(self, eventLoop: loop)
+        Task {
+            do {
+                let result = try await reloader()
+                loop.execute {
+                    let response = host.value.replaceLicenses(result, actor: actor)
+                    notifier.notify("READY=1\nSTATUS=\(host.value.statusLine)")
+                    done(.success(response))
+                }
+            } catch {
+                notifier.notify("READY=1")
+                done(.failure(LicenseError(.invalidArgument, "reload failed, the previous licences stay in force: \(error)")))
+            }
+        }
+    }
+
     /// Runs an administrative request whose work must not block the loop, and answers it later.
     func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body, requestID: UInt64, actor: String, replyTo handler: SessionHandler) {
         let loop = self.eventLoop
@@ -156,18 +183,7 @@ extension LedgerHost {
         }
         switch body {
         case .reload:
-            guard let reloader = self.context.reloader else {
-                answer(.failure(LicenseError(.unimplemented, "this server was started without a way to reread its licences")))
-                return
-            }
-            Task {
-                do {
-                    let result = try await reloader()
-                    loop.execute { answer(.success(.reload(host.value.replaceLicenses(result, actor: actor)))) }
-                } catch {
-                    answer(.failure(LicenseError(.invalidArgument, "reload failed, the previous licences stay in force: \(error)")))
-                }
-            }
+            self.reload(actor: actor) { result in answer(result.map { .reload($0) }) }
         case .snapshot:
             self.audit("snapshot", actor: actor)
             self.takeSnapshot(reason: "requested by an administrator") { result in

@@ -43,15 +43,13 @@ public final class LicenseServer: Service {
         self.bound = eventLoop.makePromise(of: SocketAddress.self)
     }
 
-    /// Rereads the licence files (SIGHUP, `licensectl reload`) with the loader given at start.
+    /// Rereads the licence files (SIGHUP) with the loader given at start, as `licensectl reload` does.
     public func reload() async throws -> Licensed_V1_ReloadResponse {
-        guard let reloader = self.context.reloader else {
-            throw LicenseError(.unimplemented, "this server was started without a way to reread its licences")
+        let promise = self.eventLoop.makePromise(of: Licensed_V1_ReloadResponse.self)
+        self.eventLoop.execute {
+            self.host.value.reload(actor: "signal") { result in promise.completeWith(result.mapError { $0 as any Error }) }
         }
-        self.context.notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Self.monotonicMicroseconds())")
-        defer { self.context.notifier.notify("READY=1") }
-        let result = try await reloader()
-        return try await self.eventLoop.submit { self.host.value.replaceLicenses(result, actor: "signal") }.get()
+        return try await promise.futureResult.get()
     }
 
     /// The Prometheus text exposition, with the state gauges refreshed from the ledger.
@@ -77,12 +75,6 @@ public final class LicenseServer: Service {
     /// Whether the server is ready to serve, and why (not).
     public func readiness() -> EventLoopFuture<(Bool, String)> {
         self.eventLoop.submit { (self.host.value.isReady, self.host.value.readiness) }
-    }
-
-    static func monotonicMicroseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
     }
 
     /// Writes a snapshot now (`licensectl snapshot`, tests).

@@ -255,114 +255,7 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     private func dispatch(_ context: ChannelHandlerContext, _ message: Licensed_V1_ClientMessage, session: SessionID, role: Role) {
-        var reply = Licensed_V1_ServerMessage()
-        reply.requestID = message.requestID
-        let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
-        if self.host.failure != nil {
-            result = .failure(self.host.unavailable)
-        } else if let body = message.body, let refusal = RequestAccess.refusal(for: body, role: role) {
-            result = .failure(refusal)
-        } else {
-            switch message.body {
-            case .none:
-                // A body this server does not know: a newer client. Answer and keep the connection.
-                result = .failure(LicenseError(.unimplemented, "this server does not know that request; upgrade the server"))
-            case .hello:
-                result = .failure(LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
-            case .checkOut(let request):
-                switch self.host.checkOut(request, session: session, requestID: message.requestID, handler: self) {
-                case .queued:
-                    return  // answered when a seat is granted, or at the deadline
-                case .answer(let answer):
-                    result = answer.map { .checkOut($0) }
-                }
-            case .checkIn(let request):
-                result = self.host.checkIn(request, session: session, role: role).map { .checkIn($0) }
-            case .heartbeat(let request):
-                result = self.host.heartbeat(request, session: session).map { .heartbeat($0) }
-            case .status(let request):
-                result = self.host.status(request, role: role).map { .status($0) }
-            case .activate(let request):
-                result = self.host.activate(request, session: session).map { .activate($0) }
-            case .validateActivation(let request):
-                result = self.host.validateActivation(request).map { .validateActivation($0) }
-            case .deactivate(let request):
-                result = self.host.deactivate(request, session: session, role: role).map { .deactivate($0) }
-            case .queue(let request):
-                result = self.host.queue(request).map { .queue($0) }
-            case .leases(let request):
-                result = self.host.leases(request).map { .leases($0) }
-            case .revoke(let request):
-                result = self.host.revoke(request, session: session, role: role).map { .revoke($0) }
-            case .assign(let request):
-                result = self.host.assign(request, session: session, role: role).map { .assign($0) }
-            case .activations:
-                result = self.host.activations().map { .activations($0) }
-            case .history(let request):
-                result = self.host.history(request).map { .history($0) }
-            case .subscribe:
-                result = self.host.subscribe(session: session).map { .subscribe($0) }
-            case .reload, .snapshot:
-                // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
-                self.host.administer(message.body!, requestID: message.requestID, actor: self.host.actor(of: session), replyTo: self)
-                return
-            case .some(let body):
-                result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
-            }
-        }
-        self.auditAdministration(message.body, result: result, session: session, role: role)
-        switch result {
-        case .success(let body):
-            reply.body = body
-            // A grant or return is acknowledged only once it is on disk.
-            switch body {
-            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation, .assign, .revoke:
-                if self.host.replyWhenDurable(reply, to: self) { return }
-            default:
-                break
-            }
-        case .failure(let error):
-            reply.error = error.protocolError
-        }
-        self.write(context, reply)
-    }
-
-    /// Records administrators' requests (and anyone's refused for want of a role) in the audit trail.
-    private func auditAdministration(
-        _ body: Licensed_V1_ClientMessage.OneOf_Body?,
-        result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>,
-        session: SessionID,
-        role: Role
-    ) {
-        guard let body else { return }
-        var details: [(String, AuditEvent.Value)] = [("request", .string(body.requestName)), ("role", .string(role.rawValue))]
-        switch body {
-        case .leases(let request):
-            details += [("feature", .string(request.feature)), ("user", .string(request.user)), ("host", .string(request.host))]
-        case .revoke(let request):
-            switch request.target {
-            case .leaseID(let bytes): details.append(("lease", .string(LeaseID(bytes: bytes)?.description ?? "")))
-            case .activationID(let id): details.append(("activation", .string(id)))
-            case .user(let user): details.append(("user", .string(user)))
-            case .host(let host): details.append(("host", .string(host)))
-            case .none: break
-            }
-        case .queue(let request): details.append(("feature", .string(request.feature)))
-        case .history(let request): details.append(("month", .string(request.month)))
-        case .status(let request) where request.includeHolders: break
-        case .assign, .activations, .subscribe: break
-        default:
-            guard case .failure(let error) = result, error.code == .permissionDenied else { return }
-        }
-        switch result {
-        case .success(.revoke(let response)):
-            details += [
-                ("outcome", .string("OK")), ("leases", .int(Int64(response.leases))), ("activations", .int(Int64(response.activations))),
-            ]
-        case .success: details.append(("outcome", .string("OK")))
-        case .failure(let error): details += [("outcome", .string(error.code.name)), ("reason", .string(error.message))]
-        }
-        self.host.audit("admin", actor: self.host.actor(of: session), subject: "request:\(body.requestName)", details: details)
+        self.host.serve(message, session: session, role: role, replyTo: self)
     }
 
     /// True while the connection is open.
@@ -409,31 +302,6 @@ final class SessionHandler: ChannelInboundHandler {
         }
         context.writeAndFlush(Self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
-        }
-    }
-}
-
-extension Licensed_V1_ClientMessage.OneOf_Body {
-    /// The request's name for messages to people.
-    var requestName: String {
-        switch self {
-        case .hello: "Hello"
-        case .checkOut: "CheckOut"
-        case .checkIn: "CheckIn"
-        case .heartbeat: "Heartbeat"
-        case .activate: "Activate"
-        case .deactivate: "Deactivate"
-        case .validateActivation: "ValidateActivation"
-        case .status: "Status"
-        case .leases: "Leases"
-        case .revoke: "Revoke"
-        case .reload: "Reload"
-        case .snapshot: "Snapshot"
-        case .queue: "Queue"
-        case .assign: "Assign"
-        case .activations: "Activations"
-        case .history: "History"
-        case .subscribe: "Subscribe"
         }
     }
 }

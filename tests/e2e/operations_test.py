@@ -83,6 +83,7 @@ state_dir: {work}/ops-state
 license_paths: [{license_path}]
 trusted_keys: [{{id: acme, public_key: {issuer_pub}}}]
 metrics_listen: 127.0.0.1:{metrics_port}
+admin_socket: {work}/ops-admin.sock
 """)
 env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="1000000")
 env.pop("WATCHDOG_PID", None)
@@ -153,6 +154,24 @@ def recv(sock, n):
         data += chunk
     return data
 
+
+# The same reload asked over the admin socket (`licensectl reload`): one path, the same notifications.
+with lock:
+    mark = len(messages)
+admin = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+admin.connect(os.path.join(work, "ops-admin.sock"))
+admin_hello = protocol_pb2.ClientMessage()
+admin_hello.hello.protocol_version = protocol_pb2.PROTOCOL_VERSION_1
+admin_hello.hello.user = "ops"
+call(admin, admin_hello, 1)
+reload_request = protocol_pb2.ClientMessage()
+reload_request.reload.SetInParent()
+reloaded = call(admin, reload_request, 2)
+check(reloaded.reload.loaded == 1, f"Reload over the admin socket loads the licence ({reloaded})")
+reloading = wait_message(lambda m: "RELOADING=1" in m, 10, mark)
+ready_again = wait_message(lambda m: "READY=1" in m, 10, (reloading or mark) + 1)
+check(reloading is not None and ready_again is not None, "RELOADING=1 then READY=1 for a reload over the admin socket")
+admin.close()
 
 sock = socket.create_connection(("127.0.0.1", port))
 hello = protocol_pb2.ClientMessage()
