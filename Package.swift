@@ -80,11 +80,26 @@ let package = Package(
             dependencies: ["LicenseCore"],
             swiftSettings: swiftSettings
         ),
-        // Durability: the write-ahead log (group commit), snapshots and recovery.
+        // File primitives of the durable modules: whole writes, atomic replacement, directory
+        // fsync, gzip through zlib, and the errors that name the file.
+        .target(
+            name: "LicenseFiles",
+            dependencies: ["CZlib"],
+            swiftSettings: swiftSettings
+        ),
+        // The audit trail: records and their hash chain, the log with rotation, compression and
+        // retention, signed checkpoints, rendering, CSV and verification.
+        .target(
+            name: "LicenseAudit",
+            dependencies: ["LicenseFiles", "LicenseCore", "LicenseCrypto"],
+            swiftSettings: swiftSettings
+        ),
+        // Durability: the commit-log seam, the local write-ahead log (group commit), snapshots
+        // and recovery.
         .target(
             name: "LicenseStore",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "CZlib",
+                "LicenseFiles", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseCrypto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -92,14 +107,14 @@ let package = Package(
         // Usage, compliance and forecast reports, computed from the audit trail alone.
         .target(
             name: "LicenseReports",
-            dependencies: ["LicenseStore"],
+            dependencies: ["LicenseAudit", "LicenseFiles"],
             swiftSettings: swiftSettings
         ),
         // The daemon's network side: SwiftNIO listener, sessions, dispatch, lifecycle.
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "CMalloc",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -132,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseStore", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseServer", "LicenseStore", "LicenseAudit", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,7 +160,7 @@ let package = Package(
         .executableTarget(
             name: "licensectl",
             dependencies: [
-                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseReports",
+                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseAudit", "LicenseFiles", "LicenseReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -180,7 +195,7 @@ let package = Package(
         // Scale measurements of the reports (a million audit records).
         .executableTarget(
             name: "licensed-report-bench",
-            dependencies: ["LicenseReports", "LicenseStore"],
+            dependencies: ["LicenseReports", "LicenseAudit"],
             path: "Benchmarks/ReportBenchmark",
             swiftSettings: swiftSettings
         ),
@@ -211,20 +226,26 @@ let package = Package(
         .testTarget(
             name: "LicenseStoreTests",
             dependencies: [
-                "LicenseStore", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
+                "LicenseStore", "LicenseAudit", "LicenseFiles", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "LicenseAuditTests",
+            dependencies: ["LicenseAudit", "LicenseFiles", "LicenseCore", "LicenseCrypto", "LicenseTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "LicenseReportsTests",
-            dependencies: ["LicenseReports", "LicenseStore", "LicenseTestSupport"],
+            dependencies: ["LicenseReports", "LicenseAudit", "LicenseCrypto", "LicenseTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "LicenseServerTests",
             dependencies: [
-                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseTestSupport",
+                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
+                "LicenseFiles", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -254,7 +275,7 @@ if ProcessInfo.processInfo.environment["LICENSED_FUZZ"] != nil {
         .executableTarget(
             name: "FuzzRequestHandler",
             dependencies: [
-                "LicenseServer", "LicenseProtocol", "LicenseCore", "LicenseCrypto", "LicenseStore",
+                "LicenseServer", "LicenseProtocol", "LicenseCore", "LicenseCrypto", "LicenseStore", "LicenseAudit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -3,8 +3,8 @@
 // writes them), then times reading it and each report, and `audit verify`.
 // Usage: licensed-report-bench [RECORDS] [DIRECTORY]     (build with -c release; a DIRECTORY given is kept)
 import Foundation
+import LicenseAudit
 import LicenseReports
-import LicenseStore
 
 let count = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 1_000_000 : 1_000_000
 let directory = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : NSTemporaryDirectory() + "licensed-report-bench-\(getpid())"

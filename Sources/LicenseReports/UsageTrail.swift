@@ -1,4 +1,4 @@
-public import LicenseStore
+public import LicenseAudit
 
 /// What the audit trail says happened, in the shape reports need: each lease as a span from its
 /// grant to its release, each denial, each activation and its end, and the licences in force

@@ -1,5 +1,7 @@
 import Foundation
+import LicenseAudit
 import LicenseCore
+import LicenseFiles
 public import LicenseStore
 import Logging
 

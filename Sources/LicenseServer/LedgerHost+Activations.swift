@@ -1,5 +1,6 @@
 import DequeModule
 import Foundation
+import LicenseAudit
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol

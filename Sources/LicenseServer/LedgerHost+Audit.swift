@@ -1,3 +1,4 @@
+import LicenseAudit
 import LicenseCore
 import LicenseProtocol
 import LicenseStore

@@ -1,6 +1,7 @@
 import CMalloc
 import CoreMetrics
 import LicenseCore
+import LicenseFiles
 import LicenseStore
 import Logging
 import NIOCore

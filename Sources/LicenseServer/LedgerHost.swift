@@ -1,7 +1,9 @@
 import DequeModule
 import Foundation
+import LicenseAudit
 import LicenseCore
 import LicenseCrypto
+import LicenseFiles
 import LicenseProtocol
 import LicenseStore
 import Logging

@@ -1,3 +1,4 @@
+import LicenseAudit
 public import LicenseCore
 public import LicenseStore
 

@@ -1,5 +1,7 @@
 import Dispatch
+public import LicenseAudit
 public import LicenseCore
+public import LicenseFiles
 import Synchronization
 
 /// The seam between the serving loop and durable storage: the host hands it batches of

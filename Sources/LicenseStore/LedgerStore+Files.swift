@@ -1,4 +1,5 @@
 import LicenseCore
+import LicenseFiles
 
 #if canImport(Glibc)
 import Glibc
@@ -12,16 +13,11 @@ extension LedgerStore {
     }
 
     static func segmentPath(_ directory: String, firstSequence: UInt64) -> String {
-        "\(directory)/wal-\(Self.padded(firstSequence)).log"
+        "\(directory)/wal-\(FileIO.padded(firstSequence)).log"
     }
 
     static func snapshotPath(_ directory: String, sequence: UInt64) -> String {
-        "\(directory)/snapshot-\(Self.padded(sequence)).snap"
-    }
-
-    static func padded(_ n: UInt64) -> String {
-        let digits = String(n)
-        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+        "\(directory)/snapshot-\(FileIO.padded(sequence)).snap"
     }
 
     /// Deletes all but the `retaining` newest snapshots, and every log segment whose records all

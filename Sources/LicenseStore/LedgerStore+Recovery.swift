@@ -1,4 +1,6 @@
+import LicenseAudit
 public import LicenseCore
+import LicenseFiles
 import LicenseProtocol
 import SwiftProtobuf
 

@@ -1,5 +1,7 @@
 import Foundation
+import LicenseAudit
 import LicenseCore
+import LicenseFiles
 import SwiftProtobuf
 import Synchronization
 

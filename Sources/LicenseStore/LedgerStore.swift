@@ -1,5 +1,7 @@
 import Foundation
+public import LicenseAudit
 public import LicenseCore
+public import LicenseFiles
 import Synchronization
 
 #if canImport(Glibc)

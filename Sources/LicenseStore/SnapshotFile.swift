@@ -1,5 +1,6 @@
 import Dispatch
 public import LicenseCore
+import LicenseFiles
 public import LicenseProtocol
 import SwiftProtobuf
 

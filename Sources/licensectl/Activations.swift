@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
+import LicenseAudit
 import LicenseClient
 import LicenseCore
 import LicenseProtocol
-import LicenseStore
 import SwiftProtobuf
 
 struct Activations: AsyncParsableCommand {

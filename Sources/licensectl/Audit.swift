@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
+import LicenseAudit
 import LicenseClient
 import LicenseCrypto
+import LicenseFiles
 import LicenseProtocol
-import LicenseStore
 
 /// `licensectl audit verify|export`: the hash-chained audit trail, read from its files.
 struct Audit: AsyncParsableCommand {

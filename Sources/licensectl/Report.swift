@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
+import LicenseAudit
+import LicenseFiles
 import LicenseReports
-import LicenseStore
 
 /// `licensectl report usage|compliance|forecast`: computed from the audit trail alone.
 struct Report: ParsableCommand {

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
+import LicenseAudit
 import LicenseClient
 import LicenseProtocol
-import LicenseStore
 import UnixSignals
 
 /// `licensectl watch`: subscribes to utilisation threshold events and prints each as it comes.

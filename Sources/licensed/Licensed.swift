@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LicenseAudit
 import LicenseCore
 import LicenseCrypto
 import LicenseHost

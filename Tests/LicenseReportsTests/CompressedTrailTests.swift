@@ -1,6 +1,6 @@
+import LicenseAudit
 import LicenseCrypto
 import LicenseReports
-import LicenseStore
 import LicenseTestSupport
 import Testing
 

@@ -1,6 +1,6 @@
 import Foundation
+import LicenseAudit
 import LicenseReports
-import LicenseStore
 import LicenseTestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import LicenseAudit
 import LicenseClient
 import LicenseCore
 import LicenseCrypto

@@ -12,7 +12,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public init(_ message: String) { self.message = message }
     public var description: String { self.message }
 
-    static func errno(_ what: String, _ path: String) -> StoreError {
+    package static func errno(_ what: String, _ path: String) -> StoreError {
         StoreError("\(what) \(path): \(String(cString: strerror(Glibc.errno)))")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 public import LicenseCrypto
+import LicenseFiles
 
 #if canImport(Glibc)
 import Glibc

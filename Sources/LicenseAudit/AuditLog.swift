@@ -1,6 +1,7 @@
 import Foundation
 public import LicenseCore
 public import LicenseCrypto
+public import LicenseFiles
 
 #if canImport(Glibc)
 import Glibc
@@ -286,7 +287,7 @@ public enum AuditTrail {
     }
 
     static func filePath(_ directory: String, firstSequence: UInt64) -> String {
-        "\(directory)/audit-\(LedgerStore.padded(firstSequence)).jsonl"
+        "\(directory)/audit-\(FileIO.padded(firstSequence)).jsonl"
     }
 
     /// The trail's files in `directory`, oldest first: `audit-<first>.jsonl`, or `.jsonl.gz` once

@@ -7,12 +7,12 @@ import Glibc
 /// gzip files through the system zlib (the format `gzip`, `zcat` and every log tool read),
 /// streamed in chunks: compressing a 64 MiB audit file holds 256 KiB, not the file twice over
 /// (which glibc then kept: 260 MB of daemon RSS after the first rotations).
-enum Gzip {
-    static let chunkSize = 1 << 18
+package enum Gzip {
+    package static let chunkSize = 1 << 18
 
     /// Compresses the file at `source` into `destination` (a temporary file, fsync, rename,
     /// fsync of the directory), at zlib's default level.
-    static func compressFile(_ source: String, to destination: String, directory: String) throws {
+    package static func compressFile(_ source: String, to destination: String, directory: String) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw StoreError.errno("cannot open", source) }
         defer { close(input) }
@@ -49,7 +49,7 @@ enum Gzip {
     }
 
     /// Calls `body` with the decompressed content of `path`, chunk by chunk, until it returns false.
-    static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
+    package static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
         guard let gz = gzopen(path, "rb") else { throw StoreError.errno("cannot open", path) }
         defer { gzclose(gz) }
         var chunk = [UInt8](repeating: 0, count: Self.chunkSize)
@@ -66,7 +66,7 @@ enum Gzip {
     }
 
     /// The whole decompressed content of `path`.
-    static func decompressFile(_ path: String) throws -> [UInt8] {
+    package static func decompressFile(_ path: String) throws -> [UInt8] {
         var output: [UInt8] = []
         try Self.forEachChunk(of: path) { chunk in
             output.append(contentsOf: chunk)

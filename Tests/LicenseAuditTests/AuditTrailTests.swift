@@ -1,6 +1,7 @@
 import Foundation
+import LicenseAudit
 import LicenseCrypto
-import LicenseStore
+import LicenseFiles
 import LicenseTestSupport
 import Testing
 

@@ -5,8 +5,8 @@ import Darwin
 #endif
 
 /// Thin POSIX file operations with errors that name the file.
-enum FileIO {
-    static func readAll(_ path: String) throws -> [UInt8] {
+package enum FileIO {
+    package static func readAll(_ path: String) throws -> [UInt8] {
         var result: [UInt8] = []
         try Self.forEachChunk(of: path) { chunk in
             result.append(contentsOf: chunk)
@@ -16,7 +16,7 @@ enum FileIO {
     }
 
     /// Calls `body` with the file's bytes, 256 KiB at a time, until it returns false.
-    static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
+    package static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
         defer { close(fd) }
@@ -32,7 +32,7 @@ enum FileIO {
         }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var offset = 0
         while offset < bytes.count {
             let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
@@ -44,7 +44,7 @@ enum FileIO {
         }
     }
 
-    static func syncDirectory(_ path: String) throws {
+    package static func syncDirectory(_ path: String) throws {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.errno("cannot open directory", path) }
         defer { close(fd) }
@@ -52,7 +52,7 @@ enum FileIO {
     }
 
     /// Writes `bytes` to `path` crash-safely: temp file, fsync, rename, fsync of the directory.
-    static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+    package static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.errno("cannot create", temporary) }
@@ -69,7 +69,7 @@ enum FileIO {
         try Self.syncDirectory(directory)
     }
 
-    static func list(_ directory: String) throws -> [String] {
+    package static func list(_ directory: String) throws -> [String] {
         guard let dir = opendir(directory) else { throw StoreError.errno("cannot list", directory) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -82,7 +82,7 @@ enum FileIO {
         return names
     }
 
-    static func makeDirectory(_ path: String) throws {
+    package static func makeDirectory(_ path: String) throws {
         var components: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: false) {
             components.append(String(part))
@@ -90,5 +90,11 @@ enum FileIO {
             if prefix.isEmpty { continue }
             if mkdir(prefix, 0o700) != 0 && Glibc.errno != EEXIST { throw StoreError.errno("cannot create directory", prefix) }
         }
+    }
+
+    /// A sequence number as 20 digits, so that file names sort in sequence order.
+    package static func padded(_ n: UInt64) -> String {
+        let digits = String(n)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 public import LicenseCrypto
+import LicenseFiles
 
 /// What retention leaves in place of the audit files it removes: the sequence number and hash of
 /// the last record removed, signed with the server's key. `audit verify` checks the kept files

@@ -1,4 +1,5 @@
 import Foundation
+import LicenseFiles
 
 /// The audit trail as CSV (RFC 4180): one row per record with the columns below, `details` as
 /// its JSON text. Every field of a record is kept, so rows read back into the same records and
