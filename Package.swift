@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .executable(name: "licensed", targets: ["licensed"]),
         .executable(name: "licensectl", targets: ["licensectl"]),
+        .executable(name: "licensed-bench", targets: ["licensed-bench"]),
         .library(name: "LicenseClient", targets: ["LicenseClient"]),
         .library(name: "LicenseProtocol", targets: ["LicenseProtocol"]),
     ],
@@ -157,14 +158,37 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What licensectl and licensed-bench share on the command line: server options, errors, JSON.
+        .target(
+            name: "LicenseCommandLine",
+            dependencies: [
+                "LicenseClient", "LicenseProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The load generator: pipelined connections, closed or open loop, latency histograms.
+        .executableTarget(
+            name: "licensed-bench",
+            dependencies: [
+                "LicenseClient", "LicenseCommandLine", "LicenseCrypto", "LicenseProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "licensectl",
             dependencies: [
-                "LicenseClient", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseAudit", "LicenseFiles", "LicenseReports",
+                "LicenseClient", "LicenseCommandLine", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseAudit", "LicenseFiles",
+                "LicenseReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -169,7 +169,6 @@ extension LedgerHost {
     func administer(_ body: Licensed_V1_ClientMessage.OneOf_Body, requestID: UInt64, actor: String, replyTo handler: SessionHandler) {
         let loop = self.eventLoop
         let target = NIOLoopBound(handler, eventLoop: loop)
-        let host = NIOLoopBound(self, eventLoop: loop)
         let answer: @Sendable (Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>) -> Void = { result in
             loop.execute {
                 var reply = Licensed_V1_ServerMessage()

@@ -3,7 +3,7 @@ import Foundation
 public import LicenseCore
 public import LicenseProtocol
 public import LicenseStore
-public import Logging
+import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LicenseAudit
 import LicenseClient
+import LicenseCommandLine
 import LicenseCore
 import LicenseProtocol
 import SwiftProtobuf

@@ -1,4 +1,5 @@
 import Foundation
+import LicenseCommandLine
 
 /// File reading and writing for the CLI, with errors that name the path.
 enum Files {

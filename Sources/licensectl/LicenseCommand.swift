@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LicenseCommandLine
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol

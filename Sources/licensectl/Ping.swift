@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LicenseClient
+import LicenseCommandLine
 import LicenseCrypto
 import LicenseProtocol
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LicenseAudit
+import LicenseCommandLine
 import LicenseFiles
 import LicenseReports
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import LicenseCommandLine
 import LicenseCrypto
 
 struct Token: ParsableCommand {

@@ -1,7 +1,7 @@
 public import LicenseCore
-public import LicenseCrypto
+import LicenseCrypto
 public import LicenseServer
-public import Logging
+import Logging
 import NIOCore
 import ServiceLifecycle
 

@@ -1,39 +1,42 @@
-import ArgumentParser
+package import ArgumentParser
 import Foundation
-import LicenseClient
+package import LicenseClient
 
 /// This tool's version, sent in Hello.
-let licensectlVersion = "0.1.0"
+package let licensectlVersion = "0.1.0"
 
 /// `--server host:port` (default `$LICENSED_SERVER`, then 127.0.0.1:27070) and `--json`,
 /// shared by every command that talks to a server.
-struct ServerOptions: ParsableArguments {
+package struct ServerOptions: ParsableArguments {
+    /// Options as given on the command line.
+    package init() {}
+
     @Option(help: "Licence server as host:port (default $LICENSED_SERVER or 127.0.0.1:27070).")
-    var server: String?
+    package var server: String?
 
     @Flag(help: "Print JSON instead of text.")
-    var json = false
+    package var json = false
 
     @Option(help: "Access token (default $LICENSED_TOKEN).")
-    var token: String?
+    package var token: String?
 
     @Flag(help: "Connect with TLS, trusting the system's CAs unless --tls-ca is given.")
-    var tls = false
+    package var tls = false
 
     @Option(help: "PEM CA file that signs the server's certificate (implies --tls; default $LICENSED_TLS_CA).")
-    var tlsCA: String?
+    package var tlsCA: String?
 
     @Option(help: "PEM client certificate for servers that require one (mTLS; default $LICENSED_TLS_CERT).")
-    var tlsCert: String?
+    package var tlsCert: String?
 
     @Option(help: "PEM private key of --tls-cert (default $LICENSED_TLS_KEY).")
-    var tlsKey: String?
+    package var tlsKey: String?
 
     @Option(help: "Local admin socket, used by admin commands when no token and no --server is given (default /run/licensed/admin.sock).")
-    var adminSocket: String?
+    package var adminSocket: String?
 
     /// The TLS settings asked for, if any.
-    func tlsSettings() throws -> ClientTLS? {
+    package func tlsSettings() throws -> ClientTLS? {
         let environment = ProcessInfo.processInfo.environment
         let ca = self.tlsCA ?? environment["LICENSED_TLS_CA"]
         let cert = self.tlsCert ?? environment["LICENSED_TLS_CERT"]
@@ -45,7 +48,7 @@ struct ServerOptions: ParsableArguments {
 
     /// A client library instance for this server, identifying as licensectl and this user. With
     /// `admin`, no token, and no server named, it goes to the local admin socket when that exists.
-    func client(admin: Bool = false) throws -> LicenseClient {
+    package func client(admin: Bool = false) throws -> LicenseClient {
         let (host, port) = try self.endpoint()
         let environment = ProcessInfo.processInfo.environment
         let token = self.token ?? environment["LICENSED_TOKEN"] ?? ""
@@ -71,7 +74,7 @@ struct ServerOptions: ParsableArguments {
         return LicenseClient(configuration: configuration)
     }
 
-    func endpoint() throws -> (host: String, port: Int) {
+    package func endpoint() throws -> (host: String, port: Int) {
         let text = self.server ?? ProcessInfo.processInfo.environment["LICENSED_SERVER"] ?? "127.0.0.1:27070"
         // [v6]:port, host:port, or a bare host.
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {

@@ -1,0 +1,223 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import LicenseClient
+import LicenseCommandLine
+import LicenseCrypto
+import LicenseProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// One benchmark connection: Hello, then `depth` requests in flight until the deadline.
+final class BenchHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Settings: Sendable {
+        var feature: String
+        var depth: Int
+        var operation: Bench.Operation
+        var deadline: NIODeadline
+        var token: String
+        /// Open loop: one operation started per connection every this many ns (0 = closed loop).
+        var intervalNanoseconds: Int64
+        /// Sessions: heartbeat period (nil = the server's announced interval).
+        var heartbeatNanoseconds: Int64?
+        /// Operations this connection starts at most (0 = no limit).
+        var quota: Int
+    }
+
+    private let settings: Settings
+    /// Shared with every connection on this event loop.
+    private let recorder: BenchRecorder
+    private var nextID: UInt64 = 1
+    private var sentAt: [UInt64: UInt64] = [:]
+    private var stopping = false
+    /// Operations started so far (open loop: the next is due at start + (started + 1) × interval).
+    private var started = 0
+    /// Open loop: when each operation was due, by the request id that started it.
+    private var scheduledAt: [UInt64: UInt64] = [:]
+    private var ticker: RepeatedTask?
+    /// Sessions: the heartbeat period (an empty Heartbeat renews every lease of the session).
+    private var heartbeatNanoseconds: Int64 = 0
+    /// Sessions: the seat held, returned at the end.
+    private var heldLease: Data?
+
+    init(settings: Settings, recorder: BenchRecorder) {
+        self.settings = settings
+        self.recorder = recorder
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var hello = Licensed_V1_ClientMessage.OneOf_Body.hello(.init())
+        if case .hello(var body) = hello {
+            body.protocolVersion = .protocolVersion1
+            body.clientName = "licensectl-bench"
+            body.user = "bench"
+            body.token = self.settings.token
+            hello = .hello(body)
+        }
+        self.send(context, hello, timed: false)
+        context.flush()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Self.unwrapInboundIn(data)
+        guard let reply = try? frame.decodeMessage(as: Licensed_V1_ServerMessage.self) else {
+            self.recorder.errors["UNDECODABLE", default: 0] += 1
+            context.close(promise: nil)
+            return
+        }
+        if reply.requestID == 0 { return }  // pushed event
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let sent = self.sentAt.removeValue(forKey: reply.requestID) {
+            _ = self.recorder.histogram.record(now - sent)
+            self.recorder.requests += 1
+        }
+        switch reply.body {
+        case .hello(let hello) where self.settings.operation == .sessions:
+            // Hold one seat, then beat at the session's interval from a random phase.
+            self.heartbeatNanoseconds = self.settings.heartbeatNanoseconds ?? Int64(max(hello.heartbeatIntervalMs, 100)) * 1_000_000
+            var checkOut = Licensed_V1_CheckOutRequest()
+            checkOut.feature = self.settings.feature
+            // Latency is the heartbeats': the check-outs all arrive at once at the start.
+            self.send(context, .checkOut(checkOut), timed: false)
+            return
+        case .checkIn where self.settings.operation == .sessions:
+            // The seat held is back: this session is done.
+            context.close(promise: nil)
+            return
+        case .checkOut(let granted) where self.settings.operation == .sessions:
+            self.heldLease = granted.leaseID
+            let interval = TimeAmount.nanoseconds(self.heartbeatNanoseconds)
+            let phase = TimeAmount.nanoseconds(Int64.random(in: 0..<self.heartbeatNanoseconds))
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: phase, delay: interval) { _ in
+                let (handler, context) = loopBound.value
+                handler.issue(context)
+                context.flush()
+            }
+            // Beats are far apart: stop at the deadline, not at the first beat after it.
+            context.eventLoop.scheduleTask(deadline: self.settings.deadline) {
+                let (handler, context) = loopBound.value
+                handler.issue(context)
+            }
+            return
+        case .hello:
+            if self.settings.intervalNanoseconds > 0 {
+                // Operations are due every interval from now; the ticker wakes at most every
+                // 0.5 ms and starts all that are due, each timed from when it was due, then
+                // flushes once (one wake-up and one write per operation capped the generator near
+                // 100k/s, below the rates asked of it).
+                let interval = self.settings.intervalNanoseconds
+                let start = DispatchTime.now().uptimeNanoseconds
+                let tick = TimeAmount.nanoseconds(max(interval, 500_000))
+                let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
+                    let (handler, context) = loopBound.value
+                    let due = (DispatchTime.now().uptimeNanoseconds - start) / UInt64(interval)
+                    while UInt64(handler.started) < due, !handler.stopping {
+                        handler.issue(context, scheduled: start + UInt64(handler.started + 1) * UInt64(interval))
+                    }
+                    context.flush()
+                }
+            } else {
+                for _ in 0..<self.settings.depth { self.issue(context) }
+            }
+            return
+        case .checkOut where self.settings.operation == .checkouts:
+            self.recorder.operations += 1
+        case .checkOut(let granted):
+            // The second half of the pair: return the lease just granted.
+            var checkIn = Licensed_V1_CheckInRequest()
+            checkIn.leaseID = granted.leaseID
+            self.follow(context, reply.requestID, with: .checkIn(checkIn))
+            return
+        case .activate(let activated):
+            var deactivate = Licensed_V1_DeactivateRequest()
+            deactivate.activationID = activated.activationID
+            self.follow(context, reply.requestID, with: .deactivate(deactivate))
+            return
+        case .checkIn, .heartbeat, .status, .deactivate:
+            self.recorder.operations += 1
+            if let due = self.scheduledAt.removeValue(forKey: reply.requestID) {
+                _ = self.recorder.operationLatency.record(now - due)
+            }
+        case .error(let error):
+            self.recorder.errors["\(error.code)", default: 0] += 1
+            if error.code == .invalidArgument || error.code == .unauthenticated { self.stopping = true }
+        default:
+            break
+        }
+        self.scheduledAt[reply.requestID] = nil
+        if self.settings.intervalNanoseconds == 0 && self.settings.operation != .sessions { self.issue(context) }
+    }
+
+    /// Sends the second request of an operation, carrying over when the operation was due.
+    private func follow(_ context: ChannelHandlerContext, _ first: UInt64, with body: Licensed_V1_ClientMessage.OneOf_Body) {
+        let due = self.scheduledAt.removeValue(forKey: first)
+        let id = self.send(context, body, timed: true)
+        if let due { self.scheduledAt[id] = due }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+        if self.stopping && self.sentAt.isEmpty { context.close(promise: nil) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.ticker?.cancel()
+        context.fireChannelInactive()
+    }
+
+    private func issue(_ context: ChannelHandlerContext, scheduled: UInt64? = nil) {
+        if NIODeadline.now() >= self.settings.deadline || (self.settings.quota > 0 && self.started >= self.settings.quota) {
+            self.stopping = true
+            self.ticker?.cancel()
+            if let lease = self.heldLease {
+                // Leave no seat behind: check it in, and close on the reply.
+                self.heldLease = nil
+                var checkIn = Licensed_V1_CheckInRequest()
+                checkIn.leaseID = lease
+                self.send(context, .checkIn(checkIn), timed: true)
+                context.flush()
+                return
+            }
+            if self.sentAt.isEmpty { context.close(promise: nil) }
+        }
+        guard !self.stopping else { return }
+        let id: UInt64
+        self.started += 1
+        switch self.settings.operation {
+        case .pairs, .checkouts:
+            var checkOut = Licensed_V1_CheckOutRequest()
+            checkOut.feature = self.settings.feature
+            id = self.send(context, .checkOut(checkOut), timed: true)
+        case .heartbeat, .sessions:
+            id = self.send(context, .heartbeat(.init()), timed: true)
+        case .status:
+            id = self.send(context, .status(.init()), timed: true)
+        case .activations:
+            var activate = Licensed_V1_ActivateRequest()
+            activate.licenseID = self.settings.feature
+            activate.fingerprint = [SecureRandom.bytes(16).hexString]
+            activate.machineName = "bench"
+            id = self.send(context, .activate(activate), timed: true)
+        }
+        if let scheduled { self.scheduledAt[id] = scheduled }
+    }
+
+    @discardableResult
+    private func send(_ context: ChannelHandlerContext, _ body: Licensed_V1_ClientMessage.OneOf_Body, timed: Bool) -> UInt64 {
+        var message = Licensed_V1_ClientMessage()
+        message.requestID = self.nextID
+        self.nextID += 1
+        message.body = body
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        _ = try? buffer.writeFrame(message)
+        if timed { self.sentAt[message.requestID] = DispatchTime.now().uptimeNanoseconds }
+        context.write(Self.wrapOutboundOut(buffer), promise: nil)
+        return message.requestID
+    }
+}
