@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import LicenseCore
 import LicenseCrypto
@@ -17,6 +18,8 @@ extension ServerConfiguration {
         public var environmentVariable: String { "LICENSED_" + self.name.uppercased() }
         /// The command-line flag.
         public var flag: String { "--" + self.name.replacingOccurrences(of: "_", with: "-") }
+        /// Its swift-configuration key.
+        var key: ConfigKey { ServerConfiguration.key(self.name) }
     }
 
     /// Every option. Lists are comma-separated in env and flags; trusted keys as `id=path`.
@@ -146,26 +149,92 @@ extension ServerConfiguration {
         },
     ]
 
-    /// Builds the configuration from the defaults, then `yaml` (if any), then `environment`
-    /// (`LICENSED_*`), then `flags` (option name to value), then validates it.
+    /// Builds the configuration from the defaults, then `yaml` (if any), then the layers of
+    /// `reader(environment:arguments:overrides:)` (a flag wins over `overrides`, which win over
+    /// `LICENSED_*` variables), then validates it. Every argument must be a known option's flag.
     public static func load(
         yaml: String?,
         environment: [String: String],
-        flags: [String: String]
+        arguments: [String],
+        overrides: [String: String] = [:]
     ) throws -> ServerConfiguration {
         var config = ServerConfiguration()
         if let yaml { try config.apply(yaml: yaml) }
-        for option in self.options {
-            if let value = environment[option.environmentVariable] { try option.apply(&config, value) }
+        try Self.checkFlags(arguments)
+        for (name, _) in overrides where !self.options.contains(where: { $0.name == name }) {
+            throw ConfigurationError("unknown option '\(name)'")
         }
-        for (name, value) in flags {
-            guard let option = self.options.first(where: { $0.name == name }) else {
-                throw ConfigurationError("unknown option '\(name)'")
-            }
-            try option.apply(&config, value)
+        let reader = Self.reader(environment: environment, arguments: arguments, overrides: overrides)
+        for option in self.options {
+            if let value = Self.value(option.name, in: reader) { try option.apply(&config, value) }
         }
         try config.validate()
         return config
+    }
+
+    /// The layers above the config file, through swift-configuration's providers, first wins:
+    /// the command line (`--listen-host`), then `overrides`, then the environment under the
+    /// `licensed` prefix (`LICENSED_LISTEN_HOST`). The config file is not one of them: its
+    /// provider would pass an unknown (misspelt) key silently and cannot express the option
+    /// values that are lists of mappings (`trusted_keys`, `tokens`, `restrictions`).
+    static func reader(environment: [String: String], arguments: [String], overrides: [String: String] = [:]) -> ConfigReader {
+        var providers: [any ConfigProvider] = [CommandLineArgumentsProvider(arguments: ["licensed"] + arguments)]
+        if !overrides.isEmpty {
+            let values = Dictionary(
+                uniqueKeysWithValues: overrides.map { name, value in
+                    (AbsoluteConfigKey(Self.key(name).components), ConfigValue(.stringArray(Self.items(value)), isSecret: false))
+                }
+            )
+            providers.append(InMemoryProvider(name: "overrides", values: values))
+        }
+        providers.append(EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ConfigKey("licensed")))
+        return ConfigReader(providers: providers)
+    }
+
+    /// The value the command line gives option `name`, if any (before any file or variable).
+    public static func flagValue(_ name: String, in arguments: [String]) -> String? {
+        Self.value(name, in: ConfigReader(provider: CommandLineArgumentsProvider(arguments: ["licensed"] + arguments)))
+    }
+
+    /// Option `name`'s text in `reader`. Read as a list and joined again: the command-line
+    /// provider splits every value at its commas (a list option's form), and asked for a string
+    /// it would pass a split value over to the next, weaker layer.
+    static func value(_ name: String, in reader: ConfigReader) -> String? {
+        reader.stringArray(forKey: Self.key(name))?.joined(separator: ",")
+    }
+
+    /// `text` split at its commas, as the providers split values.
+    static func items(_ text: String) -> [String] { text.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+
+    /// The swift-configuration key of option `name`: its words (`listen_host` → `listen.host`).
+    static func key(_ name: String) -> ConfigKey { ConfigKey(name.split(separator: "_").map(String.init)) }
+
+    /// Every argument is `--<option> VALUE` or `--<option>=VALUE` of a known option, once.
+    public static func checkFlags(_ arguments: [String]) throws {
+        var index = 0
+        var seen = Set<String>()
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.hasPrefix("--") else { throw ConfigurationError("unexpected argument '\(argument)'") }
+            let flag = String(argument.prefix { $0 != "=" })
+            guard let option = self.options.first(where: { $0.flag == flag }) else {
+                throw ConfigurationError("unknown option '\(flag)' (licensed --help lists them)")
+            }
+            guard seen.insert(option.name).inserted else { throw ConfigurationError("\(flag) is given twice") }
+            if argument.contains("=") {
+                index += 1
+            } else {
+                guard index + 1 < arguments.count, !arguments[index + 1].hasPrefix("--") else {
+                    throw ConfigurationError("\(flag) needs a value")
+                }
+                index += 2
+            }
+        }
+    }
+
+    /// Every option for `--help`: its flag, variable and what it sets, from the one table.
+    public static var optionsHelp: String {
+        Self.options.map { "  \($0.flag) (\($0.environmentVariable))\n      \($0.help)" }.joined(separator: "\n")
     }
 
     /// Applies the keys of a YAML document; unknown keys are an error (a typo must not pass silently).

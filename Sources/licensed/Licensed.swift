@@ -20,8 +20,11 @@ struct Licensed: AsyncParsableCommand {
         abstract: "Floating-licence server: grants seats that signed licence files allow.",
         discussion: """
             Options come from the YAML file given by --config, then LICENSED_<OPTION> environment \
-            variables, then the flags below (a flag wins). --demo runs with no configuration at all.
-            """
+            variables, then flags (a flag wins). --demo runs with no configuration at all.
+
+            OPTIONS OF THE SERVER (flag, environment variable, what it sets; the YAML key is the \
+            name with underscores):
+            """ + "\n" + ServerConfiguration.optionsHelp
     )
 
     @Option(help: "YAML configuration file.")
@@ -33,34 +36,6 @@ struct Licensed: AsyncParsableCommand {
     @Flag(help: "Print this machine's host ids (for a licence's server_hostids) and exit.")
     var printHostIds = false
 
-    @Option(help: "Address the protocol listener binds to.") var listenHost: String?
-    @Option(help: "TCP port of the protocol listener.") var port: String?
-    @Option(help: "Largest frame accepted from a client, in bytes.") var maxFrameBytes: String?
-    @Option(help: "Licence files or directories of *.lic files, comma-separated.") var licensePaths: String?
-    @Option(help: "Trusted issuer keys as id=path.pem, comma-separated.") var trustedKeys: String?
-    @Option(help: "Directory for the server key, log and snapshots.") var stateDir: String?
-    @Option(help: "The server's Ed25519 key PEM (default <state-dir>/server-key.pem).") var serverKey: String?
-    @Option(help: "Operator-supplied host identity component (containers, VMs).") var hostId: String?
-    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
-    @Option(help: "How often clients heartbeat, in ms.") var heartbeatIntervalMs: String?
-    @Option(help: "Lease lifetime without a heartbeat, in ms (at least 10000).") var leaseTtlMs: String?
-    @Option(help: "Time a connection has to say Hello, in ms.") var helloTimeoutMs: String?
-    @Option(help: "How often lapsed leases are looked for, in ms.") var reaperIntervalMs: String?
-    @Option(help: "host:port for /metrics, /healthz and /readyz, or off.") var metricsListen: String?
-    @Option(help: "Groups as /path=member,member,@host;/path2=...") var groups: String?
-    @Option(help: "Server-side options per feature, as JSON.") var restrictions: String?
-    @Option(help: "Most check-outs waiting per feature.") var maxQueueLength: String?
-    @Option(help: "Most open connections.") var maxConnections: String?
-    @Option(help: "Most open connections from one network address.") var maxConnectionsPerAddress: String?
-    @Option(help: "Most leases one session may hold.") var maxLeasesPerSession: String?
-    @Option(help: "Reclaim activations not seen for this many days.") var activationInactivityDays: String?
-    @Option(help: "Part for activations that name no licence or feature.") var defaultPart: String?
-    @Option(help: "Part once the default part is used up (overage-allowing policy only).") var overagePart: String?
-    @Option(help: "Offline validity of activation certificates, in days.") var activationValidityDays: String?
-    @Option(help: "always (fsync before acknowledging) or none (tests and demos only).") var sync: String?
-    @Option(help: "Snapshot after this many write-ahead log records.") var snapshotEveryRecords: String?
-    @Option(help: "Snapshot after this many write-ahead log bytes.") var snapshotEveryBytes: String?
-    @Option(help: "Snapshots kept with the log since the oldest of them (at least 2).") var snapshotsRetained: String?
     @Flag(
         help: """
             Start even when recovery cannot prove it holds every acknowledged change (damaged \
@@ -68,49 +43,12 @@ struct Licensed: AsyncParsableCommand {
             """
     )
     var acceptDataLoss = false
-    @Option(help: "Access tokens as role:sha256hex, comma-separated (see licensectl token).") var tokens: String?
-    @Option(help: "Refuse sessions that present no token (true/false).") var requireClientToken: String?
-    @Option(help: "Directory of the audit trail (default <state-dir>/audit).") var auditDir: String?
-    @Option(help: "Utilisation thresholds in percent, comma-separated (default 90,100).") var utilisationThresholds: String?
-    @Option(help: "Start a new audit file past this size, in bytes.") var auditMaxFileBytes: String?
-    @Option(help: "gzip rotated audit files (true/false, default true).") var auditCompress: String?
-    @Option(help: "Most audit files kept, the current one included (0 = all).") var auditRetentionFiles: String?
-    @Option(help: "Most bytes of audit files kept on disk (0 = no limit).") var auditRetentionBytes: String?
-    @Option(help: "Remove audit files last written more than this many days ago (0 = keep).") var auditRetentionDays: String?
-    @Option(help: "PEM certificate chain: TLS on the protocol listener (default off).") var tlsCertificate: String?
-    @Option(help: "PEM private key of --tls-certificate.") var tlsPrivateKey: String?
-    @Option(help: "PEM CA of client certificates; set = clients must present one (mTLS).") var tlsClientCa: String?
-    @Option(help: "Local admin Unix socket (grants admin), or off.") var adminSocket: String?
-    @Option(help: "Refused tokens per address per minute before answers are slowed.") var badTokenLimit: String?
-    @Option(help: "Delay of a refused Hello past --bad-token-limit, in ms.") var badTokenDelayMs: String?
 
-    private var flagValues: [String: String] {
-        let pairs: [(String, String?)] = [
-            ("listen_host", self.listenHost), ("port", self.port), ("max_frame_bytes", self.maxFrameBytes),
-            ("license_paths", self.licensePaths), ("trusted_keys", self.trustedKeys), ("state_dir", self.stateDir),
-            ("server_key", self.serverKey), ("host_id", self.hostId), ("log_level", self.logLevel),
-            ("heartbeat_interval_ms", self.heartbeatIntervalMs), ("lease_ttl_ms", self.leaseTtlMs),
-            ("hello_timeout_ms", self.helloTimeoutMs), ("reaper_interval_ms", self.reaperIntervalMs),
-            ("metrics_listen", self.metricsListen),
-            ("groups", self.groups), ("restrictions", self.restrictions), ("max_queue_length", self.maxQueueLength),
-            ("max_connections", self.maxConnections), ("max_connections_per_address", self.maxConnectionsPerAddress),
-            ("max_leases_per_session", self.maxLeasesPerSession),
-            ("activation_inactivity_days", self.activationInactivityDays),
-            ("default_part", self.defaultPart), ("overage_part", self.overagePart),
-            ("activation_validity_days", self.activationValidityDays),
-            ("sync", self.sync), ("snapshot_every_records", self.snapshotEveryRecords), ("snapshot_every_bytes", self.snapshotEveryBytes),
-            ("snapshots_retained", self.snapshotsRetained),
-            ("tokens", self.tokens), ("require_client_token", self.requireClientToken), ("audit_dir", self.auditDir),
-            ("utilisation_thresholds", self.utilisationThresholds),
-            ("audit_max_file_bytes", self.auditMaxFileBytes),
-            ("audit_compress", self.auditCompress), ("audit_retention_files", self.auditRetentionFiles),
-            ("audit_retention_bytes", self.auditRetentionBytes), ("audit_retention_days", self.auditRetentionDays),
-            ("tls_certificate", self.tlsCertificate),
-            ("tls_private_key", self.tlsPrivateKey), ("tls_client_ca", self.tlsClientCa), ("admin_socket", self.adminSocket),
-            ("bad_token_limit", self.badTokenLimit), ("bad_token_delay_ms", self.badTokenDelayMs),
-        ]
-        return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
-    }
+    @Argument(
+        parsing: .allUnrecognized,
+        help: ArgumentHelp("Options of the server, as --<option> VALUE: listed below.", valueName: "option")
+    )
+    var options: [String] = []
 
     func run() async throws {
         do {
@@ -133,17 +71,25 @@ struct Licensed: AsyncParsableCommand {
         }
         let clock = SystemClock()
         var demoLicense: DemoSetup?
-        var flags = self.flagValues
+        let arguments = self.options
+        try ServerConfiguration.checkFlags(arguments)
+        var overrides: [String: String] = [:]
         if self.demo {
-            let setup = try DemoSetup.prepare(directory: self.stateDir ?? "demo-state", at: clock.nowMs())
+            let directory = ServerConfiguration.flagValue("state_dir", in: arguments) ?? "demo-state"
+            let setup = try DemoSetup.prepare(directory: directory, at: clock.nowMs())
             demoLicense = setup
-            for (name, value) in setup.configuration where flags[name] == nil { flags[name] = value }
-        } else if yaml == nil && flags["license_paths"] == nil && ProcessInfo.processInfo.environment["LICENSED_LICENSE_PATHS"] == nil
-            && !self.printHostIds
+            overrides = setup.configuration
+        } else if yaml == nil && ServerConfiguration.flagValue("license_paths", in: arguments) == nil
+            && ProcessInfo.processInfo.environment["LICENSED_LICENSE_PATHS"] == nil && !self.printHostIds
         {
             throw ConfigurationError("no licences configured: give --config FILE (or --license-paths and --trusted-keys), or run --demo")
         }
-        let configuration = try ServerConfiguration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, flags: flags)
+        let configuration = try ServerConfiguration.load(
+            yaml: yaml,
+            environment: ProcessInfo.processInfo.environment,
+            arguments: arguments,
+            overrides: overrides
+        )
         let hostComponents = MachineFingerprint.components(operatorSupplied: configuration.hostID, environment: [:])
         if self.printHostIds {
             for component in hostComponents { print("\(component.id)  \(component.kind)") }
@@ -184,11 +130,16 @@ struct Licensed: AsyncParsableCommand {
         // Reload: read the config file again (with the same environment and flags), then its
         // trusted keys and licence files. Other options take effect at the next start.
         let configPath = self.config
-        let reloadFlags = flags
+        let reloadOverrides = overrides
         context.reloader = {
             var yaml: String? = nil
             if let configPath { yaml = try String(contentsOfFile: configPath, encoding: .utf8) }
-            let fresh = try ServerConfiguration.load(yaml: yaml, environment: ProcessInfo.processInfo.environment, flags: reloadFlags)
+            let fresh = try ServerConfiguration.load(
+                yaml: yaml,
+                environment: ProcessInfo.processInfo.environment,
+                arguments: arguments,
+                overrides: reloadOverrides
+            )
             let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
             return try loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }

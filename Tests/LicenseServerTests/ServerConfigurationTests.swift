@@ -15,7 +15,7 @@ struct ServerConfigurationTests {
               - {id: acme, public_key: /k.pem}
             """
         let environment = ["LICENSED_PORT": "2000", "LICENSED_LOG_LEVEL": "warning", "UNRELATED": "x"]
-        let config = try ServerConfiguration.load(yaml: yaml, environment: environment, flags: ["port": "3000"])
+        let config = try ServerConfiguration.load(yaml: yaml, environment: environment, arguments: ["--port", "3000"])
         #expect(config.port == 3000)  // flag beats env beats file
         #expect(config.logLevel == "warning")  // env beats file
         #expect(config.listenHost == "10.0.0.1")  // file beats default
@@ -39,7 +39,7 @@ struct ServerConfigurationTests {
         for option in ServerConfiguration.options {
             #expect(text.contains("\n\(option.name):"), "systemd/licensed.yaml lacks \(option.name)")
         }
-        _ = try ServerConfiguration.load(yaml: text, environment: [:], flags: [:])
+        _ = try ServerConfiguration.load(yaml: text, environment: [:], arguments: [])
     }
 
     @Test(
@@ -56,14 +56,57 @@ struct ServerConfigurationTests {
         ]
     )
     func badValues(_ yaml: String, _ named: String) {
-        let error = #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(yaml: yaml, environment: [:], flags: [:]) }
+        let error = #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(yaml: yaml, environment: [:], arguments: []) }
         #expect(error?.message.contains(named) == true, "\(error?.message ?? "")")
+    }
+
+    @Test("flags through the command-line provider: both spellings, lists, a flag over overrides over variables")
+    func flags() throws {
+        let environment = ["LICENSED_LOG_LEVEL": "warning", "LICENSED_STATE_DIR": "/env", "LICENSED_PORT": "2000"]
+        let config = try ServerConfiguration.load(
+            yaml: nil,
+            environment: environment,
+            arguments: ["--port=3000", "--license-paths", "/a.lic,/b", "--utilisation-thresholds", "100,80"],
+            overrides: ["state_dir": "/demo", "port": "4000"]
+        )
+        #expect(config.port == 3000)
+        #expect(config.licensePaths == ["/a.lic", "/b"])
+        #expect(config.utilisationThresholds == [80, 100])
+        #expect(config.stateDir == "/demo")  // overrides beat variables
+        #expect(config.logLevel == "warning")
+        #expect(ServerConfiguration.flagValue("license_paths", in: ["--license-paths", "/x"]) == "/x")
+        #expect(ServerConfiguration.flagValue("state_dir", in: ["--license-paths", "/x"]) == nil)
+    }
+
+    @Test(
+        "bad arguments are refused with one message",
+        arguments: [
+            (["--prot", "1"], "unknown option '--prot'"),
+            (["--port"], "--port needs a value"),
+            (["--port", "--sync", "none"], "--port needs a value"),
+            (["--port", "1", "--port", "2"], "--port is given twice"),
+            (["stray"], "unexpected argument 'stray'"),
+        ]
+    )
+    func badArguments(_ arguments: [String], _ message: String) {
+        let error = #expect(throws: ConfigurationError.self) {
+            try ServerConfiguration.load(yaml: nil, environment: [:], arguments: arguments)
+        }
+        #expect(error?.message.contains(message) == true, "\(error?.message ?? "")")
+    }
+
+    @Test("--help lists every option with its flag and variable, from the one table")
+    func help() {
+        let help = ServerConfiguration.optionsHelp
+        for option in ServerConfiguration.options {
+            #expect(help.contains("\(option.flag) (\(option.environmentVariable))\n      \(option.help)"))
+        }
     }
 
     @Test("tokens: hashes only, roles ordered, constant-time match")
     func tokens() throws {
         let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  // sha256("test")
-        let config = try ServerConfiguration.load(yaml: "tokens: [{role: auditor, sha256: \(hash)}]", environment: [:], flags: [:])
+        let config = try ServerConfiguration.load(yaml: "tokens: [{role: auditor, sha256: \(hash)}]", environment: [:], arguments: [])
         let authority = TokenAuthority(entries: config.tokens)
         #expect(authority.role(for: "test") == .auditor)
         #expect(authority.role(for: "") == .client)
