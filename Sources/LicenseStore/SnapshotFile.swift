@@ -232,7 +232,9 @@ public enum SnapshotFile {
     }
 }
 
-/// A buffer written by concurrent workers, each to its own index only.
+/// A buffer written by concurrent workers, each to its own index only: the compiler cannot see
+/// that the indices are disjoint, and a lock around the writes would serialise the workers that
+/// this exists to run in parallel.
 private struct UnsafeSendable<Value>: @unchecked Sendable {
     var value: Value
     init(_ value: Value) { self.value = value }
