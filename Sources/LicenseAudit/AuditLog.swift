@@ -1,6 +1,6 @@
 import Foundation
 public import LicenseCore
-public import LicenseCrypto
+import LicenseCrypto
 public import LicenseFiles
 
 #if canImport(Glibc)
@@ -148,12 +148,9 @@ public final class AuditLog {
         let report = self.onMaintenance
         self.maintenance.async {
             do {
-                let result = try AuditArchive.maintain(
-                    directory: directory,
-                    currentFirst: currentFirst,
-                    retention: retention,
-                    nowMs: nowMs()
-                )
+                let result = try FileIO.withLowerPriority {
+                    try AuditArchive.maintain(directory: directory, currentFirst: currentFirst, retention: retention, nowMs: nowMs())
+                }
                 if !result.compressed.isEmpty || !result.removed.isEmpty { report?(.success(result)) }
             } catch let error as StoreError {
                 report?(.failure(error))

@@ -1,7 +1,7 @@
 import Foundation
-public import LicenseCore
+import LicenseCore
 public import LicenseCrypto
-public import LicenseFiles
+import LicenseFiles
 
 #if canImport(Glibc)
 import Glibc

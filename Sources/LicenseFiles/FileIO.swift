@@ -97,4 +97,16 @@ package enum FileIO {
         let digits = String(n)
         return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
+
+    /// Runs `body` with the calling thread's nice value raised by `by` (Linux keeps a nice value
+    /// per thread, and `who` 0 is the calling thread), then restores it: background work such
+    /// as compression yields the CPU to the serving loop when both want it.
+    package static func withLowerPriority<T>(by increment: Int32 = 10, _ body: () throws -> T) rethrows -> T {
+        errno = 0
+        let previous = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let known = errno == 0
+        if known { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, min(19, previous + increment)) }
+        defer { if known { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, previous) } }
+        return try body()
+    }
 }

@@ -11,7 +11,9 @@ package enum Gzip {
     package static let chunkSize = 1 << 18
 
     /// Compresses the file at `source` into `destination` (a temporary file, fsync, rename,
-    /// fsync of the directory), at zlib's default level.
+    /// fsync of the directory), at zlib's level 1: on a 64 MiB file of the audit trail it took
+    /// 0.57 s for 6.0× where the default level 6 took 1.09 s for 6.6×, and at the server's peak
+    /// (a file every 2.5 s) level 6 took a quarter of the daemon's CPU from the serving loop.
     package static func compressFile(_ source: String, to destination: String, directory: String) throws {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw StoreError.errno("cannot open", source) }
@@ -21,7 +23,7 @@ package enum Gzip {
         guard output >= 0 else { throw StoreError.errno("cannot create", temporary) }
         defer { close(output) }
         // gzclose closes the descriptor it is given: give it a duplicate, keep ours to fsync.
-        guard let gz = gzdopen(dup(output), "wb") else {
+        guard let gz = gzdopen(dup(output), "wb1") else {
             unlink(temporary)
             throw StoreError("cannot compress \(source): zlib gzdopen failed")
         }

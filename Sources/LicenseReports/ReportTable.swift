@@ -1,5 +1,5 @@
 import Foundation
-public import LicenseAudit
+import LicenseAudit
 
 /// A report as columns and typed cells, written as an aligned text table, CSV or JSON.
 public struct ReportTable: Sendable, Equatable {

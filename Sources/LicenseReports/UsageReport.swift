@@ -1,4 +1,4 @@
-public import LicenseAudit
+import LicenseAudit
 
 /// `licensectl report usage`: per feature, user, group, host or day over a time window —
 /// check-outs, seat-hours, exact peak concurrency, denials by reason, queue waits, overage

@@ -126,12 +126,7 @@ extension LedgerHost {
                 ]
             )
             if lease.sessionID != session {
-                var event = Licensed_V1_Event()
-                event.kind = .leaseRevoked
-                event.leaseID = .init(lease.id.bytes)
-                event.feature = lease.feature
-                event.message = "an administrator checked in your lease of '\(lease.feature)'"
-                self.connections[lease.sessionID]?.push(event)
+                self.tell(holderOf: lease, .leaseRevoked, "an administrator checked in your lease of '\(lease.feature)'")
             }
             var response = Licensed_V1_CheckInResponse()
             response.leaseID = request.leaseID

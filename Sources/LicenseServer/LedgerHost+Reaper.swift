@@ -43,12 +43,7 @@ extension LedgerHost {
                     "user": "\(lease.identity.user)", "host": "\(lease.identity.host)",
                 ]
             )
-            var event = Licensed_V1_Event()
-            event.kind = .leaseReclaimed
-            event.leaseID = .init(lease.id.bytes)
-            event.feature = lease.feature
-            event.message = "lease of '\(lease.feature)' reclaimed: no heartbeat within \(lease.ttlMs) ms"
-            self.connections[lease.sessionID]?.push(event)
+            self.tell(holderOf: lease, .leaseReclaimed, "lease of '\(lease.feature)' reclaimed: no heartbeat within \(lease.ttlMs) ms")
         }
     }
 

@@ -201,6 +201,16 @@ final class LedgerHost {
         return identity
     }
 
+    /// Tells the session holding `lease`, if it is connected, what became of it.
+    func tell(holderOf lease: Lease, _ kind: Licensed_V1_Event.Kind, _ message: String) {
+        var event = Licensed_V1_Event()
+        event.kind = kind
+        event.leaseID = .init(lease.id.bytes)
+        event.feature = lease.feature
+        event.message = message
+        self.connections[lease.sessionID]?.push(event)
+    }
+
     /// The connection a session's events go to.
     func connectionForEvents(_ id: SessionID) -> SessionHandler? { self.connections[id] }
 

@@ -1,6 +1,6 @@
 import Foundation
 public import LicenseCore
-public import LicenseCrypto
+import LicenseCrypto
 
 /// Reads licence files and trusted keys from disk and hands them to the pure `LicenseVerifier`.
 public struct LicenseLoader: Sendable {

@@ -1,4 +1,4 @@
-public import LicenseCrypto
+import LicenseCrypto
 
 /// What a session may do, from the token its Hello presented.
 public enum Role: String, Sendable, CaseIterable, Comparable {

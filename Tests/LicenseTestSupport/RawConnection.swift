@@ -1,6 +1,6 @@
 import Foundation
 public import LicenseProtocol
-public import NIOCore
+import NIOCore
 import NIOPosix
 import SwiftProtobuf
 
