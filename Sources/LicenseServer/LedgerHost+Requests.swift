@@ -88,25 +88,27 @@ extension LedgerHost {
         role: Role
     ) {
         guard let body else { return }
-        var details: [(String, AuditEvent.Value)] = [("request", .string(body.requestName)), ("role", .string(role.rawValue))]
+        // Decided before anything is built: most requests (heartbeats, check-outs) are not audited here.
+        var specific: [(String, AuditEvent.Value)] = []
         switch body {
         case .leases(let request):
-            details += [("feature", .string(request.feature)), ("user", .string(request.user)), ("host", .string(request.host))]
+            specific = [("feature", .string(request.feature)), ("user", .string(request.user)), ("host", .string(request.host))]
         case .revoke(let request):
             switch request.target {
-            case .leaseID(let bytes): details.append(("lease", .string(LeaseID(bytes: bytes)?.description ?? "")))
-            case .activationID(let id): details.append(("activation", .string(id)))
-            case .user(let user): details.append(("user", .string(user)))
-            case .host(let host): details.append(("host", .string(host)))
+            case .leaseID(let bytes): specific = [("lease", .string(LeaseID(bytes: bytes)?.description ?? ""))]
+            case .activationID(let id): specific = [("activation", .string(id))]
+            case .user(let user): specific = [("user", .string(user))]
+            case .host(let host): specific = [("host", .string(host))]
             case .none: break
             }
-        case .queue(let request): details.append(("feature", .string(request.feature)))
-        case .history(let request): details.append(("month", .string(request.month)))
+        case .queue(let request): specific = [("feature", .string(request.feature))]
+        case .history(let request): specific = [("month", .string(request.month))]
         case .status(let request) where request.includeHolders: break
         case .assign, .activations, .subscribe: break
         default:
             guard case .failure(let error) = result, error.code == .permissionDenied else { return }
         }
+        var details: [(String, AuditEvent.Value)] = [("request", .string(body.requestName)), ("role", .string(role.rawValue))] + specific
         switch result {
         case .success(.revoke(let response)):
             details += [
