@@ -40,7 +40,7 @@ extension LedgerHost {
             event.kind = .thresholdCrossed
             event.feature = feature
             event.message = crossing.message
-            for session in self.subscribers { self.connectionForEvents(session)?.push(event) }
+            for session in self.subscribers { self.connections[session]?.push(event) }
         }
     }
 

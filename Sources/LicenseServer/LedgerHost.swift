@@ -23,7 +23,9 @@ final class LedgerHost {
     var logger: Logger
     /// The commit log every change goes to before its request is answered.
     let log: any CommitLog
+    /// The seats, activations and sessions (inspected and administered on the loop by tests too).
     var ledger: SeatLedger
+    /// The licences in force.
     var loaded: LicenseLoadResult
     /// Set when the log failed: nothing more is acknowledged or served.
     private(set) var failure: String?
@@ -70,11 +72,11 @@ final class LedgerHost {
         self.tokenThrottle = TokenThrottle(limit: settings.badTokenLimit, delayMs: Int64(settings.badTokenDelayMs))
         self.thresholds = ThresholdWatch(thresholds: settings.utilisationThresholds)
         self.signer = CredentialSigner(key: context.serverKey, activationValidityMs: Int64(settings.activationValidityDays) * 86_400_000)
-        var configuration = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(context.configuration.leaseTTLMs))
-        configuration.minimumLeaseTTLMs = min(10_000, Int64(context.configuration.leaseTTLMs))
-        configuration.maximumQueueLength = context.configuration.maxQueueLength
-        configuration.restrictions = context.configuration.restrictions
-        self.ledger = SeatLedger(configuration: configuration, licenses: licenses.effective)
+        var rules = SeatLedger.Configuration(defaultLeaseTTLMs: Int64(settings.leaseTTLMs))
+        rules.minimumLeaseTTLMs = min(10_000, Int64(settings.leaseTTLMs))
+        rules.maximumQueueLength = settings.maxQueueLength
+        rules.restrictions = settings.restrictions
+        self.ledger = SeatLedger(configuration: rules, licenses: licenses.effective)
         self.ledger.reserveCapacity(leases: recovered.count)
         for change in recovered { self.ledger.apply(change) }
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
@@ -211,9 +213,6 @@ final class LedgerHost {
         self.connections[lease.sessionID]?.push(event)
     }
 
-    /// The connection a session's events go to.
-    func connectionForEvents(_ id: SessionID) -> SessionHandler? { self.connections[id] }
-
     func detach(_ id: SessionID, connection: SessionHandler) {
         guard self.connections[id] === connection else { return }
         self.connections[id] = nil
@@ -225,12 +224,4 @@ final class LedgerHost {
     func admitConnection(from address: String) -> LicenseError? { self.limits.admit(from: address) }
 
     func releaseConnection(from address: String) { self.limits.release(from: address) }
-}
-
-extension LedgerHost {
-    /// The ledger, for inspection and administration on the loop.
-    var ledgerForInspection: SeatLedger {
-        get { self.ledger }
-        set { self.ledger = newValue }
-    }
 }

@@ -93,7 +93,7 @@ public final class LicenseServer: Service {
 
     /// Runs `body` with the ledger on its loop (status, tests, administration).
     public func withLedger<T: Sendable>(_ body: @escaping @Sendable (inout SeatLedger) -> T) async throws -> T {
-        try await self.eventLoop.submit { body(&self.host.value.ledgerForInspection) }.get()
+        try await self.eventLoop.submit { body(&self.host.value.ledger) }.get()
     }
 
     /// Runs the reaper once now (tests with a manual clock).
