@@ -1,0 +1,132 @@
+import Foundation
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseStore
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import LicenseServer
+
+/// The session handler in isolation: an `EmbeddedChannel` for the socket and an in-memory commit
+/// log under the ledger host, so every step — a frame in, the log made durable, a reply out — is
+/// the test's to take, with no socket, thread or timer.
+@Suite("Session handler on an embedded channel")
+struct SessionHandlerTests {
+    /// A channel with the daemon's pipeline (bounded frame decoder, session handler) over a host
+    /// opened by the daemon's own factory on the channel's loop.
+    struct Fixture {
+        let channel: EmbeddedChannel
+        let log: InMemoryCommitLog
+
+        init(tokens: [TokenAuthority.Entry] = []) throws {
+            let loop = EmbeddedEventLoop()
+            var configuration = ServerConfiguration()
+            configuration.tokens = tokens
+            configuration.stateDir = NSTemporaryDirectory()
+            var logger = Logger(label: "session-handler-test")
+            logger.logLevel = .critical
+            let context = try ServerContext(
+                configuration: configuration,
+                serverKey: try Ed25519PrivateKey.generate(),
+                clock: ManualClock(startMs: 1_790_000_000_000),
+                logger: logger
+            )
+            var loaded = LicenseLoadResult()
+            loaded.accepted = [FloatingSeatServerTests.license(count: 1)]
+            let log = InMemoryCommitLog()
+            let host = try LedgerHost.open(context: context, licenses: loaded, log: log.source, on: loop).host
+            self.channel = EmbeddedChannel(loop: loop)
+            try self.channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: 4096)))
+            try self.channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value, peer: "test"))
+            try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+            self.log = log
+        }
+
+        func send(_ id: UInt64, _ body: Licensed_V1_ClientMessage.OneOf_Body) throws {
+            var message = Licensed_V1_ClientMessage()
+            message.requestID = id
+            message.body = body
+            var buffer = self.channel.allocator.buffer(capacity: 64)
+            try buffer.writeFrame(message)
+            try self.channel.writeInbound(buffer)
+        }
+
+        /// Every reply written so far, decoded.
+        func replies() throws -> [Licensed_V1_ServerMessage] {
+            var out: [Licensed_V1_ServerMessage] = []
+            while var buffer = try self.channel.readOutbound(as: ByteBuffer.self) {
+                while buffer.readableBytes >= 4, let length = buffer.readInteger(endianness: .big, as: UInt32.self) {
+                    let slice = buffer.readSlice(length: Int(length))
+                    let body = try #require(slice)
+                    out.append(try body.decodeMessage())
+                }
+            }
+            return out
+        }
+
+        static func hello(user: String = "ada", token: String = "") -> Licensed_V1_ClientMessage.OneOf_Body {
+            var hello = Licensed_V1_Hello()
+            hello.protocolVersion = .protocolVersion1
+            hello.user = user
+            hello.host = "ws1"
+            hello.token = token
+            return .hello(hello)
+        }
+
+        static func checkOut(_ feature: String = "cad") -> Licensed_V1_ClientMessage.OneOf_Body {
+            var request = Licensed_V1_CheckOutRequest()
+            request.feature = feature
+            return .checkOut(request)
+        }
+    }
+
+    @Test("a request before Hello is refused and the connection closed")
+    func helloFirst() throws {
+        let fixture = try Fixture()
+        try fixture.send(5, Fixture.checkOut())
+        let replies = try fixture.replies()
+        #expect(replies.map(\.requestID) == [5])
+        #expect(replies.first?.error.code == .invalidArgument)
+        #expect(replies.first?.error.message.contains("must be Hello") == true)
+        #expect(!fixture.channel.isActive)
+    }
+
+    @Test("a check-out is answered only once the log says it is durable; a heartbeat is answered at once")
+    func durabilityGatedReply() throws {
+        let fixture = try Fixture()
+        try fixture.send(1, Fixture.hello())
+        #expect(try fixture.replies().first?.hello.sessionID.count == 16)
+        fixture.log.makeDurable()
+        try fixture.send(2, Fixture.checkOut())
+        #expect(try fixture.replies().isEmpty)
+        try fixture.send(3, .heartbeat(Licensed_V1_HeartbeatRequest()))
+        #expect(try fixture.replies().map(\.requestID) == [3])
+        fixture.log.makeDurable()
+        fixture.channel.embeddedEventLoop.run()
+        let granted = try fixture.replies()
+        #expect(granted.map(\.requestID) == [2])
+        #expect(granted.first?.checkOut.leaseID.count == 16)
+        #expect(fixture.channel.isActive)
+    }
+
+    @Test("a request the role may not make is refused and the session stays open; a garbled frame closes it")
+    func refusals() throws {
+        let fixture = try Fixture()
+        try fixture.send(1, Fixture.hello())
+        _ = try fixture.replies()
+        try fixture.send(2, .leases(Licensed_V1_LeasesRequest()))
+        let refused = try fixture.replies()
+        #expect(refused.first?.error.code == .permissionDenied)
+        #expect(fixture.channel.isActive)
+        var garbage = fixture.channel.allocator.buffer(capacity: 8)
+        garbage.writeInteger(UInt32(3), endianness: .big)
+        garbage.writeBytes([0xff, 0xff, 0xff])
+        try fixture.channel.writeInbound(garbage)
+        let failed = try fixture.replies()
+        #expect(failed.first?.error.code == .invalidArgument)
+        #expect(!fixture.channel.isActive)
+    }
+}
