@@ -121,8 +121,7 @@ public final class AuditLog {
                 firstSequence: last.0 + 1
             )
         if current.path != files.last?.path { fileBytes = 0 }
-        let fd = Glibc.open(current.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.errno("cannot open the audit trail", current.path) }
+        let fd = try FileIO.openForAppending(current.path, "the audit trail")
         if current.path != files.last?.path { try FileIO.syncDirectory(directory) }
         let log = AuditLog(
             directory: directory,
@@ -214,12 +213,9 @@ public final class AuditLog {
 
     private func rotate(firstSequence: UInt64) throws {
         try self.sync()
-        if self.syncs { guard fsync(self.fd) == 0 else { throw StoreError.errno("fsync failed on", self.path) } }
-        Glibc.close(self.fd)
+        try FileIO.closeAppended(self.fd, path: self.path, syncs: self.syncs)
         let path = AuditTrail.filePath(self.directory, firstSequence: firstSequence)
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.errno("cannot create the audit file", path) }
-        self.fd = fd
+        self.fd = try FileIO.openForAppending(path, "the audit file")
         self.path = path
         self.fileFirstSequence = firstSequence
         self.fileBytes = 0

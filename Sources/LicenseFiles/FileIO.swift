@@ -92,6 +92,20 @@ package enum FileIO {
         }
     }
 
+    /// Opens `path` for appending records, creating it (mode 0600) when missing; `what` names
+    /// the file in the error.
+    package static func openForAppending(_ path: String, _ what: String) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.errno("cannot open \(what)", path) }
+        return fd
+    }
+
+    /// Ends an append-only file before the next one starts: fsync when `syncs`, then close.
+    package static func closeAppended(_ fd: Int32, path: String, syncs: Bool) throws {
+        if syncs { guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on", path) } }
+        close(fd)
+    }
+
     /// A sequence number as 20 digits, so that file names sort in sequence order.
     package static func padded(_ n: UInt64) -> String {
         let digits = String(n)

@@ -124,14 +124,9 @@ extension LedgerStore {
     }
 
     private func startSegment(firstSequence: UInt64, _ files: inout Files) throws {
-        if self.sync == .always {
-            guard fsync(files.segmentFD) == 0 else { throw StoreError.errno("fsync failed on", files.segmentPath) }
-        }
-        Glibc.close(files.segmentFD)
+        try FileIO.closeAppended(files.segmentFD, path: files.segmentPath, syncs: self.sync == .always)
         let path = Self.segmentPath(self.directory, firstSequence: firstSequence)
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.errno("cannot create the write-ahead log segment", path) }
-        files.segmentFD = fd
+        files.segmentFD = try FileIO.openForAppending(path, "the write-ahead log segment")
         files.segmentPath = path
         try FileIO.syncDirectory(self.directory)
     }

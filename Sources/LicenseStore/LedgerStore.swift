@@ -119,8 +119,7 @@ public final class LedgerStore: CommitLog {
         } else {
             path = Self.segmentPath(directory, firstSequence: recovery.lastSequence + 1)
         }
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.errno("cannot open the write-ahead log", path) }
+        let fd = try FileIO.openForAppending(path, "the write-ahead log")
         if path != segments.last?.path { try FileIO.syncDirectory(directory) }
         let store = LedgerStore(
             directory: directory,
