@@ -1,5 +1,6 @@
 import CMalloc
 import CoreMetrics
+import Dispatch
 import LicenseCore
 import LicenseFiles
 import LicenseStore
@@ -51,7 +52,14 @@ extension LedgerHost {
             CommitLogSignals(
                 durable: { sequence in eventLoop.execute { box.value.durable(upTo: sequence) } },
                 fatal: { message in
-                    eventLoop.execute { box.value.logFailed(message) }
+                    // The host answers the held replies first; the daemon's default then exits.
+                    // A loop that does not get to it within 2 s (hung) does not hold the exit up.
+                    let answered = DispatchSemaphore(value: 0)
+                    eventLoop.execute {
+                        box.value.logFailed(message)
+                        answered.signal()
+                    }
+                    _ = answered.wait(timeout: .now() + .seconds(2))
                     context.logFailed(message)
                 },
                 synced: { records, nanoseconds in

@@ -18,8 +18,6 @@ extension ServerConfiguration {
         public var environmentVariable: String { "LICENSED_" + self.name.uppercased() }
         /// The command-line flag.
         public var flag: String { "--" + self.name.replacingOccurrences(of: "_", with: "-") }
-        /// Its swift-configuration key.
-        var key: ConfigKey { ServerConfiguration.key(self.name) }
     }
 
     /// Every option. Lists are comma-separated in env and flags; trusted keys as `id=path`.
