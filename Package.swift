@@ -36,6 +36,11 @@ let package = Package(
         // Flags and LICENSED_* variables, layered over the config file (command-line provider only:
         // no JSON or YAML providers, see ServerConfiguration+Sources.swift for why).
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: ["CommandLineArguments"]),
+        // etcd's gRPC API (the cluster's election and replicated log): the client, its HTTP/2
+        // transport, and the protobuf serializers of the generated stubs.
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
@@ -58,6 +63,19 @@ let package = Package(
             dependencies: [
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A client of etcd's v3 gRPC API: the generated messages and stubs of the subset of etcd's
+        // rpc.proto that licensed uses (Protos/etcd), and a typed client over them.
+        .target(
+            name: "Etcd",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -236,6 +254,11 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EtcdTests",
+            dependencies: ["Etcd", "LicenseTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
