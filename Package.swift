@@ -126,6 +126,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The cluster on etcd: the election of the active node, the replicated commit log, and
+        // the standbys' following of it.
+        .target(
+            name: "LicenseCluster",
+            dependencies: [
+                "Etcd", "LicenseStore", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseFiles",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Usage, compliance and forecast reports, computed from the audit trail alone.
         .target(
             name: "LicenseReports",
@@ -259,6 +269,14 @@ let package = Package(
         .testTarget(
             name: "EtcdTests",
             dependencies: ["Etcd", "LicenseTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LicenseClusterTests",
+            dependencies: [
+                "LicenseCluster", "Etcd", "LicenseStore", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseTestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
