@@ -133,6 +133,7 @@ let package = Package(
             dependencies: [
                 "Etcd", "LicenseStore", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseFiles",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -274,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "LicenseClusterTests",
             dependencies: [
-                "LicenseCluster", "Etcd", "LicenseStore", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseTestSupport",
+                "LicenseCluster", "Etcd", "LicenseStore", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseFiles", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings

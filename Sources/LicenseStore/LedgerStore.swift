@@ -226,9 +226,21 @@ public final class LedgerStore: CommitLog {
     public func snapshot(_ ledger: SeatLedger, takenAtMs: Int64, done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void)
         -> Bool
     {
-        let content = SnapshotFile.Content(ledger)
+        snapshot(SnapshotFile.Content(ledger), sequence: nil, takenAtMs: takenAtMs, done: done)
+    }
+
+    /// Records `content`, the state after change `sequence` — which must be the last change
+    /// appended (false otherwise, and when a snapshot is already being taken). For a log that
+    /// appends here only what another log made durable, and froze the state earlier.
+    public func snapshot(
+        _ content: SnapshotFile.Content,
+        sequence expected: UInt64?,
+        takenAtMs: Int64,
+        done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void
+    ) -> Bool {
         let signal = self.queue.withLock { queue -> Bool? in
             guard !queue.snapshotInFlight, !queue.stopping else { return nil }
+            if let expected, expected != queue.assigned { return nil }
             queue.snapshotInFlight = true
             queue.rotation = Rotation(
                 cutIndex: queue.pending.count,

@@ -4,7 +4,7 @@ import LicenseTestSupport
 import Testing
 
 /// The etcd client against a real etcd (Debian's etcd-server, started by each test).
-@Suite(.enabled(if: EtcdTestCluster.available, "etcd-server is not installed (the test command installs it)"))
+@Suite(.serialized, .enabled(if: EtcdTestCluster.available, "etcd-server is not installed (the test command installs it)"))
 struct EtcdClientTests {
     @Test func keysValuesAndRanges() async throws {
         let cluster = try EtcdTestCluster(members: 1)
@@ -125,7 +125,8 @@ struct EtcdClientTests {
     /// Runs `body` with a client of `cluster`, its connections running, closed at the end.
     func withClient(_ cluster: EtcdTestCluster, _ body: (EtcdClient) async throws -> Void) async throws {
         let endpoints = try cluster.endpoints.map { try EtcdConfiguration.Endpoint(parsing: $0) }
-        let etcd = try EtcdClient(EtcdConfiguration(endpoints: endpoints))
+        // Generous deadlines: these tests share two cores with the rest of the suite.
+        let etcd = try EtcdClient(EtcdConfiguration(endpoints: endpoints, callTimeout: .seconds(10)))
         let connections = Task { try await etcd.run() }
         defer {
             etcd.close()

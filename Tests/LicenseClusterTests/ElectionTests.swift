@@ -6,7 +6,7 @@ import LicenseTestSupport
 import Testing
 
 /// The election against a real etcd.
-@Suite(.enabled(if: EtcdTestCluster.available, "etcd-server is not installed (the test command installs it)"))
+@Suite(.serialized, .enabled(if: EtcdTestCluster.available, "etcd-server is not installed (the test command installs it)"))
 struct ElectionTests {
     let keys = ClusterKeys(cluster: "test")
 
@@ -16,8 +16,9 @@ struct ElectionTests {
         defer { client.stop() }
         let logA = RoleLog()
         let logB = RoleLog()
-        let a = Election(etcd: client.etcd, keys: keys, member: member("a"), ttlSeconds: 3, onChange: logA.record)
-        let b = Election(etcd: client.etcd, keys: keys, member: member("b"), ttlSeconds: 3, onChange: logB.record)
+        // A TTL far longer than the hand-over: only the revocation can explain a quick one.
+        let a = Election(etcd: client.etcd, keys: keys, member: member("a"), ttlSeconds: 10, onChange: logA.record)
+        let b = Election(etcd: client.etcd, keys: keys, member: member("b"), ttlSeconds: 10, onChange: logB.record)
         let runA = Task { await a.run() }
         #expect(await eventually { a.mayAct() })
         let runB = Task { await b.run() }
@@ -31,8 +32,8 @@ struct ElectionTests {
         let resigned = ContinuousClock.now
         runA.cancel()
         #expect(await runA.value == .resigned)
-        #expect(await eventually(.seconds(2)) { b.mayAct() })
-        #expect(ContinuousClock.now - resigned < .seconds(1))
+        #expect(await eventually(.seconds(5)) { b.mayAct() })
+        #expect(ContinuousClock.now - resigned < .seconds(5))
         #expect(b.epoch > epochA)
         #expect(!a.mayAct())
         runB.cancel()
@@ -57,10 +58,12 @@ struct ElectionTests {
         #expect(await eventually { b.mayAct() })
         let takeover = try #require(logB.becameActive)
         let lastInstantAMayAct = try #require(a.validUntil)
-        // A stopped acting before B could start, and B took over within TTL + 1 s of the cut.
+        // A stopped acting before B could start, and B took over within about a TTL of the cut
+        // (the bound allows for two cores shared with the rest of the suite; the failover drill
+        // measures the real figure).
         #expect(lastInstantAMayAct < takeover)
         #expect(!a.mayAct())
-        #expect(takeover - cut < .seconds(3))
+        #expect(takeover - cut < .seconds(5))
         runA.cancel()
         runB.cancel()
         _ = await runA.value

@@ -13,10 +13,13 @@
 ///   members/<node id>    ClusterMember, attached to the node's etcd lease. The member whose key
 ///                        has the lowest create revision is the active node; that revision is its
 ///                        epoch.
-///   head                 the sequence number of the last change in the log, decimal text.
-///   log/<sequence>       ReplicatedBatch whose first change has that sequence (20 digits), written
-///                        by the active node in one transaction with `head`, guarded by its member
-///                        key's create revision (its epoch) and by `head`'s value.
+///   head                 "<first>-<part>:<last>" of the newest batch: the position of its key and
+///                        the sequence number of the last change in the log, decimal text.
+///   log/<first>-<part>   ReplicatedBatch whose first change has sequence number <first> (20
+///                        digits); <part> (20 digits) counts the batches of audit records only
+///                        that came before it at the same position. Written by the active node in
+///                        one transaction with `head`, guarded by its member key's create
+///                        revision (its epoch) and by `head`'s value.
 ///   progress/<node id>   NodeProgress, attached to the node's lease: how far the node has applied
 ///                        the log and where its last local snapshot is.
 ///
@@ -209,6 +212,9 @@ public nonisolated struct Licensed_V1_ReplicatedBatch: Sendable {
 
   /// The writing node's id.
   public var nodeID: String = String()
+
+  /// Batches of audit records only before this one at first_sequence (the key's <part>).
+  public var part: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -497,7 +503,7 @@ nonisolated extension Licensed_V1_ReplicatedAuditEvent.Detail: SwiftProtobuf.Mes
 
 nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReplicatedBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_sequence\0\u{1}epoch\0\u{1}changes\0\u{1}audit\0\u{3}node_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_sequence\0\u{1}epoch\0\u{1}changes\0\u{1}audit\0\u{3}node_id\0\u{1}part\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -510,6 +516,7 @@ nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.changes) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.audit) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.part) }()
       default: break
       }
     }
@@ -531,6 +538,9 @@ nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftP
     if !self.nodeID.isEmpty {
       try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 5)
     }
+    if self.part != 0 {
+      try visitor.visitSingularUInt64Field(value: self.part, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -540,6 +550,7 @@ nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftP
     if lhs.changes != rhs.changes {return false}
     if lhs.audit != rhs.audit {return false}
     if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.part != rhs.part {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

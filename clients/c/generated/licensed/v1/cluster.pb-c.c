@@ -538,7 +538,7 @@ const ProtobufCMessageDescriptor licensed__v1__replicated_audit_event__descripto
   (ProtobufCMessageInit) licensed__v1__replicated_audit_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__replicated_batch__field_descriptors[5] =
+static const ProtobufCFieldDescriptor licensed__v1__replicated_batch__field_descriptors[6] =
 {
   {
     "first_sequence",
@@ -600,6 +600,18 @@ static const ProtobufCFieldDescriptor licensed__v1__replicated_batch__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "part",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ReplicatedBatch, part),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__replicated_batch__field_indices_by_name[] = {
   3,   /* field[3] = audit */
@@ -607,11 +619,12 @@ static const unsigned licensed__v1__replicated_batch__field_indices_by_name[] = 
   1,   /* field[1] = epoch */
   0,   /* field[0] = first_sequence */
   4,   /* field[4] = node_id */
+  5,   /* field[5] = part */
 };
 static const ProtobufCIntRange licensed__v1__replicated_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor licensed__v1__replicated_batch__descriptor =
 {
@@ -621,7 +634,7 @@ const ProtobufCMessageDescriptor licensed__v1__replicated_batch__descriptor =
   "Licensed__V1__ReplicatedBatch",
   "licensed.v1",
   sizeof(Licensed__V1__ReplicatedBatch),
-  5,
+  6,
   licensed__v1__replicated_batch__field_descriptors,
   licensed__v1__replicated_batch__field_indices_by_name,
   1,  licensed__v1__replicated_batch__number_ranges,

@@ -199,10 +199,14 @@ struct  Licensed__V1__ReplicatedBatch
    * The writing node's id.
    */
   char *node_id;
+  /*
+   * Batches of audit records only before this one at first_sequence (the key's <part>).
+   */
+  uint64_t part;
 };
 #define LICENSED__V1__REPLICATED_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__replicated_batch__descriptor) \
-    , 0, 0, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
+    , 0, 0, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 /*

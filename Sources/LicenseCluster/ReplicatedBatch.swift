@@ -1,0 +1,128 @@
+package import LicenseAudit
+package import LicenseCore
+package import LicenseProtocol
+import LicenseStore
+import SwiftProtobuf
+
+/// One batch of the replicated log, decoded: consecutive changes from `firstSequence` and the
+/// audit records written with them.
+package struct ReplicatedBatch: Sendable, Equatable {
+    /// Sequence number of the first change (for a batch of audit records only: the number the
+    /// next change will have).
+    package var firstSequence: UInt64
+    /// The epoch of the node that wrote it.
+    package var epoch: Int64
+    /// The node that wrote it.
+    package var nodeID: String
+    /// Batches of audit records only before this one at `firstSequence`.
+    package var part: UInt64
+    /// The changes, in order.
+    package var changes: [LedgerChange]
+    /// The audit records, in order.
+    package var audit: [AuditEvent]
+
+    /// A batch.
+    package init(firstSequence: UInt64, part: UInt64 = 0, epoch: Int64, nodeID: String, changes: [LedgerChange], audit: [AuditEvent]) {
+        self.firstSequence = firstSequence
+        self.part = part
+        self.epoch = epoch
+        self.nodeID = nodeID
+        self.changes = changes
+        self.audit = audit
+    }
+
+    /// Sequence number of the last change (`firstSequence - 1` when there is none).
+    package var lastSequence: UInt64 { firstSequence + UInt64(changes.count) - 1 }
+    /// Where it sits in the log.
+    package var position: BatchPosition { BatchPosition(first: firstSequence, part: part) }
+
+    /// The stored form (audit records resolved).
+    package var stored: Licensed_V1_ReplicatedBatch {
+        var batch = Licensed_V1_ReplicatedBatch()
+        batch.firstSequence = firstSequence
+        batch.epoch = epoch
+        batch.nodeID = nodeID
+        batch.part = part
+        batch.changes = changes.map(\.record)
+        batch.audit = audit.map { ReplicatedBatch.stored($0.resolved) }
+        return batch
+    }
+
+    /// The serialized stored form.
+    package var encoded: [UInt8] {
+        // Serializing a message of known fields cannot fail.
+        try! stored.serializedBytes()
+    }
+
+    /// Decodes a stored batch; throws when it is not one.
+    package init(decoding bytes: [UInt8]) throws(ClusterError) {
+        let stored: Licensed_V1_ReplicatedBatch
+        do {
+            stored = try Licensed_V1_ReplicatedBatch(serializedBytes: bytes)
+        } catch {
+            throw ClusterError("a log batch cannot be decoded: \(error)")
+        }
+        var changes: [LedgerChange] = []
+        changes.reserveCapacity(stored.changes.count)
+        for (index, record) in stored.changes.enumerated() {
+            guard let change = LedgerChange(record: record) else {
+                throw ClusterError("log batch \(stored.firstSequence): change \(index) is malformed")
+            }
+            changes.append(change)
+        }
+        self.init(
+            firstSequence: stored.firstSequence,
+            part: stored.part,
+            epoch: stored.epoch,
+            nodeID: stored.nodeID,
+            changes: changes,
+            audit: stored.audit.map(ReplicatedBatch.event)
+        )
+    }
+
+    static func stored(_ event: AuditEvent) -> Licensed_V1_ReplicatedAuditEvent {
+        var stored = Licensed_V1_ReplicatedAuditEvent()
+        stored.timeMs = event.timeMs
+        stored.action = event.action
+        stored.actor = event.actor
+        stored.subject = event.subject
+        stored.details = event.details.map { key, value in
+            var detail = Licensed_V1_ReplicatedAuditEvent.Detail()
+            detail.key = key
+            switch value {
+            case .string(let text): detail.value.text = text
+            case .int(let number): detail.value.number = number
+            case .bool(let flag): detail.value.flag = flag
+            case .strings(let items): detail.value.texts.items = items
+            }
+            return detail
+        }
+        return stored
+    }
+
+    static func event(_ stored: Licensed_V1_ReplicatedAuditEvent) -> AuditEvent {
+        let details: [(String, AuditEvent.Value)] = stored.details.map { detail in
+            switch detail.value.kind {
+            case .text(let text): (detail.key, .string(text))
+            case .number(let number): (detail.key, .int(number))
+            case .flag(let flag): (detail.key, .bool(flag))
+            case .texts(let list): (detail.key, .strings(list.items))
+            case nil: (detail.key, .string(""))
+            }
+        }
+        return AuditEvent(timeMs: stored.timeMs, action: stored.action, actor: stored.actor, subject: stored.subject, details: details)
+    }
+}
+
+/// A failure of the cluster layer, with a message that says what happened.
+package struct ClusterError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What happened.
+    package var message: String
+
+    /// An error.
+    package init(_ message: String) {
+        self.message = message
+    }
+
+    package var description: String { message }
+}
