@@ -147,7 +147,7 @@ let package = Package(
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc", "LicenseCluster", "Etcd",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

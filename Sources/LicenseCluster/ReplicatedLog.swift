@@ -117,6 +117,9 @@ package final class ReplicatedLog: CommitLog {
     /// The epoch this node writes in, or nil.
     package var epoch: Int64? { queue.withLock { $0.epoch } }
 
+    /// Only the active node appends.
+    package var acceptsAppends: Bool { queue.withLock { $0.epoch != nil } }
+
     /// Copies a batch the active node committed (on a standby). Throws when it does not follow
     /// the last one applied.
     package func applyCommitted(_ batch: ReplicatedBatch) throws(ClusterError) {
@@ -391,7 +394,8 @@ package final class ReplicatedLog: CommitLog {
         }
     }
 
-    func fail(_ message: String) {
+    /// Stops acknowledging: reports `fatal` once; nothing queued is ever reported durable.
+    package func fail(_ message: String) {
         let signals = queue.withLock { queue -> CommitLogSignals? in
             guard !queue.failed else { return nil }
             queue.failed = true

@@ -7,11 +7,14 @@ public struct LicenseError: Error, Hashable, Sendable, CustomStringConvertible {
     public var code: Licensed_V1_Error.Code
     /// What happened and what to do.
     public var message: String
+    /// For `notActive`: where the active server is (host:port; empty when unknown).
+    public var activeServer: String
 
     /// Creates an error.
-    public init(_ code: Licensed_V1_Error.Code, _ message: String) {
+    public init(_ code: Licensed_V1_Error.Code, _ message: String, activeServer: String = "") {
         self.code = code
         self.message = message
+        self.activeServer = activeServer
     }
 
     public var description: String { "\(self.code): \(self.message)" }
@@ -21,6 +24,7 @@ public struct LicenseError: Error, Hashable, Sendable, CustomStringConvertible {
         var error = Licensed_V1_Error()
         error.code = self.code
         error.message = self.message
+        error.activeServer = self.activeServer
         return error
     }
 }

@@ -22,6 +22,7 @@ extension Licensed_V1_Error.Code {
         case .unimplemented: "UNIMPLEMENTED"
         case .unavailable: "UNAVAILABLE"
         case .internal: "INTERNAL"
+        case .notActive: "NOT_ACTIVE"
         case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
         }
     }

@@ -25,13 +25,24 @@ extension LedgerHost {
     }
 
     /// Ready to serve: listening, and at least one licence loaded.
-    var isReady: Bool { self.listening && self.failure == nil && !self.loaded.effective.isEmpty }
+    var isReady: Bool { self.listening && self.failure == nil && !self.loaded.effective.isEmpty && self.mayWrite }
 
     /// Why not ready, for /readyz.
     var readiness: String {
         if !self.listening { return "not listening (starting or stopping)" }
         if let failure = self.failure { return "the commit log failed: \(failure)" }
         if self.loaded.effective.isEmpty { return "no valid licence loaded (\(self.loaded.rejected.count) rejected)" }
+        if let cluster = self.cluster {
+            switch cluster.role {
+            case .standby(let active):
+                return
+                    "standby of its cluster (active: \(active.isEmpty ? "none now" : active)): load balancers send clients to the active one"
+            case .active where !cluster.mayAct():
+                return "active, but its etcd lease is not confirmed: nothing is acknowledged until it is"
+            case .active:
+                break
+            }
+        }
         return "ready: \(self.loaded.effective.count) licence(s), \(self.ledger.leases.count) lease(s)"
     }
 

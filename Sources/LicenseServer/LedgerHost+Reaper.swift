@@ -26,6 +26,11 @@ extension LedgerHost {
 
     /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
     func reap() {
+        // A standby copies what the active node reclaims; a node unsure of its lease waits.
+        guard self.mayWrite else {
+            self.snapshotIfDue()
+            return
+        }
         self.reapTicks += 1
         if self.reapTicks % 60 == 1 { self.reapActivations() }  // idle for days: once a minute is plenty
         defer {

@@ -13,6 +13,8 @@ extension LedgerHost {
         let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
         if self.failure != nil {
             result = .failure(self.unavailable)
+        } else if let refusal = self.clusterRefusal(for: message.body) {
+            result = .failure(refusal)
         } else if let body = message.body, let refusal = RequestAccess.refusal(for: body, role: role) {
             result = .failure(refusal)
         } else {

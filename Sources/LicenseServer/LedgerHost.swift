@@ -52,6 +52,8 @@ final class LedgerHost {
     var listening = false
     /// Notices steps of the wall clock (see `nowMs`).
     var clockSteps = ClockStepDetector()
+    /// This node's place in its cluster (nil: a single node).
+    var cluster: ClusterMembership?
 
     init(
         eventLoop: any EventLoop,
@@ -82,10 +84,9 @@ final class LedgerHost {
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: self.nowMs)
         // A durable mark of the time at this start: it also gives the snapshot that a recovery
-        // may take next (after passing a damaged one) a sequence number of its own.
-        let mark = LedgerChange.clockMarked(atMs: self.nowMs)
-        self.ledger.apply(mark)
-        self.replies.lastAppended = log.append([mark], audit: [], wakeWriter: true)
+        // may take next (after passing a damaged one) a sequence number of its own. (A standby
+        // of a cluster appends nothing: it marks the time when it becomes active.)
+        if log.acceptsAppends { self.markClock() }
         // Exposed at 0 from the start, so that an alert on them needs no "absent" case.
         for direction in ["forward", "backward"] { _ = self.counter("licensed_clock_steps_total", [("direction", direction)]) }
         self.audit(
@@ -94,6 +95,13 @@ final class LedgerHost {
             details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recovered.count)))] + recoveryDetails
         )
         self.auditLicenses(licenses, actor: "server")
+    }
+
+    /// Appends a durable mark of the wall-clock time now.
+    func markClock() {
+        let mark = LedgerChange.clockMarked(atMs: self.nowMs)
+        self.ledger.apply(mark)
+        self.replies.lastAppended = self.log.append([mark], audit: [], wakeWriter: true)
     }
 
     /// Holds `reply` for `handler` until everything appended so far is durable.

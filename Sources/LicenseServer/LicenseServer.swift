@@ -25,6 +25,8 @@ public final class LicenseServer: Service {
     private let log: any CommitLog
     /// The watchdog task, set and cancelled on `eventLoop`.
     private let watchdog = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// This node's cluster, when it is one's.
+    private let cluster: ClusterNode?
 
     /// Creates a server for `licenses`: opens the commit log of `log` (by default this machine's
     /// write-ahead log under `<state_dir>/ledger`), recovers the ledger from it and starts it.
@@ -39,7 +41,17 @@ public final class LicenseServer: Service {
         self.context = context
         let eventLoop = group.next()
         self.eventLoop = eventLoop
-        (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: log, on: eventLoop)
+        if context.configuration.clustered {
+            // A node of a cluster: its log is a copy of the one in etcd, and it starts a standby.
+            let node = try ClusterNode(context: context)
+            (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: node.source, on: eventLoop)
+            let host = self.host
+            try eventLoop.submit { node.attach(to: host.value) }.wait()
+            self.cluster = node
+        } else {
+            (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: log, on: eventLoop)
+            self.cluster = nil
+        }
         self.bound = eventLoop.makePromise(of: SocketAddress.self)
     }
 
@@ -154,6 +166,7 @@ public final class LicenseServer: Service {
         self.context.notifier.notify("READY=1\nSTATUS=\(status)")
         self.context.logger.info("listening", metadata: ["address": "\(address)", "tls": "\(tls != nil)"])
 
+        let clusterTask = self.cluster.map { node in Task { await node.run(host: self.host, on: self.eventLoop) } }
         try await withThrowingDiscardingTaskGroup { group in
             if let adminChannel {
                 group.addTask {
@@ -195,6 +208,11 @@ public final class LicenseServer: Service {
             self.context.logger.error("final snapshot failed: \(error); the write-ahead log still holds every change")
         }
         self.log.close()
+        if let clusterTask {
+            // Everything acknowledged is in etcd: resign, so that a standby takes over at once.
+            clusterTask.cancel()
+            await clusterTask.value
+        }
         self.context.logger.info("stopped")
     }
 

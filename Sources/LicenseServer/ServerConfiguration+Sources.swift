@@ -123,6 +123,26 @@ extension ServerConfiguration {
             $0.tlsCertificate = $1
         },
         Option(name: "tls_private_key", help: "PEM private key of tls_certificate") { $0.tlsPrivateKey = $1 },
+        Option(
+            name: "cluster_etcd_endpoints",
+            help: "etcd members host:port,...: run as a node of a cluster (YAML: cluster: etcd_endpoints:)"
+        ) {
+            $0.clusterEtcdEndpoints = list($1)
+        },
+        Option(name: "cluster_name", help: "the cluster's name, its key prefix in etcd (/licensed/<name>/)") { $0.clusterName = $1 },
+        Option(name: "cluster_node_id", help: "this node's id in the cluster (default: the host name)") { $0.clusterNodeID = $1 },
+        Option(name: "cluster_advertise_address", help: "host:port clients use for this node (default: host name and port)") {
+            $0.clusterAdvertiseAddress = $1
+        },
+        Option(
+            name: "cluster_election_ttl_seconds",
+            help: "etcd lease of a node's registration: a dead active is replaced after about this"
+        ) {
+            $0.clusterElectionTTLSeconds = try int($1, "cluster_election_ttl_seconds")
+        },
+        Option(name: "cluster_etcd_ca", help: "PEM CA of the etcd members (set = TLS to etcd)") { $0.clusterEtcdCA = $1 },
+        Option(name: "cluster_etcd_certificate", help: "PEM client certificate for etcd") { $0.clusterEtcdCertificate = $1 },
+        Option(name: "cluster_etcd_key", help: "PEM key of cluster_etcd_certificate") { $0.clusterEtcdKey = $1 },
         Option(name: "tls_client_ca", help: "PEM CA of client certificates; set = clients must present one (mTLS)") {
             $0.tlsClientCA = $1
         },
@@ -243,6 +263,21 @@ extension ServerConfiguration {
         guard let mapping = node.mapping else { throw ConfigurationError("config must be a YAML mapping of option names to values") }
         for (keyNode, valueNode) in mapping {
             guard let key = keyNode.string else { throw ConfigurationError("config keys must be strings") }
+            if key == "cluster", let section = valueNode.mapping {
+                // The cluster section: `cluster: {etcd_endpoints: …}` sets cluster_etcd_endpoints.
+                for (innerKey, innerValue) in section {
+                    guard let name = innerKey.string else { throw ConfigurationError("config keys must be strings") }
+                    try self.apply(key: "cluster_" + name, value: innerValue)
+                }
+            } else {
+                try self.apply(key: key, value: valueNode)
+            }
+        }
+    }
+
+    /// Applies one YAML key and its value.
+    private mutating func apply(key: String, value valueNode: Node) throws {
+        do {
             guard let option = Self.options.first(where: { $0.name == key }) else {
                 throw ConfigurationError("unknown config option '\(key)'")
             }

@@ -115,6 +115,28 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// True when the listener speaks TLS.
     public var tlsEnabled: Bool { !self.tlsCertificate.isEmpty }
 
+    /// etcd members (`host:port`) of the cluster this node belongs to; empty = a single node
+    /// (the default: no etcd is needed).
+    public var clusterEtcdEndpoints: [String] = []
+    /// The cluster's name: its keys in etcd are under `/licensed/<name>/`.
+    public var clusterName = "licensed"
+    /// This node's id in the cluster (default: the host name).
+    public var clusterNodeID = ""
+    /// host:port clients use to reach this node (default: the host name and `port`).
+    public var clusterAdvertiseAddress = ""
+    /// The etcd lease of this node's registration, in seconds: a dead active node is replaced
+    /// after about this long.
+    public var clusterElectionTTLSeconds = 3
+    /// PEM CA of the etcd members' certificates (set = TLS to etcd).
+    public var clusterEtcdCA = ""
+    /// PEM client certificate for etcd (when its members require one).
+    public var clusterEtcdCertificate = ""
+    /// PEM key of `cluster_etcd_certificate`.
+    public var clusterEtcdKey = ""
+
+    /// True when this node is part of a cluster on etcd.
+    public var clustered: Bool { !self.clusterEtcdEndpoints.isEmpty }
+
     /// Utilisation thresholds in percent of a feature's capacity: crossing one (up or back down)
     /// logs a line, writes an audit record and tells subscribed admin sessions.
     public var utilisationThresholds: [Int] = [90, 100]
@@ -127,6 +149,20 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// Checks the values that have ranges.
     public func validate() throws {
+        if self.clustered {
+            // etcd refuses leases shorter than 1.5 election timeouts (1.5 s at its defaults).
+            guard (2...300).contains(self.clusterElectionTTLSeconds) else {
+                throw ConfigurationError("cluster_election_ttl_seconds \(self.clusterElectionTTLSeconds) is not between 2 and 300")
+            }
+            guard self.clusterName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
+                !self.clusterName.isEmpty
+            else {
+                throw ConfigurationError("cluster_name '\(self.clusterName)' may hold letters, digits, '-', '_' and '.' only")
+            }
+            guard self.clusterEtcdCertificate.isEmpty == self.clusterEtcdKey.isEmpty else {
+                throw ConfigurationError("cluster_etcd_certificate and cluster_etcd_key go together: set both or neither")
+            }
+        }
         guard (0...65535).contains(self.port) else { throw ConfigurationError("port \(self.port) is not between 0 and 65535") }
         guard self.maxFrameBytes >= 64, self.maxFrameBytes <= 16 * 1024 * 1024 else {
             throw ConfigurationError("max_frame_bytes \(self.maxFrameBytes) is not between 64 and 16777216")

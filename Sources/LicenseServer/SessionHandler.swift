@@ -216,6 +216,11 @@ final class SessionHandler: ChannelInboundHandler {
             return
         }
         let role: Role = self.localAdmin ? .admin : presented ?? .client
+        if role == .client, let refusal = self.host.clusterHelloRefusal {
+            // A standby of a cluster: the client is told where the active server is.
+            self.fail(context, requestID: requestID, refusal)
+            return
+        }
         self.helloTimeout?.cancel()
         var sessionID: SessionID? = nil
         var resumed = false
@@ -288,14 +293,19 @@ final class SessionHandler: ChannelInboundHandler {
 
     /// Answers with `Error` and closes the connection once the reply is written.
     private func fail(_ context: ChannelHandlerContext, requestID: UInt64, _ code: Licensed_V1_Error.Code, _ message: String) {
+        self.fail(context, requestID: requestID, LicenseError(code, message))
+    }
+
+    /// Answers with `error` and closes the connection once the reply is written.
+    private func fail(_ context: ChannelHandlerContext, requestID: UInt64, _ error: LicenseError) {
         if case .closing = self.state { return }
         self.endSession()
         self.state = .closing
         self.helloTimeout?.cancel()
-        self.logger.notice("closing connection: \(message)", metadata: ["code": "\(code)"])
+        self.logger.notice("closing connection: \(error.message)", metadata: ["code": "\(error.code)"])
         var reply = Licensed_V1_ServerMessage()
         reply.requestID = requestID
-        reply.error = LicenseError(code, message).protocolError
+        reply.error = error.protocolError
         var buffer = context.channel.allocator.buffer(capacity: 64)
         guard (try? buffer.writeFrame(reply)) != nil else {
             context.close(promise: nil)

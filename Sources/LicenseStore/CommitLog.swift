@@ -45,9 +45,15 @@ public protocol CommitLog: AnyObject, Sendable {
     func snapshot(_ ledger: SeatLedger, takenAtMs: Int64, done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void) -> Bool
     /// Makes everything appended so far durable (unless the log failed), then stops.
     func close()
+    /// False while this log takes no changes from its host (a standby of a cluster copies the
+    /// active node's changes instead).
+    var acceptsAppends: Bool { get }
 }
 
 extension CommitLog {
+    /// A local log always takes changes.
+    public var acceptsAppends: Bool { true }
+
     /// Snapshots `ledger` as `snapshot(_:takenAtMs:done:)` does and waits until it is written.
     /// For start-up (a recovery that lost redundancy writes one before serving), never the loop.
     public func snapshotAndWait(_ ledger: SeatLedger, takenAtMs: Int64) throws(StoreError) -> SnapshotResult {

@@ -441,8 +441,9 @@ client_side = {
     Code.CODE_UNSPECIFIED: "the default of an empty Error",
     Code.UNAVAILABLE: "this client's code for a server it cannot reach (sent by the daemon only when a snapshot write fails)",
     Code.INTERNAL: "never sent by a correct daemon; this client's code for a reply of the wrong kind",
+    Code.NOT_ACTIVE: "sent only by a standby of a cluster on etcd; scripts/test-cluster and the Swift cluster tests check it",
 }
-# (These three are not checked here: a check of a protobuf default, or of values this client sets
+# (These are not checked here: a check of a protobuf default, or of values this client sets
 # itself, would assert nothing about the daemon. The coverage check below only counts them.)
 
 all_messages = set()

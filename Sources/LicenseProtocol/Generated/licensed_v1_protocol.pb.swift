@@ -616,6 +616,10 @@ public nonisolated struct Licensed_V1_Error: Sendable {
   /// For NO_SEATS and RESOURCE_EXHAUSTED: a suggested wait before retrying (0 = none).
   public var retryAfterMs: UInt32 = 0
 
+  /// For NOT_ACTIVE: host:port of the cluster's active server, as it advertises itself to
+  /// clients (empty when no server is active now).
+  public var activeServer: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Why it failed. Modelled on gRPC status codes, plus licence reasons.
@@ -678,6 +682,11 @@ public nonisolated struct Licensed_V1_Error: Sendable {
 
     /// A bug or an unexpected server failure.
     case `internal` // = 18
+
+    /// This server is a standby of a cluster and does not serve the request: active_server says
+    /// which server is active (empty while none is; try the others). Sent to Hello of a client
+    /// session, and to any request that changes state in a session of an operator.
+    case notActive // = 19
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -705,6 +714,7 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       case 16: self = .unimplemented
       case 17: self = .unavailable
       case 18: self = .internal
+      case 19: self = .notActive
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -730,6 +740,7 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       case .unimplemented: return 16
       case .unavailable: return 17
       case .internal: return 18
+      case .notActive: return 19
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -755,6 +766,7 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       .unimplemented,
       .unavailable,
       .internal,
+      .notActive,
     ]
 
   }
@@ -1691,7 +1703,7 @@ nonisolated extension Licensed_V1_HelloResponse: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Error"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{3}retry_after_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{3}retry_after_ms\0\u{3}active_server\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1702,6 +1714,7 @@ nonisolated extension Licensed_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularEnumField(value: &self.code) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.retryAfterMs) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.activeServer) }()
       default: break
       }
     }
@@ -1717,6 +1730,9 @@ nonisolated extension Licensed_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.retryAfterMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.retryAfterMs, fieldNumber: 3)
     }
+    if !self.activeServer.isEmpty {
+      try visitor.visitSingularStringField(value: self.activeServer, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1724,13 +1740,14 @@ nonisolated extension Licensed_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
     if lhs.retryAfterMs != rhs.retryAfterMs {return false}
+    if lhs.activeServer != rhs.activeServer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension Licensed_V1_Error.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}INVALID_ARGUMENT\0\u{1}UNAUTHENTICATED\0\u{1}PERMISSION_DENIED\0\u{1}NOT_FOUND\0\u{1}NO_SEATS\0\u{1}LICENSE_EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}VERSION_NOT_ALLOWED\0\u{1}NETWORK_NOT_ALLOWED\0\u{1}USER_NOT_ALLOWED\0\u{1}ACTIVATION_LIMIT\0\u{1}DEVICE_LIMIT\0\u{1}BASE_REQUIRED\0\u{1}DEADLINE_EXCEEDED\0\u{1}RESOURCE_EXHAUSTED\0\u{1}UNIMPLEMENTED\0\u{1}UNAVAILABLE\0\u{1}INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}INVALID_ARGUMENT\0\u{1}UNAUTHENTICATED\0\u{1}PERMISSION_DENIED\0\u{1}NOT_FOUND\0\u{1}NO_SEATS\0\u{1}LICENSE_EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}VERSION_NOT_ALLOWED\0\u{1}NETWORK_NOT_ALLOWED\0\u{1}USER_NOT_ALLOWED\0\u{1}ACTIVATION_LIMIT\0\u{1}DEVICE_LIMIT\0\u{1}BASE_REQUIRED\0\u{1}DEADLINE_EXCEEDED\0\u{1}RESOURCE_EXHAUSTED\0\u{1}UNIMPLEMENTED\0\u{1}UNAVAILABLE\0\u{1}INTERNAL\0\u{1}NOT_ACTIVE\0")
 }
 
 nonisolated extension Licensed_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

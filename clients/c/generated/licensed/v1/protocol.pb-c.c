@@ -1095,7 +1095,7 @@ const ProtobufCMessageDescriptor licensed__v1__hello_response__descriptor =
   (ProtobufCMessageInit) licensed__v1__hello_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number[19] =
+static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number[20] =
 {
   { "CODE_UNSPECIFIED", "LICENSED__V1__ERROR__CODE__CODE_UNSPECIFIED", 0 },
   { "INVALID_ARGUMENT", "LICENSED__V1__ERROR__CODE__INVALID_ARGUMENT", 1 },
@@ -1116,11 +1116,12 @@ static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number
   { "UNIMPLEMENTED", "LICENSED__V1__ERROR__CODE__UNIMPLEMENTED", 16 },
   { "UNAVAILABLE", "LICENSED__V1__ERROR__CODE__UNAVAILABLE", 17 },
   { "INTERNAL", "LICENSED__V1__ERROR__CODE__INTERNAL", 18 },
+  { "NOT_ACTIVE", "LICENSED__V1__ERROR__CODE__NOT_ACTIVE", 19 },
 };
 static const ProtobufCIntRange licensed__v1__error__code__value_ranges[] = {
-{0, 0},{0, 19}
+{0, 0},{0, 20}
 };
-static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_name[19] =
+static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_name[20] =
 {
   { "ACTIVATION_LIMIT", 11 },
   { "BASE_REQUIRED", 13 },
@@ -1131,6 +1132,7 @@ static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_n
   { "INVALID_ARGUMENT", 1 },
   { "LICENSE_EXPIRED", 6 },
   { "NETWORK_NOT_ALLOWED", 9 },
+  { "NOT_ACTIVE", 19 },
   { "NOT_FOUND", 4 },
   { "NOT_YET_VALID", 7 },
   { "NO_SEATS", 5 },
@@ -1149,15 +1151,15 @@ const ProtobufCEnumDescriptor licensed__v1__error__code__descriptor =
   "Code",
   "Licensed__V1__Error__Code",
   "licensed.v1",
-  19,
+  20,
   licensed__v1__error__code__enum_values_by_number,
-  19,
+  20,
   licensed__v1__error__code__enum_values_by_name,
   1,
   licensed__v1__error__code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__error__field_descriptors[3] =
+static const ProtobufCFieldDescriptor licensed__v1__error__field_descriptors[4] =
 {
   {
     "code",
@@ -1195,8 +1197,21 @@ static const ProtobufCFieldDescriptor licensed__v1__error__field_descriptors[3] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "active_server",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__Error, active_server),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__error__field_indices_by_name[] = {
+  3,   /* field[3] = active_server */
   0,   /* field[0] = code */
   1,   /* field[1] = message */
   2,   /* field[2] = retry_after_ms */
@@ -1204,7 +1219,7 @@ static const unsigned licensed__v1__error__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__error__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor licensed__v1__error__descriptor =
 {
@@ -1214,7 +1229,7 @@ const ProtobufCMessageDescriptor licensed__v1__error__descriptor =
   "Licensed__V1__Error",
   "licensed.v1",
   sizeof(Licensed__V1__Error),
-  3,
+  4,
   licensed__v1__error__field_descriptors,
   licensed__v1__error__field_indices_by_name,
   1,  licensed__v1__error__number_ranges,

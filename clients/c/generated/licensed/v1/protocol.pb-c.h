@@ -107,7 +107,13 @@ typedef enum _Licensed__V1__Error__Code {
   /*
    * A bug or an unexpected server failure.
    */
-  LICENSED__V1__ERROR__CODE__INTERNAL = 18
+  LICENSED__V1__ERROR__CODE__INTERNAL = 18,
+  /*
+   * This server is a standby of a cluster and does not serve the request: active_server says
+   * which server is active (empty while none is; try the others). Sent to Hello of a client
+   * session, and to any request that changes state in a session of an operator.
+   */
+  LICENSED__V1__ERROR__CODE__NOT_ACTIVE = 19
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__ERROR__CODE)
 } Licensed__V1__Error__Code;
 /*
@@ -507,10 +513,15 @@ struct  Licensed__V1__Error
    * For NO_SEATS and RESOURCE_EXHAUSTED: a suggested wait before retrying (0 = none).
    */
   uint32_t retry_after_ms;
+  /*
+   * For NOT_ACTIVE: host:port of the cluster's active server, as it advertises itself to
+   * clients (empty when no server is active now).
+   */
+  char *active_server;
 };
 #define LICENSED__V1__ERROR__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__error__descriptor) \
-    , LICENSED__V1__ERROR__CODE__CODE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , LICENSED__V1__ERROR__CODE__CODE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -1,0 +1,125 @@
+import LicenseAudit
+import LicenseCluster
+import LicenseCore
+import LicenseProtocol
+import LicenseStore
+import Logging
+
+/// This node's place in its cluster, as the serving loop sees it.
+struct ClusterMembership {
+    /// What the node does.
+    enum Role: Equatable {
+        /// Copies the active node's changes; clients are sent to `activeServer` (empty: none).
+        case standby(activeServer: String)
+        /// Serves and writes the log, in `epoch`.
+        case active(epoch: Int64)
+    }
+
+    /// What the node does now.
+    var role: Role = .standby(activeServer: "")
+    /// This node's id.
+    let nodeID: String
+    /// True while the election lets this node act (its etcd lease is certainly alive).
+    let mayAct: @Sendable () -> Bool
+    /// Why the log cannot acknowledge now (etcd unreachable), or nil.
+    let unavailable: @Sendable () -> String?
+    /// Copies a batch the active node committed into this node's local log.
+    let applyCommitted: @Sendable (ReplicatedBatch) throws(ClusterError) -> Void
+
+    var isActive: Bool { if case .active = role { true } else { false } }
+}
+
+/// The serving loop's side of the cluster: what a standby refuses and where it sends clients,
+/// the batches it copies, and the moment it becomes the active node.
+extension LedgerHost {
+    /// True when this host may change state now: a single node, or the active node of its
+    /// cluster while its etcd lease is certainly alive.
+    var mayWrite: Bool {
+        guard let cluster else { return true }
+        return cluster.isActive && cluster.mayAct()
+    }
+
+    /// Why this node does not serve `body` now (nil: it does). A standby serves reads (status,
+    /// leases, queues, activations, history) and its own snapshot to operators, and sends the
+    /// rest to the active node; an active node that cannot confirm its lease, or reach etcd,
+    /// acknowledges nothing.
+    func clusterRefusal(for body: Licensed_V1_ClientMessage.OneOf_Body?) -> LicenseError? {
+        guard let cluster else { return nil }
+        switch cluster.role {
+        case .standby(let active):
+            if let body, Self.servedByStandby(body) { return nil }
+            return Self.notActive(activeServer: active)
+        case .active:
+            if !cluster.mayAct() {
+                return LicenseError(
+                    .unavailable,
+                    "this server cannot confirm with etcd that it is still the active one; nothing is acknowledged until it can or another server takes over: retry"
+                )
+            }
+            if let reason = cluster.unavailable(), let body, !Self.servedByStandby(body) {
+                return LicenseError(.unavailable, reason)
+            }
+            return nil
+        }
+    }
+
+    /// The refusal of a client's Hello on a node that is not serving clients now (nil: it is).
+    var clusterHelloRefusal: LicenseError? {
+        guard let cluster else { return nil }
+        switch cluster.role {
+        case .standby(let active): return Self.notActive(activeServer: active)
+        case .active: return cluster.mayAct() ? nil : self.clusterRefusal(for: nil)
+        }
+    }
+
+    static func notActive(activeServer: String) -> LicenseError {
+        let message =
+            activeServer.isEmpty
+            ? "this server is a standby and no server of its cluster is active now; try the others, or again in a few seconds"
+            : "this server is a standby; the active server is \(activeServer)"
+        return LicenseError(.notActive, message, activeServer: activeServer)
+    }
+
+    /// Requests a standby answers itself: reads of its (current) copy, and its own snapshot.
+    static func servedByStandby(_ body: Licensed_V1_ClientMessage.OneOf_Body) -> Bool {
+        switch body {
+        case .status, .queue, .leases, .activations, .history, .snapshot: true
+        default: false
+        }
+    }
+
+    /// The active server is now `address` (empty: none); this node stays a standby.
+    func followActive(_ address: String) {
+        guard let cluster, !cluster.isActive else { return }
+        self.cluster?.role = .standby(activeServer: address)
+    }
+
+    /// Applies a batch the active node committed, and copies it to the local log.
+    func applyReplicated(_ batch: ReplicatedBatch) throws(ClusterError) {
+        guard let cluster, !cluster.isActive else { throw ClusterError("the active node applies no batches of others") }
+        for change in batch.changes { self.ledger.apply(change) }
+        try cluster.applyCommitted(batch)
+        self.snapshotIfDue()
+    }
+
+    /// Becomes the active node in `epoch`: `activate` makes the log writable from the head this
+    /// node caught up to. Every lease gets a fresh TTL (as after a restart: heartbeats are not
+    /// logged, and its holders may have spent the failover reconnecting).
+    func promote(epoch: Int64, activate: () throws(ClusterError) -> Void) throws(ClusterError) {
+        guard let cluster, !cluster.isActive else { return }
+        try activate()
+        self.cluster?.role = .active(epoch: epoch)
+        self.replies = HeldReplies(durable: self.log.lastAssigned)
+        self.ledger.renewAll(at: self.nowMs)
+        self.markClock()
+        self.audit(
+            "cluster_role",
+            actor: "server",
+            details: [("role", .string("active")), ("epoch", .int(epoch)), ("node", .string(cluster.nodeID))]
+        )
+        self.logger.notice(
+            "this node is the active one",
+            metadata: ["epoch": "\(epoch)", "leases": "\(self.ledger.leases.count)", "sequence": "\(self.log.lastAssigned)"]
+        )
+    }
+}
