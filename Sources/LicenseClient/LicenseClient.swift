@@ -41,10 +41,17 @@ public actor LicenseClient {
         public var tls: ClientTLS?
         /// A Unix socket to connect to instead of host:port (the server's local admin socket).
         public var unixSocketPath: String?
+        /// The servers of a cluster, tried in order (FlexNet's `port@h1,port@h2,port@h3`); empty:
+        /// `host`:`port` alone. A standby's answer names the active server, which is tried next.
+        public var servers: [LicenseEndpoint] = []
 
-        /// Where connections go.
-        public var endpoint: LicenseEndpoint {
-            self.unixSocketPath.map { .unix(path: $0) } ?? .tcp(host: self.host, port: self.port)
+        /// Where connections go first.
+        public var endpoint: LicenseEndpoint { self.endpoints[0] }
+
+        /// Every server to try, in order.
+        public var endpoints: [LicenseEndpoint] {
+            if let path = self.unixSocketPath { return [.unix(path: path)] }
+            return self.servers.isEmpty ? [.tcp(host: self.host, port: self.port)] : self.servers
         }
 
         /// Creates a configuration.
@@ -122,6 +129,8 @@ public actor LicenseClient {
     private var hello: Licensed_V1_HelloResponse?
     var held: [[UInt8]: Held] = [:]
     var reconnecting: Task<Void, any Error>?
+    /// The server that accepted the session last, or that a standby named as active: tried first.
+    private var preferred: LicenseEndpoint?
     private var background: [Task<Void, Never>] = []
     private var closed = false
 
@@ -133,6 +142,9 @@ public actor LicenseClient {
 
     /// The server's answer to the current session's Hello.
     public var session: Licensed_V1_HelloResponse? { self.hello }
+
+    /// The server of the current session (nil before the first one).
+    public var server: LicenseEndpoint? { self.preferred }
 
     /// Leases held now.
     public var leases: [Lease] { self.held.values.map(\.lease).sorted { $0.idHex < $1.idHex } }
@@ -147,10 +159,42 @@ public actor LicenseClient {
         return self.hello!
     }
 
+    /// Opens a session on the first server that serves one: the preferred server, then the
+    /// configured list in order; a standby's NOT_ACTIVE answer puts the active server it names
+    /// next. Each server is tried once per call.
     private func establish(resume: [UInt8]?) async throws {
         guard !self.closed else { throw LicenseClientError.unavailable("the client is closed") }
+        var candidates = self.configuration.endpoints
+        if let preferred = self.preferred {
+            candidates.removeAll { $0 == preferred }
+            candidates.insert(preferred, at: 0)
+        }
+        var tried = Set<LicenseEndpoint>()
+        var refusals: [String] = []
+        while let endpoint = candidates.first {
+            candidates.removeFirst()
+            guard tried.insert(endpoint).inserted else { continue }
+            do {
+                try await self.establish(on: endpoint, resume: resume)
+                self.preferred = endpoint
+                return
+            } catch let error as LicenseClientError where error.tryAnotherServer {
+                refusals.append("\(endpoint): \(error.message)")
+                if error.code == .notActive, let active = try? LicenseEndpoint(parsing: error.activeServer), !tried.contains(active) {
+                    candidates.removeAll { $0 == active }
+                    candidates.insert(active, at: 0)
+                }
+            }
+        }
+        self.preferred = nil
+        throw LicenseClientError.unavailable(
+            refusals.count == 1 ? refusals[0] : "no licence server serves this session now (\(refusals.joined(separator: "; ")))"
+        )
+    }
+
+    private func establish(on endpoint: LicenseEndpoint, resume: [UInt8]?) async throws {
         let connection = try await LicenseConnection.connect(
-            to: self.configuration.endpoint,
+            to: endpoint,
             tls: self.configuration.tls,
             connectTimeout: .nanoseconds(
                 self.configuration.connectTimeout.components.seconds * 1_000_000_000
@@ -250,10 +294,12 @@ public actor LicenseClient {
                     self.eventSink.yield(.reconnected(resumed: resumed))
                     try await self.reclaimHeldLeases()
                     return
-                } catch let error as LicenseClientError where error.code != .unavailable {
+                } catch let error as LicenseClientError where !error.tryAnotherServer {
                     throw error
                 } catch {
-                    try await Task.sleep(for: delay)
+                    // No server serves now (a failover in progress, say): wait, with jitter so
+                    // that a site's clients do not all come back at the same instant.
+                    try await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
                     delay = min(delay * 2, self.configuration.maximumReconnectDelay)
                 }
             }
@@ -276,7 +322,7 @@ public actor LicenseClient {
                 let lease = Self.lease(from: response)
                 self.held[lease.id] = Held(lease: lease, request: lost.request)
                 if lease.id != lost.lease.id { self.eventSink.yield(.leaseReplaced(old: lost.lease, new: lease)) }
-            } catch let error as LicenseClientError where error.code != .unavailable {
+            } catch let error as LicenseClientError where !error.tryAnotherServer {
                 self.eventSink.yield(.leaseLost(lost.lease, reason: error.description))
             }
         }
@@ -290,8 +336,14 @@ public actor LicenseClient {
         }
         do {
             return try await body(self.connection!)
-        } catch let error as LicenseClientError where error.code == .unavailable && !self.closed {
-            if let connection = self.connection { self.connectionEnded(connection, reason: error.message) }
+        } catch let error as LicenseClientError where error.tryAnotherServer && !self.closed {
+            // The connection broke, or this server no longer serves (a standby now, or unsure it
+            // is still the active one): leave it and resume the session on whichever server does.
+            if let connection = self.connection {
+                self.connectionEnded(connection, reason: error.message)
+                await connection.close()
+            }
+            if error.code == .notActive, let active = try? LicenseEndpoint(parsing: error.activeServer) { self.preferred = active }
             try await self.startReconnect().value
             guard let connection = self.connection else { throw error }
             return try await body(connection)

@@ -7,17 +7,24 @@ public struct LicenseClientError: Error, Sendable, Equatable, CustomStringConver
     public var code: Licensed_V1_Error.Code
     /// For a person.
     public var message: String
+    /// For NOT_ACTIVE: host:port of the cluster's active server (empty when none is).
+    public var activeServer: String
 
     /// Creates an error.
-    public init(code: Licensed_V1_Error.Code, message: String) {
+    public init(code: Licensed_V1_Error.Code, message: String, activeServer: String = "") {
         self.code = code
         self.message = message
+        self.activeServer = activeServer
     }
 
     /// From a server `Error`.
     public init(_ error: Licensed_V1_Error) {
-        self.init(code: error.code, message: error.message)
+        self.init(code: error.code, message: error.message, activeServer: error.activeServer)
     }
+
+    /// True when another server may serve what this one did not: it could not be reached, it
+    /// is a standby, or it could not confirm it is still the active one.
+    public var tryAnotherServer: Bool { self.code == .unavailable || self.code == .notActive }
 
     public var description: String { "\(self.code.name): \(self.message)" }
 

@@ -1,3 +1,4 @@
+import Foundation
 public import LicenseProtocol
 import NIOConcurrencyHelpers
 public import NIOCore
@@ -196,7 +197,7 @@ final class ResponseHandler: ChannelInboundHandler {
 }
 
 /// Where a licence server listens: TCP, or a Unix socket (the local admin socket).
-public enum LicenseEndpoint: Sendable, Equatable, CustomStringConvertible {
+public enum LicenseEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// host:port over TCP.
     case tcp(host: String, port: Int)
     /// A Unix domain socket path.
@@ -206,6 +207,50 @@ public enum LicenseEndpoint: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unix(let path): "unix:\(path)"
+        }
+    }
+}
+
+extension LicenseEndpoint {
+    /// The default port of the protocol listener.
+    public static let defaultPort = 27070
+
+    /// Parses a list of servers: `host:port,host:port,…` — each `host:port`, `[v6 address]:port`,
+    /// a bare host (port 27070), or FlexNet's `port@host`.
+    public static func list(parsing text: String) throws -> [LicenseEndpoint] {
+        let entries = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !entries.isEmpty else { throw LicenseClientError.invalidArgument("no licence server in '\(text)'") }
+        return try entries.map(Self.init(parsing:))
+    }
+
+    /// Parses one server (see `list(parsing:)`).
+    public init(parsing text: String) throws {
+        func port(_ digits: some StringProtocol) throws -> Int {
+            guard let port = Int(digits), (1...65535).contains(port) else {
+                throw LicenseClientError.invalidArgument("'\(text)' is not host:port")
+            }
+            return port
+        }
+        if let at = text.firstIndex(of: "@"), !text.hasPrefix("[") {
+            let host = text[text.index(after: at)...]
+            guard !host.isEmpty else { throw LicenseClientError.invalidArgument("'\(text)' is not port@host") }
+            self = .tcp(host: String(host), port: try port(text[..<at]))
+            return
+        }
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            guard rest.isEmpty || rest.hasPrefix(":") else { throw LicenseClientError.invalidArgument("'\(text)' is not [address]:port") }
+            self = .tcp(host: host, port: rest.isEmpty ? Self.defaultPort : try port(rest.dropFirst()))
+            return
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1: self = .tcp(host: text, port: Self.defaultPort)
+        case 2:
+            guard !parts[0].isEmpty else { throw LicenseClientError.invalidArgument("'\(text)' is not host:port") }
+            self = .tcp(host: String(parts[0]), port: try port(parts[1]))
+        default: throw LicenseClientError.invalidArgument("'\(text)' is not host:port (write IPv6 addresses as [address]:port)")
         }
     }
 }

@@ -5,13 +5,16 @@ package import LicenseClient
 /// This tool's version, sent in Hello.
 package let licensectlVersion = "0.1.0"
 
-/// `--server host:port` (default `$LICENSED_SERVER`, then 127.0.0.1:27070) and `--json`,
-/// shared by every command that talks to a server.
+/// `--server host:port[,host:port…]` (default `$LICENSED_SERVERS`, `$LICENSED_SERVER`, then
+/// 127.0.0.1:27070) and `--json`, shared by every command that talks to a server.
 package struct ServerOptions: ParsableArguments {
     /// Options as given on the command line.
     package init() {}
 
-    @Option(help: "Licence server as host:port (default $LICENSED_SERVER or 127.0.0.1:27070).")
+    @Option(
+        help:
+            "Licence server as host:port, or a cluster's servers as host:port,host:port,… (default $LICENSED_SERVERS, $LICENSED_SERVER or 127.0.0.1:27070)."
+    )
     package var server: String?
 
     @Flag(help: "Print JSON instead of text.")
@@ -49,6 +52,7 @@ package struct ServerOptions: ParsableArguments {
     /// A client library instance for this server, identifying as licensectl and this user. With
     /// `admin`, no token, and no server named, it goes to the local admin socket when that exists.
     package func client(admin: Bool = false) throws -> LicenseClient {
+        let servers = try self.servers()
         let (host, port) = try self.endpoint()
         let environment = ProcessInfo.processInfo.environment
         let token = self.token ?? environment["LICENSED_TOKEN"] ?? ""
@@ -62,6 +66,7 @@ package struct ServerOptions: ParsableArguments {
             token: token
         )
         configuration.tls = try self.tlsSettings()
+        if servers.count > 1 { configuration.servers = servers }
         if admin, let socket = self.adminSocket ?? environment["LICENSED_ADMIN_SOCKET"] {
             configuration.unixSocketPath = socket
             configuration.tls = nil
@@ -74,26 +79,20 @@ package struct ServerOptions: ParsableArguments {
         return LicenseClient(configuration: configuration)
     }
 
+    /// The servers named (one, or a cluster's list).
+    package func servers() throws -> [LicenseEndpoint] {
+        let environment = ProcessInfo.processInfo.environment
+        let text = self.server ?? environment["LICENSED_SERVERS"] ?? environment["LICENSED_SERVER"] ?? "127.0.0.1:27070"
+        do {
+            return try LicenseEndpoint.list(parsing: text)
+        } catch let error as LicenseClientError {
+            throw CLIError("--server: \(error.message)")
+        }
+    }
+
+    /// The first server named.
     package func endpoint() throws -> (host: String, port: Int) {
-        let text = self.server ?? ProcessInfo.processInfo.environment["LICENSED_SERVER"] ?? "127.0.0.1:27070"
-        // [v6]:port, host:port, or a bare host.
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-            let host = String(text[text.index(after: text.startIndex)..<close])
-            let rest = text[text.index(after: close)...]
-            guard rest.isEmpty || rest.hasPrefix(":"), let port = rest.isEmpty ? 27070 : Int(rest.dropFirst()) else {
-                throw CLIError("--server '\(text)' is not host:port")
-            }
-            return (host, port)
-        }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        switch parts.count {
-        case 1: return (text, 27070)
-        case 2:
-            guard let port = Int(parts[1]), (1...65535).contains(port), !parts[0].isEmpty else {
-                throw CLIError("--server '\(text)' is not host:port")
-            }
-            return (String(parts[0]), port)
-        default: throw CLIError("--server '\(text)' is not host:port (write IPv6 addresses as [addr]:port)")
-        }
+        guard case .tcp(let host, let port) = try self.servers()[0] else { throw CLIError("--server must name host:port") }
+        return (host, port)
     }
 }

@@ -42,6 +42,41 @@ struct ServerConfigurationTests {
         _ = try ServerConfiguration.load(yaml: text, environment: [:], arguments: [])
     }
 
+    @Test("the cluster section, its variables and flags; the example three-node configuration parses")
+    func clusterSection() throws {
+        let yaml = "cluster:\n  etcd_endpoints: [10.0.0.1:2379, 10.0.0.2:2379]\n  name: site\n  node_id: a\n  election_ttl_seconds: 5\n"
+        let fromSection = try ServerConfiguration.load(yaml: yaml, environment: [:], arguments: [])
+        #expect(fromSection.clustered)
+        #expect(fromSection.clusterEtcdEndpoints == ["10.0.0.1:2379", "10.0.0.2:2379"])
+        #expect(fromSection.clusterName == "site" && fromSection.clusterNodeID == "a" && fromSection.clusterElectionTTLSeconds == 5)
+        let fromEnvironment = try ServerConfiguration.load(
+            yaml: "",
+            environment: ["LICENSED_CLUSTER_ETCD_ENDPOINTS": "e1:2379,e2:2379", "LICENSED_CLUSTER_NODE_ID": "b"],
+            arguments: ["--cluster-advertise-address", "b.example:27070"]
+        )
+        #expect(fromEnvironment.clusterEtcdEndpoints == ["e1:2379", "e2:2379"])
+        #expect(fromEnvironment.clusterNodeID == "b" && fromEnvironment.clusterAdvertiseAddress == "b.example:27070")
+        #expect(!(try ServerConfiguration.load(yaml: "", environment: [:], arguments: [])).clustered)
+        for (bad, named) in [
+            ("cluster: {etcd_endpoints: [e:1], election_ttl_seconds: 1}", "cluster_election_ttl_seconds"),
+            ("cluster: {etcd_endpoints: [e:1], name: 'a/b'}", "cluster_name"),
+            ("cluster: {etcd_endpoints: [e:1], etcd_key: k.pem}", "cluster_etcd_certificate"),
+            ("cluster: {etcd_endpoint: [e:1]}", "cluster_etcd_endpoint"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) {
+                try ServerConfiguration.load(yaml: bad, environment: [:], arguments: [])
+            }
+            #expect(error?.message.contains(named) == true, "\(error?.message ?? "")")
+        }
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../systemd/cluster")
+        for node in 1...3 {
+            let text = try String(contentsOfFile: directory.appendingPathComponent("node\(node).yaml").path, encoding: .utf8)
+            let configuration = try ServerConfiguration.load(yaml: text, environment: [:], arguments: [])
+            #expect(configuration.clusterNodeID == "licence-\(node)")
+            #expect(configuration.clusterEtcdEndpoints.count == 3)
+        }
+    }
+
     @Test(
         "bad values are refused with a message naming the option",
         arguments: [
