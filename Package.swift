@@ -249,6 +249,14 @@ let package = Package(
             path: "Benchmarks/StoreBenchmark",
             swiftSettings: swiftSettings
         ),
+        // The failover drill: a real cluster (3 etcd members, 3 licensed nodes) under kill -9,
+        // SIGSTOP and a lost etcd member, with a history checker (scripts/test-cluster, scripts/failover-drill).
+        .executableTarget(
+            name: "licensed-cluster-drill",
+            dependencies: ["LicenseClient", "LicenseTestSupport"],
+            path: "Drills/ClusterDrill",
+            swiftSettings: swiftSettings
+        ),
         // Scale measurements of the reports (a million audit records).
         .executableTarget(
             name: "licensed-report-bench",

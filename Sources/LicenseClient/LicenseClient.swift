@@ -35,6 +35,9 @@ public actor LicenseClient {
         public var token: String
         /// Connect timeout per attempt.
         public var connectTimeout: Duration = .seconds(5)
+        /// A request without a reply for this long (plus a check-out's own wait) fails, and the
+        /// client moves to another server: a stopped or cut-off server is left behind.
+        public var requestTimeout: Duration = .seconds(10)
         /// Longest pause between reconnection attempts.
         public var maximumReconnectDelay: Duration = .seconds(5)
         /// TLS settings; nil = plain TCP.
@@ -196,10 +199,8 @@ public actor LicenseClient {
         let connection = try await LicenseConnection.connect(
             to: endpoint,
             tls: self.configuration.tls,
-            connectTimeout: .nanoseconds(
-                self.configuration.connectTimeout.components.seconds * 1_000_000_000
-                    + self.configuration.connectTimeout.components.attoseconds / 1_000_000_000
-            )
+            connectTimeout: Self.timeAmount(self.configuration.connectTimeout),
+            requestTimeout: Self.timeAmount(self.configuration.requestTimeout)
         )
         var hello = Licensed_V1_Hello()
         hello.protocolVersion = .protocolVersion1
@@ -365,6 +366,10 @@ public actor LicenseClient {
     /// fault drills); the client reconnects and resumes.
     public func dropConnection() async {
         if let connection = self.connection { await connection.close() }
+    }
+
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     static func lease(from response: Licensed_V1_CheckOutResponse) -> Lease {

@@ -13,11 +13,15 @@ public final class LicenseConnection: Sendable {
     private let pending: PendingRequests
     /// Events the server pushes (request_id 0): revocations, shutdown, ...
     public let events: AsyncStream<Licensed_V1_Event>
+    /// A request without a reply for this long (plus a check-out's own wait) fails UNAVAILABLE
+    /// and closes the connection: the server is stuck or cut off (nil: wait as long as it takes).
+    private let requestTimeout: TimeAmount?
 
-    private init(channel: any Channel, pending: PendingRequests, events: AsyncStream<Licensed_V1_Event>) {
+    private init(channel: any Channel, pending: PendingRequests, events: AsyncStream<Licensed_V1_Event>, requestTimeout: TimeAmount?) {
         self.channel = channel
         self.pending = pending
         self.events = events
+        self.requestTimeout = requestTimeout
     }
 
     /// Opens a TCP connection (no Hello yet), with TLS when `tls` is given.
@@ -43,6 +47,7 @@ public final class LicenseConnection: Sendable {
         to endpoint: LicenseEndpoint,
         tls: ClientTLS? = nil,
         connectTimeout: TimeAmount = .seconds(5),
+        requestTimeout: TimeAmount? = nil,
         maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> LicenseConnection {
@@ -81,7 +86,7 @@ public final class LicenseConnection: Sendable {
             continuation.finish()
             throw LicenseClientError.unavailable("cannot connect to licence server \(endpoint): \(error)")
         }
-        return LicenseConnection(channel: channel, pending: pending, events: events)
+        return LicenseConnection(channel: channel, pending: pending, events: events, requestTimeout: requestTimeout)
     }
 
     /// Sends `body` and waits for its reply. A server `Error` is thrown as `LicenseClientError`.
@@ -95,6 +100,20 @@ public final class LicenseConnection: Sendable {
         try buffer.writeFrame(message)
         self.channel.writeAndFlush(buffer).whenFailure { error in
             self.pending.fail(requestID, LicenseClientError.unavailable("cannot send to the licence server: \(error)"))
+        }
+        if let requestTimeout {
+            var limit = requestTimeout
+            if case .checkOut(let checkOut) = body { limit = limit + .milliseconds(Int64(checkOut.waitMs)) }
+            let channel = self.channel
+            let pending = self.pending
+            let timer = channel.eventLoop.scheduleTask(in: limit) {
+                pending.fail(
+                    requestID,
+                    LicenseClientError.unavailable("no reply from the licence server within \(limit.nanoseconds / 1_000_000) ms")
+                )
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { _ in timer.cancel() }
         }
         let reply = try await promise.futureResult.get()
         switch reply.body {

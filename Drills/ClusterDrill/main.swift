@@ -1,0 +1,324 @@
+// The failover drill: a real cluster on loopback (3 etcd members, 3 licensed nodes), clients
+// holding and cycling seats of a HARD licence through LicenseClient, and the faults a cluster
+// must survive — kill -9 of the active node at random moments (restarted as a standby each
+// time), the active node frozen with SIGSTOP past its etcd lease and resumed, an etcd member
+// killed — with a history checker over what the clients were told.
+//
+//   licensed-cluster-drill [--kills N] [--clients N] [--no-stop] [--no-etcd-kill] [--seed N] [--json FILE]
+//
+// Prints each fault and check, the failover times (kill -9 to the first acknowledged check-out
+// on the new active), and exits 1 on any violation.
+import Foundation
+import LicenseClient
+import LicenseProtocol
+import LicenseTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var kills = 5
+    var clients = 6
+    var stop = true
+    var etcdKill = true
+    var seed = UInt64(Date().timeIntervalSince1970)
+    var json: String?
+
+    init(_ arguments: [String]) throws {
+        var rest = arguments.dropFirst()
+        while let flag = rest.popFirst() {
+            func value() throws -> String {
+                guard let value = rest.popFirst() else { throw DrillError("\(flag) needs a value") }
+                return value
+            }
+            switch flag {
+            case "--kills": kills = Int(try value()) ?? kills
+            case "--clients": clients = Int(try value()) ?? clients
+            case "--no-stop": stop = false
+            case "--no-etcd-kill": etcdKill = false
+            case "--seed": seed = UInt64(try value()) ?? seed
+            case "--json": json = try value()
+            default: throw DrillError("unknown option \(flag)")
+            }
+        }
+    }
+}
+
+/// Pauses the clients between operations, so that the held leases can be compared with the
+/// server's at a moment when none is changing hands.
+final class Gate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var paused = false
+    private var waiting = 0
+
+    func pause() { lock.withLock { paused = true } }
+    func resume() { lock.withLock { paused = false } }
+    var waitingCount: Int { lock.withLock { waiting } }
+
+    func pass() async {
+        guard lock.withLock({ paused }) else { return }
+        lock.withLock { waiting += 1 }
+        while lock.withLock({ paused }) { try? await Task.sleep(for: .milliseconds(10)) }
+        lock.withLock { waiting -= 1 }
+    }
+}
+
+let feature = "drill.seat"
+let capacity = 10
+let ttlSeconds = 3
+
+func main() async throws -> Int32 {
+    let options = try Options(CommandLine.arguments)
+    var random = SeededGenerator(seed: options.seed)
+    let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    let licensectl = binaries.appendingPathComponent("licensectl").path
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("licensed-drill-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: work) }
+    say("drill: seed \(options.seed), \(options.kills) kill(s), \(options.clients) client(s), in \(work.path)")
+
+    // The licence: 10 seats, HARD.
+    _ = try run(licensectl, ["keys", "generate", "--out", "issuer"], in: work)
+    let spec = """
+        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}],
+         "model": "LICENSE_MODEL_FLOATING", "overage": "OVERAGE_POLICY_HARD", "lease": {"heartbeat_ttl_ms": 10000}}
+        """
+    try spec.write(to: work.appendingPathComponent("spec.json"), atomically: true, encoding: .utf8)
+    let license = try run(licensectl, ["license", "sign", "--key", "issuer.pem", "--key-id", "drill", "spec.json"], in: work)
+    try license.write(to: work.appendingPathComponent("drill.lic"), atomically: true, encoding: .utf8)
+    let adminToken = "drill-admin-token"
+    let adminHash = try run(licensectl, ["token", "hash", adminToken], in: work).trimmingCharacters(in: .whitespacesAndNewlines)
+
+    let etcd = try EtcdTestCluster(members: 3)
+    let ports = try FreePorts.take(6)
+    let nodes = (0..<3).map { index in
+        Node(
+            name: "node\(index + 1)",
+            port: ports[2 * index],
+            metricsPort: ports[2 * index + 1],
+            directory: work.appendingPathComponent("node\(index + 1)"),
+            binary: binaries.appendingPathComponent("licensed").path
+        )
+    }
+    defer { for node in nodes { node.kill9() } }
+    for node in nodes {
+        try node.configure(
+            license: work.appendingPathComponent("drill.lic").path,
+            issuerKey: work.appendingPathComponent("issuer.pub.pem").path,
+            etcd: etcd.endpoints,
+            adminHash: adminHash,
+            ttlSeconds: ttlSeconds
+        )
+        try node.start()
+    }
+    func active(within seconds: Double = 20) async -> Node? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let node = nodes.first(where: { $0.isRunning && $0.readiness().ready }) { return node }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+    guard let first = await active() else { throw DrillError("no node became active:\n\(nodes.map(\.log).joined())") }
+    say("drill: \(first.name) is active")
+
+    // The clients: each holds one seat for the whole run and cycles another.
+    let history = History()
+    let gate = Gate()
+    let servers = nodes.map { LicenseEndpoint.tcp(host: "127.0.0.1", port: $0.port) }
+    let running = ManagedFlag()
+    var clientTasks: [Task<Void, Never>] = []
+    for index in 0..<options.clients {
+        var configuration = LicenseClient.Configuration(user: "user\(index)", clientHost: "drill", clientName: "drill")
+        configuration.servers = servers
+        configuration.requestTimeout = .seconds(2)
+        configuration.connectTimeout = .seconds(1)
+        configuration.maximumReconnectDelay = .milliseconds(500)
+        let client = LicenseClient(configuration: configuration)
+        clientTasks.append(
+            Task {
+                await cycle(client: client, index: index, history: history, gate: gate, running: running)
+                await client.close()
+            }
+        )
+    }
+
+    var failoverTimes: [Duration] = []
+    var failoverInstants: [ContinuousClock.Instant] = []
+    var checks = 0
+
+    /// Pauses the clients and compares what they hold with what the active server lists.
+    func verify(after event: String) async throws {
+        gate.pause()
+        defer { gate.resume() }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while gate.waitingCount < options.clients && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        guard let node = await active() else { throw DrillError("no active node after \(event)") }
+        var configuration = LicenseClient.Configuration(host: "127.0.0.1", port: node.port, user: "drill", clientName: "drill-checker")
+        configuration.token = adminToken
+        let checker = LicenseClient(configuration: configuration)
+        defer { Task { await checker.close() } }
+        var request = Licensed_V1_LeasesRequest()
+        request.feature = feature
+        guard case .leases(let listed) = try await checker.administer(.leases(request)) else {
+            throw DrillError("the active server answered Leases with another message")
+        }
+        let ids = Set(listed.leases.map { [UInt8]($0.holder.leaseID) })
+        let status = try await checker.status(features: [feature])
+        let inUse = Int(status.features.first?.inUse ?? 0)
+        let held = history.checkHeld(listed: ids, inUse: inUse, capacity: capacity, after: event)
+        checks += 1
+        say(
+            "check: after \(event): \(held) lease(s) held by the clients, all among the \(ids.count) the active \(node.name) lists; \(inUse)/\(capacity) seats in use"
+        )
+    }
+
+    try await Task.sleep(for: .seconds(3))
+    try await verify(after: "the start")
+
+    // kill -9 of the active node at random moments; restarted as a standby each time.
+    for round in 1...max(options.kills, 0) {
+        try await Task.sleep(for: .milliseconds(Int64.random(in: 1000...3000, using: &random)))
+        guard let victim = await active() else { throw DrillError("no active node before kill \(round)") }
+        let killed = ContinuousClock.now
+        victim.kill9()
+        failoverInstants.append(killed)
+        // The failover time: the kill to the first check-out acknowledged by the new active.
+        var firstGrant: History.Grant?
+        while firstGrant == nil && ContinuousClock.now - killed < .seconds(30) {
+            firstGrant = history.firstGrant(after: killed)
+            if firstGrant == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        guard let grant = firstGrant else { throw DrillError("no check-out was acknowledged within 30 s of kill \(round)") }
+        let elapsed = grant.ackedAt - killed
+        failoverTimes.append(elapsed)
+        say("kill \(round): kill -9 \(victim.name); first check-out acknowledged by \(grant.server) \(format(elapsed)) later")
+        try await verify(after: "kill \(round)")
+        try victim.start()
+        let restarted = ContinuousClock.now
+        while !victim.isStandby && ContinuousClock.now - restarted < .seconds(20) { try await Task.sleep(for: .milliseconds(50)) }
+        say("kill \(round): \(victim.name) restarted as a standby")
+    }
+
+    // The active node frozen past its etcd lease, then resumed: it must acknowledge nothing
+    // once its successor took over, and leave (systemd restarts it as a standby).
+    if options.stop {
+        guard let frozen = await active() else { throw DrillError("no active node before SIGSTOP") }
+        frozen.signal(SIGSTOP)
+        let stopped = ContinuousClock.now
+        failoverInstants.append(stopped)
+        var successor: Node?
+        while successor == nil && ContinuousClock.now - stopped < .seconds(30) {
+            successor = nodes.first { $0 !== frozen && $0.isRunning && $0.readiness().ready }
+            if successor == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        guard let successor else { throw DrillError("no successor took over from the frozen \(frozen.name)") }
+        let tookOver = ContinuousClock.now
+        say("stop: SIGSTOP \(frozen.name); \(successor.name) took over \(format(tookOver - stopped)) later")
+        try await Task.sleep(for: .seconds(1))
+        frozen.signal(SIGCONT)
+        let exit = frozen.waitForExit(seconds: Double(ttlSeconds) + 5)
+        let late = history.grantsAcknowledged(by: frozen.address, after: tookOver)
+        if late > 0 { history.violation("the resumed \(frozen.name) acknowledged \(late) check-out(s) after its successor took over") }
+        if let exit {
+            say("stop: SIGCONT \(frozen.name): it acknowledged nothing after the takeover and exited (status \(exit))")
+        } else {
+            history.violation("the resumed \(frozen.name) did not leave within \(ttlSeconds + 5) s")
+            frozen.kill9()
+        }
+        try await verify(after: "the SIGSTOP")
+        try frozen.start()
+    }
+
+    // An etcd member killed under load (and restarted).
+    if options.etcdKill {
+        etcd.kill9("m2")
+        say("etcd: member m2 killed")
+        try await Task.sleep(for: .seconds(3))
+        try await verify(after: "an etcd member was killed")
+        try etcd.start("m2")
+        say("etcd: member m2 restarted")
+        try await Task.sleep(for: .seconds(2))
+        try await verify(after: "the etcd member came back")
+    }
+
+    running.stop()
+    gate.resume()
+    for task in clientTasks { await task.value }
+    history.checkWholeRun(failovers: failoverInstants)
+
+    let sorted = failoverTimes.sorted()
+    let median = sorted.isEmpty ? Duration.zero : sorted[sorted.count / 2]
+    let maximum = sorted.last ?? .zero
+    say(
+        "drill: \(history.grantCount) check-outs acknowledged, \(checks) checks, \(failoverTimes.count) kill(s): failover median \(format(median)), max \(format(maximum)) (election TTL \(ttlSeconds) s)"
+    )
+    if let path = options.json {
+        let summary: [String: Any] = [
+            "kills": failoverTimes.count, "median_ms": milliseconds(median), "max_ms": milliseconds(maximum),
+            "failover_ms": failoverTimes.map(milliseconds), "grants": history.grantCount, "violations": history.violations,
+            "election_ttl_s": ttlSeconds,
+        ]
+        try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
+    }
+    say("drill: \(history.violations.isEmpty ? "passed" : "FAILED with \(history.violations.count) violation(s)")")
+    return history.violations.isEmpty ? 0 : 1
+}
+
+/// One client: holds a seat for the whole run and cycles a second one until the drill ends.
+func cycle(client: LicenseClient, index: Int, history: History, gate: Gate, running: ManagedFlag) async {
+    var base: LicenseClient.Lease?
+    while running.isRunning {
+        await gate.pass()
+        guard running.isRunning else { return }
+        do {
+            let lease = try await client.checkOut(feature: feature)
+            let server = await client.server?.description ?? "?"
+            history.granted(.init(client: index, leaseID: lease.id, token: lease.fencingToken, ackedAt: .now, server: server))
+            if base == nil {
+                base = lease
+                continue
+            }
+            try await Task.sleep(for: .milliseconds(Int64.random(in: 20...200)))
+            await gate.pass()
+            history.checkInSent(lease.id)
+            try await client.checkIn(lease)
+        } catch let error as LicenseClientError where error.code == .noSeats {
+            try? await Task.sleep(for: .milliseconds(50))
+        } catch {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = true
+    var isRunning: Bool { lock.withLock { value } }
+    func stop() { lock.withLock { value = false } }
+}
+
+/// Prints a line at once (the drill's output is read as it runs).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+func format(_ duration: Duration) -> String { String(format: "%.2f s", Double(milliseconds(duration)) / 1000) }
+
+func milliseconds(_ duration: Duration) -> Int {
+    Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+}
+
+extension History {
+    func grantsAcknowledged(by server: String, after instant: ContinuousClock.Instant) -> Int {
+        grants.filter { $0.server == server && $0.ackedAt > instant }.count
+    }
+}
+
+do {
+    exit(try await main())
+} catch {
+    say("drill: error: \(error)")
+    exit(2)
+}
