@@ -4,7 +4,8 @@
 // time), the active node frozen with SIGSTOP past its etcd lease and resumed, an etcd member
 // killed — with a history checker over what the clients were told.
 //
-//   licensed-cluster-drill [--kills N] [--clients N] [--no-stop] [--no-etcd-kill] [--seed N] [--json FILE]
+//   licensed-cluster-drill [--kills N] [--clients N] [--no-stop] [--no-etcd-kill] [--no-quorum-loss]
+//                          [--seed N] [--json FILE]
 //
 // Prints each fault and check, the failover times (kill -9 to the first acknowledged check-out
 // on the new active), and exits 1 on any violation.
@@ -22,6 +23,7 @@ struct Options {
     var clients = 6
     var stop = true
     var etcdKill = true
+    var quorum = true
     var seed = UInt64(Date().timeIntervalSince1970)
     var json: String?
 
@@ -37,6 +39,7 @@ struct Options {
             case "--clients": clients = Int(try value()) ?? clients
             case "--no-stop": stop = false
             case "--no-etcd-kill": etcdKill = false
+            case "--no-quorum-loss": quorum = false
             case "--seed": seed = UInt64(try value()) ?? seed
             case "--json": json = try value()
             default: throw DrillError("unknown option \(flag)")
@@ -65,6 +68,8 @@ final class Gate: @unchecked Sendable {
 }
 
 let feature = "drill.seat"
+/// A feature only the probes use, so that its seats are free whenever the server serves.
+let probeFeature = "drill.probe"
 let capacity = 10
 let ttlSeconds = 3
 
@@ -81,7 +86,7 @@ func main() async throws -> Int32 {
     // The licence: 10 seats, HARD.
     _ = try run(licensectl, ["keys", "generate", "--out", "issuer"], in: work)
     let spec = """
-        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}],
+        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}, {"name": "\(probeFeature)", "count": 2}],
          "model": "LICENSE_MODEL_FLOATING", "overage": "OVERAGE_POLICY_HARD", "lease": {"heartbeat_ttl_ms": 10000}}
         """
     try spec.write(to: work.appendingPathComponent("spec.json"), atomically: true, encoding: .utf8)
@@ -243,6 +248,58 @@ func main() async throws -> Int32 {
         try await verify(after: "the etcd member came back")
     }
 
+    // Quorum lost: 2 of the 3 etcd members stopped. Nothing new is acknowledged (a check-out is
+    // refused UNAVAILABLE, saying why, within a bounded time), held leases stay held, and
+    // service resumes by itself when the members return.
+    if options.quorum {
+        try await verify(after: "the faults above")
+        gate.pause()
+        let lost = ContinuousClock.now
+        etcd.kill9("m1")
+        etcd.kill9("m3")
+        say("quorum: etcd members m1 and m3 killed (1 of 3 left)")
+        let probe = probeClient(servers: servers)
+        var refusal: (Duration, String)?
+        while refusal == nil && ContinuousClock.now - lost < .seconds(20) {
+            do {
+                let lease = try await probe.checkOut(feature: probeFeature)
+                try? await probe.checkIn(lease)
+                try await Task.sleep(for: .milliseconds(100))
+            } catch let error as LicenseClientError where error.code == .unavailable {
+                refusal = (ContinuousClock.now - lost, error.message)
+            }
+        }
+        await probe.close()
+        if let (after, message) = refusal {
+            say("quorum: a check-out is refused UNAVAILABLE \(format(after)) after the loss: \(message)")
+            if after > .seconds(ttlSeconds + 3) { history.violation("the refusal took \(format(after)), more than the TTL + 3 s") }
+        } else {
+            history.violation("check-outs were still acknowledged 20 s after etcd lost its quorum")
+        }
+        try await Task.sleep(for: .seconds(12))  // longer than the leases' 10 s TTL
+        try etcd.start("m1")
+        try etcd.start("m3")
+        let restored = ContinuousClock.now
+        let resumed = probeClient(servers: servers)
+        var served: Duration?
+        while served == nil && ContinuousClock.now - restored < .seconds(30) {
+            if let lease = try? await resumed.checkOut(feature: probeFeature) {
+                served = ContinuousClock.now - restored
+                try? await resumed.checkIn(lease)
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        await resumed.close()
+        if let served {
+            say("quorum: members back; a check-out is served \(format(served)) later")
+        } else {
+            history.violation("service did not resume within 30 s of etcd's quorum returning")
+        }
+        gate.resume()
+        try await verify(after: "etcd lost and regained its quorum (held leases stay held)")
+    }
+
     running.stop()
     gate.resume()
     for task in clientTasks { await task.value }
@@ -264,6 +321,15 @@ func main() async throws -> Int32 {
     }
     say("drill: \(history.violations.isEmpty ? "passed" : "FAILED with \(history.violations.count) violation(s)")")
     return history.violations.isEmpty ? 0 : 1
+}
+
+/// A client of its own for probing the cluster (short timeouts, no retries to speak of).
+func probeClient(servers: [LicenseEndpoint]) -> LicenseClient {
+    var configuration = LicenseClient.Configuration(user: "probe", clientHost: "drill", clientName: "drill-probe")
+    configuration.servers = servers
+    configuration.requestTimeout = .seconds(2)
+    configuration.connectTimeout = .seconds(1)
+    return LicenseClient(configuration: configuration)
 }
 
 /// One client: holds a seat for the whole run and cycles a second one until the drill ends.

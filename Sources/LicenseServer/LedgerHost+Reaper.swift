@@ -26,10 +26,22 @@ extension LedgerHost {
 
     /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
     func reap() {
-        // A standby copies what the active node reclaims; a node unsure of its lease waits.
+        // A standby copies what the active node reclaims; a node unsure of its lease (etcd out
+        // of reach) reclaims nothing: its clients could not renew either.
         guard self.mayWrite else {
+            if self.cluster?.isActive == true, self.fencedSinceMs == nil { self.fencedSinceMs = self.nowMs }
             self.snapshotIfDue()
             return
+        }
+        if let since = self.fencedSinceMs {
+            // Serving again: every lease gets a fresh TTL, as after a failover, so that holders
+            // who could not renew while etcd was out of reach are not reclaimed for it.
+            self.fencedSinceMs = nil
+            self.ledger.renewAll(at: self.nowMs)
+            self.logger.notice(
+                "etcd confirms this node's lease again; every lease gets a fresh TTL",
+                metadata: ["paused_ms": "\(self.nowMs - since)"]
+            )
         }
         self.reapTicks += 1
         if self.reapTicks % 60 == 1 { self.reapActivations() }  // idle for days: once a minute is plenty
