@@ -39,6 +39,7 @@ final class Node: @unchecked Sendable {
             lease_ttl_ms: 10000
             heartbeat_interval_ms: 1000
             reaper_interval_ms: 200
+            snapshot_every_records: 500
             admin_socket: "off"
             metrics_listen: 127.0.0.1:\(metricsPort)
             tokens: [{role: admin, sha256: \(adminHash)}]

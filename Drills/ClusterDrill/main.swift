@@ -4,7 +4,7 @@
 // time), the active node frozen with SIGSTOP past its etcd lease and resumed, an etcd member
 // killed — with a history checker over what the clients were told.
 //
-//   licensed-cluster-drill [--kills N] [--clients N] [--no-stop] [--no-etcd-kill] [--no-quorum-loss]
+//   licensed-cluster-drill [--kills N] [--clients N] [--no-stop] [--no-etcd-kill] [--no-quorum-loss] [--no-join]
 //                          [--seed N] [--json FILE]
 //
 // Prints each fault and check, the failover times (kill -9 to the first acknowledged check-out
@@ -24,6 +24,7 @@ struct Options {
     var stop = true
     var etcdKill = true
     var quorum = true
+    var join = true
     var seed = UInt64(Date().timeIntervalSince1970)
     var json: String?
 
@@ -40,6 +41,7 @@ struct Options {
             case "--no-stop": stop = false
             case "--no-etcd-kill": etcdKill = false
             case "--no-quorum-loss": quorum = false
+            case "--no-join": join = false
             case "--seed": seed = UInt64(try value()) ?? seed
             case "--json": json = try value()
             default: throw DrillError("unknown option \(flag)")
@@ -246,6 +248,50 @@ func main() async throws -> Int32 {
         say("etcd: member m2 restarted")
         try await Task.sleep(for: .seconds(2))
         try await verify(after: "the etcd member came back")
+    }
+
+    // A node that joins empty after the log was compacted: it takes a peer's snapshot, replays
+    // the rest, and serves every lease once the others are gone.
+    if options.join {
+        func oldestBatch() -> UInt64? {
+            let (status, output) = EtcdTestCluster.etcdctl([
+                "--endpoints", etcd.endpoints.joined(separator: ","), "get", "--prefix", "/licensed/drill/log/", "--keys-only", "--limit",
+                "1",
+            ])
+            guard status == 0, let key = output.split(separator: "\n").first, let dash = key.lastIndex(of: "-") else { return nil }
+            return UInt64(key[key.index(key.startIndex, offsetBy: "/licensed/drill/log/".count)..<dash])
+        }
+        let waited = ContinuousClock.now
+        while (oldestBatch() ?? 1) <= 1 && ContinuousClock.now - waited < .seconds(60) { try await Task.sleep(for: .seconds(1)) }
+        guard let oldest = oldestBatch(), oldest > 1 else { throw DrillError("the log in etcd was not compacted within 60 s") }
+        guard let current = await active(), let joiner = nodes.first(where: { $0 !== current }) else { throw DrillError("no active node") }
+        joiner.kill9()
+        try FileManager.default.removeItem(at: joiner.directory.appendingPathComponent("state"))
+        try joiner.start()
+        let joined = ContinuousClock.now
+        while !joiner.isStandby && ContinuousClock.now - joined < .seconds(30) { try await Task.sleep(for: .milliseconds(100)) }
+        guard joiner.isStandby, joiner.log.contains("taking a peer's snapshot") else {
+            throw DrillError("\(joiner.name) did not join from a peer's snapshot:\n\(joiner.log.suffix(2000))")
+        }
+        say("join: the log in etcd starts at change \(oldest); \(joiner.name) started empty, took a peer's snapshot and is a standby")
+        try await Task.sleep(for: .seconds(2))
+        // Every other node goes: the one that joined must take over and hold every lease.
+        let others = nodes.filter { $0 !== joiner }
+        let killed = ContinuousClock.now
+        for node in others { node.kill9() }
+        failoverInstants.append(killed)
+        var served = false
+        while !served && ContinuousClock.now - killed < .seconds(20) {
+            served = joiner.readiness().ready
+            if !served { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        guard served else { throw DrillError("\(joiner.name) did not take over:\n\(joiner.log.suffix(2000))") }
+        try await verify(after: "the node that joined from a snapshot took over")
+        for node in others { try node.start() }
+        for node in others {
+            let restarted = ContinuousClock.now
+            while !node.isStandby && ContinuousClock.now - restarted < .seconds(20) { try await Task.sleep(for: .milliseconds(50)) }
+        }
     }
 
     // Quorum lost: 2 of the 3 etcd members stopped. Nothing new is acknowledged (a check-out is

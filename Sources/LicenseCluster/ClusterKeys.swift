@@ -25,6 +25,9 @@ package struct ClusterKeys: Sendable, Equatable {
     package func batches(from sequence: UInt64) -> [UInt8] { Array((prefix + "log/" + Self.padded(sequence)).utf8) }
     /// Every node's progress.
     package var progress: [UInt8] { Array((prefix + "progress/").utf8) }
+    /// The secret a node presents to a peer for its snapshot (only those who can read the
+    /// cluster's keys in etcd know it).
+    package var transferToken: [UInt8] { Array((prefix + "transfer-token").utf8) }
     /// The progress of `node`.
     package func progress(_ node: String) -> [UInt8] { Array((prefix + "progress/\(node)").utf8) }
 

@@ -81,6 +81,8 @@ package final class Election: Sendable {
     package var role: ClusterRole { state.withLock { $0.role } }
     /// This node's epoch while it is active (its member key's create revision), else 0.
     package var epoch: Int64 { state.withLock { if case .active(let epoch) = $0.role { epoch } else { 0 } } }
+    /// The etcd lease of this node's registration (0: not registered).
+    package var lease: Int64 { state.withLock { $0.lease } }
     /// Times this node became active.
     package var elections: Int { state.withLock { $0.elections } }
 

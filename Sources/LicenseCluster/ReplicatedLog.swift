@@ -67,6 +67,8 @@ package final class ReplicatedLog: CommitLog {
         var signals: CommitLogSignals?
         var failed = false
         var stopping = false
+        /// Last sequence number of the newest local snapshot.
+        var snapshotSequence: UInt64 = 0
         /// Since when the writer has not reached etcd (nil: it has).
         var unreachableSince: ContinuousClock.Instant?
         var lastError = ""
@@ -85,14 +87,23 @@ package final class ReplicatedLog: CommitLog {
 
     /// A log over `local` (opened, recovered and not started), whose last change is the last
     /// one etcd committed that this node has.
-    package init(etcd: EtcdClient, keys: ClusterKeys, nodeID: String, local: LedgerStore, limits: Limits = Limits()) {
+    package init(
+        etcd: EtcdClient,
+        keys: ClusterKeys,
+        nodeID: String,
+        local: LedgerStore,
+        snapshotSequence: UInt64 = 0,
+        limits: Limits = Limits()
+    ) {
         self.etcd = etcd
         self.keys = keys
         self.nodeID = nodeID
         self.local = local
         self.limits = limits
         let last = local.lastAssigned
-        self.queue = Mutex(Queue(assigned: last, committed: last))
+        var queue = Queue(assigned: last, committed: last)
+        queue.snapshotSequence = snapshotSequence
+        self.queue = Mutex(queue)
         (self.wakes, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -149,6 +160,10 @@ package final class ReplicatedLog: CommitLog {
 
     /// Last sequence number committed in etcd and copied locally.
     package var committed: UInt64 { queue.withLock { $0.committed } }
+
+    /// Last sequence number the newest local snapshot covers (the log in etcd may be compacted
+    /// up to it).
+    package var snapshotSequence: UInt64 { queue.withLock { $0.snapshotSequence } }
 
     // MARK: - CommitLog
 
@@ -378,7 +393,14 @@ package final class ReplicatedLog: CommitLog {
             snapshot.done(.failure(StoreError("the snapshot at \(snapshot.sequence) was passed by the log (at \(queue.committed))")))
             return
         }
-        if !local.snapshot(snapshot.content, sequence: snapshot.sequence, takenAtMs: snapshot.takenAtMs, done: snapshot.done) {
+        let done = snapshot.done
+        let written: @Sendable (Result<SnapshotResult, StoreError>) -> Void = { [weak self] result in
+            if case .success(let taken) = result {
+                self?.queue.withLock { $0.snapshotSequence = max($0.snapshotSequence, taken.sequence) }
+            }
+            done(result)
+        }
+        if !local.snapshot(snapshot.content, sequence: snapshot.sequence, takenAtMs: snapshot.takenAtMs, done: written) {
             snapshot.done(.failure(StoreError("a snapshot is already being written")))
         }
     }

@@ -24,6 +24,10 @@ final class ClusterNode: Sendable {
     let roles: AsyncStream<ClusterRole>
     /// The replicated log, once `source` has opened it.
     let opened = Mutex<ReplicatedLog?>(nil)
+    /// The snapshot-transfer secret, once read.
+    let token = Mutex<String?>(nil)
+    /// How far this node compacted the log.
+    let compactedUpTo = Mutex<UInt64>(0)
 
     /// A node of the cluster `context`'s configuration names (not yet running).
     init(context: ServerContext) throws {
@@ -81,19 +85,37 @@ final class ClusterNode: Sendable {
         CommitLogSource { context in
             let configuration = context.configuration
             let directory = (configuration.stateDir as NSString).appendingPathComponent("ledger")
-            let auditLog = try CommitLogSource.openAuditTrail(context)
-            let (store, recovery): (LedgerStore, LedgerStore.Recovery)
-            do {
-                (store, recovery) = try LedgerStore.open(
-                    directory: directory,
-                    sync: configuration.sync,
-                    retainedSnapshots: configuration.snapshotsRetained,
-                    audit: auditLog
-                )
-            } catch let error as StoreError {
-                throw ConfigurationError("cannot recover the ledger from \(directory): \(error.message)")
+            func openLocal() throws -> (LedgerStore, LedgerStore.Recovery) {
+                do {
+                    return try LedgerStore.open(
+                        directory: directory,
+                        sync: configuration.sync,
+                        retainedSnapshots: configuration.snapshotsRetained,
+                        audit: try CommitLogSource.openAuditTrail(context)
+                    )
+                } catch let error as StoreError {
+                    throw ConfigurationError("cannot recover the ledger from \(directory): \(error.message)")
+                }
             }
-            let log = ReplicatedLog(etcd: self.etcd, keys: self.keys, nodeID: self.member.nodeID, local: store)
+            var (store, recovery) = try openLocal()
+            if let snapshot = try self.snapshotNeeded(after: store.lastAssigned) {
+                // Joined empty, or away while the log was compacted: a peer's snapshot replaces
+                // this node's copy, and the log in etcd has everything after it.
+                store.close()
+                do {
+                    try LedgerStore.install(snapshot: snapshot, into: directory)
+                } catch {
+                    throw ConfigurationError("cannot install the peer's snapshot in \(directory): \(error)")
+                }
+                (store, recovery) = try openLocal()
+            }
+            let log = ReplicatedLog(
+                etcd: self.etcd,
+                keys: self.keys,
+                nodeID: self.member.nodeID,
+                local: store,
+                snapshotSequence: recovery.snapshotSequence
+            )
             self.opened.withLock { $0 = log }
             return (log, recovery.replay(sync: configuration.sync))
         }
@@ -137,6 +159,7 @@ final class ClusterNode: Sendable {
                 }
             }
             group.addTask { await self.followRoles(host: host, loop: loop) }
+            group.addTask { await self.maintain() }
             await group.next()
             group.cancelAll()
         }

@@ -1,3 +1,4 @@
+import Dispatch
 public import Logging
 public import NIOCore
 import NIOHTTP1
@@ -62,6 +63,7 @@ final class HealthHTTPHandler: ChannelInboundHandler {
     private var path = ""
     private var method = HTTPMethod.GET
     private var keepAlive = true
+    private var authorization: String?
 
     init(server: LicenseServer) { self.server = server }
 
@@ -71,6 +73,7 @@ final class HealthHTTPHandler: ChannelInboundHandler {
             self.path = String(head.uri.split(separator: "?").first ?? "")
             self.method = head.method
             self.keepAlive = head.isKeepAlive
+            self.authorization = head.headers.first(name: "Authorization")
         case .body:
             break
         case .end:
@@ -88,6 +91,15 @@ final class HealthHTTPHandler: ChannelInboundHandler {
                 answer = self.server.readiness().map { ready, reason in
                     (ready ? .ok : .serviceUnavailable, "text/plain", Array((reason + "\n").utf8))
                 }
+            case (.GET, "/cluster/snapshot") where self.server.cluster != nil:
+                // Snapshot transfer to a peer (a file read: off the loop).
+                let promise = context.eventLoop.makePromise(of: (HTTPResponseStatus, String, [UInt8]).self)
+                let (node, authorization) = (self.server.cluster!, self.authorization)
+                DispatchQueue.global().async {
+                    let (code, type, body) = node.snapshotFile(authorization: authorization)
+                    promise.succeed((HTTPResponseStatus(statusCode: code), type, body))
+                }
+                answer = promise.futureResult
             default:
                 answer = context.eventLoop.makeSucceededFuture((.notFound, "text/plain", Array("try /metrics, /healthz or /readyz\n".utf8)))
             }
