@@ -28,6 +28,8 @@ final class ClusterNode: Sendable {
     let token = Mutex<String?>(nil)
     /// How far this node compacted the log.
     let compactedUpTo = Mutex<UInt64>(0)
+    /// The log's head as last read from etcd (for a standby's lag).
+    let knownHead = Mutex<UInt64>(0)
 
     /// A node of the cluster `context`'s configuration names (not yet running).
     init(context: ServerContext) throws {
@@ -134,7 +136,17 @@ final class ClusterNode: Sendable {
             nodeID: member.nodeID,
             mayAct: { election.mayAct() },
             unavailable: { log.unavailable },
-            applyCommitted: { batch throws(ClusterError) in try log.applyCommitted(batch) }
+            applyCommitted: { batch throws(ClusterError) in try log.applyCommitted(batch) },
+            facts: { (election.epoch, election.elections, self.knownHead.withLock { $0 }) },
+            status: { answer in
+                Task {
+                    do {
+                        answer(.success(try await self.status()))
+                    } catch {
+                        answer(.failure(LicenseError(.unavailable, "cannot read the cluster from etcd: \(error)")))
+                    }
+                }
+            }
         )
     }
 

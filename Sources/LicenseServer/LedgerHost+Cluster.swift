@@ -4,6 +4,7 @@ import LicenseCore
 import LicenseProtocol
 import LicenseStore
 import Logging
+import NIOCore
 
 /// This node's place in its cluster, as the serving loop sees it.
 struct ClusterMembership {
@@ -17,6 +18,10 @@ struct ClusterMembership {
 
     /// What the node does now.
     var role: Role = .standby(activeServer: "")
+    /// Since when the active node could not confirm its lease (nil: it can).
+    var fencedSinceMs: Int64?
+    /// The standby role is in the audit trail.
+    var auditedStandby = false
     /// This node's id.
     let nodeID: String
     /// True while the election lets this node act (its etcd lease is certainly alive).
@@ -25,6 +30,10 @@ struct ClusterMembership {
     let unavailable: @Sendable () -> String?
     /// Copies a batch the active node committed into this node's local log.
     let applyCommitted: @Sendable (ReplicatedBatch) throws(ClusterError) -> Void
+    /// The election's epoch and count, and the log's head as last read from etcd (for /metrics).
+    let facts: @Sendable () -> (epoch: Int64, elections: Int, head: UInt64)
+    /// Reads the cluster's nodes from etcd and answers (on any thread).
+    let status: @Sendable (@escaping @Sendable (Result<Licensed_V1_ClusterStatusResponse, LicenseError>) -> Void) -> Void
 
     var isActive: Bool { if case .active = role { true } else { false } }
 }
@@ -83,15 +92,51 @@ extension LedgerHost {
     /// Requests a standby answers itself: reads of its (current) copy, and its own snapshot.
     static func servedByStandby(_ body: Licensed_V1_ClientMessage.OneOf_Body) -> Bool {
         switch body {
-        case .status, .queue, .leases, .activations, .history, .snapshot: true
+        case .status, .queue, .leases, .activations, .history, .snapshot, .clusterStatus: true
         default: false
         }
     }
 
+    /// Answers `ClusterStatus`: the nodes as etcd holds them (a single node answers for itself).
+    func clusterStatus(requestID: UInt64, replyTo handler: SessionHandler) {
+        let loop = self.eventLoop
+        let target = NIOLoopBound(handler, eventLoop: loop)
+        let answer: @Sendable (Result<Licensed_V1_ClusterStatusResponse, LicenseError>) -> Void = { result in
+            loop.execute {
+                var reply = Licensed_V1_ServerMessage()
+                reply.requestID = requestID
+                switch result {
+                case .success(let status): reply.clusterStatus = status
+                case .failure(let error): reply.error = error.protocolError
+                }
+                target.value.writeDeferred(reply)
+                target.value.flushDeferred()
+            }
+        }
+        guard let cluster else {
+            var node = Licensed_V1_ClusterNodeStatus()
+            node.nodeID = "single"
+            node.role = "single"
+            node.appliedSequence = self.log.lastAssigned
+            var status = Licensed_V1_ClusterStatusResponse()
+            status.headSequence = self.log.lastAssigned
+            status.nodes = [node]
+            answer(.success(status))
+            return
+        }
+        cluster.status(answer)
+    }
+
     /// The active server is now `address` (empty: none); this node stays a standby.
     func followActive(_ address: String) {
-        guard let cluster, !cluster.isActive else { return }
+        guard let cluster, !cluster.isActive, cluster.role != .standby(activeServer: address) || !cluster.auditedStandby else { return }
         self.cluster?.role = .standby(activeServer: address)
+        self.cluster?.auditedStandby = true
+        self.audit(
+            "cluster_role",
+            actor: "server",
+            details: [("role", .string("standby")), ("active", .string(address)), ("node", .string(cluster.nodeID))]
+        )
     }
 
     /// Applies a batch the active node committed, and copies it to the local log.

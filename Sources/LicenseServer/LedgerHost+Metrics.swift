@@ -72,6 +72,15 @@ extension LedgerHost {
         metrics.gauge("licensed_licenses_loaded").record(Int64(self.loaded.effective.count))
         metrics.gauge("licensed_licenses_rejected").record(Int64(self.loaded.rejected.count))
         metrics.gauge("licensed_ready").record(self.isReady ? 1 : 0)
+        if let cluster = self.cluster {
+            let facts = cluster.facts()
+            metrics.gauge("licensed_cluster_active").record(cluster.isActive ? 1 : 0)
+            metrics.gauge("licensed_cluster_epoch").record(facts.epoch)
+            metrics.gauge("licensed_cluster_applied_sequence").record(Int64(self.log.lastAssigned))
+            metrics.gauge("licensed_cluster_head_sequence").record(Int64(max(facts.head, self.log.lastAssigned)))
+            metrics.gauge("licensed_cluster_lag").record(Int64(facts.head > self.log.lastAssigned ? facts.head - self.log.lastAssigned : 0))
+            metrics.gauge("licensed_cluster_elections").record(Int64(facts.elections))
+        }
     }
 
     /// One line for systemd's STATUS=.

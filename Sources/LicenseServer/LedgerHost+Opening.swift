@@ -48,6 +48,7 @@ extension LedgerHost {
         malloc_trim(0)
         let box = NIOLoopBoundBox.makeBoxSendingValue(host, eventLoop: eventLoop)
         let metrics = context.metrics
+        let clustered = context.configuration.clustered
         log.start(
             CommitLogSignals(
                 durable: { sequence in eventLoop.execute { box.value.durable(upTo: sequence) } },
@@ -63,7 +64,7 @@ extension LedgerHost {
                     context.logFailed(message)
                 },
                 synced: { records, nanoseconds in
-                    metrics.walSync.recordNanoseconds(Int64(nanoseconds))
+                    (clustered ? metrics.clusterCommit : metrics.walSync).recordNanoseconds(Int64(nanoseconds))
                     metrics.walBatch.record(records)
                 }
             )

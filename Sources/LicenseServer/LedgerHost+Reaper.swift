@@ -29,14 +29,14 @@ extension LedgerHost {
         // A standby copies what the active node reclaims; a node unsure of its lease (etcd out
         // of reach) reclaims nothing: its clients could not renew either.
         guard self.mayWrite else {
-            if self.cluster?.isActive == true, self.fencedSinceMs == nil { self.fencedSinceMs = self.nowMs }
+            if self.cluster?.isActive == true, self.cluster?.fencedSinceMs == nil { self.cluster?.fencedSinceMs = self.nowMs }
             self.snapshotIfDue()
             return
         }
-        if let since = self.fencedSinceMs {
+        if let since = self.cluster?.fencedSinceMs {
             // Serving again: every lease gets a fresh TTL, as after a failover, so that holders
             // who could not renew while etcd was out of reach are not reclaimed for it.
-            self.fencedSinceMs = nil
+            self.cluster?.fencedSinceMs = nil
             self.ledger.renewAll(at: self.nowMs)
             self.logger.notice(
                 "etcd confirms this node's lease again; every lease gets a fresh TTL",

@@ -57,6 +57,10 @@ extension LedgerHost {
                 result = self.history(request).map { .history($0) }
             case .subscribe:
                 result = self.subscribe(session: session).map { .subscribe($0) }
+            case .clusterStatus:
+                // Read from etcd off the loop; the reply follows.
+                self.clusterStatus(requestID: message.requestID, replyTo: handler)
+                return
             case .reload, .snapshot:
                 // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
                 self.administer(message.body!, requestID: message.requestID, actor: self.actor(of: session), replyTo: handler)
@@ -144,6 +148,7 @@ extension Licensed_V1_ClientMessage.OneOf_Body {
         case .activations: "Activations"
         case .history: "History"
         case .subscribe: "Subscribe"
+        case .clusterStatus: "ClusterStatus"
         }
     }
 }

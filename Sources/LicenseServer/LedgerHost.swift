@@ -54,8 +54,6 @@ final class LedgerHost {
     var clockSteps = ClockStepDetector()
     /// This node's place in its cluster (nil: a single node).
     var cluster: ClusterMembership?
-    /// Since when the active node could not confirm its lease (nil: it can).
-    var fencedSinceMs: Int64?
 
     init(
         eventLoop: any EventLoop,

@@ -13,6 +13,7 @@ enum RequestAccess {
         case .activations: (.auditor, "listing activations")
         case .history: (.auditor, "history")
         case .subscribe: (.auditor, "subscribing to threshold events")
+        case .clusterStatus: (.auditor, "cluster status")
         case .revoke: (.operator, "revoking")
         case .assign: (.operator, "assigning parts")
         case .reload: (.operator, "reload")

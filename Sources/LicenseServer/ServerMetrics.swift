@@ -30,6 +30,12 @@ public final class ServerMetrics: Sendable {
         // Made once: the writer thread records into them after every group commit.
         self.walSync = Timer(label: "licensed_wal_sync_seconds", dimensions: [], preferredDisplayUnit: .seconds, factory: factory)
         self.walBatch = Recorder(label: "licensed_wal_batch_records", dimensions: [], aggregate: true, factory: factory)
+        self.clusterCommit = Timer(
+            label: "licensed_cluster_commit_seconds",
+            dimensions: [],
+            preferredDisplayUnit: .seconds,
+            factory: factory
+        )
         self.snapshotDuration = Timer(
             label: "licensed_snapshot_duration_seconds",
             dimensions: [],
@@ -50,6 +56,9 @@ public final class ServerMetrics: Sendable {
     let walSync: Timer
     /// Records per group commit.
     let walBatch: Recorder
+    /// Time of each etcd transaction that commits a batch of a cluster's log (cluster mode; the
+    /// local copy's fsync is off the reply path there).
+    let clusterCommit: Timer
     /// Duration of the last snapshot.
     let snapshotDuration: Timer
 }

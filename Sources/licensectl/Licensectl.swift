@@ -13,7 +13,7 @@ struct Licensectl: AsyncParsableCommand {
         subcommands: [
             Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self, Reload.self, Snapshot.self,
             Fingerprint.self, Activate.self, Deactivate.self, Activations.self, Leases.self, Revoke.self, Queue.self,
-            Audit.self, Report.self, Watch.self,
+            Audit.self, Report.self, Watch.self, Cluster.self,
         ]
     )
 }

@@ -521,6 +521,81 @@ public nonisolated struct Licensed_V1_SubscribeResponse: Sendable {
   public init() {}
 }
 
+/// The nodes of the cluster this server belongs to, as etcd holds them (`licensectl cluster status`).
+public nonisolated struct Licensed_V1_ClusterStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A cluster as one of its nodes sees it.
+public nonisolated struct Licensed_V1_ClusterStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The cluster's name (its etcd key prefix is /licensed/<name>/); empty for a single node.
+  public var cluster: String = String()
+
+  /// The node that answers.
+  public var nodeID: String = String()
+
+  /// Sequence number of the last change in the cluster's log (its head in etcd).
+  public var headSequence: UInt64 = 0
+
+  /// Every registered node, the active one first.
+  public var nodes: [Licensed_V1_ClusterNodeStatus] = []
+
+  /// Changes the log in etcd still holds from (older ones were compacted into snapshots).
+  public var oldestSequence: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One node of a cluster.
+public nonisolated struct Licensed_V1_ClusterNodeStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its id.
+  public var nodeID: String = String()
+
+  /// host:port clients use for it.
+  public var clientAddress: String = String()
+
+  /// "active" or "standby".
+  public var role: String = String()
+
+  /// Its epoch: the create revision of its registration in etcd (the active node's is lowest).
+  public var epoch: Int64 = 0
+
+  /// Last change it applied (from its last progress report).
+  public var appliedSequence: UInt64 = 0
+
+  /// Changes it is behind the log's head.
+  public var lag: UInt64 = 0
+
+  /// Last change its newest local snapshot covers.
+  public var snapshotSequence: UInt64 = 0
+
+  /// When it last reported its progress (ms since the epoch, its own clock).
+  public var reportedAtMs: Int64 = 0
+
+  /// When it registered (ms since the epoch, its own clock).
+  public var startedAtMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "licensed.v1"
@@ -1425,6 +1500,145 @@ nonisolated extension Licensed_V1_SubscribeResponse: SwiftProtobuf.Message, Swif
   public static func ==(lhs: Licensed_V1_SubscribeResponse, rhs: Licensed_V1_SubscribeResponse) -> Bool {
     if lhs.thresholdsPercent != rhs.thresholdsPercent {return false}
     if lhs.levelsPercent != rhs.levelsPercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_ClusterStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_ClusterStatusRequest, rhs: Licensed_V1_ClusterStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_ClusterStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cluster\0\u{3}node_id\0\u{3}head_sequence\0\u{1}nodes\0\u{3}oldest_sequence\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.headSequence) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.oldestSequence) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 1)
+    }
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 2)
+    }
+    if self.headSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.headSequence, fieldNumber: 3)
+    }
+    if !self.nodes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 4)
+    }
+    if self.oldestSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.oldestSequence, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_ClusterStatusResponse, rhs: Licensed_V1_ClusterStatusResponse) -> Bool {
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.headSequence != rhs.headSequence {return false}
+    if lhs.nodes != rhs.nodes {return false}
+    if lhs.oldestSequence != rhs.oldestSequence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_ClusterNodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterNodeStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}client_address\0\u{1}role\0\u{1}epoch\0\u{3}applied_sequence\0\u{1}lag\0\u{3}snapshot_sequence\0\u{3}reported_at_ms\0\u{3}started_at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.clientAddress) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.appliedSequence) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.lag) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.snapshotSequence) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.reportedAtMs) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.startedAtMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.clientAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.clientAddress, fieldNumber: 2)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 3)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularInt64Field(value: self.epoch, fieldNumber: 4)
+    }
+    if self.appliedSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.appliedSequence, fieldNumber: 5)
+    }
+    if self.lag != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lag, fieldNumber: 6)
+    }
+    if self.snapshotSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.snapshotSequence, fieldNumber: 7)
+    }
+    if self.reportedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.reportedAtMs, fieldNumber: 8)
+    }
+    if self.startedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startedAtMs, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_ClusterNodeStatus, rhs: Licensed_V1_ClusterNodeStatus) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.clientAddress != rhs.clientAddress {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.appliedSequence != rhs.appliedSequence {return false}
+    if lhs.lag != rhs.lag {return false}
+    if lhs.snapshotSequence != rhs.snapshotSequence {return false}
+    if lhs.reportedAtMs != rhs.reportedAtMs {return false}
+    if lhs.startedAtMs != rhs.startedAtMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -251,6 +251,15 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     set {body = .subscribe(newValue)}
   }
 
+  /// Auditor: the nodes of this server's cluster (answered by standbys too).
+  public var clusterStatus: Licensed_V1_ClusterStatusRequest {
+    get {
+      if case .clusterStatus(let v)? = body {return v}
+      return Licensed_V1_ClusterStatusRequest()
+    }
+    set {body = .clusterStatus(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The request.
@@ -289,6 +298,8 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     case history(Licensed_V1_HistoryRequest)
     /// Admin: receive THRESHOLD_CROSSED events.
     case subscribe(Licensed_V1_SubscribeRequest)
+    /// Auditor: the nodes of this server's cluster (answered by standbys too).
+    case clusterStatus(Licensed_V1_ClusterStatusRequest)
 
   }
 
@@ -460,6 +471,15 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     set {body = .subscribe(newValue)}
   }
 
+  /// Answers ClusterStatusRequest.
+  public var clusterStatus: Licensed_V1_ClusterStatusResponse {
+    get {
+      if case .clusterStatus(let v)? = body {return v}
+      return Licensed_V1_ClusterStatusResponse()
+    }
+    set {body = .clusterStatus(newValue)}
+  }
+
   /// The request failed; nothing changed on the server.
   public var error: Licensed_V1_Error {
     get {
@@ -516,6 +536,8 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     case history(Licensed_V1_HistoryResponse)
     /// Answers SubscribeRequest.
     case subscribe(Licensed_V1_SubscribeResponse)
+    /// Answers ClusterStatusRequest.
+    case clusterStatus(Licensed_V1_ClusterStatusResponse)
     /// The request failed; nothing changed on the server.
     case error(Licensed_V1_Error)
     /// Pushed by the server (request_id 0).
@@ -880,7 +902,7 @@ nonisolated extension Licensed_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProvi
 
 nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1110,6 +1132,19 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .subscribe(v)
         }
       }()
+      case 29: try {
+        var v: Licensed_V1_ClusterStatusRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .clusterStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .clusterStatus(v)
+        }
+      }()
       default: break
       }
     }
@@ -1192,6 +1227,10 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
       guard case .subscribe(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
     }()
+    case .clusterStatus?: try {
+      guard case .clusterStatus(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1207,7 +1246,7 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1463,6 +1502,19 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .subscribe(v)
         }
       }()
+      case 29: try {
+        var v: Licensed_V1_ClusterStatusResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .clusterStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .clusterStatus(v)
+        }
+      }()
       default: break
       }
     }
@@ -1552,6 +1604,10 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
     case .subscribe?: try {
       guard case .subscribe(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+    }()
+    case .clusterStatus?: try {
+      guard case .clusterStatus(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
     }()
     case nil: break
     }

@@ -1093,6 +1093,141 @@ void   licensed__v1__subscribe_response__free_unpacked
   assert(message->base.descriptor == &licensed__v1__subscribe_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   licensed__v1__cluster_status_request__init
+                     (Licensed__V1__ClusterStatusRequest         *message)
+{
+  static const Licensed__V1__ClusterStatusRequest init_value = LICENSED__V1__CLUSTER_STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__cluster_status_request__get_packed_size
+                     (const Licensed__V1__ClusterStatusRequest *message)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__cluster_status_request__pack
+                     (const Licensed__V1__ClusterStatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__cluster_status_request__pack_to_buffer
+                     (const Licensed__V1__ClusterStatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__ClusterStatusRequest *
+       licensed__v1__cluster_status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__ClusterStatusRequest *)
+     protobuf_c_message_unpack (&licensed__v1__cluster_status_request__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__cluster_status_request__free_unpacked
+                     (Licensed__V1__ClusterStatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__cluster_status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__cluster_status_response__init
+                     (Licensed__V1__ClusterStatusResponse         *message)
+{
+  static const Licensed__V1__ClusterStatusResponse init_value = LICENSED__V1__CLUSTER_STATUS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__cluster_status_response__get_packed_size
+                     (const Licensed__V1__ClusterStatusResponse *message)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_status_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__cluster_status_response__pack
+                     (const Licensed__V1__ClusterStatusResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_status_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__cluster_status_response__pack_to_buffer
+                     (const Licensed__V1__ClusterStatusResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_status_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__ClusterStatusResponse *
+       licensed__v1__cluster_status_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__ClusterStatusResponse *)
+     protobuf_c_message_unpack (&licensed__v1__cluster_status_response__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__cluster_status_response__free_unpacked
+                     (Licensed__V1__ClusterStatusResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__cluster_status_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__cluster_node_status__init
+                     (Licensed__V1__ClusterNodeStatus         *message)
+{
+  static const Licensed__V1__ClusterNodeStatus init_value = LICENSED__V1__CLUSTER_NODE_STATUS__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__cluster_node_status__get_packed_size
+                     (const Licensed__V1__ClusterNodeStatus *message)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_node_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__cluster_node_status__pack
+                     (const Licensed__V1__ClusterNodeStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_node_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__cluster_node_status__pack_to_buffer
+                     (const Licensed__V1__ClusterNodeStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__cluster_node_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__ClusterNodeStatus *
+       licensed__v1__cluster_node_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__ClusterNodeStatus *)
+     protobuf_c_message_unpack (&licensed__v1__cluster_node_status__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__cluster_node_status__free_unpacked
+                     (Licensed__V1__ClusterNodeStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__cluster_node_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor licensed__v1__leases_request__field_descriptors[3] =
 {
   {
@@ -2455,5 +2590,255 @@ const ProtobufCMessageDescriptor licensed__v1__subscribe_response__descriptor =
   licensed__v1__subscribe_response__field_indices_by_name,
   1,  licensed__v1__subscribe_response__number_ranges,
   (ProtobufCMessageInit) licensed__v1__subscribe_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define licensed__v1__cluster_status_request__field_descriptors NULL
+#define licensed__v1__cluster_status_request__field_indices_by_name NULL
+#define licensed__v1__cluster_status_request__number_ranges NULL
+const ProtobufCMessageDescriptor licensed__v1__cluster_status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.ClusterStatusRequest",
+  "ClusterStatusRequest",
+  "Licensed__V1__ClusterStatusRequest",
+  "licensed.v1",
+  sizeof(Licensed__V1__ClusterStatusRequest),
+  0,
+  licensed__v1__cluster_status_request__field_descriptors,
+  licensed__v1__cluster_status_request__field_indices_by_name,
+  0,  licensed__v1__cluster_status_request__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__cluster_status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__cluster_status_response__field_descriptors[5] =
+{
+  {
+    "cluster",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterStatusResponse, cluster),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "node_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterStatusResponse, node_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "head_sequence",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterStatusResponse, head_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "nodes",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ClusterStatusResponse, n_nodes),
+    offsetof(Licensed__V1__ClusterStatusResponse, nodes),
+    &licensed__v1__cluster_node_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_sequence",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterStatusResponse, oldest_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__cluster_status_response__field_indices_by_name[] = {
+  0,   /* field[0] = cluster */
+  2,   /* field[2] = head_sequence */
+  1,   /* field[1] = node_id */
+  3,   /* field[3] = nodes */
+  4,   /* field[4] = oldest_sequence */
+};
+static const ProtobufCIntRange licensed__v1__cluster_status_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor licensed__v1__cluster_status_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.ClusterStatusResponse",
+  "ClusterStatusResponse",
+  "Licensed__V1__ClusterStatusResponse",
+  "licensed.v1",
+  sizeof(Licensed__V1__ClusterStatusResponse),
+  5,
+  licensed__v1__cluster_status_response__field_descriptors,
+  licensed__v1__cluster_status_response__field_indices_by_name,
+  1,  licensed__v1__cluster_status_response__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__cluster_status_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__cluster_node_status__field_descriptors[9] =
+{
+  {
+    "node_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, node_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "client_address",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, client_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "applied_sequence",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, applied_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lag",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, lag),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot_sequence",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, snapshot_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reported_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, reported_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_at_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ClusterNodeStatus, started_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__cluster_node_status__field_indices_by_name[] = {
+  4,   /* field[4] = applied_sequence */
+  1,   /* field[1] = client_address */
+  3,   /* field[3] = epoch */
+  5,   /* field[5] = lag */
+  0,   /* field[0] = node_id */
+  7,   /* field[7] = reported_at_ms */
+  2,   /* field[2] = role */
+  6,   /* field[6] = snapshot_sequence */
+  8,   /* field[8] = started_at_ms */
+};
+static const ProtobufCIntRange licensed__v1__cluster_node_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor licensed__v1__cluster_node_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.ClusterNodeStatus",
+  "ClusterNodeStatus",
+  "Licensed__V1__ClusterNodeStatus",
+  "licensed.v1",
+  sizeof(Licensed__V1__ClusterNodeStatus),
+  9,
+  licensed__v1__cluster_node_status__field_descriptors,
+  licensed__v1__cluster_node_status__field_indices_by_name,
+  1,  licensed__v1__cluster_node_status__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__cluster_node_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -41,6 +41,9 @@ typedef struct Licensed__V1__HistoryResponse Licensed__V1__HistoryResponse;
 typedef struct Licensed__V1__SubscribeRequest Licensed__V1__SubscribeRequest;
 typedef struct Licensed__V1__SubscribeResponse Licensed__V1__SubscribeResponse;
 typedef struct Licensed__V1__SubscribeResponse__LevelsPercentEntry Licensed__V1__SubscribeResponse__LevelsPercentEntry;
+typedef struct Licensed__V1__ClusterStatusRequest Licensed__V1__ClusterStatusRequest;
+typedef struct Licensed__V1__ClusterStatusResponse Licensed__V1__ClusterStatusResponse;
+typedef struct Licensed__V1__ClusterNodeStatus Licensed__V1__ClusterNodeStatus;
 
 
 /* --- enums --- */
@@ -598,6 +601,99 @@ struct  Licensed__V1__SubscribeResponse
     , 0,NULL, 0,NULL }
 
 
+/*
+ * The nodes of the cluster this server belongs to, as etcd holds them (`licensectl cluster status`).
+ */
+struct  Licensed__V1__ClusterStatusRequest
+{
+  ProtobufCMessage base;
+};
+#define LICENSED__V1__CLUSTER_STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__cluster_status_request__descriptor) \
+     }
+
+
+/*
+ * A cluster as one of its nodes sees it.
+ */
+struct  Licensed__V1__ClusterStatusResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The cluster's name (its etcd key prefix is /licensed/<name>/); empty for a single node.
+   */
+  char *cluster;
+  /*
+   * The node that answers.
+   */
+  char *node_id;
+  /*
+   * Sequence number of the last change in the cluster's log (its head in etcd).
+   */
+  uint64_t head_sequence;
+  /*
+   * Every registered node, the active one first.
+   */
+  size_t n_nodes;
+  Licensed__V1__ClusterNodeStatus **nodes;
+  /*
+   * Changes the log in etcd still holds from (older ones were compacted into snapshots).
+   */
+  uint64_t oldest_sequence;
+};
+#define LICENSED__V1__CLUSTER_STATUS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__cluster_status_response__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0 }
+
+
+/*
+ * One node of a cluster.
+ */
+struct  Licensed__V1__ClusterNodeStatus
+{
+  ProtobufCMessage base;
+  /*
+   * Its id.
+   */
+  char *node_id;
+  /*
+   * host:port clients use for it.
+   */
+  char *client_address;
+  /*
+   * "active" or "standby".
+   */
+  char *role;
+  /*
+   * Its epoch: the create revision of its registration in etcd (the active node's is lowest).
+   */
+  int64_t epoch;
+  /*
+   * Last change it applied (from its last progress report).
+   */
+  uint64_t applied_sequence;
+  /*
+   * Changes it is behind the log's head.
+   */
+  uint64_t lag;
+  /*
+   * Last change its newest local snapshot covers.
+   */
+  uint64_t snapshot_sequence;
+  /*
+   * When it last reported its progress (ms since the epoch, its own clock).
+   */
+  int64_t reported_at_ms;
+  /*
+   * When it registered (ms since the epoch, its own clock).
+   */
+  int64_t started_at_ms;
+};
+#define LICENSED__V1__CLUSTER_NODE_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__cluster_node_status__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+
+
 /* Licensed__V1__LeasesRequest methods */
 void   licensed__v1__leases_request__init
                      (Licensed__V1__LeasesRequest         *message);
@@ -1057,6 +1153,63 @@ Licensed__V1__SubscribeResponse *
 void   licensed__v1__subscribe_response__free_unpacked
                      (Licensed__V1__SubscribeResponse *message,
                       ProtobufCAllocator *allocator);
+/* Licensed__V1__ClusterStatusRequest methods */
+void   licensed__v1__cluster_status_request__init
+                     (Licensed__V1__ClusterStatusRequest         *message);
+size_t licensed__v1__cluster_status_request__get_packed_size
+                     (const Licensed__V1__ClusterStatusRequest   *message);
+size_t licensed__v1__cluster_status_request__pack
+                     (const Licensed__V1__ClusterStatusRequest   *message,
+                      uint8_t             *out);
+size_t licensed__v1__cluster_status_request__pack_to_buffer
+                     (const Licensed__V1__ClusterStatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__ClusterStatusRequest *
+       licensed__v1__cluster_status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__cluster_status_request__free_unpacked
+                     (Licensed__V1__ClusterStatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__ClusterStatusResponse methods */
+void   licensed__v1__cluster_status_response__init
+                     (Licensed__V1__ClusterStatusResponse         *message);
+size_t licensed__v1__cluster_status_response__get_packed_size
+                     (const Licensed__V1__ClusterStatusResponse   *message);
+size_t licensed__v1__cluster_status_response__pack
+                     (const Licensed__V1__ClusterStatusResponse   *message,
+                      uint8_t             *out);
+size_t licensed__v1__cluster_status_response__pack_to_buffer
+                     (const Licensed__V1__ClusterStatusResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__ClusterStatusResponse *
+       licensed__v1__cluster_status_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__cluster_status_response__free_unpacked
+                     (Licensed__V1__ClusterStatusResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__ClusterNodeStatus methods */
+void   licensed__v1__cluster_node_status__init
+                     (Licensed__V1__ClusterNodeStatus         *message);
+size_t licensed__v1__cluster_node_status__get_packed_size
+                     (const Licensed__V1__ClusterNodeStatus   *message);
+size_t licensed__v1__cluster_node_status__pack
+                     (const Licensed__V1__ClusterNodeStatus   *message,
+                      uint8_t             *out);
+size_t licensed__v1__cluster_node_status__pack_to_buffer
+                     (const Licensed__V1__ClusterNodeStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__ClusterNodeStatus *
+       licensed__v1__cluster_node_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__cluster_node_status__free_unpacked
+                     (Licensed__V1__ClusterNodeStatus *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Licensed__V1__LeasesRequest_Closure)
@@ -1134,6 +1287,15 @@ typedef void (*Licensed__V1__SubscribeResponse__LevelsPercentEntry_Closure)
 typedef void (*Licensed__V1__SubscribeResponse_Closure)
                  (const Licensed__V1__SubscribeResponse *message,
                   void *closure_data);
+typedef void (*Licensed__V1__ClusterStatusRequest_Closure)
+                 (const Licensed__V1__ClusterStatusRequest *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__ClusterStatusResponse_Closure)
+                 (const Licensed__V1__ClusterStatusResponse *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__ClusterNodeStatus_Closure)
+                 (const Licensed__V1__ClusterNodeStatus *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1165,6 +1327,9 @@ extern const ProtobufCMessageDescriptor licensed__v1__history_response__descript
 extern const ProtobufCMessageDescriptor licensed__v1__subscribe_request__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__subscribe_response__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__subscribe_response__levels_percent_entry__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__cluster_status_request__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__cluster_status_response__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__cluster_node_status__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -277,7 +277,7 @@ void   licensed__v1__event__free_unpacked
   assert(message->base.descriptor == &licensed__v1__event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descriptors[18] =
+static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descriptors[19] =
 {
   {
     "request_id",
@@ -495,6 +495,18 @@ static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cluster_status",
+    29,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ClientMessage, body_case),
+    offsetof(Licensed__V1__ClientMessage, cluster_status),
+    &licensed__v1__cluster_status_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__client_message__field_indices_by_name[] = {
   5,   /* field[5] = activate */
@@ -502,6 +514,7 @@ static const unsigned licensed__v1__client_message__field_indices_by_name[] = {
   14,   /* field[14] = assign */
   3,   /* field[3] = check_in */
   2,   /* field[2] = check_out */
+  18,   /* field[18] = cluster_status */
   6,   /* field[6] = deactivate */
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
@@ -520,7 +533,7 @@ static const ProtobufCIntRange licensed__v1__client_message__number_ranges[2 + 1
 {
   { 1, 0 },
   { 20, 9 },
-  { 0, 18 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor licensed__v1__client_message__descriptor =
 {
@@ -530,14 +543,14 @@ const ProtobufCMessageDescriptor licensed__v1__client_message__descriptor =
   "Licensed__V1__ClientMessage",
   "licensed.v1",
   sizeof(Licensed__V1__ClientMessage),
-  18,
+  19,
   licensed__v1__client_message__field_descriptors,
   licensed__v1__client_message__field_indices_by_name,
   2,  licensed__v1__client_message__number_ranges,
   (ProtobufCMessageInit) licensed__v1__client_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descriptors[20] =
+static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descriptors[21] =
 {
   {
     "request_id",
@@ -779,6 +792,18 @@ static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cluster_status",
+    29,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ServerMessage, body_case),
+    offsetof(Licensed__V1__ServerMessage, cluster_status),
+    &licensed__v1__cluster_status_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__server_message__field_indices_by_name[] = {
   5,   /* field[5] = activate */
@@ -786,6 +811,7 @@ static const unsigned licensed__v1__server_message__field_indices_by_name[] = {
   16,   /* field[16] = assign */
   3,   /* field[3] = check_in */
   2,   /* field[2] = check_out */
+  20,   /* field[20] = cluster_status */
   6,   /* field[6] = deactivate */
   9,   /* field[9] = error */
   10,   /* field[10] = event */
@@ -807,7 +833,7 @@ static const ProtobufCIntRange licensed__v1__server_message__number_ranges[3 + 1
   { 1, 0 },
   { 15, 9 },
   { 20, 11 },
-  { 0, 20 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
 {
@@ -817,7 +843,7 @@ const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
   "Licensed__V1__ServerMessage",
   "licensed.v1",
   sizeof(Licensed__V1__ServerMessage),
-  20,
+  21,
   licensed__v1__server_message__field_descriptors,
   licensed__v1__server_message__field_indices_by_name,
   3,  licensed__v1__server_message__number_ranges,

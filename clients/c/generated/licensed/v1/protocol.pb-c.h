@@ -189,7 +189,8 @@ typedef enum {
   LICENSED__V1__CLIENT_MESSAGE__BODY_ASSIGN = 25,
   LICENSED__V1__CLIENT_MESSAGE__BODY_ACTIVATIONS = 26,
   LICENSED__V1__CLIENT_MESSAGE__BODY_HISTORY = 27,
-  LICENSED__V1__CLIENT_MESSAGE__BODY_SUBSCRIBE = 28
+  LICENSED__V1__CLIENT_MESSAGE__BODY_SUBSCRIBE = 28,
+  LICENSED__V1__CLIENT_MESSAGE__BODY_CLUSTER_STATUS = 29
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__CLIENT_MESSAGE__BODY__CASE)
 } Licensed__V1__ClientMessage__BodyCase;
 
@@ -274,6 +275,10 @@ struct  Licensed__V1__ClientMessage
      * Admin: receive THRESHOLD_CROSSED events.
      */
     Licensed__V1__SubscribeRequest *subscribe;
+    /*
+     * Auditor: the nodes of this server's cluster (answered by standbys too).
+     */
+    Licensed__V1__ClusterStatusRequest *cluster_status;
   };
 };
 #define LICENSED__V1__CLIENT_MESSAGE__INIT \
@@ -300,6 +305,7 @@ typedef enum {
   LICENSED__V1__SERVER_MESSAGE__BODY_ACTIVATIONS = 26,
   LICENSED__V1__SERVER_MESSAGE__BODY_HISTORY = 27,
   LICENSED__V1__SERVER_MESSAGE__BODY_SUBSCRIBE = 28,
+  LICENSED__V1__SERVER_MESSAGE__BODY_CLUSTER_STATUS = 29,
   LICENSED__V1__SERVER_MESSAGE__BODY_ERROR = 15,
   LICENSED__V1__SERVER_MESSAGE__BODY_EVENT = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__SERVER_MESSAGE__BODY__CASE)
@@ -385,6 +391,10 @@ struct  Licensed__V1__ServerMessage
      * Answers SubscribeRequest.
      */
     Licensed__V1__SubscribeResponse *subscribe;
+    /*
+     * Answers ClusterStatusRequest.
+     */
+    Licensed__V1__ClusterStatusResponse *cluster_status;
     /*
      * The request failed; nothing changed on the server.
      */
