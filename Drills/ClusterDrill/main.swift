@@ -82,7 +82,10 @@ func main() async throws -> Int32 {
     let licensectl = binaries.appendingPathComponent("licensectl").path
     let work = FileManager.default.temporaryDirectory.appendingPathComponent("licensed-drill-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: work) }
+    defer {
+        Diagnostics.save()
+        try? FileManager.default.removeItem(at: work)
+    }
     say("drill: seed \(options.seed), \(options.kills) kill(s), \(options.clients) client(s), in \(work.path)")
 
     // The licence: 10 seats, HARD.
@@ -109,6 +112,7 @@ func main() async throws -> Int32 {
         )
     }
     defer { for node in nodes { node.kill9() } }
+    Diagnostics.nodes = nodes
     for node in nodes {
         try node.configure(
             license: work.appendingPathComponent("drill.lic").path,
@@ -185,7 +189,7 @@ func main() async throws -> Int32 {
     try await verify(after: "the start")
 
     // kill -9 of the active node at random moments; restarted as a standby each time.
-    for round in 1...max(options.kills, 0) {
+    for round in stride(from: 1, through: options.kills, by: 1) {
         try await Task.sleep(for: .milliseconds(Int64.random(in: 1000...3000, using: &random)))
         guard let victim = await active() else { throw DrillError("no active node before kill \(round)") }
         let killed = ContinuousClock.now
@@ -404,6 +408,19 @@ func cycle(client: LicenseClient, index: Int, history: History, gate: Gate, runn
     }
 }
 
+/// What to show when the drill fails: the end of each node's log (read before the work
+/// directory is removed).
+enum Diagnostics {
+    nonisolated(unsafe) static var nodes: [Node] = []
+    nonisolated(unsafe) static var saved: [(String, String)] = []
+
+    static func save() {
+        saved = nodes.map { ($0.name, String($0.log.split(separator: "\n").suffix(40).joined(separator: "\n"))) }
+    }
+
+    static func logs() -> [(String, String)] { saved }
+}
+
 final class ManagedFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = true
@@ -432,5 +449,6 @@ do {
     exit(try await main())
 } catch {
     say("drill: error: \(error)")
+    for (name, tail) in Diagnostics.logs() { say("--- last lines of \(name)'s log:\n\(tail)") }
     exit(2)
 }

@@ -3,6 +3,7 @@ import LicenseCrypto
 public import LicenseProtocol
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The Swift client library: holds a session with a licence server, checks seats out and in,
 /// heartbeats them in the background, and survives connection loss: it reconnects, resumes its
@@ -134,6 +135,8 @@ public actor LicenseClient {
     var reconnecting: Task<Void, any Error>?
     /// The server that accepted the session last, or that a standby named as active: tried first.
     private var preferred: LicenseEndpoint?
+    /// What the servers said the last time none served.
+    private var lastRefusal = ""
     private var background: [Task<Void, Never>] = []
     private var closed = false
 
@@ -190,6 +193,7 @@ public actor LicenseClient {
             }
         }
         self.preferred = nil
+        self.lastRefusal = refusals.joined(separator: "; ")
         throw LicenseClientError.unavailable(
             refusals.count == 1 ? refusals[0] : "no licence server serves this session now (\(refusals.joined(separator: "; ")))"
         )
@@ -333,7 +337,7 @@ public actor LicenseClient {
     /// (every request this library sends is safe to repeat).
     func withConnection<T: Sendable>(_ body: (LicenseConnection) async throws -> T) async throws -> T {
         if self.connection == nil {
-            if self.hello == nil { try await self.establish(resume: nil) } else { try await self.startReconnect().value }
+            if self.hello == nil { try await self.establish(resume: nil) } else { try await self.awaitReconnect() }
         }
         do {
             return try await body(self.connection!)
@@ -345,9 +349,39 @@ public actor LicenseClient {
                 await connection.close()
             }
             if error.code == .notActive, let active = try? LicenseEndpoint(parsing: error.activeServer) { self.preferred = active }
-            try await self.startReconnect().value
+            try await self.awaitReconnect()
             guard let connection = self.connection else { throw error }
             return try await body(connection)
+        }
+    }
+
+    /// Waits for the reconnection in progress (starting one if none is), for at most
+    /// `requestTimeout`: a call fails UNAVAILABLE rather than wait for as long as no server
+    /// serves, while the reconnection goes on in the background for the leases held.
+    private func awaitReconnect() async throws {
+        let reconnecting = self.startReconnect()
+        let limit = self.configuration.requestTimeout
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome = ResumeOnce(continuation)
+            Task {
+                do {
+                    try await reconnecting.value
+                    outcome.resume(with: .success(()))
+                } catch {
+                    outcome.resume(with: .failure(error))
+                }
+            }
+            Task { [weak self] in
+                try? await Task.sleep(for: limit)
+                let last = await self?.lastRefusal ?? ""
+                outcome.resume(
+                    with: .failure(
+                        LicenseClientError.unavailable(
+                            "no licence server served this session within \(limit); still trying\(last.isEmpty ? "" : " (\(last))")"
+                        )
+                    )
+                )
+            }
         }
     }
 
@@ -384,5 +418,19 @@ public actor LicenseClient {
             expiresAtMs: response.expiresAtMs,
             borrowToken: [UInt8](response.borrowToken)
         )
+    }
+}
+
+/// Resumes a continuation with the first outcome given and ignores the rest.
+final class ResumeOnce: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Void, any Error>?>
+
+    init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = Mutex(continuation) }
+
+    func resume(with result: Result<Void, any Error>) {
+        continuation.withLock { pending in
+            pending?.resume(with: result)
+            pending = nil
+        }
     }
 }
