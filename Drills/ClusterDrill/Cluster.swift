@@ -108,7 +108,7 @@ final class Node: @unchecked Sendable {
     static func get(_ url: String) -> (Int, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-s", "-m", "1", "-w", "\n%{http_code}", url]
+        process.arguments = ["-s", "-m", "2", "-w", "\n%{http_code}", url]
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice

@@ -77,6 +77,7 @@ let ttlSeconds = 3
 
 func main() async throws -> Int32 {
     let options = try Options(CommandLine.arguments)
+    Diagnostics.stopOnSignals()
     var random = SeededGenerator(seed: options.seed)
     let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
     let licensectl = binaries.appendingPathComponent("licensectl").path
@@ -101,6 +102,7 @@ func main() async throws -> Int32 {
     let adminHash = try run(licensectl, ["token", "hash", adminToken], in: work).trimmingCharacters(in: .whitespacesAndNewlines)
 
     let etcd = try EtcdTestCluster(members: 3)
+    Diagnostics.etcd = etcd
     let ports = try FreePorts.take(6)
     let nodes = (0..<3).map { index in
         Node(
@@ -123,7 +125,7 @@ func main() async throws -> Int32 {
         )
         try node.start()
     }
-    func active(within seconds: Double = 20) async -> Node? {
+    func active(within seconds: Double = 60) async -> Node? {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if let node = nodes.first(where: { $0.isRunning && $0.readiness().ready }) { return node }
@@ -165,7 +167,10 @@ func main() async throws -> Int32 {
         defer { gate.resume() }
         let deadline = ContinuousClock.now + .seconds(15)
         while gate.waitingCount < options.clients && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-        guard let node = await active() else { throw DrillError("no active node after \(event)") }
+        guard let node = await active() else {
+            let states = nodes.map { "\($0.name): \($0.isRunning ? $0.readiness().body : "not running")" }
+            throw DrillError("no active node after \(event) (\(states.joined(separator: "; ")))")
+        }
         var configuration = LicenseClient.Configuration(host: "127.0.0.1", port: node.port, user: "drill", clientName: "drill-checker")
         configuration.token = adminToken
         let checker = LicenseClient(configuration: configuration)
@@ -413,6 +418,25 @@ func cycle(client: LicenseClient, index: Int, history: History, gate: Gate, runn
 enum Diagnostics {
     nonisolated(unsafe) static var nodes: [Node] = []
     nonisolated(unsafe) static var saved: [(String, String)] = []
+    nonisolated(unsafe) static var etcd: EtcdTestCluster?
+
+    /// On SIGTERM or SIGINT (a timeout, Ctrl-C): stop every process the drill started, then exit.
+    static func stopOnSignals() {
+        for signal in [SIGTERM, SIGINT] {
+            Glibc.signal(signal, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler {
+                for node in nodes { node.kill9() }
+                etcd?.stopAll()
+                say("drill: stopped by signal \(signal)")
+                exit(3)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
 
     static func save() {
         saved = nodes.map { ($0.name, String($0.log.split(separator: "\n").suffix(40).joined(separator: "\n"))) }
