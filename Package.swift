@@ -322,7 +322,7 @@ let package = Package(
         .testTarget(
             name: "LicenseServerTests",
             dependencies: [
-                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
+                "LicenseServer", "LicenseClient", "LicenseCluster", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
                 "LicenseFiles", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),

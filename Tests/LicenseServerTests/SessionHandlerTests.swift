@@ -20,6 +20,7 @@ struct SessionHandlerTests {
     struct Fixture {
         let channel: EmbeddedChannel
         let log: InMemoryCommitLog
+        let host: NIOLoopBoundBox<LedgerHost>
 
         init(tokens: [TokenAuthority.Entry] = []) throws {
             let loop = EmbeddedEventLoop()
@@ -38,6 +39,7 @@ struct SessionHandlerTests {
             loaded.accepted = [FloatingSeatServerTests.license(count: 1)]
             let log = InMemoryCommitLog()
             let host = try LedgerHost.open(context: context, licenses: loaded, log: log.source, on: loop).host
+            self.host = host
             self.channel = EmbeddedChannel(loop: loop)
             try self.channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: 4096)))
             try self.channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value, peer: "test"))
