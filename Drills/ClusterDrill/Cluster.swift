@@ -103,7 +103,10 @@ final class Node: @unchecked Sendable {
     var isStandby: Bool { readiness().body.contains("standby") }
 
     /// The text of the daemon's log.
-    var log: String { (try? String(contentsOf: directory.appendingPathComponent("licensed.log"), encoding: .utf8)) ?? "" }
+    var log: String {
+        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("licensed.log").path) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
 
     static func get(_ url: String) -> (Int, String) {
         let process = Process()

@@ -85,14 +85,19 @@ func main() async throws -> Int32 {
     try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
     defer {
         Diagnostics.save()
-        try? FileManager.default.removeItem(at: work)
+        // A failed run keeps its directory (node logs, etcd data) for a look.
+        if Diagnostics.passed || ProcessInfo.processInfo.environment["DRILL_CLEAN"] != nil {
+            try? FileManager.default.removeItem(at: work)
+        } else {
+            say("drill: kept \(work.path)")
+        }
     }
     say("drill: seed \(options.seed), \(options.kills) kill(s), \(options.clients) client(s), in \(work.path)")
 
     // The licence: 10 seats, HARD.
     _ = try run(licensectl, ["keys", "generate", "--out", "issuer"], in: work)
     let spec = """
-        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}, {"name": "\(probeFeature)", "count": 2}],
+        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}, {"name": "\(probeFeature)", "count": 4}],
          "model": "LICENSE_MODEL_FLOATING", "overage": "OVERAGE_POLICY_HARD", "lease": {"heartbeat_ttl_ms": 10000}}
         """
     try spec.write(to: work.appendingPathComponent("spec.json"), atomically: true, encoding: .utf8)
@@ -149,6 +154,12 @@ func main() async throws -> Int32 {
         configuration.connectTimeout = .seconds(1)
         configuration.maximumReconnectDelay = .milliseconds(500)
         let client = LicenseClient(configuration: configuration)
+        Task {
+            for await event in client.events {
+                if case .disconnected(let reason) = event, reason.contains("refused") { say("client \(index): \(reason)") }
+                if case .leaseLost(_, let reason) = event { say("client \(index): lease lost: \(reason)") }
+            }
+        }
         clientTasks.append(
             Task {
                 await cycle(client: client, index: index, history: history, gate: gate, running: running)
@@ -156,6 +167,28 @@ func main() async throws -> Int32 {
             }
         )
     }
+
+    // The prober: checks the probe feature out and in, all the time, so that the failover time
+    // (the kill to the first check-out the new active acknowledges) does not wait for a seat of
+    // the contended feature to come free.
+    let probes = History()
+    clientTasks.append(
+        Task {
+            let prober = probeClient(servers: servers)
+            while running.isRunning {
+                do {
+                    let lease = try await prober.checkOut(feature: probeFeature)
+                    let server = await prober.server?.description ?? "?"
+                    probes.granted(.init(client: -1, leaseID: lease.id, token: lease.fencingToken, ackedAt: .now, server: server))
+                    try await checkIn(lease, with: prober)
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            await prober.close()
+        }
+    )
 
     var failoverTimes: [Duration] = []
     var failoverInstants: [ContinuousClock.Instant] = []
@@ -203,7 +236,7 @@ func main() async throws -> Int32 {
         // The failover time: the kill to the first check-out acknowledged by the new active.
         var firstGrant: History.Grant?
         while firstGrant == nil && ContinuousClock.now - killed < .seconds(30) {
-            firstGrant = history.firstGrant(after: killed)
+            firstGrant = probes.firstGrant(after: killed)
             if firstGrant == nil { try await Task.sleep(for: .milliseconds(10)) }
         }
         guard let grant = firstGrant else { throw DrillError("no check-out was acknowledged within 30 s of kill \(round)") }
@@ -359,6 +392,8 @@ func main() async throws -> Int32 {
     gate.resume()
     for task in clientTasks { await task.value }
     history.checkWholeRun(failovers: failoverInstants)
+    probes.checkWholeRun(failovers: failoverInstants)
+    for violation in probes.violations { history.violation("probe: \(violation)") }
 
     let sorted = failoverTimes.sorted()
     let median = sorted.isEmpty ? Duration.zero : sorted[sorted.count / 2]
@@ -375,7 +410,21 @@ func main() async throws -> Int32 {
         try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path))
     }
     say("drill: \(history.violations.isEmpty ? "passed" : "FAILED with \(history.violations.count) violation(s)")")
+    Diagnostics.passed = history.violations.isEmpty
     return history.violations.isEmpty ? 0 : 1
+}
+
+/// Checks `lease` in as an application would: a check-in that could not be delivered (a failover
+/// in progress) is sent again, or the seat stays held by the library's heartbeats.
+func checkIn(_ lease: LicenseClient.Lease, with client: LicenseClient) async throws {
+    for attempt in 1...100 {
+        do {
+            try await client.checkIn(lease)
+            return
+        } catch let error as LicenseClientError where error.tryAnotherServer && attempt < 100 {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
 }
 
 /// A client of its own for probing the cluster (short timeouts, no retries to speak of).
@@ -404,7 +453,7 @@ func cycle(client: LicenseClient, index: Int, history: History, gate: Gate, runn
             try await Task.sleep(for: .milliseconds(Int64.random(in: 20...200)))
             await gate.pass()
             history.checkInSent(lease.id)
-            try await client.checkIn(lease)
+            try await checkIn(lease, with: client)
         } catch let error as LicenseClientError where error.code == .noSeats {
             try? await Task.sleep(for: .milliseconds(50))
         } catch {
@@ -419,6 +468,7 @@ enum Diagnostics {
     nonisolated(unsafe) static var nodes: [Node] = []
     nonisolated(unsafe) static var saved: [(String, String)] = []
     nonisolated(unsafe) static var etcd: EtcdTestCluster?
+    nonisolated(unsafe) static var passed = false
 
     /// On SIGTERM or SIGINT (a timeout, Ctrl-C): stop every process the drill started, then exit.
     static func stopOnSignals() {
@@ -439,7 +489,14 @@ enum Diagnostics {
     nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
 
     static func save() {
-        saved = nodes.map { ($0.name, String($0.log.split(separator: "\n").suffix(40).joined(separator: "\n"))) }
+        // The lines that say what the node did (not every grant and denial).
+        let noise = [
+            "check-out granted", "check-out denied", "checked in", "threshold", "session opened", "session resumed", "session closed",
+        ]
+        saved = nodes.map { node in
+            let lines = node.log.split(separator: "\n").filter { line in !noise.contains { line.contains($0) } }
+            return (node.name, lines.suffix(40).joined(separator: "\n"))
+        }
     }
 
     static func logs() -> [(String, String)] { saved }

@@ -78,7 +78,13 @@ extension LicenseClient {
     }
 
     func heartbeatInBackground() async {
-        guard !self.held.isEmpty, self.connection != nil, self.reconnecting == nil else { return }
+        guard !self.held.isEmpty, self.reconnecting == nil else { return }
+        guard self.connection != nil else {
+            // No connection and no reconnection under way (the last one gave up on an error
+            // that a call had to hear): try again, for the leases still held.
+            _ = self.startReconnect()
+            return
+        }
         do {
             var request = Licensed_V1_HeartbeatRequest()
             request.leaseIds = self.held.keys.map { .init($0) }

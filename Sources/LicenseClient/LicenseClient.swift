@@ -233,7 +233,7 @@ public actor LicenseClient {
         self.background = [
             Task { [weak self] in
                 for await event in connection.events {
-                    await self?.handle(event)
+                    await self?.handle(event, on: connection)
                 }
                 // The event stream ends when the connection closes.
                 await self?.connectionEnded(connection, reason: "the connection to the licence server closed")
@@ -248,7 +248,16 @@ public actor LicenseClient {
         ]
     }
 
-    private func handle(_ event: Licensed_V1_Event) {
+    /// An event pushed on `connection`. Those about the connection itself (shutting down, the
+    /// session taken over) count only on the current one: after a failover, the server tells the
+    /// connection this client left behind that its own new connection resumed the session.
+    private func handle(_ event: Licensed_V1_Event, on connection: LicenseConnection) {
+        switch event.kind {
+        case .serverShuttingDown, .sessionSuperseded:
+            guard connection === self.connection else { return }
+        default:
+            break
+        }
         switch event.kind {
         case .leaseReclaimed, .leaseRevoked:
             let id = [UInt8](event.leaseID)
@@ -285,7 +294,7 @@ public actor LicenseClient {
 
     /// Reconnects with session resume (one attempt in flight at a time), then re-establishes any
     /// lease the server no longer attributes to this session.
-    private func startReconnect() -> Task<Void, any Error> {
+    func startReconnect() -> Task<Void, any Error> {
         if let reconnecting = self.reconnecting { return reconnecting }
         let task = Task {
             defer { self.reconnecting = nil }
@@ -300,6 +309,7 @@ public actor LicenseClient {
                     try await self.reclaimHeldLeases()
                     return
                 } catch let error as LicenseClientError where !error.tryAnotherServer {
+                    self.eventSink.yield(.disconnected(reason: "reconnection refused: \(error)"))
                     throw error
                 } catch {
                     // No server serves now (a failover in progress, say): wait, with jitter so
