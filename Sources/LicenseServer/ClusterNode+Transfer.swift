@@ -40,7 +40,10 @@ extension ClusterNode {
     /// snapshot of a peer that covers the gap, or nil when the log holds everything needed.
     func snapshotNeeded(after localLast: UInt64) throws -> [UInt8]? {
         try Self.blocking { [self] () async throws -> [UInt8]? in
-            let client = try EtcdClient(EtcdConfiguration(endpoints: try self.endpoints(), tls: self.tls, callTimeout: .seconds(5)))
+            let configuration = self.context.configuration
+            let client = try EtcdClient(
+                EtcdConfiguration(endpoints: try Self.endpoints(configuration), tls: Self.tls(configuration), callTimeout: .seconds(5))
+            )
             let connections = Task { try? await client.run() }
             defer {
                 client.close()
@@ -81,12 +84,17 @@ extension ClusterNode {
         }
     }
 
-    func endpoints() throws -> [EtcdConfiguration.Endpoint] {
-        try context.configuration.clusterEtcdEndpoints.map { try EtcdConfiguration.Endpoint(parsing: $0) }
+    /// The etcd members of `configuration`.
+    static func endpoints(_ configuration: ServerConfiguration) throws -> [EtcdConfiguration.Endpoint] {
+        do {
+            return try configuration.clusterEtcdEndpoints.map { try EtcdConfiguration.Endpoint(parsing: $0) }
+        } catch {
+            throw ConfigurationError("cluster_etcd_endpoints: \(error)")
+        }
     }
 
-    var tls: EtcdConfiguration.TLS? {
-        let configuration = context.configuration
+    /// The TLS settings for etcd of `configuration` (nil: plaintext).
+    static func tls(_ configuration: ServerConfiguration) -> EtcdConfiguration.TLS? {
         guard !configuration.clusterEtcdCA.isEmpty || !configuration.clusterEtcdCertificate.isEmpty else { return nil }
         return EtcdConfiguration.TLS(
             caFile: configuration.clusterEtcdCA.isEmpty ? nil : configuration.clusterEtcdCA,

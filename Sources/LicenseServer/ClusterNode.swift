@@ -35,20 +35,8 @@ final class ClusterNode: Sendable {
     init(context: ServerContext) throws {
         let configuration = context.configuration
         self.context = context
-        let endpoints: [EtcdConfiguration.Endpoint]
-        do {
-            endpoints = try configuration.clusterEtcdEndpoints.map { try EtcdConfiguration.Endpoint(parsing: $0) }
-        } catch {
-            throw ConfigurationError("cluster_etcd_endpoints: \(error)")
-        }
-        var tls: EtcdConfiguration.TLS?
-        if !configuration.clusterEtcdCA.isEmpty || !configuration.clusterEtcdCertificate.isEmpty {
-            tls = EtcdConfiguration.TLS(
-                caFile: configuration.clusterEtcdCA.isEmpty ? nil : configuration.clusterEtcdCA,
-                certificateFile: configuration.clusterEtcdCertificate.isEmpty ? nil : configuration.clusterEtcdCertificate,
-                keyFile: configuration.clusterEtcdKey.isEmpty ? nil : configuration.clusterEtcdKey
-            )
-        }
+        let endpoints = try Self.endpoints(configuration)
+        let tls = Self.tls(configuration)
         // A call that etcd does not answer within a third of the TTL is retried or resolved by
         // reading, well before the node's lease is in doubt.
         let ttl = configuration.clusterElectionTTLSeconds
