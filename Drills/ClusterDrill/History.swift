@@ -34,9 +34,10 @@ final class History: @unchecked Sendable {
 
     var grantCount: Int { lock.withLock { grants.count } }
 
-    /// The first grant acknowledged after `instant`.
-    func firstGrant(after instant: ContinuousClock.Instant) -> Grant? {
-        lock.withLock { grants.filter { $0.ackedAt > instant }.min { $0.ackedAt < $1.ackedAt } }
+    /// The first grant acknowledged after `instant` by another server than `excluded` (a reply
+    /// the killed server sent just before its end can arrive just after).
+    func firstGrant(after instant: ContinuousClock.Instant, excluding excluded: String) -> Grant? {
+        lock.withLock { grants.filter { $0.ackedAt > instant && $0.server != excluded }.min { $0.ackedAt < $1.ackedAt } }
     }
 
     /// Every held lease is among `listed` (the active server's leases), and seats in use never

@@ -236,7 +236,7 @@ func main() async throws -> Int32 {
         // The failover time: the kill to the first check-out acknowledged by the new active.
         var firstGrant: History.Grant?
         while firstGrant == nil && ContinuousClock.now - killed < .seconds(30) {
-            firstGrant = probes.firstGrant(after: killed)
+            firstGrant = probes.firstGrant(after: killed, excluding: victim.address)
             if firstGrant == nil { try await Task.sleep(for: .milliseconds(10)) }
         }
         guard let grant = firstGrant else { throw DrillError("no check-out was acknowledged within 30 s of kill \(round)") }
