@@ -433,6 +433,7 @@ func probeClient(servers: [LicenseEndpoint]) -> LicenseClient {
     configuration.servers = servers
     configuration.requestTimeout = .seconds(2)
     configuration.connectTimeout = .seconds(1)
+    configuration.maximumReconnectDelay = .milliseconds(500)
     return LicenseClient(configuration: configuration)
 }
 
