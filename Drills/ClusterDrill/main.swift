@@ -351,7 +351,7 @@ func main() async throws -> Int32 {
         while refusal == nil && ContinuousClock.now - lost < .seconds(20) {
             do {
                 let lease = try await probe.checkOut(feature: probeFeature)
-                try? await probe.checkIn(lease)
+                _ = try? await probe.checkIn(lease)
                 try await Task.sleep(for: .milliseconds(100))
             } catch let error as LicenseClientError where error.code == .unavailable {
                 refusal = (ContinuousClock.now - lost, error.message)
@@ -373,7 +373,7 @@ func main() async throws -> Int32 {
         while served == nil && ContinuousClock.now - restored < .seconds(30) {
             if let lease = try? await resumed.checkOut(feature: probeFeature) {
                 served = ContinuousClock.now - restored
-                try? await resumed.checkIn(lease)
+                _ = try? await resumed.checkIn(lease)
             } else {
                 try await Task.sleep(for: .milliseconds(100))
             }

@@ -317,6 +317,11 @@ activations = auditor.call("activations", admin_pb2.ActivationsRequest())
 check(any(a.machine_name == "erin-ws" for a in activations.activations), "Activations lists erin's machine")
 history = auditor.call("history", admin_pb2.HistoryRequest())
 check(len(history.runs) == 1 and history.runs[0].part == "py-node", "History: the assignment run")
+# A single node answers ClusterStatus for itself (a cluster's nodes answer from etcd).
+cluster = auditor.call("cluster_status", admin_pb2.ClusterStatusRequest())
+check(cluster.cluster == "" and len(cluster.nodes) == 1 and cluster.nodes[0].role == "single"
+      and cluster.nodes[0].applied_sequence == cluster.head_sequence > 0,
+      f"ClusterStatus: a single node, at change {cluster.head_sequence}")
 # Linger: the seat stays held after check-in and the same identity takes it up again (rebound).
 jo = Connection(TOKENS["client"], user="jo", host="jo-ws")
 lingering = checkout(jo, "linger.tool")
