@@ -18,6 +18,12 @@ final class RunningClient: Sendable {
         self.connections = Task { try await etcd.run() }
     }
 
+    /// Waits until etcd answers (the first answer can take a while on two busy cores).
+    func ready() async {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while (try? await etcd.status()) == nil && ContinuousClock.now < deadline {}
+    }
+
     func stop() {
         etcd.close()
         connections.cancel()

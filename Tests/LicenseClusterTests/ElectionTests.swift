@@ -13,6 +13,7 @@ struct ElectionTests {
     @Test func theFirstRegisteredIsActiveAndAResignationHandsOverAtOnce() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let logA = RoleLog()
         let logB = RoleLog()
@@ -43,7 +44,9 @@ struct ElectionTests {
     @Test func aNodeCutOffStopsActingBeforeItsSuccessorStarts() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let clientA = try RunningClient(cluster)
+        await clientA.ready()
         let clientB = try RunningClient(cluster)
+        await clientB.ready()
         defer { clientB.stop() }
         let logB = RoleLog()
         let a = Election(etcd: clientA.etcd, keys: keys, member: member("a"), ttlSeconds: 2, onChange: { _ in })
@@ -73,6 +76,7 @@ struct ElectionTests {
     @Test func aRestartedNodeReplacesItsOldKeyWithANewEpoch() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let clientA = try RunningClient(cluster)
+        await clientA.ready()
         let a = Election(etcd: clientA.etcd, keys: keys, member: member("a"), ttlSeconds: 30, onChange: { _ in })
         let runA = Task { await a.run() }
         #expect(await eventually { a.mayAct() })
@@ -82,6 +86,7 @@ struct ElectionTests {
         runA.cancel()
         _ = await runA.value
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         #expect(try await client.etcd.get(keys.member("a")) != nil)
         // Restarted, it registers at once with a new key and a later epoch, not the old one's.

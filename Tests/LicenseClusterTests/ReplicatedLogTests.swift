@@ -33,6 +33,7 @@ struct ReplicatedLogTests {
     @Test func aStandbyCopiesEveryBatchInOrderAndBothLocalLogsHoldTheSame() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (elected, election, log, reported) = try await activeNode(client, directory)
@@ -85,6 +86,7 @@ struct ReplicatedLogTests {
     @Test func aNodeWhoseKeyIsGoneCanNoLongerWriteAndSaysSo() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (_, election, log, reported) = try await activeNode(client, directory)
@@ -105,6 +107,7 @@ struct ReplicatedLogTests {
     @Test func aWriteAfterAnotherNodesWriteIsRefused() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (_, election, log, reported) = try await activeNode(client, directory)
@@ -122,6 +125,7 @@ struct ReplicatedLogTests {
     @Test func batchesStayWithinTheirByteBound() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (_, election, log, reported) = try await activeNode(client, directory, limits: .init(maxBatchBytes: 4096))
@@ -141,6 +145,7 @@ struct ReplicatedLogTests {
     @Test func everyChangeIsCommittedOnceWhenTheConnectedMemberDies() async throws {
         let cluster = try EtcdTestCluster(members: 3)
         let client = try RunningClient(cluster, callTimeout: .milliseconds(700))
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (_, election, log, reported) = try await activeNode(client, directory)
@@ -166,6 +171,7 @@ struct ReplicatedLogTests {
     @Test func aSnapshotOnTheActiveCoversExactlyWhatWasAppendedWhenItWasAsked() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (_, election, log, reported) = try await activeNode(client, directory)
@@ -196,6 +202,7 @@ struct ReplicatedLogTests {
     @Test func aNodeBehindTheLogsCompactionIsToldItNeedsASnapshot() async throws {
         let cluster = try EtcdTestCluster(members: 1)
         let client = try RunningClient(cluster)
+        await client.ready()
         defer { client.stop() }
         let directory = try TemporaryDirectory()
         let (_, election, log, reported) = try await activeNode(client, directory)
