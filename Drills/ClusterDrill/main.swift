@@ -108,6 +108,8 @@ func main() async throws -> Int32 {
 
     let etcd = try EtcdTestCluster(members: 3)
     Diagnostics.etcd = etcd
+    // The static reference above keeps the cluster alive past `main`: stop its members here.
+    defer { etcd.stopAll() }
     let ports = try FreePorts.take(6)
     let nodes = (0..<3).map { index in
         Node(
