@@ -147,7 +147,7 @@ let package = Package(
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc", "LicenseCluster", "Etcd",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -162,6 +162,19 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A server as a node of a cluster on etcd: the election, the replicated log and the
+        // snapshot transfer put behind LicenseServer's `ServerCluster` (the daemon composes them;
+        // the server alone, and its fuzzers, carry no etcd client).
+        .target(
+            name: "LicenseClusterNode",
+            dependencies: [
+                "LicenseServer", "LicenseCluster", "Etcd", "LicenseStore", "LicenseAudit", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseFiles",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -181,7 +194,8 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseStore", "LicenseAudit", "LicenseHost", "LicenseCore", "LicenseCrypto", "LicenseProtocol",
+                "LicenseServer", "LicenseClusterNode", "LicenseStore", "LicenseAudit", "LicenseHost", "LicenseCore", "LicenseCrypto",
+                "LicenseProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -322,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "LicenseServerTests",
             dependencies: [
-                "LicenseServer", "LicenseClient", "LicenseCluster", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
+                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
                 "LicenseFiles", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,5 @@
 import Foundation
-import LicenseAudit
+public import LicenseAudit
 import LicenseCore
 import LicenseFiles
 public import LicenseStore
@@ -48,7 +48,7 @@ public struct CommitLogSource: Sendable {
 
     /// Opens the audit trail of `context`'s configuration and schedules its maintenance
     /// (compression and retention), reported in the log.
-    static func openAuditTrail(_ context: ServerContext) throws -> AuditLog {
+    public static func openAuditTrail(_ context: ServerContext) throws -> AuditLog {
         let configuration = context.configuration
         let logger = context.logger
         let clock = context.clock

@@ -1,13 +1,12 @@
 import LicenseAudit
-import LicenseCluster
-import LicenseCore
-import LicenseProtocol
+public import LicenseCore
+public import LicenseProtocol
 import LicenseStore
 import Logging
 import NIOCore
 
 /// This node's place in its cluster, as the serving loop sees it.
-struct ClusterMembership {
+public struct ClusterMembership: Sendable {
     /// What the node does.
     enum Role: Equatable {
         /// Copies the active node's changes; clients are sent to `activeServer` (empty: none).
@@ -28,12 +27,26 @@ struct ClusterMembership {
     let mayAct: @Sendable () -> Bool
     /// Why the log cannot acknowledge now (etcd unreachable), or nil.
     let unavailable: @Sendable () -> String?
-    /// Copies a batch the active node committed into this node's local log.
-    let applyCommitted: @Sendable (ReplicatedBatch) throws(ClusterError) -> Void
     /// The election's epoch and count, and the log's head as last read from etcd (for /metrics).
     let facts: @Sendable () -> (epoch: Int64, elections: Int, head: UInt64)
     /// Reads the cluster's nodes from etcd and answers (on any thread).
     let status: @Sendable (@escaping @Sendable (Result<Licensed_V1_ClusterStatusResponse, LicenseError>) -> Void) -> Void
+
+    /// A standby of a node `nodeID` whose election says `mayAct`, whose log says why it is
+    /// `unavailable`, with its `facts` for /metrics and its cluster `status` for `ClusterStatus`.
+    public init(
+        nodeID: String,
+        mayAct: @escaping @Sendable () -> Bool,
+        unavailable: @escaping @Sendable () -> String?,
+        facts: @escaping @Sendable () -> (epoch: Int64, elections: Int, head: UInt64),
+        status: @escaping @Sendable (@escaping @Sendable (Result<Licensed_V1_ClusterStatusResponse, LicenseError>) -> Void) -> Void
+    ) {
+        self.nodeID = nodeID
+        self.mayAct = mayAct
+        self.unavailable = unavailable
+        self.facts = facts
+        self.status = status
+    }
 
     var isActive: Bool { if case .active = role { true } else { false } }
 }
@@ -139,18 +152,18 @@ extension LedgerHost {
         )
     }
 
-    /// Applies a batch the active node committed, and copies it to the local log.
-    func applyReplicated(_ batch: ReplicatedBatch) throws(ClusterError) {
-        guard let cluster, !cluster.isActive else { throw ClusterError("the active node applies no batches of others") }
-        for change in batch.changes { self.ledger.apply(change) }
-        try cluster.applyCommitted(batch)
+    /// Applies changes the active node committed, then `copy` records them in the local log.
+    func applyReplicated(_ changes: [LedgerChange], copy: () throws -> Void) throws {
+        guard let cluster, !cluster.isActive else { throw LicenseError(.internal, "the active node applies no changes of others") }
+        for change in changes { self.ledger.apply(change) }
+        try copy()
         self.snapshotIfDue()
     }
 
     /// Becomes the active node in `epoch`: `activate` makes the log writable from the head this
     /// node caught up to. Every lease gets a fresh TTL (as after a restart: heartbeats are not
     /// logged, and its holders may have spent the failover reconnecting).
-    func promote(epoch: Int64, activate: () throws(ClusterError) -> Void) throws(ClusterError) {
+    func promote(epoch: Int64, activate: () throws -> Void) throws {
         guard let cluster, !cluster.isActive else { return }
         try activate()
         self.cluster?.role = .active(epoch: epoch)

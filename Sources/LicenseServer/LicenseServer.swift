@@ -26,32 +26,35 @@ public final class LicenseServer: Service {
     /// The watchdog task, set and cancelled on `eventLoop`.
     private let watchdog = NIOLockedValueBox<RepeatedTask?>(nil)
     /// This node's cluster, when it is one's.
-    let cluster: ClusterNode?
+    let cluster: (any ServerCluster)?
 
     /// Creates a server for `licenses`: opens the commit log of `log` (by default this machine's
     /// write-ahead log under `<state_dir>/ledger`), recovers the ledger from it and starts it.
-    /// Nothing is bound until `run()`. A recovery that cannot prove it holds every acknowledged
-    /// change throws `RecoveryRefusal`.
+    /// A node of a `cluster` opens the cluster's log instead, and starts as a standby. Nothing is
+    /// bound until `run()`. A recovery that cannot prove it holds every acknowledged change throws
+    /// `RecoveryRefusal`.
     public init(
         context: ServerContext,
         licenses: LicenseLoadResult,
         log: CommitLogSource = .local(),
+        cluster: (any ServerCluster)? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) throws {
+        guard context.configuration.clustered == (cluster != nil) else {
+            throw ConfigurationError(
+                cluster == nil
+                    ? "cluster_etcd_endpoints are set, but this program runs single nodes only" : "a cluster needs cluster_etcd_endpoints"
+            )
+        }
         self.context = context
         let eventLoop = group.next()
         self.eventLoop = eventLoop
-        if context.configuration.clustered {
-            // A node of a cluster: its log is a copy of the one in etcd, and it starts a standby.
-            let node = try ClusterNode(context: context)
-            (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: node.source, on: eventLoop)
+        (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: cluster?.source ?? log, on: eventLoop)
+        if let cluster {
             let host = self.host
-            try eventLoop.submit { node.attach(to: host.value) }.wait()
-            self.cluster = node
-        } else {
-            (self.host, self.log) = try LedgerHost.open(context: context, licenses: licenses, log: log, on: eventLoop)
-            self.cluster = nil
+            try eventLoop.submit { host.value.cluster = cluster.membership() }.wait()
         }
+        self.cluster = cluster
         self.bound = eventLoop.makePromise(of: SocketAddress.self)
     }
 
@@ -166,7 +169,7 @@ public final class LicenseServer: Service {
         self.context.notifier.notify("READY=1\nSTATUS=\(status)")
         self.context.logger.info("listening", metadata: ["address": "\(address)", "tls": "\(tls != nil)"])
 
-        let clusterTask = self.cluster.map { node in Task { await node.run(host: self.host, on: self.eventLoop) } }
+        let clusterTask = self.cluster.map { node in Task { await node.run(ClusterLedger(host: self.host, loop: self.eventLoop)) } }
         try await withThrowingDiscardingTaskGroup { group in
             if let adminChannel {
                 group.addTask {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LicenseAudit
+import LicenseClusterNode
 import LicenseCore
 import LicenseCrypto
 import LicenseHost
@@ -143,7 +144,14 @@ struct Licensed: AsyncParsableCommand {
             let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
             return try loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }
-        let server = try LicenseServer(context: context, licenses: loaded, log: .local(acceptDataLoss: self.acceptDataLoss))
+        // A node of a cluster when etcd endpoints are configured: it opens the cluster's log.
+        let cluster = configuration.clustered ? try ClusterNode(context: context) : nil
+        let server = try LicenseServer(
+            context: context,
+            licenses: loaded,
+            log: .local(acceptDataLoss: self.acceptDataLoss),
+            cluster: cluster
+        )
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metrics = try configuration.metricsAddress() {
             // Listed first: started before the protocol listener, stopped after it.

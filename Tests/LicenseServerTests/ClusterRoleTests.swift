@@ -1,5 +1,4 @@
 import Foundation
-import LicenseCluster
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
@@ -19,7 +18,7 @@ struct ClusterRoleTests {
     final class Controls: Sendable {
         let mayAct = Mutex(true)
         let unavailable = Mutex<String?>(nil)
-        let applied = Mutex<[ReplicatedBatch]>([])
+        let copied = Mutex<[[LedgerChange]]>([])
     }
 
     /// A fixture whose host is a member of a cluster, in `role`.
@@ -32,7 +31,6 @@ struct ClusterRoleTests {
             nodeID: "n2",
             mayAct: { controls.mayAct.withLock { $0 } },
             unavailable: { controls.unavailable.withLock { $0 } },
-            applyCommitted: { batch in controls.applied.withLock { $0.append(batch) } },
             facts: { (0, 0, 0) },
             status: { answer in answer(.failure(LicenseError(.unavailable, "no etcd here"))) }
         )
@@ -123,13 +121,13 @@ struct ClusterRoleTests {
             fencingToken: 1,
             checkoutKey: []
         )
-        let batch = ReplicatedBatch(firstSequence: 1, epoch: 7, nodeID: "n1", changes: [.granted(lease)], audit: [])
-        try fixture.host.value.applyReplicated(batch)
+        let changes: [LedgerChange] = [.granted(lease)]
+        try fixture.host.value.applyReplicated(changes) { controls.copied.withLock { $0.append(changes) } }
         #expect(fixture.host.value.ledger.leases.count == 1)
-        #expect(controls.applied.withLock { $0 } == [batch])
+        #expect(controls.copied.withLock { $0 } == [changes])
         // Promoted: every lease gets a fresh TTL from now, and the node serves.
         try fixture.host.value.promote(epoch: 9) {}
         #expect(fixture.host.value.cluster?.isActive == true)
-        #expect(throws: ClusterError.self) { try fixture.host.value.applyReplicated(batch) }
+        #expect(throws: LicenseError.self) { try fixture.host.value.applyReplicated(changes) {} }
     }
 }

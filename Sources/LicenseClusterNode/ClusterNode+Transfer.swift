@@ -4,9 +4,9 @@ import Foundation
 import LicenseCluster
 import LicenseFiles
 import LicenseProtocol
+import LicenseServer
 import LicenseStore
 import Logging
-import NIOCore
 import SwiftProtobuf
 import Synchronization
 
@@ -20,7 +20,7 @@ import FoundationNetworking
 /// token is kept in etcd, so only a holder of the cluster's etcd credentials can ask.
 extension ClusterNode {
     /// The answer to `GET /cluster/snapshot`: status code, content type and body.
-    func snapshotFile(authorization: String?) -> (Int, String, [UInt8]) {
+    public func snapshotFile(authorization: String?) -> (status: Int, contentType: String, body: [UInt8]) {
         guard let token = token.withLock({ $0 }), authorization == "Bearer \(token)" else {
             return (403, "text/plain", Array("a cluster transfer token is required\n".utf8))
         }

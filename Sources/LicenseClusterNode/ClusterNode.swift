@@ -4,9 +4,9 @@ import LicenseCluster
 import LicenseCore
 import LicenseFiles
 import LicenseProtocol
+public import LicenseServer
 import LicenseStore
 import Logging
-import NIOCore
 import Synchronization
 
 /// A node of a cluster on etcd: its etcd client, its election, its replicated log, and the work
@@ -15,7 +15,7 @@ import Synchronization
 /// no longer the active one (its lease ended, another node wrote the log) it stops acknowledging
 /// and exits, so that systemd restarts it as a standby with a clean state (what Kubernetes'
 /// controllers do on losing their lease).
-final class ClusterNode: Sendable {
+public final class ClusterNode: ServerCluster {
     let context: ServerContext
     let etcd: EtcdClient
     let keys: ClusterKeys
@@ -32,7 +32,7 @@ final class ClusterNode: Sendable {
     let knownHead = Mutex<UInt64>(0)
 
     /// A node of the cluster `context`'s configuration names (not yet running).
-    init(context: ServerContext) throws {
+    public init(context: ServerContext) throws {
         let configuration = context.configuration
         self.context = context
         let endpoints = try Self.endpoints(configuration)
@@ -71,7 +71,7 @@ final class ClusterNode: Sendable {
 
     /// The commit log of this node: its local write-ahead log (and audit trail) under
     /// `<state_dir>`, as a copy of the log in etcd.
-    var source: CommitLogSource {
+    public var source: CommitLogSource {
         CommitLogSource { context in
             let configuration = context.configuration
             let directory = (configuration.stateDir as NSString).appendingPathComponent("ledger")
@@ -116,15 +116,14 @@ final class ClusterNode: Sendable {
         opened.withLock { $0! }
     }
 
-    /// Makes `host` a standby of this cluster (on its loop).
-    func attach(to host: LedgerHost) {
+    /// The serving loop's view of this node.
+    public func membership() -> ClusterMembership {
         let election = self.election
         let log = self.log
-        host.cluster = ClusterMembership(
+        return ClusterMembership(
             nodeID: member.nodeID,
             mayAct: { election.mayAct() },
             unavailable: { log.unavailable },
-            applyCommitted: { batch throws(ClusterError) in try log.applyCommitted(batch) },
             facts: { (election.epoch, election.elections, self.knownHead.withLock { $0 }) },
             status: { answer in
                 Task {
@@ -140,7 +139,7 @@ final class ClusterNode: Sendable {
 
     /// Runs the node until the task is cancelled (after the server has stopped serving and
     /// closed the log): then it resigns, so that a standby takes over at once.
-    func run(host: NIOLoopBoundBox<LedgerHost>, on loop: any EventLoop) async {
+    public func run(_ ledger: ClusterLedger) async {
         let etcd = self.etcd
         let connections = Task { try? await etcd.run() }
         let logger = context.logger
@@ -158,7 +157,7 @@ final class ClusterNode: Sendable {
                     self.log.fail("this node's etcd lease ended before it could renew it; it restarts as a standby")
                 }
             }
-            group.addTask { await self.followRoles(host: host, loop: loop) }
+            group.addTask { await self.followRoles(ledger) }
             group.addTask { await self.maintain() }
             await group.next()
             group.cancelAll()
@@ -168,9 +167,9 @@ final class ClusterNode: Sendable {
     }
 
     /// Moves the node between roles as the election reports them.
-    func followRoles(host: NIOLoopBoundBox<LedgerHost>, loop: any EventLoop) async {
+    func followRoles(_ ledger: ClusterLedger) async {
         let logger = context.logger
-        var following: Task<Void, Never>? = startFollowing(host: host, loop: loop)
+        var following: Task<Void, Never>? = startFollowing(ledger)
         var active = false
         for await role in roles {
             if Task.isCancelled { break }
@@ -187,26 +186,26 @@ final class ClusterNode: Sendable {
                     return
                 }
                 let address = leader?.clientAddress ?? ""
-                loop.execute { host.value.followActive(address) }
+                ledger.followActive(address)
             case .active(let epoch):
                 guard !active else { continue }
                 following?.cancel()
                 await following?.value
                 following = nil
-                active = await promote(epoch: epoch, host: host, loop: loop)
+                active = await promote(epoch: epoch, ledger)
             }
         }
         following?.cancel()
     }
 
     /// A standby's copying: every batch the active node commits, applied on the loop.
-    func startFollowing(host: NIOLoopBoundBox<LedgerHost>, loop: any EventLoop) -> Task<Void, Never> {
+    func startFollowing(_ ledger: ClusterLedger) -> Task<Void, Never> {
         let follower = LogFollower(etcd: etcd, keys: keys)
         let log = self.log
         return Task {
             do {
                 try await follower.follow(committed: { log.committed }) { batch in
-                    try await loop.submit { try host.value.applyReplicated(batch) }.get()
+                    try await ledger.apply(batch.changes) { try log.applyCommitted(batch) }
                 }
             } catch {
                 if !Task.isCancelled { log.fail("cannot copy the cluster's log: \(error)") }
@@ -216,18 +215,16 @@ final class ClusterNode: Sendable {
 
     /// Catches up to the log's head and serves; retries while this node stays elected. Returns
     /// whether it became the active node.
-    func promote(epoch: Int64, host: NIOLoopBoundBox<LedgerHost>, loop: any EventLoop) async -> Bool {
+    func promote(epoch: Int64, _ ledger: ClusterLedger) async -> Bool {
         let follower = LogFollower(etcd: etcd, keys: keys)
         let log = self.log
         let started = ContinuousClock.now
         while election.role == .active(epoch: epoch), !Task.isCancelled {
             do {
                 let (head, _) = try await follower.catchUp(after: log.committed) { batch in
-                    try await loop.submit { try host.value.applyReplicated(batch) }.get()
+                    try await ledger.apply(batch.changes) { try log.applyCommitted(batch) }
                 }
-                try await loop.submit {
-                    try host.value.promote(epoch: epoch) { () throws(ClusterError) in try log.activate(epoch: epoch, head: head) }
-                }.get()
+                try await ledger.promote(epoch: epoch) { try log.activate(epoch: epoch, head: head) }
                 let elapsed = ContinuousClock.now - started
                 context.logger.notice(
                     "serving as the active node",

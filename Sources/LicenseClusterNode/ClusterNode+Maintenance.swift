@@ -4,6 +4,7 @@ import LicenseCluster
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
+import LicenseServer
 import Logging
 import SwiftProtobuf
 import Synchronization
