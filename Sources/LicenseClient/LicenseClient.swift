@@ -137,8 +137,10 @@ public actor LicenseClient {
     private var preferred: LicenseEndpoint?
     /// What the servers said the last time none served.
     private var lastRefusal = ""
-    /// Hellos that resumed the session and were given up on without an answer.
-    private var abandonedResumes = 0
+    /// Hellos that resumed a session so far: each carries the next number, so that a server
+    /// that gets one after a newer one (given up on, and overtaken) refuses it (STALE_RESUME)
+    /// rather than take the session from this client's newer connection.
+    private var resumeAttempts: UInt64 = 0
     private var background: [Task<Void, Never>] = []
     private var closed = false
 
@@ -216,15 +218,15 @@ public actor LicenseClient {
         hello.host = self.configuration.clientHost
         hello.token = self.configuration.token
         hello.pid = UInt32(getpid())
-        if let resume { hello.resumeSessionID = .init(resume) }
+        if let resume {
+            hello.resumeSessionID = .init(resume)
+            self.resumeAttempts += 1
+            hello.resumeAttempt = self.resumeAttempts
+        }
         let response: Licensed_V1_HelloResponse
         do {
             response = try await connection.hello(hello)
         } catch {
-            // A Hello that resumes the session and got no answer may still reach the server
-            // after the next one did: it would take the session from this client's own newer
-            // connection (see `handle`).
-            if resume != nil, (error as? LicenseClientError)?.code == .unavailable { self.abandonedResumes += 1 }
             await connection.close()
             throw error
         }
@@ -277,16 +279,6 @@ public actor LicenseClient {
             if let connection = self.connection {
                 Task { await connection.close() }
             }
-        case .sessionSuperseded where self.abandonedResumes > 0:
-            // Most likely this client's own Hello, given up on and closed but answered by the
-            // server after the newer connection's: that connection is going away, so take the
-            // session back (resume) rather than lose every lease.
-            self.abandonedResumes -= 1
-            if let connection = self.connection {
-                self.connectionEnded(connection, reason: "the session was resumed by a connection this client had given up on")
-                Task { await connection.close() }
-            }
-            _ = self.startReconnect()
         case .sessionSuperseded:
             // Another connection resumed this session and holds its leases now. Resuming again
             // would evict it: the leases are reported lost, and a later request starts a new session.

@@ -23,6 +23,7 @@ extension Licensed_V1_Error.Code {
         case .unavailable: "UNAVAILABLE"
         case .internal: "INTERNAL"
         case .notActive: "NOT_ACTIVE"
+        case .staleResume: "STALE_RESUME"
         case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
         }
     }

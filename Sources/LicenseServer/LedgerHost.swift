@@ -200,15 +200,30 @@ final class LedgerHost {
         return id
     }
 
+    /// What became of a Hello that resumes a session.
+    enum Resumption {
+        /// `connection` holds the session now.
+        case resumed
+        /// No such session (ended, or never known): the client starts a new one.
+        case unknown
+        /// The connection holding the session came from a newer resume of the same client.
+        case stale
+    }
+
     /// Attaches `connection` to an existing session; a connection still attached to it is told
-    /// and closed (the client has moved on).
-    func resume(_ id: SessionID, connection: SessionHandler) -> ClientIdentity? {
-        guard let identity = self.ledger.resumeSession(id) else { return nil }
-        if let previous = self.connections[id], previous !== connection {
+    /// and closed (the client has moved on) — unless that connection's resume is newer than
+    /// `connection`'s `attempt` (a Hello the client gave up on, arriving late), which is refused.
+    func resume(_ id: SessionID, attempt: UInt64, connection: SessionHandler) -> Resumption {
+        let previous = self.connections[id]
+        if let previous, previous !== connection, attempt > 0, previous.resumeAttempt >= attempt {
+            return .stale
+        }
+        guard self.ledger.resumeSession(id) != nil else { return .unknown }
+        if let previous, previous !== connection {
             previous.supersede()
         }
         self.connections[id] = connection
-        return identity
+        return .resumed
     }
 
     /// Tells the session holding `lease`, if it is connected, what became of it.

@@ -27,6 +27,8 @@ final class SessionHandler: ChannelInboundHandler {
     private let authority: TokenAuthority
     private var logger: Logger
     private var helloTimeout: Scheduled<Void>?
+    /// The `resume_attempt` of the Hello that resumed this connection's session (0: none).
+    private(set) var resumeAttempt: UInt64 = 0
     /// Set once the connection counted against the limits.
     private var admittedAddress: String?
     /// Set while the handler is in a pipeline, to push events outside of a read.
@@ -221,13 +223,24 @@ final class SessionHandler: ChannelInboundHandler {
             self.fail(context, requestID: requestID, refusal)
             return
         }
-        self.helloTimeout?.cancel()
         var sessionID: SessionID? = nil
-        var resumed = false
-        if let resumeID = SessionID(bytes: hello.resumeSessionID), self.host.resume(resumeID, connection: self) != nil {
-            sessionID = resumeID
-            resumed = true
+        if let resumeID = SessionID(bytes: hello.resumeSessionID) {
+            self.resumeAttempt = hello.resumeAttempt
+            switch self.host.resume(resumeID, attempt: hello.resumeAttempt, connection: self) {
+            case .resumed: sessionID = resumeID
+            case .unknown: break
+            case .stale:
+                self.fail(
+                    context,
+                    requestID: requestID,
+                    .staleResume,
+                    "resume attempt \(hello.resumeAttempt) is not this client's newest: a newer connection holds the session and keeps it"
+                )
+                return
+            }
         }
+        self.helloTimeout?.cancel()
+        let resumed = sessionID != nil
         let identity = ClientIdentity(
             user: hello.user,
             host: hello.host,

@@ -66,14 +66,15 @@ class ServerError(Exception):
 class Connection:
     """One connection: frames are a 4-byte big-endian length and a ClientMessage / ServerMessage."""
 
-    def __init__(self, token="", user="py", host="py-host", version="1.0", hello=True, resume=b""):
+    def __init__(self, token="", user="py", host="py-host", version="1.0", hello=True, resume=b"", attempt=0):
         self.sock = socket.create_connection(("127.0.0.1", PORT), timeout=10)
         self.next_id = 1
         self.events = []
         self.buffer = b""
         if hello:
             h = protocol_pb2.Hello(protocol_version=protocol_pb2.PROTOCOL_VERSION_1, client_name="conformance", client_version=version,
-                                   user=user, host=host, token=token, resume_session_id=resume, pid=os.getpid())
+                                   user=user, host=host, token=token, resume_session_id=resume, resume_attempt=attempt,
+                                   pid=os.getpid())
             self.hello = self.call("hello", h)
 
     def send_frame(self, body):
@@ -383,6 +384,24 @@ second = Connection(TOKENS["client"], user="hank", resume=first.hello.session_id
 check(second.hello.resumed and second.hello.session_id == first.hello.session_id, "Hello with resume_session_id resumes the session")
 check(first.wait_event(protocol_pb2.Event.SESSION_SUPERSEDED) is not None, "the old connection is told it was superseded (SESSION_SUPERSEDED)")
 second.call("check_in", floating_pb2.CheckInRequest(lease_id=held.lease_id))
+
+# A resume overtaken by a newer one of the same client (a Hello it gave up on, arriving late) is
+# refused, and the newer connection keeps the session.
+first = Connection(TOKENS["client"], user="iris")
+held = checkout(first, "many.tool")
+second = Connection(TOKENS["client"], user="iris", resume=first.hello.session_id, attempt=2)
+check(second.hello.resumed, "Hello with resume_attempt 2 resumes the session")
+late = Connection(TOKENS["client"], user="iris", hello=False)
+late.expect_error("hello", protocol_pb2.Hello(protocol_version=protocol_pb2.PROTOCOL_VERSION_1, user="iris", token=TOKENS["client"],
+                                              resume_session_id=first.hello.session_id, resume_attempt=1),
+                  Code.STALE_RESUME, "a late Hello with resume_attempt 1")
+beat = second.call("heartbeat", floating_pb2.HeartbeatRequest())
+check(beat.renewed == 1 and not any(e.kind == protocol_pb2.Event.SESSION_SUPERSEDED for e in second.events),
+      "... and the connection of attempt 2 keeps the session and its lease")
+third = Connection(TOKENS["client"], user="iris", resume=first.hello.session_id, attempt=3)
+check(third.hello.resumed and second.wait_event(protocol_pb2.Event.SESSION_SUPERSEDED) is not None,
+      "a Hello with resume_attempt 3 takes the session over from attempt 2")
+third.call("check_in", floating_pb2.CheckInRequest(lease_id=held.lease_id))
 
 # ---- the daemon's files, read with the same generated code ---------------------------------
 snapshots = sorted(glob.glob(os.path.join(STATE, "ledger", "snapshot-*.snap")))

@@ -582,6 +582,12 @@ public nonisolated struct Licensed_V1_Hello: Sendable {
   /// still within its lease TTL.
   public var resumeSessionID: Data = Data()
 
+  /// With resume_session_id: counts this client's resumes (1, 2, … — any number that grows with
+  /// each Hello that resumes; 0 = not counted). A Hello can reach the server after a newer one of
+  /// the same client, when the client gave up waiting for its answer and reconnected: the server
+  /// then refuses it with STALE_RESUME instead of taking the session from the newer connection.
+  public var resumeAttempt: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -709,6 +715,11 @@ public nonisolated struct Licensed_V1_Error: Sendable {
     /// which server is active (empty while none is; try the others). Sent to Hello of a client
     /// session, and to any request that changes state in a session of an operator.
     case notActive // = 19
+
+    /// A Hello whose resume_attempt is not newer than that of the connection holding the session
+    /// now: the client has already resumed the session on that connection (this Hello was given up
+    /// on and overtaken). Nothing changed; the other connection keeps the session.
+    case staleResume // = 20
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -737,6 +748,7 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       case 17: self = .unavailable
       case 18: self = .internal
       case 19: self = .notActive
+      case 20: self = .staleResume
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -763,6 +775,7 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       case .unavailable: return 17
       case .internal: return 18
       case .notActive: return 19
+      case .staleResume: return 20
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -789,6 +802,7 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       .unavailable,
       .internal,
       .notActive,
+      .staleResume,
     ]
 
   }
@@ -1624,7 +1638,7 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}client_name\0\u{3}client_version\0\u{1}user\0\u{1}host\0\u{1}fingerprint\0\u{1}pid\0\u{1}token\0\u{3}resume_session_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}client_name\0\u{3}client_version\0\u{1}user\0\u{1}host\0\u{1}fingerprint\0\u{1}pid\0\u{1}token\0\u{3}resume_session_id\0\u{3}resume_attempt\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1641,6 +1655,7 @@ nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._M
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.token) }()
       case 9: try { try decoder.decodeSingularBytesField(value: &self.resumeSessionID) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.resumeAttempt) }()
       default: break
       }
     }
@@ -1674,6 +1689,9 @@ nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.resumeSessionID.isEmpty {
       try visitor.visitSingularBytesField(value: self.resumeSessionID, fieldNumber: 9)
     }
+    if self.resumeAttempt != 0 {
+      try visitor.visitSingularUInt64Field(value: self.resumeAttempt, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1687,6 +1705,7 @@ nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.pid != rhs.pid {return false}
     if lhs.token != rhs.token {return false}
     if lhs.resumeSessionID != rhs.resumeSessionID {return false}
+    if lhs.resumeAttempt != rhs.resumeAttempt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1803,7 +1822,7 @@ nonisolated extension Licensed_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
 }
 
 nonisolated extension Licensed_V1_Error.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}INVALID_ARGUMENT\0\u{1}UNAUTHENTICATED\0\u{1}PERMISSION_DENIED\0\u{1}NOT_FOUND\0\u{1}NO_SEATS\0\u{1}LICENSE_EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}VERSION_NOT_ALLOWED\0\u{1}NETWORK_NOT_ALLOWED\0\u{1}USER_NOT_ALLOWED\0\u{1}ACTIVATION_LIMIT\0\u{1}DEVICE_LIMIT\0\u{1}BASE_REQUIRED\0\u{1}DEADLINE_EXCEEDED\0\u{1}RESOURCE_EXHAUSTED\0\u{1}UNIMPLEMENTED\0\u{1}UNAVAILABLE\0\u{1}INTERNAL\0\u{1}NOT_ACTIVE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}INVALID_ARGUMENT\0\u{1}UNAUTHENTICATED\0\u{1}PERMISSION_DENIED\0\u{1}NOT_FOUND\0\u{1}NO_SEATS\0\u{1}LICENSE_EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}VERSION_NOT_ALLOWED\0\u{1}NETWORK_NOT_ALLOWED\0\u{1}USER_NOT_ALLOWED\0\u{1}ACTIVATION_LIMIT\0\u{1}DEVICE_LIMIT\0\u{1}BASE_REQUIRED\0\u{1}DEADLINE_EXCEEDED\0\u{1}RESOURCE_EXHAUSTED\0\u{1}UNIMPLEMENTED\0\u{1}UNAVAILABLE\0\u{1}INTERNAL\0\u{1}NOT_ACTIVE\0\u{1}STALE_RESUME\0")
 }
 
 nonisolated extension Licensed_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

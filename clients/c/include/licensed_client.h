@@ -55,6 +55,7 @@ typedef enum lc_result {
     LC_UNAVAILABLE = 17,
     LC_INTERNAL = 18,
     LC_NOT_ACTIVE = 19,      /* a standby of a cluster: the active server is elsewhere */
+    LC_STALE_RESUME = 20,    /* a resume overtaken by a newer one of the same client */
     /* This side: */
     LC_ERR_IO = -1,          /* the connection failed or closed (after one reconnection attempt) */
     LC_ERR_PROTOCOL = -2,    /* the server sent something that is not a valid reply */

@@ -850,7 +850,7 @@ const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
   (ProtobufCMessageInit) licensed__v1__server_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__hello__field_descriptors[9] =
+static const ProtobufCFieldDescriptor licensed__v1__hello__field_descriptors[10] =
 {
   {
     "protocol_version",
@@ -960,6 +960,18 @@ static const ProtobufCFieldDescriptor licensed__v1__hello__field_descriptors[9] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "resume_attempt",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__Hello, resume_attempt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__hello__field_indices_by_name[] = {
   1,   /* field[1] = client_name */
@@ -968,6 +980,7 @@ static const unsigned licensed__v1__hello__field_indices_by_name[] = {
   4,   /* field[4] = host */
   6,   /* field[6] = pid */
   0,   /* field[0] = protocol_version */
+  9,   /* field[9] = resume_attempt */
   8,   /* field[8] = resume_session_id */
   7,   /* field[7] = token */
   3,   /* field[3] = user */
@@ -975,7 +988,7 @@ static const unsigned licensed__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor licensed__v1__hello__descriptor =
 {
@@ -985,7 +998,7 @@ const ProtobufCMessageDescriptor licensed__v1__hello__descriptor =
   "Licensed__V1__Hello",
   "licensed.v1",
   sizeof(Licensed__V1__Hello),
-  9,
+  10,
   licensed__v1__hello__field_descriptors,
   licensed__v1__hello__field_indices_by_name,
   1,  licensed__v1__hello__number_ranges,
@@ -1121,7 +1134,7 @@ const ProtobufCMessageDescriptor licensed__v1__hello_response__descriptor =
   (ProtobufCMessageInit) licensed__v1__hello_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number[20] =
+static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number[21] =
 {
   { "CODE_UNSPECIFIED", "LICENSED__V1__ERROR__CODE__CODE_UNSPECIFIED", 0 },
   { "INVALID_ARGUMENT", "LICENSED__V1__ERROR__CODE__INVALID_ARGUMENT", 1 },
@@ -1143,11 +1156,12 @@ static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number
   { "UNAVAILABLE", "LICENSED__V1__ERROR__CODE__UNAVAILABLE", 17 },
   { "INTERNAL", "LICENSED__V1__ERROR__CODE__INTERNAL", 18 },
   { "NOT_ACTIVE", "LICENSED__V1__ERROR__CODE__NOT_ACTIVE", 19 },
+  { "STALE_RESUME", "LICENSED__V1__ERROR__CODE__STALE_RESUME", 20 },
 };
 static const ProtobufCIntRange licensed__v1__error__code__value_ranges[] = {
-{0, 0},{0, 20}
+{0, 0},{0, 21}
 };
-static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_name[20] =
+static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_name[21] =
 {
   { "ACTIVATION_LIMIT", 11 },
   { "BASE_REQUIRED", 13 },
@@ -1164,6 +1178,7 @@ static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_n
   { "NO_SEATS", 5 },
   { "PERMISSION_DENIED", 3 },
   { "RESOURCE_EXHAUSTED", 15 },
+  { "STALE_RESUME", 20 },
   { "UNAUTHENTICATED", 2 },
   { "UNAVAILABLE", 17 },
   { "UNIMPLEMENTED", 16 },
@@ -1177,9 +1192,9 @@ const ProtobufCEnumDescriptor licensed__v1__error__code__descriptor =
   "Code",
   "Licensed__V1__Error__Code",
   "licensed.v1",
-  20,
+  21,
   licensed__v1__error__code__enum_values_by_number,
-  20,
+  21,
   licensed__v1__error__code__enum_values_by_name,
   1,
   licensed__v1__error__code__value_ranges,

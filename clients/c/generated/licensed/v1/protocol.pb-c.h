@@ -113,7 +113,13 @@ typedef enum _Licensed__V1__Error__Code {
    * which server is active (empty while none is; try the others). Sent to Hello of a client
    * session, and to any request that changes state in a session of an operator.
    */
-  LICENSED__V1__ERROR__CODE__NOT_ACTIVE = 19
+  LICENSED__V1__ERROR__CODE__NOT_ACTIVE = 19,
+  /*
+   * A Hello whose resume_attempt is not newer than that of the connection holding the session
+   * now: the client has already resumed the session on that connection (this Hello was given up
+   * on and overtaken). Nothing changed; the other connection keeps the session.
+   */
+  LICENSED__V1__ERROR__CODE__STALE_RESUME = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__ERROR__CODE)
 } Licensed__V1__Error__Code;
 /*
@@ -454,10 +460,17 @@ struct  Licensed__V1__Hello
    * still within its lease TTL.
    */
   ProtobufCBinaryData resume_session_id;
+  /*
+   * With resume_session_id: counts this client's resumes (1, 2, … — any number that grows with
+   * each Hello that resumes; 0 = not counted). A Hello can reach the server after a newer one of
+   * the same client, when the client gave up waiting for its answer and reconnected: the server
+   * then refuses it with STALE_RESUME instead of taking the session from the newer connection.
+   */
+  uint64_t resume_attempt;
 };
 #define LICENSED__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__hello__descriptor) \
-    , LICENSED__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, {0,NULL} }
+    , LICENSED__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, {0,NULL}, 0 }
 
 
 /*
