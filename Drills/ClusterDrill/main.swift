@@ -8,7 +8,8 @@
 //                          [--seed N] [--json FILE]
 //
 // Prints each fault and check, the failover times (kill -9 to the first acknowledged check-out
-// on the new active), and exits 1 on any violation.
+// on the new active), and exits 1 on any violation. DRILL_VERBOSE=1 prints every client event;
+// DRILL_KEEP=1 keeps the work directory (node logs, etcd data) of a passed run too.
 import Foundation
 import LicenseClient
 import LicenseProtocol
@@ -85,8 +86,10 @@ func main() async throws -> Int32 {
     try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
     defer {
         Diagnostics.save()
-        // A failed run keeps its directory (node logs, etcd data) for a look.
-        if Diagnostics.passed || ProcessInfo.processInfo.environment["DRILL_CLEAN"] != nil {
+        // A failed run keeps its directory (node logs, etcd data) for a look; DRILL_KEEP keeps
+        // a passed one's too.
+        let environment = ProcessInfo.processInfo.environment
+        if (Diagnostics.passed && environment["DRILL_KEEP"] == nil) || environment["DRILL_CLEAN"] != nil {
             try? FileManager.default.removeItem(at: work)
         } else {
             say("drill: kept \(work.path)")
@@ -148,6 +151,7 @@ func main() async throws -> Int32 {
     let gate = Gate()
     let servers = nodes.map { LicenseEndpoint.tcp(host: "127.0.0.1", port: $0.port) }
     let running = ManagedFlag()
+    let verbose = ProcessInfo.processInfo.environment["DRILL_VERBOSE"] != nil
     var clientTasks: [Task<Void, Never>] = []
     for index in 0..<options.clients {
         var configuration = LicenseClient.Configuration(user: "user\(index)", clientHost: "drill", clientName: "drill")
@@ -158,8 +162,14 @@ func main() async throws -> Int32 {
         let client = LicenseClient(configuration: configuration)
         Task {
             for await event in client.events {
-                if case .disconnected(let reason) = event, reason.contains("refused") { say("client \(index): \(reason)") }
-                if case .leaseLost(_, let reason) = event { say("client \(index): lease lost: \(reason)") }
+                // DRILL_VERBOSE: every event of every client (disconnects, reconnects, losses).
+                if case .leaseLost(let lease, let reason) = event {
+                    say("client \(index): lease \(lease.idHex.prefix(8)) lost: \(reason)")
+                } else if verbose {
+                    say("client \(index): \(event)")
+                } else if case .disconnected(let reason) = event, reason.contains("refused") {
+                    say("client \(index): \(reason)")
+                }
             }
         }
         clientTasks.append(
@@ -353,7 +363,7 @@ func main() async throws -> Int32 {
         while refusal == nil && ContinuousClock.now - lost < .seconds(20) {
             do {
                 let lease = try await probe.checkOut(feature: probeFeature)
-                _ = try? await probe.checkIn(lease)
+                try? await checkIn(lease, with: probe)
                 try await Task.sleep(for: .milliseconds(100))
             } catch let error as LicenseClientError where error.code == .unavailable {
                 refusal = (ContinuousClock.now - lost, error.message)
@@ -375,7 +385,7 @@ func main() async throws -> Int32 {
         while served == nil && ContinuousClock.now - restored < .seconds(30) {
             if let lease = try? await resumed.checkOut(feature: probeFeature) {
                 served = ContinuousClock.now - restored
-                _ = try? await resumed.checkIn(lease)
+                try? await checkIn(lease, with: resumed)
             } else {
                 try await Task.sleep(for: .milliseconds(100))
             }
@@ -417,13 +427,15 @@ func main() async throws -> Int32 {
 }
 
 /// Checks `lease` in as an application would: a check-in that could not be delivered (a failover
-/// in progress) is sent again, or the seat stays held by the library's heartbeats.
+/// in progress) is sent again, for up to 60 s (longer than any outage the drill makes), or the
+/// seat stays held by the library's heartbeats — and a probe seat left behind would hold up the
+/// next failover's measurement.
 func checkIn(_ lease: LicenseClient.Lease, with client: LicenseClient) async throws {
-    for attempt in 1...100 {
+    for attempt in 1...600 {
         do {
             try await client.checkIn(lease)
             return
-        } catch let error as LicenseClientError where error.tryAnotherServer && attempt < 100 {
+        } catch let error as LicenseClientError where error.tryAnotherServer && attempt < 600 {
             try? await Task.sleep(for: .milliseconds(100))
         }
     }

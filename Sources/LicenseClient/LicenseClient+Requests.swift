@@ -51,6 +51,8 @@ extension LicenseClient {
         var request = Licensed_V1_CheckInRequest()
         request.leaseID = .init(leaseID)
         var released: [Lease] = []
+        self.returning.insert(leaseID)
+        defer { self.returning.remove(leaseID) }
         do {
             let reply = try await self.withConnection { connection in try await connection.request(.checkIn(request)) }
             if case .checkIn(let response) = reply {
@@ -90,7 +92,7 @@ extension LicenseClient {
             request.leaseIds = self.held.keys.map { .init($0) }
             let response = try await self.withConnection { connection in try await connection.request(.heartbeat(request)) }
             if case .heartbeat(let renewed) = response, !renewed.lostLeaseIds.isEmpty {
-                for id in renewed.lostLeaseIds.map({ [UInt8]($0) }) {
+                for id in renewed.lostLeaseIds.map({ [UInt8]($0) }) where !self.returning.contains(id) {
                     if let lost = self.held.removeValue(forKey: id) {
                         self.eventSink.yield(.leaseLost(lost.lease, reason: "the server no longer holds this lease"))
                     }

@@ -132,6 +132,9 @@ public actor LicenseClient {
     var connection: LicenseConnection?
     private var hello: Licensed_V1_HelloResponse?
     var held: [[UInt8]: Held] = [:]
+    /// Leases with a check-in in flight: a heartbeat answered meanwhile may find them gone,
+    /// which is no loss.
+    var returning: Set<[UInt8]> = []
     var reconnecting: Task<Void, any Error>?
     /// The server that accepted the session last, or that a standby named as active: tried first.
     private var preferred: LicenseEndpoint?
@@ -174,6 +177,13 @@ public actor LicenseClient {
     /// next. Each server is tried once per call.
     private func establish(resume: [UInt8]?) async throws {
         guard !self.closed else { throw LicenseClientError.unavailable("the client is closed") }
+        if resume != nil, let current = self.connection {
+            // Resuming elsewhere leaves the current connection (a reconnection that got a Hello
+            // through but whose next request failed): the server tells it that the session moved
+            // on, which must not read as another client having taken the session.
+            self.connection = nil
+            Task { await current.close() }
+        }
         var candidates = self.configuration.endpoints
         if let preferred = self.preferred {
             candidates.removeAll { $0 == preferred }
@@ -338,7 +348,7 @@ public actor LicenseClient {
         var heartbeat = Licensed_V1_HeartbeatRequest()
         heartbeat.leaseIds = self.held.keys.map { .init($0) }
         guard case .heartbeat(let renewed) = try await connection.request(.heartbeat(heartbeat)) else { return }
-        for lostID in renewed.lostLeaseIds.map({ [UInt8]($0) }) {
+        for lostID in renewed.lostLeaseIds.map({ [UInt8]($0) }) where !self.returning.contains(lostID) {
             guard let lost = self.held.removeValue(forKey: lostID) else { continue }
             do {
                 guard case .checkOut(let response) = try await connection.request(.checkOut(lost.request)) else { continue }
