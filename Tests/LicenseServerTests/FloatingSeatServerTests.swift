@@ -1,4 +1,3 @@
-import LicenseClient
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
@@ -6,6 +5,8 @@ import LicenseServer
 import LicenseTestSupport
 import NIOCore
 import Testing
+
+@testable import LicenseClient
 
 @Suite("Floating seats over TCP")
 struct FloatingSeatServerTests {
@@ -47,6 +48,28 @@ struct FloatingSeatServerTests {
             #expect(status.features.map(\.inUse) == [2])
             #expect(status.features.map(\.capacity) == [2])
             for client in [a, b, c] { await client.close() }
+        }
+    }
+
+    @Test("a background heartbeat answered while a check-in is in flight reports no lease lost")
+    func heartbeatDuringCheckIn() async throws {
+        try await withTestServer(licenses: [Self.license(count: 2)]) { _, port in
+            let client = Self.client(port, user: "a")
+            for _ in 0..<50 {
+                let lease = try await client.checkOut(feature: "cad")
+                // The check-in goes first on the connection, so the heartbeat that lists the
+                // lease finds it gone; whichever reply the client handles first, it is no loss.
+                async let returned = client.checkIn(lease)
+                async let beat: Void = client.heartbeatInBackground()
+                _ = try await (returned, beat)
+            }
+            #expect(await client.leases.isEmpty)
+            await client.close()
+            var lost: [String] = []
+            for await event in client.events {
+                if case .leaseLost(let lease, let reason) = event { lost.append("\(lease.idHex): \(reason)") }
+            }
+            #expect(lost == [])
         }
     }
 
