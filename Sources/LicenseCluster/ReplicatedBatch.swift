@@ -70,13 +70,16 @@ package struct ReplicatedBatch: Sendable, Equatable {
             }
             changes.append(change)
         }
+        var audit: [AuditEvent] = []
+        audit.reserveCapacity(stored.audit.count)
+        for event in stored.audit { audit.append(try ReplicatedBatch.event(event)) }
         self.init(
             firstSequence: stored.firstSequence,
             part: stored.part,
             epoch: stored.epoch,
             nodeID: stored.nodeID,
             changes: changes,
-            audit: stored.audit.map(ReplicatedBatch.event)
+            audit: audit
         )
     }
 
@@ -86,30 +89,57 @@ package struct ReplicatedBatch: Sendable, Equatable {
         stored.action = event.action
         stored.actor = event.actor
         stored.subject = event.subject
-        stored.details = event.details.map { key, value in
-            var detail = Licensed_V1_ReplicatedAuditEvent.Detail()
-            detail.key = key
+        stored.detailKeys.reserveCapacity(event.details.count)
+        stored.detailKinds.reserveCapacity(event.details.count)
+        for (key, value) in event.details {
+            stored.detailKeys.append(key)
             switch value {
-            case .string(let text): detail.value.text = text
-            case .int(let number): detail.value.number = number
-            case .bool(let flag): detail.value.flag = flag
-            case .strings(let items): detail.value.texts.items = items
+            case .string(let text):
+                stored.detailKinds.append(.text)
+                stored.texts.append(text)
+            case .int(let number):
+                stored.detailKinds.append(.number)
+                stored.numbers.append(number)
+            case .bool(let flag):
+                stored.detailKinds.append(.flag)
+                stored.numbers.append(flag ? 1 : 0)
+            case .strings(let items):
+                stored.detailKinds.append(.texts)
+                stored.numbers.append(Int64(items.count))
+                stored.texts.append(contentsOf: items)
             }
-            return detail
         }
         return stored
     }
 
-    static func event(_ stored: Licensed_V1_ReplicatedAuditEvent) -> AuditEvent {
-        let details: [(String, AuditEvent.Value)] = stored.details.map { detail in
-            switch detail.value.kind {
-            case .text(let text): (detail.key, .string(text))
-            case .number(let number): (detail.key, .int(number))
-            case .flag(let flag): (detail.key, .bool(flag))
-            case .texts(let list): (detail.key, .strings(list.items))
-            case nil: (detail.key, .string(""))
-            }
+    /// The event `stored` holds; throws when its lists do not add up.
+    static func event(_ stored: Licensed_V1_ReplicatedAuditEvent) throws(ClusterError) -> AuditEvent {
+        guard stored.detailKeys.count == stored.detailKinds.count else {
+            throw ClusterError("an audit record has \(stored.detailKeys.count) detail names and \(stored.detailKinds.count) kinds")
         }
+        var texts = stored.texts[...]
+        var numbers = stored.numbers[...]
+        var details: [(String, AuditEvent.Value)] = []
+        details.reserveCapacity(stored.detailKeys.count)
+        for (key, kind) in zip(stored.detailKeys, stored.detailKinds) {
+            let value: AuditEvent.Value?
+            switch kind {
+            case .text: value = texts.popFirst().map { .string($0) }
+            case .number: value = numbers.popFirst().map { .int($0) }
+            case .flag: value = numbers.popFirst().map { .bool($0 != 0) }
+            case .texts:
+                if let count = numbers.popFirst(), count >= 0, count <= texts.count {
+                    value = .strings(Array(texts.prefix(Int(count))))
+                    texts = texts.dropFirst(Int(count))
+                } else {
+                    value = nil
+                }
+            case .UNRECOGNIZED(let raw): throw ClusterError("audit detail \(key) has an unknown kind \(raw)")
+            }
+            guard let value else { throw ClusterError("audit detail \(key) has no value") }
+            details.append((key, value))
+        }
+        guard texts.isEmpty, numbers.isEmpty else { throw ClusterError("an audit record has values left over after its details") }
         return AuditEvent(timeMs: stored.timeMs, action: stored.action, actor: stored.actor, subject: stored.subject, details: details)
     }
 }

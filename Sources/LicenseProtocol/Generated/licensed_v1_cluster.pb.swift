@@ -60,7 +60,11 @@ public nonisolated struct Licensed_V1_ClusterMember: Sendable {
   public init() {}
 }
 
-/// One audit record, as the active node wrote it to its own trail.
+/// One audit record, as the active node wrote it to its own trail. Its details are flat
+/// parallel lists rather than a message each (decoding a message per detail was a third of a
+/// standby's CPU): detail i is named detail_keys[i], has kind detail_kinds[i], and takes its value
+/// from the next unread entry of `texts` (TEXT), of `numbers` (NUMBER; FLAG as 0 or 1), or, for a
+/// TEXTS list, a count from `numbers` and that many entries of `texts`.
 public nonisolated struct Licensed_V1_ReplicatedAuditEvent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -78,112 +82,69 @@ public nonisolated struct Licensed_V1_ReplicatedAuditEvent: Sendable {
   /// To what.
   public var subject: String = String()
 
-  /// The details, in order.
-  public var details: [Licensed_V1_ReplicatedAuditEvent.Detail] = []
+  /// The details' names, in order.
+  public var detailKeys: [String] = []
+
+  /// The details' kinds, in the same order.
+  public var detailKinds: [Licensed_V1_ReplicatedAuditEvent.DetailKind] = []
+
+  /// Text values and list items, in detail order.
+  public var texts: [String] = []
+
+  /// Numbers, flags and list lengths, in detail order.
+  public var numbers: [Int64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
-  /// One detail value.
-  public nonisolated struct Value: Sendable {
-    // SwiftProtobuf.Message conformance is added in an extension below. See the
-    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-    // methods supported on all messages.
-
-    /// The value.
-    public var kind: Licensed_V1_ReplicatedAuditEvent.Value.OneOf_Kind? = nil
+  /// What a detail holds.
+  public nonisolated enum DetailKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
 
     /// Text.
-    public var text: String {
-      get {
-        if case .text(let v)? = kind {return v}
-        return String()
-      }
-      set {kind = .text(newValue)}
-    }
+    case text // = 0
 
     /// A number.
-    public var number: Int64 {
-      get {
-        if case .number(let v)? = kind {return v}
-        return 0
-      }
-      set {kind = .number(newValue)}
-    }
+    case number // = 1
 
     /// A flag.
-    public var flag: Bool {
-      get {
-        if case .flag(let v)? = kind {return v}
-        return false
-      }
-      set {kind = .flag(newValue)}
-    }
+    case flag // = 2
 
     /// A list of texts.
-    public var texts: Licensed_V1_ReplicatedAuditEvent.StringList {
-      get {
-        if case .texts(let v)? = kind {return v}
-        return Licensed_V1_ReplicatedAuditEvent.StringList()
+    case texts // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .text
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .text
+      case 1: self = .number
+      case 2: self = .flag
+      case 3: self = .texts
+      default: self = .UNRECOGNIZED(rawValue)
       }
-      set {kind = .texts(newValue)}
     }
 
-    public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-    /// The value.
-    public nonisolated enum OneOf_Kind: Equatable, Sendable {
-      /// Text.
-      case text(String)
-      /// A number.
-      case number(Int64)
-      /// A flag.
-      case flag(Bool)
-      /// A list of texts.
-      case texts(Licensed_V1_ReplicatedAuditEvent.StringList)
-
+    public var rawValue: Int {
+      switch self {
+      case .text: return 0
+      case .number: return 1
+      case .flag: return 2
+      case .texts: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
     }
 
-    public init() {}
-  }
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Licensed_V1_ReplicatedAuditEvent.DetailKind] = [
+      .text,
+      .number,
+      .flag,
+      .texts,
+    ]
 
-  /// A list of texts.
-  public nonisolated struct StringList: Sendable {
-    // SwiftProtobuf.Message conformance is added in an extension below. See the
-    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-    // methods supported on all messages.
-
-    /// The texts.
-    public var items: [String] = []
-
-    public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-    public init() {}
-  }
-
-  /// One named detail.
-  public nonisolated struct Detail: Sendable {
-    // SwiftProtobuf.Message conformance is added in an extension below. See the
-    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-    // methods supported on all messages.
-
-    /// Its name.
-    public var key: String = String()
-
-    /// Its value.
-    public var value: Licensed_V1_ReplicatedAuditEvent.Value {
-      get {_value ?? Licensed_V1_ReplicatedAuditEvent.Value()}
-      set {_value = newValue}
-    }
-    /// Returns true if `value` has been explicitly set.
-    public var hasValue: Bool {self._value != nil}
-    /// Clears the value of `value`. Subsequent reads from it will return its default value.
-    public mutating func clearValue() {self._value = nil}
-
-    public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-    public init() {}
-
-    fileprivate var _value: Licensed_V1_ReplicatedAuditEvent.Value? = nil
   }
 
   public init() {}
@@ -298,7 +259,7 @@ nonisolated extension Licensed_V1_ClusterMember: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_ReplicatedAuditEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ReplicatedAuditEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_ms\0\u{1}action\0\u{1}actor\0\u{1}subject\0\u{1}details\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_ms\0\u{1}action\0\u{1}actor\0\u{1}subject\0\u{4}\u{2}detail_keys\0\u{3}detail_kinds\0\u{1}texts\0\u{1}numbers\0\u{b}details\0\u{c}\u{5}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -310,7 +271,10 @@ nonisolated extension Licensed_V1_ReplicatedAuditEvent: SwiftProtobuf.Message, S
       case 2: try { try decoder.decodeSingularStringField(value: &self.action) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.actor) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.subject) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.details) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.detailKeys) }()
+      case 7: try { try decoder.decodeRepeatedEnumField(value: &self.detailKinds) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.texts) }()
+      case 9: try { try decoder.decodeRepeatedInt64Field(value: &self.numbers) }()
       default: break
       }
     }
@@ -329,8 +293,17 @@ nonisolated extension Licensed_V1_ReplicatedAuditEvent: SwiftProtobuf.Message, S
     if !self.subject.isEmpty {
       try visitor.visitSingularStringField(value: self.subject, fieldNumber: 4)
     }
-    if !self.details.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.details, fieldNumber: 5)
+    if !self.detailKeys.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.detailKeys, fieldNumber: 6)
+    }
+    if !self.detailKinds.isEmpty {
+      try visitor.visitPackedEnumField(value: self.detailKinds, fieldNumber: 7)
+    }
+    if !self.texts.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.texts, fieldNumber: 8)
+    }
+    if !self.numbers.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.numbers, fieldNumber: 9)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -340,165 +313,17 @@ nonisolated extension Licensed_V1_ReplicatedAuditEvent: SwiftProtobuf.Message, S
     if lhs.action != rhs.action {return false}
     if lhs.actor != rhs.actor {return false}
     if lhs.subject != rhs.subject {return false}
-    if lhs.details != rhs.details {return false}
+    if lhs.detailKeys != rhs.detailKeys {return false}
+    if lhs.detailKinds != rhs.detailKinds {return false}
+    if lhs.texts != rhs.texts {return false}
+    if lhs.numbers != rhs.numbers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Licensed_V1_ReplicatedAuditEvent.Value: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = Licensed_V1_ReplicatedAuditEvent.protoMessageName + ".Value"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}text\0\u{1}number\0\u{1}flag\0\u{1}texts\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.kind != nil {try decoder.handleConflictingOneOf()}
-          self.kind = .text(v)
-        }
-      }()
-      case 2: try {
-        var v: Int64?
-        try decoder.decodeSingularInt64Field(value: &v)
-        if let v = v {
-          if self.kind != nil {try decoder.handleConflictingOneOf()}
-          self.kind = .number(v)
-        }
-      }()
-      case 3: try {
-        var v: Bool?
-        try decoder.decodeSingularBoolField(value: &v)
-        if let v = v {
-          if self.kind != nil {try decoder.handleConflictingOneOf()}
-          self.kind = .flag(v)
-        }
-      }()
-      case 4: try {
-        var v: Licensed_V1_ReplicatedAuditEvent.StringList?
-        var hadOneofValue = false
-        if let current = self.kind {
-          hadOneofValue = true
-          if case .texts(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.kind = .texts(v)
-        }
-      }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    switch self.kind {
-    case .text?: try {
-      guard case .text(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
-    }()
-    case .number?: try {
-      guard case .number(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularInt64Field(value: v, fieldNumber: 2)
-    }()
-    case .flag?: try {
-      guard case .flag(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 3)
-    }()
-    case .texts?: try {
-      guard case .texts(let v)? = self.kind else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    }()
-    case nil: break
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Licensed_V1_ReplicatedAuditEvent.Value, rhs: Licensed_V1_ReplicatedAuditEvent.Value) -> Bool {
-    if lhs.kind != rhs.kind {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Licensed_V1_ReplicatedAuditEvent.StringList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = Licensed_V1_ReplicatedAuditEvent.protoMessageName + ".StringList"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}items\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedStringField(value: &self.items) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.items.isEmpty {
-      try visitor.visitRepeatedStringField(value: self.items, fieldNumber: 1)
-    }
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Licensed_V1_ReplicatedAuditEvent.StringList, rhs: Licensed_V1_ReplicatedAuditEvent.StringList) -> Bool {
-    if lhs.items != rhs.items {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Licensed_V1_ReplicatedAuditEvent.Detail: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = Licensed_V1_ReplicatedAuditEvent.protoMessageName + ".Detail"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{1}value\0")
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._value) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.key.isEmpty {
-      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
-    }
-    try { if let v = self._value {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Licensed_V1_ReplicatedAuditEvent.Detail, rhs: Licensed_V1_ReplicatedAuditEvent.Detail) -> Bool {
-    if lhs.key != rhs.key {return false}
-    if lhs._value != rhs._value {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
+nonisolated extension Licensed_V1_ReplicatedAuditEvent.DetailKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TEXT\0\u{1}NUMBER\0\u{1}FLAG\0\u{1}TEXTS\0")
 }
 
 nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

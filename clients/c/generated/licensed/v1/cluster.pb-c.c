@@ -52,24 +52,6 @@ void   licensed__v1__cluster_member__free_unpacked
   assert(message->base.descriptor == &licensed__v1__cluster_member__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-void   licensed__v1__replicated_audit_event__value__init
-                     (Licensed__V1__ReplicatedAuditEvent__Value         *message)
-{
-  static const Licensed__V1__ReplicatedAuditEvent__Value init_value = LICENSED__V1__REPLICATED_AUDIT_EVENT__VALUE__INIT;
-  *message = init_value;
-}
-void   licensed__v1__replicated_audit_event__string_list__init
-                     (Licensed__V1__ReplicatedAuditEvent__StringList         *message)
-{
-  static const Licensed__V1__ReplicatedAuditEvent__StringList init_value = LICENSED__V1__REPLICATED_AUDIT_EVENT__STRING_LIST__INIT;
-  *message = init_value;
-}
-void   licensed__v1__replicated_audit_event__detail__init
-                     (Licensed__V1__ReplicatedAuditEvent__Detail         *message)
-{
-  static const Licensed__V1__ReplicatedAuditEvent__Detail init_value = LICENSED__V1__REPLICATED_AUDIT_EVENT__DETAIL__INIT;
-  *message = init_value;
-}
 void   licensed__v1__replicated_audit_event__init
                      (Licensed__V1__ReplicatedAuditEvent         *message)
 {
@@ -282,173 +264,39 @@ const ProtobufCMessageDescriptor licensed__v1__cluster_member__descriptor =
   (ProtobufCMessageInit) licensed__v1__cluster_member__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__replicated_audit_event__value__field_descriptors[4] =
+static const ProtobufCEnumValue licensed__v1__replicated_audit_event__detail_kind__enum_values_by_number[4] =
 {
-  {
-    "text",
-    1,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, kind_case),
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, text),
-    NULL,
-    &protobuf_c_empty_string,
-    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "number",
-    2,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_INT64,
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, kind_case),
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, number),
-    NULL,
-    NULL,
-    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "flag",
-    3,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_BOOL,
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, kind_case),
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, flag),
-    NULL,
-    NULL,
-    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "texts",
-    4,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, kind_case),
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Value, texts),
-    &licensed__v1__replicated_audit_event__string_list__descriptor,
-    NULL,
-    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
+  { "TEXT", "LICENSED__V1__REPLICATED_AUDIT_EVENT__DETAIL_KIND__TEXT", 0 },
+  { "NUMBER", "LICENSED__V1__REPLICATED_AUDIT_EVENT__DETAIL_KIND__NUMBER", 1 },
+  { "FLAG", "LICENSED__V1__REPLICATED_AUDIT_EVENT__DETAIL_KIND__FLAG", 2 },
+  { "TEXTS", "LICENSED__V1__REPLICATED_AUDIT_EVENT__DETAIL_KIND__TEXTS", 3 },
 };
-static const unsigned licensed__v1__replicated_audit_event__value__field_indices_by_name[] = {
-  2,   /* field[2] = flag */
-  1,   /* field[1] = number */
-  0,   /* field[0] = text */
-  3,   /* field[3] = texts */
+static const ProtobufCIntRange licensed__v1__replicated_audit_event__detail_kind__value_ranges[] = {
+{0, 0},{0, 4}
 };
-static const ProtobufCIntRange licensed__v1__replicated_audit_event__value__number_ranges[1 + 1] =
+static const ProtobufCEnumValueIndex licensed__v1__replicated_audit_event__detail_kind__enum_values_by_name[4] =
 {
-  { 1, 0 },
-  { 0, 4 }
+  { "FLAG", 2 },
+  { "NUMBER", 1 },
+  { "TEXT", 0 },
+  { "TEXTS", 3 },
 };
-const ProtobufCMessageDescriptor licensed__v1__replicated_audit_event__value__descriptor =
+const ProtobufCEnumDescriptor licensed__v1__replicated_audit_event__detail_kind__descriptor =
 {
-  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "licensed.v1.ReplicatedAuditEvent.Value",
-  "Value",
-  "Licensed__V1__ReplicatedAuditEvent__Value",
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "licensed.v1.ReplicatedAuditEvent.DetailKind",
+  "DetailKind",
+  "Licensed__V1__ReplicatedAuditEvent__DetailKind",
   "licensed.v1",
-  sizeof(Licensed__V1__ReplicatedAuditEvent__Value),
   4,
-  licensed__v1__replicated_audit_event__value__field_descriptors,
-  licensed__v1__replicated_audit_event__value__field_indices_by_name,
-  1,  licensed__v1__replicated_audit_event__value__number_ranges,
-  (ProtobufCMessageInit) licensed__v1__replicated_audit_event__value__init,
-  NULL,NULL,NULL    /* reserved[123] */
-};
-static const ProtobufCFieldDescriptor licensed__v1__replicated_audit_event__string_list__field_descriptors[1] =
-{
-  {
-    "items",
-    1,
-    PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_STRING,
-    offsetof(Licensed__V1__ReplicatedAuditEvent__StringList, n_items),
-    offsetof(Licensed__V1__ReplicatedAuditEvent__StringList, items),
-    NULL,
-    &protobuf_c_empty_string,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-};
-static const unsigned licensed__v1__replicated_audit_event__string_list__field_indices_by_name[] = {
-  0,   /* field[0] = items */
-};
-static const ProtobufCIntRange licensed__v1__replicated_audit_event__string_list__number_ranges[1 + 1] =
-{
-  { 1, 0 },
-  { 0, 1 }
-};
-const ProtobufCMessageDescriptor licensed__v1__replicated_audit_event__string_list__descriptor =
-{
-  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "licensed.v1.ReplicatedAuditEvent.StringList",
-  "StringList",
-  "Licensed__V1__ReplicatedAuditEvent__StringList",
-  "licensed.v1",
-  sizeof(Licensed__V1__ReplicatedAuditEvent__StringList),
+  licensed__v1__replicated_audit_event__detail_kind__enum_values_by_number,
+  4,
+  licensed__v1__replicated_audit_event__detail_kind__enum_values_by_name,
   1,
-  licensed__v1__replicated_audit_event__string_list__field_descriptors,
-  licensed__v1__replicated_audit_event__string_list__field_indices_by_name,
-  1,  licensed__v1__replicated_audit_event__string_list__number_ranges,
-  (ProtobufCMessageInit) licensed__v1__replicated_audit_event__string_list__init,
-  NULL,NULL,NULL    /* reserved[123] */
+  licensed__v1__replicated_audit_event__detail_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__replicated_audit_event__detail__field_descriptors[2] =
-{
-  {
-    "key",
-    1,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Detail, key),
-    NULL,
-    &protobuf_c_empty_string,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
-    "value",
-    2,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_MESSAGE,
-    0,   /* quantifier_offset */
-    offsetof(Licensed__V1__ReplicatedAuditEvent__Detail, value),
-    &licensed__v1__replicated_audit_event__value__descriptor,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-};
-static const unsigned licensed__v1__replicated_audit_event__detail__field_indices_by_name[] = {
-  0,   /* field[0] = key */
-  1,   /* field[1] = value */
-};
-static const ProtobufCIntRange licensed__v1__replicated_audit_event__detail__number_ranges[1 + 1] =
-{
-  { 1, 0 },
-  { 0, 2 }
-};
-const ProtobufCMessageDescriptor licensed__v1__replicated_audit_event__detail__descriptor =
-{
-  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-  "licensed.v1.ReplicatedAuditEvent.Detail",
-  "Detail",
-  "Licensed__V1__ReplicatedAuditEvent__Detail",
-  "licensed.v1",
-  sizeof(Licensed__V1__ReplicatedAuditEvent__Detail),
-  2,
-  licensed__v1__replicated_audit_event__detail__field_descriptors,
-  licensed__v1__replicated_audit_event__detail__field_indices_by_name,
-  1,  licensed__v1__replicated_audit_event__detail__number_ranges,
-  (ProtobufCMessageInit) licensed__v1__replicated_audit_event__detail__init,
-  NULL,NULL,NULL    /* reserved[123] */
-};
-static const ProtobufCFieldDescriptor licensed__v1__replicated_audit_event__field_descriptors[5] =
+static const ProtobufCFieldDescriptor licensed__v1__replicated_audit_event__field_descriptors[8] =
 {
   {
     "time_ms",
@@ -499,29 +347,69 @@ static const ProtobufCFieldDescriptor licensed__v1__replicated_audit_event__fiel
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "details",
-    5,
+    "detail_keys",
+    6,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_MESSAGE,
-    offsetof(Licensed__V1__ReplicatedAuditEvent, n_details),
-    offsetof(Licensed__V1__ReplicatedAuditEvent, details),
-    &licensed__v1__replicated_audit_event__detail__descriptor,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__ReplicatedAuditEvent, n_detail_keys),
+    offsetof(Licensed__V1__ReplicatedAuditEvent, detail_keys),
     NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail_kinds",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Licensed__V1__ReplicatedAuditEvent, n_detail_kinds),
+    offsetof(Licensed__V1__ReplicatedAuditEvent, detail_kinds),
+    &licensed__v1__replicated_audit_event__detail_kind__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "texts",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__ReplicatedAuditEvent, n_texts),
+    offsetof(Licensed__V1__ReplicatedAuditEvent, texts),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "numbers",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Licensed__V1__ReplicatedAuditEvent, n_numbers),
+    offsetof(Licensed__V1__ReplicatedAuditEvent, numbers),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
 static const unsigned licensed__v1__replicated_audit_event__field_indices_by_name[] = {
   1,   /* field[1] = action */
   2,   /* field[2] = actor */
-  4,   /* field[4] = details */
+  4,   /* field[4] = detail_keys */
+  5,   /* field[5] = detail_kinds */
+  7,   /* field[7] = numbers */
   3,   /* field[3] = subject */
+  6,   /* field[6] = texts */
   0,   /* field[0] = time_ms */
 };
-static const ProtobufCIntRange licensed__v1__replicated_audit_event__number_ranges[1 + 1] =
+static const ProtobufCIntRange licensed__v1__replicated_audit_event__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 6, 4 },
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor licensed__v1__replicated_audit_event__descriptor =
 {
@@ -531,10 +419,10 @@ const ProtobufCMessageDescriptor licensed__v1__replicated_audit_event__descripto
   "Licensed__V1__ReplicatedAuditEvent",
   "licensed.v1",
   sizeof(Licensed__V1__ReplicatedAuditEvent),
-  5,
+  8,
   licensed__v1__replicated_audit_event__field_descriptors,
   licensed__v1__replicated_audit_event__field_indices_by_name,
-  1,  licensed__v1__replicated_audit_event__number_ranges,
+  2,  licensed__v1__replicated_audit_event__number_ranges,
   (ProtobufCMessageInit) licensed__v1__replicated_audit_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
