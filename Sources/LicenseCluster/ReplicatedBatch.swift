@@ -1,3 +1,4 @@
+package import Foundation
 package import LicenseAudit
 package import LicenseCore
 package import LicenseProtocol
@@ -18,11 +19,23 @@ package struct ReplicatedBatch: Sendable, Equatable {
     package var part: UInt64
     /// The changes, in order.
     package var changes: [LedgerChange]
+    /// Each change as a serialized `WalRecord` (encoded once: for the batch's size, and its bytes).
+    package var records: [Data]
     /// The audit records, in order.
     package var audit: [AuditEvent]
 
     /// A batch.
-    package init(firstSequence: UInt64, part: UInt64 = 0, epoch: Int64, nodeID: String, changes: [LedgerChange], audit: [AuditEvent]) {
+    package init(
+        firstSequence: UInt64,
+        part: UInt64 = 0,
+        epoch: Int64,
+        nodeID: String,
+        changes: [LedgerChange],
+        records: [Data]? = nil,
+        audit: [AuditEvent]
+    ) {
+        // Serializing a message of known fields cannot fail.
+        self.records = records ?? changes.map { try! $0.record.serializedData() }
         self.firstSequence = firstSequence
         self.part = part
         self.epoch = epoch
@@ -43,7 +56,7 @@ package struct ReplicatedBatch: Sendable, Equatable {
         batch.epoch = epoch
         batch.nodeID = nodeID
         batch.part = part
-        batch.changes = changes.map(\.record)
+        batch.changes = records
         batch.audit = audit.map { ReplicatedBatch.stored($0.resolved) }
         return batch
     }
@@ -64,8 +77,8 @@ package struct ReplicatedBatch: Sendable, Equatable {
         }
         var changes: [LedgerChange] = []
         changes.reserveCapacity(stored.changes.count)
-        for (index, record) in stored.changes.enumerated() {
-            guard let change = LedgerChange(record: record) else {
+        for (index, bytes) in stored.changes.enumerated() {
+            guard let record = try? Licensed_V1_WalRecord(serializedBytes: bytes), let change = LedgerChange(record: record) else {
                 throw ClusterError("log batch \(stored.firstSequence): change \(index) is malformed")
             }
             changes.append(change)
@@ -79,6 +92,7 @@ package struct ReplicatedBatch: Sendable, Equatable {
             epoch: stored.epoch,
             nodeID: stored.nodeID,
             changes: changes,
+            records: stored.changes,
             audit: audit
         )
     }

@@ -1,6 +1,7 @@
 import DequeModule
 import Dispatch
 package import Etcd
+import Foundation
 package import LicenseAudit
 package import LicenseCore
 package import LicenseFiles
@@ -276,6 +277,7 @@ package final class ReplicatedLog: CommitLog {
             guard let epoch = queue.epoch, !queue.failed, !queue.pending.isEmpty else { return nil }
             let first = queue.committed + 1
             var changes: [LedgerChange] = []
+            var records: [Data] = []
             var audit: [AuditEvent] = []
             var bytes = 0
             let cut = queue.snapshot.map(\.sequence)
@@ -285,8 +287,11 @@ package final class ReplicatedLog: CommitLog {
                 queue.pending.removeFirst()
                 switch item {
                 case .change(let change):
+                    // Serializing a message of known fields cannot fail.
+                    let record = try! change.record.serializedData()
                     changes.append(change)
-                    bytes += (try? change.record.serializedBytes() as [UInt8])?.count ?? 0
+                    records.append(record)
+                    bytes += record.count
                 case .audit(let event):
                     let resolved = event.resolved
                     audit.append(resolved)
@@ -301,6 +306,7 @@ package final class ReplicatedLog: CommitLog {
                 epoch: epoch,
                 nodeID: nodeID,
                 changes: changes,
+                records: records,
                 audit: audit
             )
             return Batch(batch: batch, epoch: epoch, bytes: batch.encoded, previous: queue.head, started: .now)

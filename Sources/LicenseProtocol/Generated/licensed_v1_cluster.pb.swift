@@ -25,6 +25,11 @@
 ///
 /// Not part of the client protocol; documented so an operator can read the keys with etcdctl.
 
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 public import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -165,8 +170,9 @@ public nonisolated struct Licensed_V1_ReplicatedBatch: Sendable {
   /// The epoch of the node that wrote it.
   public var epoch: Int64 = 0
 
-  /// The changes, in order, as the write-ahead log stores them.
-  public var changes: [Licensed_V1_WalRecord] = []
+  /// The changes, in order: each a serialized WalRecord, as the write-ahead log stores it (on the
+  /// wire the same as `repeated WalRecord`; bytes, so that each change is encoded once).
+  public var changes: [Data] = []
 
   /// The audit records, in order.
   public var audit: [Licensed_V1_ReplicatedAuditEvent] = []
@@ -338,7 +344,7 @@ nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.firstSequence) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.epoch) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.changes) }()
+      case 3: try { try decoder.decodeRepeatedBytesField(value: &self.changes) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.audit) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.part) }()
@@ -355,7 +361,7 @@ nonisolated extension Licensed_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftP
       try visitor.visitSingularInt64Field(value: self.epoch, fieldNumber: 2)
     }
     if !self.changes.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.changes, fieldNumber: 3)
+      try visitor.visitRepeatedBytesField(value: self.changes, fieldNumber: 3)
     }
     if !self.audit.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.audit, fieldNumber: 4)

@@ -456,10 +456,10 @@ static const ProtobufCFieldDescriptor licensed__v1__replicated_batch__field_desc
     "changes",
     3,
     PROTOBUF_C_LABEL_REPEATED,
-    PROTOBUF_C_TYPE_MESSAGE,
+    PROTOBUF_C_TYPE_BYTES,
     offsetof(Licensed__V1__ReplicatedBatch, n_changes),
     offsetof(Licensed__V1__ReplicatedBatch, changes),
-    &licensed__v1__wal_record__descriptor,
+    NULL,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */

@@ -147,10 +147,11 @@ struct  Licensed__V1__ReplicatedBatch
    */
   int64_t epoch;
   /*
-   * The changes, in order, as the write-ahead log stores them.
+   * The changes, in order: each a serialized WalRecord, as the write-ahead log stores it (on the
+   * wire the same as `repeated WalRecord`; bytes, so that each change is encoded once).
    */
   size_t n_changes;
-  Licensed__V1__WalRecord **changes;
+  ProtobufCBinaryData *changes;
   /*
    * The audit records, in order.
    */
