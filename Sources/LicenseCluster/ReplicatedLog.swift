@@ -142,7 +142,7 @@ package final class ReplicatedLog: CommitLog {
             }
             // Seen already (a batch of audit records only, read again after a restart).
             if batch.part < queue.nextPart { return }
-            let last = local.append(batch.changes, audit: batch.audit, wakeWriter: true)
+            let last = local.append(batch.changes, records: batch.records.map { [UInt8]($0) }, audit: batch.audit, wakeWriter: true)
             guard last == batch.lastSequence else {
                 throw ClusterError("the local log is at \(last) after batch \(batch.position)")
             }
@@ -373,7 +373,7 @@ package final class ReplicatedLog: CommitLog {
     func committed(_ pending: Batch) {
         let batch = pending.batch
         let signals = queue.withLock { queue -> CommitLogSignals? in
-            _ = local.append(batch.changes, audit: batch.audit, wakeWriter: true)
+            _ = local.append(batch.changes, records: batch.records.map { [UInt8]($0) }, audit: batch.audit, wakeWriter: true)
             advance(&queue, past: batch)
             return queue.signals
         }

@@ -14,6 +14,7 @@ extension LedgerStore {
     /// A batch taken from the queue.
     private struct Batch {
         var changes: [LedgerChange]
+        var records: [[UInt8]?]
         var audit: [AuditEvent]
         var last: UInt64
         var rotation: Rotation?
@@ -27,9 +28,17 @@ extension LedgerStore {
                 queue.writerIdle = true
                 return (nil, false)
             }
-            let batch = Batch(changes: queue.pending, audit: queue.pendingAudit, last: queue.assigned, rotation: queue.rotation)
+            let batch = Batch(
+                changes: queue.pending,
+                records: queue.pendingRecords,
+                audit: queue.pendingAudit,
+                last: queue.assigned,
+                rotation: queue.rotation
+            )
             queue.pending = []
             queue.pending.reserveCapacity(batch.changes.count)
+            queue.pendingRecords = []
+            queue.pendingRecords.reserveCapacity(batch.changes.count)
             queue.pendingAudit = []
             queue.rotation = nil
             return (batch, false)
@@ -49,18 +58,18 @@ extension LedgerStore {
             // A snapshot cuts the batch at its index: records before it end the old segment.
             var bytes: [UInt8] = []
             var sequence = batch.last - UInt64(batch.changes.count)
-            func encode(_ part: ArraySlice<LedgerChange>) {
-                for change in part {
+            func encode(_ part: Range<Int>) {
+                for index in part {
                     sequence += 1
                     // Serializing a message of known fields cannot fail.
-                    let body: [UInt8] = try! change.record.serializedBytes()
+                    let body: [UInt8] = try! batch.records[index] ?? batch.changes[index].record.serializedBytes()
                     LogSegment.encode(sequence: sequence, body: body, into: &bytes)
                 }
             }
             let cutIndex = batch.rotation?.cutIndex ?? 0
-            encode(batch.changes[..<cutIndex])
+            encode(0..<cutIndex)
             let cutOffset = bytes.count
-            encode(batch.changes[cutIndex...])
+            encode(cutIndex..<batch.changes.count)
             let bytesAfterCut = bytes.count - cutOffset
             if bytesAfterCut > 0 { self.queue.withLock { $0.bytesSinceSnapshot += bytesAfterCut } }
             let outcome = self.files.withLock { files -> (reported: UInt64, error: (any Error)?) in

@@ -42,6 +42,9 @@ public final class LedgerStore: CommitLog {
         /// They are encoded on the writer thread, not on the caller's (protobuf encoding was 14%
         /// of the serving loop's time at 40k check-outs/s).
         var pending: [LedgerChange] = []
+        /// For each pending change, its record when the caller had it encoded already (a node
+        /// of a cluster copying the replicated log), else nil.
+        var pendingRecords: [[UInt8]?] = []
         var pendingAudit: [AuditEvent] = []
         var assigned: UInt64
         var recordsSinceSnapshot = 0
@@ -170,12 +173,26 @@ public final class LedgerStore: CommitLog {
 
     @discardableResult
     public func append(_ changes: [LedgerChange], audit events: [AuditEvent] = [], wakeWriter: Bool = true) -> UInt64 {
+        self.append(changes, records: nil, audit: events, wakeWriter: wakeWriter)
+    }
+
+    /// Appends `changes` (with `records`, each change's `WalRecord` already serialized, when the
+    /// caller has them: a node of a cluster copying the replicated log) and the audit records
+    /// written with them; returns the last sequence number.
+    @discardableResult
+    public func append(_ changes: [LedgerChange], records: [[UInt8]]?, audit events: [AuditEvent], wakeWriter: Bool) -> UInt64 {
         guard !changes.isEmpty else {
             self.audit(events, wakeWriter: wakeWriter)
             return self.lastAssigned
         }
+        precondition(records == nil || records!.count == changes.count, "one record per change")
         let (last, signal) = self.queue.withLock { queue in
             queue.pending.append(contentsOf: changes)
+            if let records {
+                queue.pendingRecords.append(contentsOf: records.lazy.map { Optional($0) })
+            } else {
+                queue.pendingRecords.append(contentsOf: repeatElement(nil, count: changes.count))
+            }
             queue.assigned += UInt64(changes.count)
             queue.recordsSinceSnapshot += changes.count
             if queue.hasAuditTrail { queue.pendingAudit.append(contentsOf: events) }
