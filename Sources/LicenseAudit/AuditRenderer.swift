@@ -91,20 +91,26 @@ struct AuditRenderer {
         out.append(UInt8(ascii: "\""))
         var text = text
         text.withUTF8 { bytes in
-            for byte in bytes {
+            // Runs of bytes that need no escape are copied whole (most texts are one run).
+            var run = 0
+            for index in bytes.indices {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<index]))
+                run = index + 1
                 switch byte {
                 case UInt8(ascii: "\""): Self.ascii("\\\"", &out)
                 case UInt8(ascii: "\\"): Self.ascii("\\\\", &out)
                 case 0x0A: Self.ascii("\\n", &out)
                 case 0x0D: Self.ascii("\\r", &out)
                 case 0x09: Self.ascii("\\t", &out)
-                case 0..<0x20:
+                default:
                     Self.ascii("\\u00", &out)
                     out.append(Self.hexDigits[Int(byte >> 4)])
                     out.append(Self.hexDigits[Int(byte & 0x0F)])
-                default: out.append(byte)
                 }
             }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
         }
         out.append(UInt8(ascii: "\""))
     }
