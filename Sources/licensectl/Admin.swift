@@ -75,7 +75,7 @@ struct Leases: AsyncParsableCommand {
                         "feature": $0.feature, "lease_id": [UInt8]($0.holder.leaseID).hexString, "user": $0.holder.user,
                         "host": $0.holder.host,
                         "count": $0.holder.count, "since_ms": $0.holder.sinceMs, "expires_at_ms": $0.holder.expiresAtMs,
-                        "license_id": $0.holder.licenseID,
+                        "license_id": $0.holder.licenseID, "fencing_token": $0.holder.fencingToken,
                         "shared": $0.holder.shared, "overage": $0.holder.overage, "borrowed": $0.holder.borrowed,
                     ] as [String: Any]
                 }

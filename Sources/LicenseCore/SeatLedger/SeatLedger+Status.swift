@@ -77,6 +77,7 @@ extension SeatLedger {
         holder.overage = lease.overage
         holder.borrowed = lease.borrowed
         holder.licenseID = lease.licenseID
+        holder.fencingToken = lease.fencingToken
         return holder
     }
 }

@@ -219,6 +219,9 @@ public nonisolated struct Licensed_V1_Holder: Sendable {
   /// The licence the seats came from.
   public var licenseID: String = String()
 
+  /// The lease's fencing token (kept across a failover, as the lease is).
+  public var fencingToken: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -769,7 +772,7 @@ nonisolated extension Licensed_V1_StatusRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Holder"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{1}user\0\u{1}host\0\u{1}count\0\u{3}since_ms\0\u{3}expires_at_ms\0\u{1}shared\0\u{1}overage\0\u{1}borrowed\0\u{3}license_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{1}user\0\u{1}host\0\u{1}count\0\u{3}since_ms\0\u{3}expires_at_ms\0\u{1}shared\0\u{1}overage\0\u{1}borrowed\0\u{3}license_id\0\u{3}fencing_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -787,6 +790,7 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
       case 8: try { try decoder.decodeSingularBoolField(value: &self.overage) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.borrowed) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.fencingToken) }()
       default: break
       }
     }
@@ -823,6 +827,9 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.licenseID.isEmpty {
       try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 10)
     }
+    if self.fencingToken != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fencingToken, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -837,6 +844,7 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.overage != rhs.overage {return false}
     if lhs.borrowed != rhs.borrowed {return false}
     if lhs.licenseID != rhs.licenseID {return false}
+    if lhs.fencingToken != rhs.fencingToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,14 +1,14 @@
 /*
  * licensed_client.h — C client for the licensed floating-licence server.
  *
- * One handle is one connection and one session. Every function is safe to call from several
- * threads on the same handle (requests are serialised by a mutex inside the handle); there is no
- * global state. The library speaks the length-prefixed protobuf protocol of Protos/licensed/v1
+ * One handle is one session, on one server or on a cluster's active server. Every function is
+ * safe to call from several threads on the same handle (requests are serialised by a mutex inside
+ * the handle); there is no global state. The library speaks the length-prefixed protobuf protocol of Protos/licensed/v1
  * (4-byte big-endian length, then a ClientMessage / ServerMessage) through libprotobuf-c, and
  * verifies activation certificates with OpenSSL's Ed25519.
  *
  *     lc_client *c = NULL;
- *     if (lc_connect(&c, "licence.example.com", 27070, 5000, NULL) != LC_OK) ...
+ *     if (lc_connect(&c, "lic1.example.com,lic2.example.com,lic3.example.com", 27070, 5000, NULL, NULL, 0) != LC_OK) ...
  *     lc_hello(c, "ada", "ws1", "acme-cad", "2026.2");
  *     lc_lease lease;
  *     if (lc_checkout(c, "cad.solver", NULL, 1, 0, &lease) == LC_OK) {
@@ -19,6 +19,20 @@
  *     lc_close(c);
  *
  * Link with: pkg-config --cflags --libs licensed-client
+ *
+ * Failover. Given a cluster's servers, the library talks to the active one: a standby answers
+ * Hello with NOT_ACTIVE and the active server's address, and the library goes there. When the
+ * connection is lost, or the server says it cannot act now (UNAVAILABLE), or it has become a
+ * standby, a call walks the list (the last server that served first), resumes the session on the
+ * server that serves — its leases and their fencing tokens with it, no new check-out — and sends
+ * the request again; between walks that find no server it backs off (jittered, 50 ms doubling to
+ * 1 s) until the handle's timeout. The background heartbeat thread does the same, and after a
+ * failed beat walks again every 200 ms. A cluster elects a new active server about one election
+ * TTL (3 s by default) after the old one is lost, and the leases live for their TTL (at least 10 s)
+ * from their last renewal: an application that keeps heartbeating sees a failover as a pause of a
+ * few seconds in its calls, and loses no seat. lc_state and the state callback say when no server
+ * serves and how long the leases have left; a server that comes back within that time still holds
+ * them.
  */
 #ifndef LICENSED_CLIENT_H
 #define LICENSED_CLIENT_H
@@ -57,7 +71,7 @@ typedef enum lc_result {
     LC_NOT_ACTIVE = 19,      /* a standby of a cluster: the active server is elsewhere */
     LC_STALE_RESUME = 20,    /* a resume overtaken by a newer one of the same client */
     /* This side: */
-    LC_ERR_IO = -1,          /* the connection failed or closed (after one reconnection attempt) */
+    LC_ERR_IO = -1,          /* the connection failed or closed (and no server took the session over in time) */
     LC_ERR_PROTOCOL = -2,    /* the server sent something that is not a valid reply */
     LC_ERR_TIMEOUT = -3,     /* no reply within the handle's timeout */
     LC_ERR_NO_MEMORY = -4,   /* an allocation failed */
@@ -101,17 +115,21 @@ typedef struct lc_feature_status {
 } lc_feature_status;
 
 /*
- * Connects to host:port within timeout_ms (which also bounds every later reply). token is the
- * access token the server may require (NULL or "" for none). On success *out is a new handle; on
- * failure *out is NULL and the result says why (no handle means no lc_error_message: the reason is
- * written to errbuf when it is not NULL).
+ * Connects to the first of `servers` that accepts a connection, within timeout_ms (which also
+ * bounds every later call, failovers included). `servers` is one server or a cluster's list:
+ * "host:port,host:port,…" (also "[v6 address]:port" and "port@host"; an entry without a port
+ * uses `port`, which may be 0 when every entry has one); NULL reads LICENSED_SERVERS, then
+ * LICENSED_SERVER, from the environment. token is the access token the server may require (NULL
+ * or "" for none). On success *out is a new handle; on failure *out is NULL and the result says why
+ * (no handle means no lc_error_message: the reason is written to errbuf when it is not NULL).
  */
-int lc_connect(lc_client **out, const char *host, int port, int timeout_ms, const char *token, char *errbuf, size_t errbuf_len);
+int lc_connect(lc_client **out, const char *servers, int port, int timeout_ms, const char *token, char *errbuf, size_t errbuf_len);
 
 /*
  * Opens the session: user, host name, client software name and version (NULL for empty). Must
- * come before any other request. After a lost connection the library reconnects once per request
- * and resumes this session, so leases survive a dropped connection.
+ * come before any other request. On a standby it follows the redirect to the active server. After
+ * a lost connection the library resumes this session on whichever server serves (see Failover),
+ * so leases survive a dropped connection and a failover.
  */
 int lc_hello(lc_client *c, const char *user, const char *host, const char *client_name, const char *client_version);
 
@@ -127,8 +145,9 @@ int lc_checkout(lc_client *c, const char *feature, const char *version, uint32_t
 int lc_checkin(lc_client *c, const lc_lease *lease);
 
 /*
- * Renews every lease of the session now. *lost (if not NULL) is set to the number of leases the
- * server no longer had (reclaimed or revoked).
+ * Renews the leases this handle holds now (those checked out and not in). *lost (if not NULL) is
+ * set to the number of them the server no longer had (reclaimed or revoked); they are no longer
+ * held.
  */
 int lc_heartbeat(lc_client *c, uint32_t *lost);
 
@@ -186,6 +205,33 @@ const char *lc_error_message(const lc_client *c);
 
 /* The code of the last failure (LC_OK when the last call succeeded). */
 int lc_error_code(const lc_client *c);
+
+/* Connection states, for lc_state and the state callback. */
+typedef enum lc_state {
+    LC_STATE_CONNECTED = 0,    /* a server serves the session (`server` says which) */
+    LC_STATE_RECONNECTING = 1, /* the connection was lost or refused: walking the servers */
+    LC_STATE_NO_SERVER = 2     /* a whole walk found no server that serves; trying again */
+} lc_connection_state;
+
+/*
+ * Told of every change of state, and of every walk that found no server: `lease_ms_left` is how
+ * long the session's leases have before a server could reclaim them (-1: none held), `server`
+ * the server now serving ("host:port"; "" unless connected). Called on the thread that noticed
+ * (a caller's, or the heartbeat thread) while it holds the handle's request lock: it must not
+ * call this library's request functions on the same handle (lc_state is fine) and should return
+ * quickly.
+ */
+typedef void (*lc_state_callback)(lc_client *c, int state, int64_t lease_ms_left, const char *server, void *context);
+
+/* Sets (or with NULL clears) the state callback. */
+void lc_set_state_callback(lc_client *c, lc_state_callback callback, void *context);
+
+/*
+ * The connection state now (an lc_connection_state; LC_ERR_USAGE without a handle), without waiting for a
+ * call in progress: *lease_ms_left (if not NULL) as in the callback, counted down to now; the
+ * server serving (if `server` is not NULL) into server[server_len].
+ */
+int lc_state(lc_client *c, int64_t *lease_ms_left, char *server, size_t server_len);
 
 /* A name for a result: "NO_SEATS", "LC_ERR_IO", ... */
 const char *lc_result_name(int result);

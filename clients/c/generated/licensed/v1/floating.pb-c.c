@@ -1150,7 +1150,7 @@ const ProtobufCMessageDescriptor licensed__v1__status_request__descriptor =
   (ProtobufCMessageInit) licensed__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__holder__field_descriptors[10] =
+static const ProtobufCFieldDescriptor licensed__v1__holder__field_descriptors[11] =
 {
   {
     "lease_id",
@@ -1272,11 +1272,24 @@ static const ProtobufCFieldDescriptor licensed__v1__holder__field_descriptors[10
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fencing_token",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__Holder, fencing_token),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__holder__field_indices_by_name[] = {
   8,   /* field[8] = borrowed */
   3,   /* field[3] = count */
   5,   /* field[5] = expires_at_ms */
+  10,   /* field[10] = fencing_token */
   2,   /* field[2] = host */
   0,   /* field[0] = lease_id */
   9,   /* field[9] = license_id */
@@ -1288,7 +1301,7 @@ static const unsigned licensed__v1__holder__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__holder__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor licensed__v1__holder__descriptor =
 {
@@ -1298,7 +1311,7 @@ const ProtobufCMessageDescriptor licensed__v1__holder__descriptor =
   "Licensed__V1__Holder",
   "licensed.v1",
   sizeof(Licensed__V1__Holder),
-  10,
+  11,
   licensed__v1__holder__field_descriptors,
   licensed__v1__holder__field_indices_by_name,
   1,  licensed__v1__holder__number_ranges,

@@ -306,10 +306,14 @@ struct  Licensed__V1__Holder
    * The licence the seats came from.
    */
   char *license_id;
+  /*
+   * The lease's fencing token (kept across a failover, as the lease is).
+   */
+  uint64_t fencing_token;
 };
 #define LICENSED__V1__HOLDER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__holder__descriptor) \
-    , {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
