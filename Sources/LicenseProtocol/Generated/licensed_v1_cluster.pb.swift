@@ -170,8 +170,9 @@ public nonisolated struct Licensed_V1_ReplicatedBatch: Sendable {
   /// The epoch of the node that wrote it.
   public var epoch: Int64 = 0
 
-  /// The changes, in order: each a serialized WalRecord, as the write-ahead log stores it (on the
-  /// wire the same as `repeated WalRecord`; bytes, so that each change is encoded once).
+  /// The changes, in order: each a serialized WalRecord (store.proto), as the write-ahead log
+  /// stores it (on the wire the same as `repeated WalRecord`; bytes, so that each change is
+  /// encoded once).
   public var changes: [Data] = []
 
   /// The audit records, in order.
