@@ -27,6 +27,7 @@ extension LicenseClient {
         request.borrowMs = borrowMs
         request.buildDateMs = buildDateMs
         request.checkoutKey = .init(SecureRandom.bytes(16))
+        let sent = ContinuousClock.now
         let response = try await self.withConnection { connection in
             guard case .checkOut(let response) = try await connection.request(.checkOut(request)) else {
                 throw LicenseClientError(code: .internal, message: "the server answered CheckOut with another message")
@@ -35,6 +36,7 @@ extension LicenseClient {
         }
         let lease = Self.lease(from: response)
         self.held[lease.id] = Held(lease: lease, request: request)
+        if !lease.borrowed { self.noteLifetime(of: lease, grantedAt: sent) }
         return lease
     }
 
@@ -70,12 +72,14 @@ extension LicenseClient {
     /// Renews every lease of the session now.
     @discardableResult
     public func heartbeat() async throws -> Licensed_V1_HeartbeatResponse {
+        let sent = ContinuousClock.now
         let response = try await self.withConnection { connection in
             guard case .heartbeat(let response) = try await connection.request(.heartbeat(.init())) else {
                 throw LicenseClientError(code: .internal, message: "the server answered Heartbeat with another message")
             }
             return response
         }
+        self.renewed(at: sent)
         return response
     }
 
@@ -90,7 +94,9 @@ extension LicenseClient {
         do {
             var request = Licensed_V1_HeartbeatRequest()
             request.leaseIds = self.held.keys.map { .init($0) }
+            let sent = ContinuousClock.now
             let response = try await self.withConnection { connection in try await connection.request(.heartbeat(request)) }
+            if case .heartbeat = response { self.renewed(at: sent) }
             if case .heartbeat(let renewed) = response, !renewed.lostLeaseIds.isEmpty {
                 for id in renewed.lostLeaseIds.map({ [UInt8]($0) }) where !self.returning.contains(id) {
                     if let lost = self.held.removeValue(forKey: id) {

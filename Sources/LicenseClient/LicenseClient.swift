@@ -108,8 +108,13 @@ public actor LicenseClient {
     public enum Event: Sendable, Equatable {
         /// The connection was lost; reconnecting.
         case disconnected(reason: String)
-        /// Reconnected; `resumed` tells whether the server still had the session.
-        case reconnected(resumed: Bool)
+        /// Reconnected to `server` (another one than before after a failover); `resumed` tells
+        /// whether the server still had the session.
+        case reconnected(server: LicenseEndpoint, resumed: Bool)
+        /// No server served the session on a whole walk of the list; the client keeps trying.
+        /// `leasesExpireIn` is how long the leases have before a server could reclaim them (nil:
+        /// none held): a server that serves again within it still holds them.
+        case noServer(reason: String, leasesExpireIn: Duration?)
         /// A lease is gone (reclaimed or revoked by the server, or not re-obtainable after a
         /// reconnect); the software should stop using the feature.
         case leaseLost(Lease, reason: String)
@@ -132,10 +137,16 @@ public actor LicenseClient {
     var connection: LicenseConnection?
     private var hello: Licensed_V1_HelloResponse?
     var held: [[UInt8]: Held] = [:]
+    /// When every held lease was last renewed (a heartbeat answered, or the first check-out),
+    /// and the shortest lease lifetime seen: the leases live that long after it.
+    var renewedAt: ContinuousClock.Instant?
+    var leaseTTL: Duration?
     /// Leases with a check-in in flight: a heartbeat answered meanwhile may find them gone,
     /// which is no loss.
     var returning: Set<[UInt8]> = []
     var reconnecting: Task<Void, any Error>?
+    /// The server's clock less ours, from the last Hello.
+    private var serverSkewMs: Int64?
     /// The server that accepted the session last, or that a standby named as active: tried first.
     private var preferred: LicenseEndpoint?
     /// What the servers said the last time none served.
@@ -161,6 +172,30 @@ public actor LicenseClient {
 
     /// Leases held now.
     public var leases: [Lease] { self.held.values.map(\.lease).sorted { $0.idHex < $1.idHex } }
+
+    /// How long the held leases have before a server could reclaim them, counted from their last
+    /// renewal (nil: none held). While no server serves, this is what the application has left.
+    public var leasesExpireIn: Duration? {
+        guard !self.held.isEmpty, let renewedAt = self.renewedAt, let ttl = self.leaseTTL else { return nil }
+        return max(.zero, ttl - (ContinuousClock.now - renewedAt))
+    }
+
+    /// Notes that every held lease was renewed by a request sent at `sent`.
+    func renewed(at sent: ContinuousClock.Instant) {
+        self.renewedAt = sent
+    }
+
+    /// Notes a granted lease's lifetime: its expiry by the server's clock, less the server's time
+    /// now (from the skew its Hello showed), and the server's default from Hello.
+    func noteLifetime(of lease: Lease, grantedAt sent: ContinuousClock.Instant) {
+        if self.held.count <= 1 { self.renewedAt = sent }
+        var ttl = self.hello.map { Duration.milliseconds(Int64($0.leaseTtlMs)) } ?? .seconds(120)
+        if let skewMs = self.serverSkewMs {
+            let left = Duration.milliseconds(lease.expiresAtMs - (Int64(Date().timeIntervalSince1970 * 1000) + skewMs))
+            if left > .zero { ttl = min(ttl, left) }
+        }
+        self.leaseTTL = min(self.leaseTTL ?? ttl, ttl)
+    }
 
     // MARK: - Connection
 
@@ -242,6 +277,7 @@ public actor LicenseClient {
         }
         self.connection = connection
         self.hello = response
+        self.serverSkewMs = response.serverTimeMs - Int64(Date().timeIntervalSince1970 * 1000)
         self.startBackground(for: connection, heartbeatIntervalMs: response.heartbeatIntervalMs)
     }
 
@@ -323,7 +359,7 @@ public actor LicenseClient {
                     let previous = self.hello.map { [UInt8]($0.sessionID) }
                     try await self.establish(resume: previous)
                     let resumed = self.hello?.resumed ?? false
-                    self.eventSink.yield(.reconnected(resumed: resumed))
+                    if let server = self.preferred { self.eventSink.yield(.reconnected(server: server, resumed: resumed)) }
                     try await self.reclaimHeldLeases()
                     return
                 } catch let error as LicenseClientError where !error.tryAnotherServer {
@@ -332,6 +368,7 @@ public actor LicenseClient {
                 } catch {
                     // No server serves now (a failover in progress, say): wait, with jitter so
                     // that a site's clients do not all come back at the same instant.
+                    self.eventSink.yield(.noServer(reason: "\(error)", leasesExpireIn: self.leasesExpireIn))
                     try await Task.sleep(for: delay * Double.random(in: 0.5...1.0))
                     delay = min(delay * 2, self.configuration.maximumReconnectDelay)
                 }
@@ -347,7 +384,9 @@ public actor LicenseClient {
         guard !self.held.isEmpty, let connection = self.connection else { return }
         var heartbeat = Licensed_V1_HeartbeatRequest()
         heartbeat.leaseIds = self.held.keys.map { .init($0) }
+        let sent = ContinuousClock.now
         guard case .heartbeat(let renewed) = try await connection.request(.heartbeat(heartbeat)) else { return }
+        self.renewed(at: sent)
         for lostID in renewed.lostLeaseIds.map({ [UInt8]($0) }) where !self.returning.contains(lostID) {
             guard let lost = self.held.removeValue(forKey: lostID) else { continue }
             do {

@@ -69,7 +69,17 @@ struct Checkout: AsyncParsableCommand {
             for await event in client.events {
                 switch event {
                 case .disconnected(let reason): Self.note("disconnected (\(reason)); reconnecting")
-                case .reconnected(let resumed): Self.note(resumed ? "reconnected; session resumed" : "reconnected; new session")
+                case .reconnected(let server, let resumed):
+                    Self.note(
+                        resumed ? "reconnected to \(server); session resumed, the seat kept" : "reconnected to \(server); new session"
+                    )
+                case .noServer(let reason, let left):
+                    let time = left.map {
+                        String(format: "%.1f s", Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18)
+                    }
+                    Self.note(
+                        "no licence server serves now (\(reason)); still trying" + (time.map { ", the seat is held for \($0) more" } ?? "")
+                    )
                 case .leaseLost(let lost, let reason): Self.note("lease \(lost.idHex) lost: \(reason)")
                 case .leaseReplaced(let old, let new): Self.note("lease \(old.idHex) replaced by \(new.idHex)")
                 case .thresholdCrossed(_, let message): Self.note(message)

@@ -73,6 +73,34 @@ struct FloatingSeatServerTests {
         }
     }
 
+    @Test("with no server serving, the client says so and how long its leases have left, counting down")
+    func noServerReported() async throws {
+        let client: LicenseClient = try await withTestServer(configure: { $0.leaseTTLMs = 20_000 }, licenses: [Self.license(count: 1)]) {
+            _,
+            port in
+            var configuration = LicenseClient.Configuration(host: "127.0.0.1", port: port, user: "a", clientHost: "h", clientName: "test")
+            configuration.maximumReconnectDelay = .milliseconds(200)
+            configuration.requestTimeout = .seconds(1)
+            let client = LicenseClient(configuration: configuration)
+            #expect(await client.leasesExpireIn == nil)
+            _ = try await client.checkOut(feature: "cad")
+            let left = try #require(await client.leasesExpireIn)
+            #expect(left > .seconds(19) && left <= .seconds(20))
+            return client
+        }
+        // The server has stopped: the client walks its (one-server) list again and again.
+        var reports: [Duration] = []
+        for await event in client.events {
+            if case .noServer(_, let left) = event, let left { reports.append(left) }
+            if reports.count == 3 { break }
+        }
+        #expect(reports.count == 3)
+        #expect(reports == reports.sorted(by: >) && reports.first! < .seconds(20) && reports.last! > .seconds(10))
+        let now = try #require(await client.leasesExpireIn)
+        #expect(now <= reports.last!)
+        await client.close()
+    }
+
     @Test("a holder that vanishes gets its seat reclaimed at the TTL and not before")
     func reclaimAfterTTL() async throws {
         let clock = ManualClock(startMs: Self.start)
