@@ -303,6 +303,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "LicenseHostTests",
+            dependencies: ["LicenseHost"],
+            exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "LicenseCryptoTests",
             dependencies: ["LicenseCrypto", "LicenseTestSupport"],
             swiftSettings: swiftSettings

@@ -10,18 +10,37 @@ import SwiftProtobuf
 
 struct Fingerprint: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print this machine's fingerprint: hashed machine-id, DMI product UUID, MACs of physical NICs, host name."
+        abstract:
+            "Print this machine's fingerprint (hashed machine-id, DMI product UUID, MACs of physical NICs, host name) and where it runs (physical or virtual machine, container, cloud instance)."
     )
 
     @Option(help: "An extra component for containers and VMs (default $LICENSED_FINGERPRINT_COMPONENT).") var component = ""
     @Flag(help: "List the components as JSON.") var json = false
+    @Flag(help: "Only the environment: physical or virtual machine (and which), container, cloud instance.") var environment = false
 
     func run() throws {
+        let detected = HostEnvironment.detect()
+        if self.environment {
+            if self.json {
+                var fields: [String: Any] = [
+                    "machine": detected.machine.rawValue, "kinds": detected.kinds, "description": detected.description,
+                ]
+                if let value = detected.hypervisor { fields["hypervisor"] = value }
+                if let value = detected.container { fields["container"] = value }
+                if let value = detected.cloud { fields["cloud"] = value }
+                if let value = detected.instanceID { fields["instance_id"] = value }
+                try printJSON(fields)
+            } else {
+                print(detected.description)
+            }
+            return
+        }
         let components = MachineFingerprint.components(operatorSupplied: self.component)
         if self.json {
             try printJSON(components.map { ["kind": $0.kind, "id": $0.id] })
         } else {
             for c in components { print("\(c.id)  \(c.kind)") }
+            print("environment: \(detected)")
         }
     }
 }
