@@ -139,10 +139,7 @@ public struct HostEnvironment: Sendable, Equatable, CustomStringConvertible {
 
         func text(_ relative: String) -> String? { try? String(contentsOfFile: self.path(relative), encoding: .utf8) }
 
-        func firstLine(_ relative: String) -> String? {
-            let line = self.text(relative)?.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-            return line.isEmpty ? nil : line
-        }
+        func firstLine(_ relative: String) -> String? { MachineFingerprint.firstLine(of: self.path(relative)) }
 
         /// The flags of the first CPU in /proc/cpuinfo.
         var cpuFlags: Set<Substring> {

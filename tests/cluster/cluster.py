@@ -3,8 +3,9 @@
 licensed nodes, on free ports, with everything under DIR (a temporary directory of the caller).
 Test programs drive it from the command line, between their own steps:
 
-  cluster.py up DIR LICENSED LICENSECTL LICENSE_FILE ISSUER_PUBLIC_KEY ADMIN_TOKEN
-                             starts it, waits for an active node, prints the servers (host:port,...)
+  cluster.py up DIR LICENSED LICENSECTL ADMIN_TOKEN
+                             signs a licence of 4 seats of "cad" with an issuer key of its own,
+                             starts the cluster, waits for an active node, prints the servers
   cluster.py servers DIR     the nodes' client addresses, in node order
   cluster.py active DIR      the active node's client address
   cluster.py leases DIR FEATURE
@@ -117,8 +118,15 @@ def start_node(directory, state, node):
         time.sleep(0.05)
 
 
-def up(directory, licensed, licensectl, license_file, issuer_key, admin_token):
-    admin_hash = subprocess.run([licensectl, "token", "hash", admin_token], capture_output=True, text=True, check=True).stdout.strip()
+def up(directory, licensed, licensectl, admin_token):
+    run = lambda *arguments: subprocess.run([licensectl, *arguments], capture_output=True, text=True, check=True).stdout
+    admin_hash = run("token", "hash", admin_token).strip()
+    issuer, issuer_key, license_file = (os.path.join(directory, name) for name in ("issuer", "issuer.pub.pem", "cluster.lic"))
+    run("keys", "generate", "--out", issuer)
+    with open(os.path.join(directory, "spec.json"), "w") as f:
+        json.dump({"id": "cluster", "licensee": "Example Corp", "features": [{"name": "cad", "count": 4}], "model": "LICENSE_MODEL_FLOATING"}, f)
+    with open(license_file, "w") as f:
+        f.write(run("license", "sign", "--key", issuer + ".pem", "--key-id", "acme", os.path.join(directory, "spec.json")))
     ports = free_ports(12)
     members = [{"name": f"m{i + 1}", "client_port": ports[2 * i], "peer_port": ports[2 * i + 1]} for i in range(3)]
     initial = ",".join(f"{m['name']}=http://127.0.0.1:{m['peer_port']}" for m in members)
@@ -176,7 +184,7 @@ def main():
         raise SystemExit(__doc__)
     command, directory = sys.argv[1], os.path.abspath(sys.argv[2])
     if command == "up":
-        up(directory, *sys.argv[3:8])
+        up(directory, *sys.argv[3:6])
         return
     state = load(directory)
     address = lambda node: f"127.0.0.1:{node['port']}"
