@@ -16,6 +16,8 @@ public struct LicensePool: Sendable {
     public var ttlMs: Int64
     /// not_after, with perpetual licences last.
     public var expiryOrder: Int64
+    /// See `License.isTimeLimited`.
+    public var isTimeLimited: Bool { self.license.isTimeLimited }
     /// Parsed allowed_networks.
     public var networks: [NetworkRange]
     /// Networks that did not parse (the licence grants to no network then: failing closed).

@@ -64,3 +64,9 @@ public struct RejectedLicenseBlock: Sendable, Hashable, CustomStringConvertible 
         return r
     }
 }
+
+extension Licensed_V1_License {
+    /// True when the licence depends on the date: an end date, a trial or a maintenance date. A
+    /// clock set back (see `SeatLedger.clockSetbackMs`) stops such licences, not perpetual ones.
+    public var isTimeLimited: Bool { self.notAfterMs != 0 || self.trialDays > 0 || self.maintenanceUntilMs != 0 }
+}

@@ -24,6 +24,8 @@ extension Licensed_V1_Error.Code {
         case .internal: "INTERNAL"
         case .notActive: "NOT_ACTIVE"
         case .staleResume: "STALE_RESUME"
+        case .environmentNotAllowed: "ENVIRONMENT_NOT_ALLOWED"
+        case .clockSetback: "CLOCK_SETBACK"
         case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
         }
     }

@@ -85,12 +85,7 @@ extension SeatLedger {
             let license = pool.license
             let state = self.state(of: pool, at: nowMs)
             guard Self.isUsable(state) else {
-                refusals.append(
-                    LicenseError(
-                        state == .notYetValid ? .notYetValid : .licenseExpired,
-                        "licence '\(pool.id)' is \(state == .notYetValid ? "not yet valid" : "expired")"
-                    )
-                )
+                refusals.append(self.unusableError(pool, state: state, for: "", at: nowMs))
                 continue
             }
             if let refusal = pool.refusal(for: request.identity) {
@@ -152,8 +147,8 @@ extension SeatLedger {
         guard FingerprintMatch.matches(bound: activation.fingerprint, presented: fingerprint, rule: rule) else {
             return .failure(LicenseError(.permissionDenied, "this machine's fingerprint does not match activation \(id)"))
         }
-        if let pool, !Self.isUsable(self.state(of: pool, at: nowMs)) {
-            return .failure(LicenseError(.licenseExpired, "licence '\(pool.id)' of activation \(id) has expired"))
+        if let pool, case let state = self.state(of: pool, at: nowMs), !Self.isUsable(state) {
+            return .failure(self.unusableError(pool, state: state, for: "activation \(id)", at: nowMs))
         }
         var changes: [LedgerChange] = []
         if nowMs - activation.lastSeenMs >= Self.day { changes.append(.activationSeen(id: id, atMs: nowMs)) }

@@ -29,6 +29,7 @@ extension SeatLedger {
             }
             if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = lease.id }
             self.fencing[lease.feature] = max(self.fencing[lease.feature] ?? 0, lease.fencingToken)
+            self.clockHighWaterMs = max(self.clockHighWaterMs, lease.grantedAtMs)
             if lease.lingering {
                 self.lingering.insert(lease.id)
             } else {
@@ -86,15 +87,19 @@ extension SeatLedger {
             self.expiries.insert(Expiry(atMs: untilMs, leaseID: id))
         case .trialStarted(let licenseID, let atMs):
             self.trialStarts[licenseID] = min(self.trialStarts[licenseID] ?? atMs, atMs)
+            self.clockHighWaterMs = max(self.clockHighWaterMs, atMs)
         case .activated(let activation):
             self.activations[activation.id] = activation
+            self.clockHighWaterMs = max(self.clockHighWaterMs, activation.lastSeenMs)
         case .activationSeen(let id, let atMs):
+            self.clockHighWaterMs = max(self.clockHighWaterMs, atMs)
             if var activation = self.activations[id] {
                 activation.lastSeenMs = max(activation.lastSeenMs, atMs)
                 self.activations[id] = activation
             }
-        case .deactivated(let id, _, _):
+        case .deactivated(let id, _, let atMs):
             self.activations[id] = nil
+            self.clockHighWaterMs = max(self.clockHighWaterMs, atMs)
         case .assignmentRun(let run):
             self.assignmentRuns.append(run)
             if self.assignmentRuns.count > 1_000 { self.assignmentRuns.removeFirst(self.assignmentRuns.count - 1_000) }

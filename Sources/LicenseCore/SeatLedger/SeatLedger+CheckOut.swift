@@ -144,14 +144,7 @@ extension SeatLedger {
             let license = pool.license
             let state = self.state(of: pool, at: nowMs)
             guard Self.isUsable(state) else {
-                refusals.append(
-                    state == .notYetValid
-                        ? LicenseError(
-                            .notYetValid,
-                            "licence '\(id)' for '\(feature)' is not valid before \(Timestamp.iso8601(license.notBeforeMs))"
-                        )
-                        : LicenseError(.licenseExpired, "licence '\(id)' for '\(feature)' has expired; renew the licence")
-                )
+                refusals.append(self.unusableError(pool, state: state, for: "'\(feature)'", at: nowMs))
                 continue
             }
             if let refusal = pool.refusal(for: identity) {
@@ -295,8 +288,9 @@ extension SeatLedger {
     static func mostTelling(_ refusals: [LicenseError], feature: String) -> LicenseError {
         let order: [Licensed_V1_Error.Code] = [
             .activationLimit, .deviceLimit,
-            .baseRequired, .versionNotAllowed, .networkNotAllowed, .userNotAllowed, .invalidArgument, .permissionDenied, .licenseExpired,
-            .notYetValid,
+            .baseRequired, .versionNotAllowed, .networkNotAllowed, .userNotAllowed, .invalidArgument, .permissionDenied,
+            .environmentNotAllowed,
+            .clockSetback, .licenseExpired, .notYetValid,
         ]
         for code in order { if let refusal = refusals.first(where: { $0.code == code }) { return refusal } }
         return refusals.first ?? LicenseError(.notFound, "no licence grants feature '\(feature)'")

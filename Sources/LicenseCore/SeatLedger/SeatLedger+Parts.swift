@@ -40,8 +40,9 @@ extension SeatLedger {
         -> Result<(activation: Activation, replaced: [Activation], changes: [LedgerChange]), LicenseError>
     {
         guard let pool = self.nodeLocked[part] else { return .failure(LicenseError(.notFound, "no node-locked part '\(part)'")) }
-        guard Self.isUsable(self.state(of: pool, at: nowMs)) else {
-            return .failure(LicenseError(.licenseExpired, "part '\(part)' is suspended (expired); it cannot be assigned"))
+        let state = self.state(of: pool, at: nowMs)
+        guard Self.isUsable(state) else {
+            return .failure(self.unusableError(pool, state: state, for: "part assignment", at: nowMs))
         }
         let present = self.activations(on: device)
         if let existing = present.first(where: { $0.licenseID == part }) {

@@ -23,6 +23,9 @@ public struct SeatLedger: Sendable {
         public var maximumQueueLength = 1_000
         /// Server-side options: they tighten licences, never widen them (FlexLM's options file).
         public var restrictions: [FeatureRestriction] = []
+        /// A wall clock further than this behind `clockReferenceMs` is a clock setback:
+        /// time-limited licences grant nothing until it is right again.
+        public var clockSetbackToleranceMs: Int64 = 86_400_000
 
         /// Creates a configuration.
         public init(defaultLeaseTTLMs: Int64) {
@@ -201,8 +204,15 @@ public struct SeatLedger: Sendable {
     var nodeLocked: [String: LicensePool] = [:]
     /// Activations by id.
     var activations: [String: Activation] = [:]
-    /// The latest wall-clock time marked in the log (at each start), Unix epoch milliseconds.
+    /// The durable high-water mark of the wall clock: the latest time marked in the log (at each
+    /// start and once a minute) or carried by a durable change (a grant, a trial start, an
+    /// activation seen or freed), Unix epoch milliseconds.
     public internal(set) var clockHighWaterMs: Int64 = 0
+    /// The latest issued_at of the licences served.
+    public internal(set) var licensesIssuedMs: Int64 = 0
+    /// The latest time the server saw outside the ledger (its audit trail's last record); set by
+    /// the host.
+    public var observedTimeMs: Int64 = 0
     /// Recorded bulk assignment runs, oldest first (the last 1,000).
     public internal(set) var assignmentRuns: [Licensed_V1_AssignmentRun] = []
     /// Leases checked in and lingering.
@@ -239,10 +249,12 @@ public struct SeatLedger: Sendable {
             }
         }
         self.poolsByFeature = byFeature
+        self.licensesIssuedMs = licenses.map(\.license.issuedAtMs).max() ?? 0
     }
 
     /// Where licence `id` stands at `nowMs`, counting a trial from its first grant.
     func state(of pool: LicensePool, at nowMs: Int64) -> Licensed_V1_LicenseStatus.State {
+        if pool.isTimeLimited, self.clockSetbackMs(at: nowMs) > 0 { return .clockSetback }
         let state = pool.verified.state(at: nowMs)
         if pool.license.trialDays > 0, let started = self.trialStarts[pool.id],
             nowMs > started + Int64(pool.license.trialDays) * 86_400_000

@@ -48,6 +48,13 @@ public nonisolated struct Licensed_V1_ActivateRequest: Sendable {
   /// User the activation is for (empty = Hello.user).
   public var user: String = String()
 
+  /// Where the machine runs: "physical" or "virtual", and "container" when in one, as
+  /// `licensectl fingerprint --environment` shows (a licence with client_environments needs it).
+  public var environment: [String] = []
+
+  /// The same for a person: "virtual machine (kvm), container (docker)".
+  public var environmentDescription: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -209,7 +216,7 @@ fileprivate nonisolated let _protobuf_package = "licensed.v1"
 
 nonisolated extension Licensed_V1_ActivateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ActivateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{1}feature\0\u{1}fingerprint\0\u{3}machine_name\0\u{1}user\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{1}feature\0\u{1}fingerprint\0\u{3}machine_name\0\u{1}user\0\u{1}environment\0\u{3}environment_description\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -222,6 +229,8 @@ nonisolated extension Licensed_V1_ActivateRequest: SwiftProtobuf.Message, SwiftP
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.fingerprint) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.machineName) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.environment) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.environmentDescription) }()
       default: break
       }
     }
@@ -243,6 +252,12 @@ nonisolated extension Licensed_V1_ActivateRequest: SwiftProtobuf.Message, SwiftP
     if !self.user.isEmpty {
       try visitor.visitSingularStringField(value: self.user, fieldNumber: 5)
     }
+    if !self.environment.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.environment, fieldNumber: 6)
+    }
+    if !self.environmentDescription.isEmpty {
+      try visitor.visitSingularStringField(value: self.environmentDescription, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -252,6 +267,8 @@ nonisolated extension Licensed_V1_ActivateRequest: SwiftProtobuf.Message, SwiftP
     if lhs.fingerprint != rhs.fingerprint {return false}
     if lhs.machineName != rhs.machineName {return false}
     if lhs.user != rhs.user {return false}
+    if lhs.environment != rhs.environment {return false}
+    if lhs.environmentDescription != rhs.environmentDescription {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -303,6 +303,10 @@ public nonisolated struct Licensed_V1_LicenseStatus: Sendable {
 
     /// Before not_before.
     case notYetValid // = 5
+
+    /// Time-limited (an end date, a trial or a maintenance date) while the server's clock is set
+    /// back beyond its tolerance: grants nothing until the clock is right (see CLOCK_SETBACK).
+    case clockSetback // = 6
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -317,6 +321,7 @@ public nonisolated struct Licensed_V1_LicenseStatus: Sendable {
       case 3: self = .expiring
       case 4: self = .expired
       case 5: self = .notYetValid
+      case 6: self = .clockSetback
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -329,6 +334,7 @@ public nonisolated struct Licensed_V1_LicenseStatus: Sendable {
       case .expiring: return 3
       case .expired: return 4
       case .notYetValid: return 5
+      case .clockSetback: return 6
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -341,6 +347,7 @@ public nonisolated struct Licensed_V1_LicenseStatus: Sendable {
       .expiring,
       .expired,
       .notYetValid,
+      .clockSetback,
     ]
 
   }
@@ -360,7 +367,8 @@ public nonisolated struct Licensed_V1_RejectedLicense: Sendable {
   /// 1-based block number in that file.
   public var block: UInt32 = 0
 
-  /// Why: "bad signature", "unknown key", "wrong server host", "unparseable", "expired".
+  /// Why: "bad signature", "unknown key", "wrong server host", "environment not allowed",
+  /// "unparseable", "expired".
   public var reason: String = String()
 
   /// Licence id if it could be read.
@@ -402,6 +410,17 @@ public nonisolated struct Licensed_V1_StatusResponse: Sendable {
 
   /// See audit_sequence.
   public var auditHash: String = String()
+
+  /// The server's wall clock now.
+  public var serverTimeMs: Int64 = 0
+
+  /// The newest time the server has seen: its durable high-water mark of the wall clock, its
+  /// licences' issued_at and its audit trail's last record.
+  public var clockReferenceMs: Int64 = 0
+
+  /// How far the clock is behind clock_reference_ms while that is beyond the tolerance (a
+  /// clock-setback episode: time-limited licences grant nothing); 0 otherwise.
+  public var clockSetbackMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -961,7 +980,7 @@ nonisolated extension Licensed_V1_LicenseStatus: SwiftProtobuf.Message, SwiftPro
 }
 
 nonisolated extension Licensed_V1_LicenseStatus.State: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}COMPLIANT\0\u{1}AT_RISK\0\u{1}EXPIRING\0\u{1}EXPIRED\0\u{1}NOT_YET_VALID\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}COMPLIANT\0\u{1}AT_RISK\0\u{1}EXPIRING\0\u{1}EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}CLOCK_SETBACK\0")
 }
 
 nonisolated extension Licensed_V1_RejectedLicense: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1011,7 +1030,7 @@ nonisolated extension Licensed_V1_RejectedLicense: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0\u{3}server_time_ms\0\u{3}clock_reference_ms\0\u{3}clock_setback_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1027,6 +1046,9 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.sessions) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.auditSequence) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.auditHash) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.serverTimeMs) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.clockReferenceMs) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.clockSetbackMs) }()
       default: break
       }
     }
@@ -1057,6 +1079,15 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if !self.auditHash.isEmpty {
       try visitor.visitSingularStringField(value: self.auditHash, fieldNumber: 8)
     }
+    if self.serverTimeMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.serverTimeMs, fieldNumber: 9)
+    }
+    if self.clockReferenceMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.clockReferenceMs, fieldNumber: 10)
+    }
+    if self.clockSetbackMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.clockSetbackMs, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1069,6 +1100,9 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if lhs.sessions != rhs.sessions {return false}
     if lhs.auditSequence != rhs.auditSequence {return false}
     if lhs.auditHash != rhs.auditHash {return false}
+    if lhs.serverTimeMs != rhs.serverTimeMs {return false}
+    if lhs.clockReferenceMs != rhs.clockReferenceMs {return false}
+    if lhs.clockSetbackMs != rhs.clockSetbackMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -540,6 +540,22 @@ public nonisolated struct Licensed_V1_License: @unchecked Sendable {
     set {_uniqueStorage()._excludedHosts = newValue}
   }
 
+  /// Where the licence server may run: any of "physical", "virtual", "container" (empty = anywhere).
+  /// Every kind the server detects for itself must be listed: "virtual" alone refuses a container
+  /// on a virtual machine, "virtual" and "container" allow it. A server whose environment is not
+  /// allowed rejects the licence at load ("environment not allowed", naming what it detected).
+  public var serverEnvironments: [String] {
+    get {_storage._serverEnvironments}
+    set {_uniqueStorage()._serverEnvironments = newValue}
+  }
+
+  /// Where node-locked activations may run, the same kinds, as the client reports them in
+  /// ActivateRequest.environment (empty = anywhere). Refused with ENVIRONMENT_NOT_ALLOWED.
+  public var clientEnvironments: [String] {
+    get {_storage._clientEnvironments}
+    set {_uniqueStorage()._clientEnvironments = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -759,7 +775,7 @@ nonisolated extension Licensed_V1_UsageLimit: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".License"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}issued_at_ms\0\u{1}issuer\0\u{1}licensee\0\u{1}product\0\u{1}features\0\u{1}model\0\u{3}not_before_ms\0\u{3}not_after_ms\0\u{3}grace_period_ms\0\u{3}trial_days\0\u{3}maintenance_until_ms\0\u{1}overage\0\u{1}lease\0\u{3}max_activations\0\u{3}max_devices_per_user\0\u{3}dup_group\0\u{1}requires\0\u{3}token_pool\0\u{3}server_hostids\0\u{3}allowed_networks\0\u{3}allowed_groups\0\u{3}excluded_groups\0\u{1}reservations\0\u{1}limits\0\u{3}fingerprint_match\0\u{3}allowed_users\0\u{3}excluded_users\0\u{3}allowed_hosts\0\u{3}excluded_hosts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}issued_at_ms\0\u{1}issuer\0\u{1}licensee\0\u{1}product\0\u{1}features\0\u{1}model\0\u{3}not_before_ms\0\u{3}not_after_ms\0\u{3}grace_period_ms\0\u{3}trial_days\0\u{3}maintenance_until_ms\0\u{1}overage\0\u{1}lease\0\u{3}max_activations\0\u{3}max_devices_per_user\0\u{3}dup_group\0\u{1}requires\0\u{3}token_pool\0\u{3}server_hostids\0\u{3}allowed_networks\0\u{3}allowed_groups\0\u{3}excluded_groups\0\u{1}reservations\0\u{1}limits\0\u{3}fingerprint_match\0\u{3}allowed_users\0\u{3}excluded_users\0\u{3}allowed_hosts\0\u{3}excluded_hosts\0\u{3}server_environments\0\u{3}client_environments\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -792,6 +808,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
     var _excludedUsers: [String] = []
     var _allowedHosts: [String] = []
     var _excludedHosts: [String] = []
+    var _serverEnvironments: [String] = []
+    var _clientEnvironments: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -832,6 +850,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
       _excludedUsers = source._excludedUsers
       _allowedHosts = source._allowedHosts
       _excludedHosts = source._excludedHosts
+      _serverEnvironments = source._serverEnvironments
+      _clientEnvironments = source._clientEnvironments
     }
   }
 
@@ -880,6 +900,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
         case 28: try { try decoder.decodeRepeatedStringField(value: &_storage._excludedUsers) }()
         case 29: try { try decoder.decodeRepeatedStringField(value: &_storage._allowedHosts) }()
         case 30: try { try decoder.decodeRepeatedStringField(value: &_storage._excludedHosts) }()
+        case 31: try { try decoder.decodeRepeatedStringField(value: &_storage._serverEnvironments) }()
+        case 32: try { try decoder.decodeRepeatedStringField(value: &_storage._clientEnvironments) }()
         default: break
         }
       }
@@ -982,6 +1004,12 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._excludedHosts.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._excludedHosts, fieldNumber: 30)
       }
+      if !_storage._serverEnvironments.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._serverEnvironments, fieldNumber: 31)
+      }
+      if !_storage._clientEnvironments.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._clientEnvironments, fieldNumber: 32)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1021,6 +1049,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._excludedUsers != rhs_storage._excludedUsers {return false}
         if _storage._allowedHosts != rhs_storage._allowedHosts {return false}
         if _storage._excludedHosts != rhs_storage._excludedHosts {return false}
+        if _storage._serverEnvironments != rhs_storage._serverEnvironments {return false}
+        if _storage._clientEnvironments != rhs_storage._clientEnvironments {return false}
         return true
       }
       if !storagesAreEqual {return false}

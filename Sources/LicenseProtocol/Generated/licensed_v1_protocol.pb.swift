@@ -588,6 +588,10 @@ public nonisolated struct Licensed_V1_Hello: Sendable {
   /// then refuses it with STALE_RESUME instead of taking the session from the newer connection.
   public var resumeAttempt: UInt64 = 0
 
+  /// The client's wall clock when it sent the Hello (0 = not sent). The server logs and counts a
+  /// clock far from its own (licensed_client_clock_skew_total).
+  public var clientTimeMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -720,6 +724,17 @@ public nonisolated struct Licensed_V1_Error: Sendable {
     /// now: the client has already resumed the session on that connection (this Hello was given up
     /// on and overtaken). Nothing changed; the other connection keeps the session.
     case staleResume // = 20
+
+    /// The licence does not allow the environment the request comes from (a virtual machine, a
+    /// container; see License.client_environments). The message names what was detected and what
+    /// the licence allows.
+    case environmentNotAllowed // = 21
+
+    /// The server's clock is behind the newest time it has seen (its durable high-water mark, its
+    /// licences' issued_at, its audit trail) by more than its tolerance (default 24 h): licences
+    /// with an end date, a trial or a maintenance date grant nothing until the clock is right
+    /// again; perpetual licences still do. The message says how far back the clock is.
+    case clockSetback // = 22
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -749,6 +764,8 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       case 18: self = .internal
       case 19: self = .notActive
       case 20: self = .staleResume
+      case 21: self = .environmentNotAllowed
+      case 22: self = .clockSetback
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -776,6 +793,8 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       case .internal: return 18
       case .notActive: return 19
       case .staleResume: return 20
+      case .environmentNotAllowed: return 21
+      case .clockSetback: return 22
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -803,6 +822,8 @@ public nonisolated struct Licensed_V1_Error: Sendable {
       .internal,
       .notActive,
       .staleResume,
+      .environmentNotAllowed,
+      .clockSetback,
     ]
 
   }
@@ -1638,7 +1659,7 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}client_name\0\u{3}client_version\0\u{1}user\0\u{1}host\0\u{1}fingerprint\0\u{1}pid\0\u{1}token\0\u{3}resume_session_id\0\u{3}resume_attempt\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}client_name\0\u{3}client_version\0\u{1}user\0\u{1}host\0\u{1}fingerprint\0\u{1}pid\0\u{1}token\0\u{3}resume_session_id\0\u{3}resume_attempt\0\u{3}client_time_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1656,6 +1677,7 @@ nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._M
       case 8: try { try decoder.decodeSingularStringField(value: &self.token) }()
       case 9: try { try decoder.decodeSingularBytesField(value: &self.resumeSessionID) }()
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.resumeAttempt) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.clientTimeMs) }()
       default: break
       }
     }
@@ -1692,6 +1714,9 @@ nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.resumeAttempt != 0 {
       try visitor.visitSingularUInt64Field(value: self.resumeAttempt, fieldNumber: 10)
     }
+    if self.clientTimeMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.clientTimeMs, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1706,6 +1731,7 @@ nonisolated extension Licensed_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.token != rhs.token {return false}
     if lhs.resumeSessionID != rhs.resumeSessionID {return false}
     if lhs.resumeAttempt != rhs.resumeAttempt {return false}
+    if lhs.clientTimeMs != rhs.clientTimeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1822,7 +1848,7 @@ nonisolated extension Licensed_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._M
 }
 
 nonisolated extension Licensed_V1_Error.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}INVALID_ARGUMENT\0\u{1}UNAUTHENTICATED\0\u{1}PERMISSION_DENIED\0\u{1}NOT_FOUND\0\u{1}NO_SEATS\0\u{1}LICENSE_EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}VERSION_NOT_ALLOWED\0\u{1}NETWORK_NOT_ALLOWED\0\u{1}USER_NOT_ALLOWED\0\u{1}ACTIVATION_LIMIT\0\u{1}DEVICE_LIMIT\0\u{1}BASE_REQUIRED\0\u{1}DEADLINE_EXCEEDED\0\u{1}RESOURCE_EXHAUSTED\0\u{1}UNIMPLEMENTED\0\u{1}UNAVAILABLE\0\u{1}INTERNAL\0\u{1}NOT_ACTIVE\0\u{1}STALE_RESUME\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}INVALID_ARGUMENT\0\u{1}UNAUTHENTICATED\0\u{1}PERMISSION_DENIED\0\u{1}NOT_FOUND\0\u{1}NO_SEATS\0\u{1}LICENSE_EXPIRED\0\u{1}NOT_YET_VALID\0\u{1}VERSION_NOT_ALLOWED\0\u{1}NETWORK_NOT_ALLOWED\0\u{1}USER_NOT_ALLOWED\0\u{1}ACTIVATION_LIMIT\0\u{1}DEVICE_LIMIT\0\u{1}BASE_REQUIRED\0\u{1}DEADLINE_EXCEEDED\0\u{1}RESOURCE_EXHAUSTED\0\u{1}UNIMPLEMENTED\0\u{1}UNAVAILABLE\0\u{1}INTERNAL\0\u{1}NOT_ACTIVE\0\u{1}STALE_RESUME\0\u{1}ENVIRONMENT_NOT_ALLOWED\0\u{1}CLOCK_SETBACK\0")
 }
 
 nonisolated extension Licensed_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -70,6 +70,8 @@ typedef enum lc_result {
     LC_INTERNAL = 18,
     LC_NOT_ACTIVE = 19,      /* a standby of a cluster: the active server is elsewhere */
     LC_STALE_RESUME = 20,    /* a resume overtaken by a newer one of the same client */
+    LC_ENVIRONMENT_NOT_ALLOWED = 21, /* the licence does not allow this machine's environment (VM, container) */
+    LC_CLOCK_SETBACK = 22,   /* the server's clock is set back: time-limited licences grant nothing */
     /* This side: */
     LC_ERR_IO = -1,          /* the connection failed or closed (and no server took the session over in time) */
     LC_ERR_PROTOCOL = -2,    /* the server sent something that is not a valid reply */

@@ -63,6 +63,8 @@ static void floating(void) {
     CHECK(lc_error_code(b) == LC_NO_SEATS && strlen(lc_error_message(b)) > 0, "... with the code and the server's message");
     CHECK(strcmp(lc_result_name(rc), "NO_SEATS") == 0, "lc_result_name names it");
     CHECK(strcmp(lc_result_name(LC_NOT_ACTIVE), "NOT_ACTIVE") == 0 && strcmp(lc_result_name(LC_STALE_RESUME), "STALE_RESUME") == 0
+              && strcmp(lc_result_name(LC_ENVIRONMENT_NOT_ALLOWED), "ENVIRONMENT_NOT_ALLOWED") == 0
+              && strcmp(lc_result_name(LC_CLOCK_SETBACK), "CLOCK_SETBACK") == 0
               && strcmp(lc_result_name(LC_ERR_USAGE), "LC_ERR_USAGE") == 0,
           "... and every code of the header, the cluster's too");
     rc = lc_checkout(b, "no-such-feature", NULL, 1, 0, &third);

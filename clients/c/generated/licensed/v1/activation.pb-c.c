@@ -367,7 +367,7 @@ void   licensed__v1__deactivate_response__free_unpacked
   assert(message->base.descriptor == &licensed__v1__deactivate_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor licensed__v1__activate_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor licensed__v1__activate_request__field_descriptors[7] =
 {
   {
     "license_id",
@@ -429,8 +429,34 @@ static const ProtobufCFieldDescriptor licensed__v1__activate_request__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "environment",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__ActivateRequest, n_environment),
+    offsetof(Licensed__V1__ActivateRequest, environment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "environment_description",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ActivateRequest, environment_description),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__activate_request__field_indices_by_name[] = {
+  5,   /* field[5] = environment */
+  6,   /* field[6] = environment_description */
   1,   /* field[1] = feature */
   2,   /* field[2] = fingerprint */
   0,   /* field[0] = license_id */
@@ -440,7 +466,7 @@ static const unsigned licensed__v1__activate_request__field_indices_by_name[] = 
 static const ProtobufCIntRange licensed__v1__activate_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor licensed__v1__activate_request__descriptor =
 {
@@ -450,7 +476,7 @@ const ProtobufCMessageDescriptor licensed__v1__activate_request__descriptor =
   "Licensed__V1__ActivateRequest",
   "licensed.v1",
   sizeof(Licensed__V1__ActivateRequest),
-  5,
+  7,
   licensed__v1__activate_request__field_descriptors,
   licensed__v1__activate_request__field_indices_by_name,
   1,  licensed__v1__activate_request__number_ranges,

@@ -57,10 +57,20 @@ struct  Licensed__V1__ActivateRequest
    * User the activation is for (empty = Hello.user).
    */
   char *user;
+  /*
+   * Where the machine runs: "physical" or "virtual", and "container" when in one, as
+   * `licensectl fingerprint --environment` shows (a licence with client_environments needs it).
+   */
+  size_t n_environment;
+  char **environment;
+  /*
+   * The same for a person: "virtual machine (kvm), container (docker)".
+   */
+  char *environment_description;
 };
 #define LICENSED__V1__ACTIVATE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__activate_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -1434,7 +1434,7 @@ const ProtobufCMessageDescriptor licensed__v1__feature_status__descriptor =
   (ProtobufCMessageInit) licensed__v1__feature_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue licensed__v1__license_status__state__enum_values_by_number[6] =
+static const ProtobufCEnumValue licensed__v1__license_status__state__enum_values_by_number[7] =
 {
   { "STATE_UNSPECIFIED", "LICENSED__V1__LICENSE_STATUS__STATE__STATE_UNSPECIFIED", 0 },
   { "COMPLIANT", "LICENSED__V1__LICENSE_STATUS__STATE__COMPLIANT", 1 },
@@ -1442,13 +1442,15 @@ static const ProtobufCEnumValue licensed__v1__license_status__state__enum_values
   { "EXPIRING", "LICENSED__V1__LICENSE_STATUS__STATE__EXPIRING", 3 },
   { "EXPIRED", "LICENSED__V1__LICENSE_STATUS__STATE__EXPIRED", 4 },
   { "NOT_YET_VALID", "LICENSED__V1__LICENSE_STATUS__STATE__NOT_YET_VALID", 5 },
+  { "CLOCK_SETBACK", "LICENSED__V1__LICENSE_STATUS__STATE__CLOCK_SETBACK", 6 },
 };
 static const ProtobufCIntRange licensed__v1__license_status__state__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 7}
 };
-static const ProtobufCEnumValueIndex licensed__v1__license_status__state__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex licensed__v1__license_status__state__enum_values_by_name[7] =
 {
   { "AT_RISK", 2 },
+  { "CLOCK_SETBACK", 6 },
   { "COMPLIANT", 1 },
   { "EXPIRED", 4 },
   { "EXPIRING", 3 },
@@ -1462,9 +1464,9 @@ const ProtobufCEnumDescriptor licensed__v1__license_status__state__descriptor =
   "State",
   "Licensed__V1__LicenseStatus__State",
   "licensed.v1",
-  6,
+  7,
   licensed__v1__license_status__state__enum_values_by_number,
-  6,
+  7,
   licensed__v1__license_status__state__enum_values_by_name,
   1,
   licensed__v1__license_status__state__value_ranges,
@@ -1637,7 +1639,7 @@ const ProtobufCMessageDescriptor licensed__v1__rejected_license__descriptor =
   (ProtobufCMessageInit) licensed__v1__rejected_license__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descriptors[8] =
+static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descriptors[11] =
 {
   {
     "features",
@@ -1735,21 +1737,60 @@ static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "server_time_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, server_time_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "clock_reference_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, clock_reference_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "clock_setback_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, clock_setback_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__status_response__field_indices_by_name[] = {
   7,   /* field[7] = audit_hash */
   6,   /* field[6] = audit_sequence */
+  9,   /* field[9] = clock_reference_ms */
+  10,   /* field[10] = clock_setback_ms */
   0,   /* field[0] = features */
   1,   /* field[1] = licenses */
   2,   /* field[2] = rejected */
   3,   /* field[3] = server_public_key */
+  8,   /* field[8] = server_time_ms */
   4,   /* field[4] = server_version */
   5,   /* field[5] = sessions */
 };
 static const ProtobufCIntRange licensed__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor =
 {
@@ -1759,7 +1800,7 @@ const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor =
   "Licensed__V1__StatusResponse",
   "licensed.v1",
   sizeof(Licensed__V1__StatusResponse),
-  8,
+  11,
   licensed__v1__status_response__field_descriptors,
   licensed__v1__status_response__field_indices_by_name,
   1,  licensed__v1__status_response__number_ranges,

@@ -60,7 +60,12 @@ typedef enum _Licensed__V1__LicenseStatus__State {
   /*
    * Before not_before.
    */
-  LICENSED__V1__LICENSE_STATUS__STATE__NOT_YET_VALID = 5
+  LICENSED__V1__LICENSE_STATUS__STATE__NOT_YET_VALID = 5,
+  /*
+   * Time-limited (an end date, a trial or a maintenance date) while the server's clock is set
+   * back beyond its tolerance: grants nothing until the clock is right (see CLOCK_SETBACK).
+   */
+  LICENSED__V1__LICENSE_STATUS__STATE__CLOCK_SETBACK = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__LICENSE_STATUS__STATE)
 } Licensed__V1__LicenseStatus__State;
 
@@ -405,7 +410,8 @@ struct  Licensed__V1__RejectedLicense
    */
   uint32_t block;
   /*
-   * Why: "bad signature", "unknown key", "wrong server host", "unparseable", "expired".
+   * Why: "bad signature", "unknown key", "wrong server host", "environment not allowed",
+   * "unparseable", "expired".
    */
   char *reason;
   /*
@@ -461,10 +467,24 @@ struct  Licensed__V1__StatusResponse
    * See audit_sequence.
    */
   char *audit_hash;
+  /*
+   * The server's wall clock now.
+   */
+  int64_t server_time_ms;
+  /*
+   * The newest time the server has seen: its durable high-water mark of the wall clock, its
+   * licences' issued_at and its audit trail's last record.
+   */
+  int64_t clock_reference_ms;
+  /*
+   * How far the clock is behind clock_reference_ms while that is beyond the tolerance (a
+   * clock-setback episode: time-limited licences grant nothing); 0 otherwise.
+   */
+  int64_t clock_setback_ms;
 };
 #define LICENSED__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__status_response__descriptor) \
-    , 0,NULL, 0,NULL, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , 0,NULL, 0,NULL, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 /*

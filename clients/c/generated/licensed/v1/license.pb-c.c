@@ -559,7 +559,7 @@ const ProtobufCMessageDescriptor licensed__v1__usage_limit__descriptor =
   (ProtobufCMessageInit) licensed__v1__usage_limit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__license__field_descriptors[30] =
+static const ProtobufCFieldDescriptor licensed__v1__license__field_descriptors[32] =
 {
   {
     "id",
@@ -921,12 +921,37 @@ static const ProtobufCFieldDescriptor licensed__v1__license__field_descriptors[3
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "server_environments",
+    31,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__License, n_server_environments),
+    offsetof(Licensed__V1__License, server_environments),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "client_environments",
+    32,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__License, n_client_environments),
+    offsetof(Licensed__V1__License, client_environments),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__license__field_indices_by_name[] = {
   21,   /* field[21] = allowed_groups */
   28,   /* field[28] = allowed_hosts */
   20,   /* field[20] = allowed_networks */
   26,   /* field[26] = allowed_users */
+  31,   /* field[31] = client_environments */
   16,   /* field[16] = dup_group */
   22,   /* field[22] = excluded_groups */
   29,   /* field[29] = excluded_hosts */
@@ -950,6 +975,7 @@ static const unsigned licensed__v1__license__field_indices_by_name[] = {
   4,   /* field[4] = product */
   17,   /* field[17] = requires */
   23,   /* field[23] = reservations */
+  30,   /* field[30] = server_environments */
   19,   /* field[19] = server_hostids */
   18,   /* field[18] = token_pool */
   10,   /* field[10] = trial_days */
@@ -957,7 +983,7 @@ static const unsigned licensed__v1__license__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__license__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 30 }
+  { 0, 32 }
 };
 const ProtobufCMessageDescriptor licensed__v1__license__descriptor =
 {
@@ -967,7 +993,7 @@ const ProtobufCMessageDescriptor licensed__v1__license__descriptor =
   "Licensed__V1__License",
   "licensed.v1",
   sizeof(Licensed__V1__License),
-  30,
+  32,
   licensed__v1__license__field_descriptors,
   licensed__v1__license__field_indices_by_name,
   1,  licensed__v1__license__number_ranges,

@@ -371,10 +371,24 @@ struct  Licensed__V1__License
    */
   size_t n_excluded_hosts;
   char **excluded_hosts;
+  /*
+   * Where the licence server may run: any of "physical", "virtual", "container" (empty = anywhere).
+   * Every kind the server detects for itself must be listed: "virtual" alone refuses a container
+   * on a virtual machine, "virtual" and "container" allow it. A server whose environment is not
+   * allowed rejects the licence at load ("environment not allowed", naming what it detected).
+   */
+  size_t n_server_environments;
+  char **server_environments;
+  /*
+   * Where node-locked activations may run, the same kinds, as the client reports them in
+   * ActivateRequest.environment (empty = anywhere). Refused with ENVIRONMENT_NOT_ALLOWED.
+   */
+  size_t n_client_environments;
+  char **client_environments;
 };
 #define LICENSED__V1__LICENSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__license__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, LICENSED__V1__LICENSE_MODEL__LICENSE_MODEL_UNSPECIFIED, 0, 0, 0, 0, 0, LICENSED__V1__OVERAGE_POLICY__OVERAGE_POLICY_UNSPECIFIED, NULL, 0, 0, LICENSED__V1__DUP_GROUP__DUP_GROUP_UNSPECIFIED, 0,NULL, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, LICENSED__V1__FINGERPRINT_MATCH__FINGERPRINT_MATCH_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, LICENSED__V1__LICENSE_MODEL__LICENSE_MODEL_UNSPECIFIED, 0, 0, 0, 0, 0, LICENSED__V1__OVERAGE_POLICY__OVERAGE_POLICY_UNSPECIFIED, NULL, 0, 0, LICENSED__V1__DUP_GROUP__DUP_GROUP_UNSPECIFIED, 0,NULL, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, LICENSED__V1__FINGERPRINT_MATCH__FINGERPRINT_MATCH_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*

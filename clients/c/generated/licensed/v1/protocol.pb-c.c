@@ -850,7 +850,7 @@ const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
   (ProtobufCMessageInit) licensed__v1__server_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__hello__field_descriptors[10] =
+static const ProtobufCFieldDescriptor licensed__v1__hello__field_descriptors[11] =
 {
   {
     "protocol_version",
@@ -972,9 +972,22 @@ static const ProtobufCFieldDescriptor licensed__v1__hello__field_descriptors[10]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "client_time_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__Hello, client_time_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__hello__field_indices_by_name[] = {
   1,   /* field[1] = client_name */
+  10,   /* field[10] = client_time_ms */
   2,   /* field[2] = client_version */
   5,   /* field[5] = fingerprint */
   4,   /* field[4] = host */
@@ -988,7 +1001,7 @@ static const unsigned licensed__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor licensed__v1__hello__descriptor =
 {
@@ -998,7 +1011,7 @@ const ProtobufCMessageDescriptor licensed__v1__hello__descriptor =
   "Licensed__V1__Hello",
   "licensed.v1",
   sizeof(Licensed__V1__Hello),
-  10,
+  11,
   licensed__v1__hello__field_descriptors,
   licensed__v1__hello__field_indices_by_name,
   1,  licensed__v1__hello__number_ranges,
@@ -1134,7 +1147,7 @@ const ProtobufCMessageDescriptor licensed__v1__hello_response__descriptor =
   (ProtobufCMessageInit) licensed__v1__hello_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number[21] =
+static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number[23] =
 {
   { "CODE_UNSPECIFIED", "LICENSED__V1__ERROR__CODE__CODE_UNSPECIFIED", 0 },
   { "INVALID_ARGUMENT", "LICENSED__V1__ERROR__CODE__INVALID_ARGUMENT", 1 },
@@ -1157,17 +1170,21 @@ static const ProtobufCEnumValue licensed__v1__error__code__enum_values_by_number
   { "INTERNAL", "LICENSED__V1__ERROR__CODE__INTERNAL", 18 },
   { "NOT_ACTIVE", "LICENSED__V1__ERROR__CODE__NOT_ACTIVE", 19 },
   { "STALE_RESUME", "LICENSED__V1__ERROR__CODE__STALE_RESUME", 20 },
+  { "ENVIRONMENT_NOT_ALLOWED", "LICENSED__V1__ERROR__CODE__ENVIRONMENT_NOT_ALLOWED", 21 },
+  { "CLOCK_SETBACK", "LICENSED__V1__ERROR__CODE__CLOCK_SETBACK", 22 },
 };
 static const ProtobufCIntRange licensed__v1__error__code__value_ranges[] = {
-{0, 0},{0, 21}
+{0, 0},{0, 23}
 };
-static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_name[21] =
+static const ProtobufCEnumValueIndex licensed__v1__error__code__enum_values_by_name[23] =
 {
   { "ACTIVATION_LIMIT", 11 },
   { "BASE_REQUIRED", 13 },
+  { "CLOCK_SETBACK", 22 },
   { "CODE_UNSPECIFIED", 0 },
   { "DEADLINE_EXCEEDED", 14 },
   { "DEVICE_LIMIT", 12 },
+  { "ENVIRONMENT_NOT_ALLOWED", 21 },
   { "INTERNAL", 18 },
   { "INVALID_ARGUMENT", 1 },
   { "LICENSE_EXPIRED", 6 },
@@ -1192,9 +1209,9 @@ const ProtobufCEnumDescriptor licensed__v1__error__code__descriptor =
   "Code",
   "Licensed__V1__Error__Code",
   "licensed.v1",
-  21,
+  23,
   licensed__v1__error__code__enum_values_by_number,
-  21,
+  23,
   licensed__v1__error__code__enum_values_by_name,
   1,
   licensed__v1__error__code__value_ranges,

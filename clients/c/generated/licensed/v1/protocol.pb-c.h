@@ -119,7 +119,20 @@ typedef enum _Licensed__V1__Error__Code {
    * now: the client has already resumed the session on that connection (this Hello was given up
    * on and overtaken). Nothing changed; the other connection keeps the session.
    */
-  LICENSED__V1__ERROR__CODE__STALE_RESUME = 20
+  LICENSED__V1__ERROR__CODE__STALE_RESUME = 20,
+  /*
+   * The licence does not allow the environment the request comes from (a virtual machine, a
+   * container; see License.client_environments). The message names what was detected and what
+   * the licence allows.
+   */
+  LICENSED__V1__ERROR__CODE__ENVIRONMENT_NOT_ALLOWED = 21,
+  /*
+   * The server's clock is behind the newest time it has seen (its durable high-water mark, its
+   * licences' issued_at, its audit trail) by more than its tolerance (default 24 h): licences
+   * with an end date, a trial or a maintenance date grant nothing until the clock is right
+   * again; perpetual licences still do. The message says how far back the clock is.
+   */
+  LICENSED__V1__ERROR__CODE__CLOCK_SETBACK = 22
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__ERROR__CODE)
 } Licensed__V1__Error__Code;
 /*
@@ -467,10 +480,15 @@ struct  Licensed__V1__Hello
    * then refuses it with STALE_RESUME instead of taking the session from the newer connection.
    */
   uint64_t resume_attempt;
+  /*
+   * The client's wall clock when it sent the Hello (0 = not sent). The server logs and counts a
+   * clock far from its own (licensed_client_clock_skew_total).
+   */
+  int64_t client_time_ms;
 };
 #define LICENSED__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__hello__descriptor) \
-    , LICENSED__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, {0,NULL}, 0 }
+    , LICENSED__V1__PROTOCOL_VERSION__PROTOCOL_VERSION_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, {0,NULL}, 0, 0 }
 
 
 /*
