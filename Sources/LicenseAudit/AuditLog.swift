@@ -22,6 +22,9 @@ public final class AuditLog {
     public let syncs: Bool
     /// Sequence number of the last record written (0 = none yet).
     public private(set) var lastSequence: UInt64
+    /// The latest record time in the trail (its last record's at opening, then the latest
+    /// written): a time the server has seen, for the clock-setback check.
+    public private(set) var latestTimeMs: Int64 = 0
     /// Hash of the last record written (the genesis hash when none).
     public var lastHash: String { String(decoding: self.lastHashBytes, as: UTF8.self) }
     private var lastHashBytes: [UInt8]
@@ -86,6 +89,7 @@ public final class AuditLog {
         var last: (UInt64, String) = (0, AuditRecord.genesisHash)
         var cut: (String, Int)?
         var fileBytes = 0
+        var latestTimeMs: Int64 = 0
         // The newest file with a record gives the chain's head; the newest file is appended to.
         for (index, file) in files.enumerated().reversed() {
             var bytes = try AuditTrail.contents(of: file.path)
@@ -111,6 +115,7 @@ public final class AuditLog {
                 )
             }
             last = (parsed.record.sequence, parsed.record.hash)
+            latestTimeMs = parsed.record.timeMs
             break
         }
         // Appended to: the newest file, unless it is compressed (then a new one starts).
@@ -136,6 +141,7 @@ public final class AuditLog {
             last: last
         )
         log.cutTail = cut
+        log.latestTimeMs = latestTimeMs
         return log
     }
 
@@ -184,6 +190,7 @@ public final class AuditLog {
             }
             self.lastSequence = sequence
             self.lastHashBytes = hash
+            self.latestTimeMs = max(self.latestTimeMs, event.timeMs)
         }
         try self.flush(&buffer)
     }

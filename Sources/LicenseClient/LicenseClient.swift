@@ -263,6 +263,7 @@ public actor LicenseClient {
         hello.host = self.configuration.clientHost
         hello.token = self.configuration.token
         hello.pid = UInt32(getpid())
+        hello.clientTimeMs = Int64(Date().timeIntervalSince1970 * 1000)
         if let resume {
             hello.resumeSessionID = .init(resume)
             self.resumeAttempts += 1

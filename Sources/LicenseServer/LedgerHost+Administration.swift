@@ -85,6 +85,9 @@ extension LedgerHost {
         response.rejected = self.loaded.rejected.map(\.protocolForm)
         response.serverPublicKey = .init(self.context.serverPublicKey)
         response.serverVersion = ServerContext.serverVersion
+        response.serverTimeMs = self.nowMs
+        response.clockReferenceMs = self.ledger.clockReferenceMs
+        response.clockSetbackMs = self.ledger.clockSetbackMs(at: response.serverTimeMs)
         if role.seesHolders, let head = self.log.auditHead {
             response.auditSequence = head.sequence
             response.auditHash = head.hash

@@ -35,4 +35,65 @@ extension LedgerHost {
         )
         self.audit("clock_step", actor: "server", details: [("step_ms", .int(step))])
     }
+
+    /// Looks at the wall clock against the newest time the server has seen (at start and every
+    /// reaper tick): a clock-setback episode starts, or ends, once — logged, audited and counted
+    /// (time-limited licences refuse with CLOCK_SETBACK meanwhile: the ledger decides at each
+    /// grant). While the clock is right, advances the durable high-water mark once a minute.
+    func watchClock() {
+        let now = self.nowMs
+        let behind = self.ledger.clockSetbackMs(at: now)
+        let reference = self.ledger.clockReferenceMs
+        if behind > 0 {
+            if self.clockSetbackMs == nil {
+                let stopped = self.loaded.effective.filter(\.license.isTimeLimited).map(\.license.id)
+                self.count("licensed_clock_setback_episodes_total", [])
+                self.logger.error(
+                    "clock setback: the wall clock is \(SeatLedger.duration(behind)) behind the newest time this server has seen (\(Timestamp.iso8601(reference))); \(stopped.count) licence(s) with an end date, a trial or a maintenance date grant nothing (CLOCK_SETBACK) until the clock is set right, perpetual licences keep serving",
+                    metadata: ["behind_ms": "\(behind)", "licenses": "\(stopped.joined(separator: ","))"]
+                )
+                self.audit(
+                    "clock_setback",
+                    actor: "server",
+                    details: [
+                        ("behind_ms", .int(behind)), ("reference_ms", .int(reference)),
+                        ("licenses", .string(stopped.joined(separator: ","))),
+                    ]
+                )
+            }
+            self.clockSetbackMs = behind
+            return
+        }
+        if let was = self.clockSetbackMs {
+            self.clockSetbackMs = nil
+            self.logger.notice(
+                "clock setback over: the wall clock is right again (\(Timestamp.iso8601(now))); time-limited licences grant again",
+                metadata: ["was_behind_ms": "\(was)"]
+            )
+            self.audit("clock_setback_cleared", actor: "server", details: [("was_behind_ms", .int(was))])
+        }
+        if self.mayWrite, self.log.acceptsAppends, self.failure == nil, now - self.ledger.clockHighWaterMs >= 60_000 {
+            self.markClock()
+        }
+    }
+
+    /// Why readiness mentions the clock, or nil while it is right.
+    var clockSetbackReason: String? {
+        guard let behind = self.clockSetbackMs else { return nil }
+        return
+            "clock setback: the wall clock is \(SeatLedger.duration(behind)) behind the newest time this server has seen (\(Timestamp.iso8601(self.ledger.clockReferenceMs))); time-limited licences grant nothing until it is set right"
+    }
+
+    /// A Hello's client clock far from this server's (beyond `client_clock_skew_ms`): logged
+    /// and counted, once per session. Licences date on the server's clock, not the client's.
+    func clientClock(_ clientMs: Int64, user: String, host: String) {
+        guard clientMs != 0 else { return }
+        let skew = clientMs - self.context.clock.nowMs()
+        guard abs(skew) > Int64(self.context.configuration.clientClockSkewMs) else { return }
+        self.count("licensed_client_clock_skew_total", [])
+        self.logger.warning(
+            "client clock \(SeatLedger.duration(skew)) \(skew > 0 ? "ahead of" : "behind") this server's",
+            metadata: ["user": "\(user)", "host": "\(host)", "skew_ms": "\(skew)"]
+        )
+    }
 }

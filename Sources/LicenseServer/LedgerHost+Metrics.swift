@@ -24,14 +24,21 @@ extension LedgerHost {
         return counter
     }
 
-    /// Ready to serve: listening, and at least one licence loaded.
-    var isReady: Bool { self.listening && self.failure == nil && !self.loaded.effective.isEmpty && self.mayWrite }
+    /// Ready to serve: listening, and at least one licence loaded that grants (during a clock
+    /// setback, a perpetual one).
+    var isReady: Bool {
+        self.listening && self.failure == nil && !self.loaded.effective.isEmpty && self.mayWrite
+            && (self.clockSetbackMs == nil || self.loaded.effective.contains { !$0.license.isTimeLimited })
+    }
 
     /// Why not ready, for /readyz.
     var readiness: String {
         if !self.listening { return "not listening (starting or stopping)" }
         if let failure = self.failure { return "the commit log failed: \(failure)" }
         if self.loaded.effective.isEmpty { return "no valid licence loaded (\(self.loaded.rejected.count) rejected)" }
+        if let setback = self.clockSetbackReason {
+            return self.isReady ? "ready for perpetual licences only; \(setback)" : setback
+        }
         if let cluster = self.cluster {
             switch cluster.role {
             case .standby(let active):
@@ -72,6 +79,8 @@ extension LedgerHost {
         metrics.gauge("licensed_licenses_loaded").record(Int64(self.loaded.effective.count))
         metrics.gauge("licensed_licenses_rejected").record(Int64(self.loaded.rejected.count))
         metrics.gauge("licensed_ready").record(self.isReady ? 1 : 0)
+        metrics.gauge("licensed_clock_setback_seconds").record(Double(self.clockSetbackMs ?? 0) / 1000)
+        metrics.gauge("licensed_clock_reference_timestamp_seconds").record(Double(self.ledger.clockReferenceMs) / 1000)
         if let cluster = self.cluster {
             let facts = cluster.facts()
             metrics.gauge("licensed_cluster_active").record(cluster.isActive ? 1 : 0)

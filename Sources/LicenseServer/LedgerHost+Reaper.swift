@@ -26,6 +26,7 @@ extension LedgerHost {
 
     /// Reclaims leases whose TTL lapsed, logs each and tells its session if it is connected.
     func reap() {
+        self.watchClock()
         // A standby copies what the active node reclaims; a node unsure of its lease (etcd out
         // of reach) reclaims nothing: its clients could not renew either.
         guard self.mayWrite else {

@@ -52,6 +52,9 @@ final class LedgerHost {
     var listening = false
     /// Notices steps of the wall clock (see `nowMs`).
     var clockSteps = ClockStepDetector()
+    /// How far the clock was behind the reference at the last look, while a clock-setback
+    /// episode lasts (nil: none).
+    var clockSetbackMs: Int64?
     /// This node's place in its cluster (nil: a single node).
     var cluster: ClusterMembership?
 
@@ -78,9 +81,11 @@ final class LedgerHost {
         rules.minimumLeaseTTLMs = min(10_000, Int64(settings.leaseTTLMs))
         rules.maximumQueueLength = settings.maxQueueLength
         rules.restrictions = settings.restrictions
+        rules.clockSetbackToleranceMs = Int64(settings.clockSetbackToleranceHours) * 3_600_000
         self.ledger = SeatLedger(configuration: rules, licenses: licenses.effective)
         self.ledger.reserveCapacity(leases: recovered.count)
         for change in recovered { self.ledger.apply(change) }
+        self.ledger.observedTimeMs = log.auditHead?.timeMs ?? 0
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: self.nowMs)
         // A durable mark of the time at this start: it also gives the snapshot that a recovery
@@ -89,12 +94,15 @@ final class LedgerHost {
         if log.acceptsAppends { self.markClock() }
         // Exposed at 0 from the start, so that an alert on them needs no "absent" case.
         for direction in ["forward", "backward"] { _ = self.counter("licensed_clock_steps_total", [("direction", direction)]) }
+        _ = self.counter("licensed_clock_setback_episodes_total", [])
+        _ = self.counter("licensed_client_clock_skew_total", [])
         self.audit(
             "start",
             actor: "server",
             details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recovered.count)))] + recoveryDetails
         )
         self.auditLicenses(licenses, actor: "server")
+        self.watchClock()
     }
 
     /// Appends a durable mark of the wall-clock time now.

@@ -81,6 +81,12 @@ extension ServerConfiguration {
         Option(name: "activation_validity_days", help: "offline validity of activation certificates, in days") {
             $0.activationValidityDays = try int($1, "activation_validity_days")
         },
+        Option(name: "clock_setback_tolerance_hours", help: "a clock this far behind the newest time seen stops time-limited licences") {
+            $0.clockSetbackToleranceHours = try int($1, "clock_setback_tolerance_hours")
+        },
+        Option(name: "client_clock_skew_ms", help: "log and count a client Hello whose clock is further than this from the server's") {
+            $0.clientClockSkewMs = try int($1, "client_clock_skew_ms")
+        },
         Option(name: "max_connections", help: "most open connections") { $0.maxConnections = try int($1, "max_connections") },
         Option(name: "max_connections_per_address", help: "most open connections from one address") {
             $0.maxConnectionsPerAddress = try int($1, "max_connections_per_address")

@@ -64,6 +64,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var activationInactivityDays = 90
     /// Activation certificates are valid offline for this many days.
     public var activationValidityDays = 30
+    /// A wall clock this many hours behind the newest time the server has seen is a clock
+    /// setback: time-limited licences grant nothing until it is right.
+    public var clockSetbackToleranceHours = 24
+    /// A client whose Hello carries a clock further than this from the server's is logged and counted.
+    public var clientClockSkewMs = 300_000
     /// Most open connections; beyond, a new connection gets RESOURCE_EXHAUSTED and is closed.
     public var maxConnections = 100_000
     /// Most open connections from one network address.
@@ -205,6 +210,10 @@ public struct ServerConfiguration: Sendable, Equatable {
         guard self.auditMaxFileBytes >= 4096 else { throw ConfigurationError("audit_max_file_bytes must be at least 4096") }
         guard self.badTokenLimit >= 0, self.badTokenDelayMs >= 0, self.badTokenDelayMs <= 60_000 else {
             throw ConfigurationError("bad_token_limit must be at least 0 and bad_token_delay_ms between 0 and 60000")
+        }
+        // Below an hour, NTP's corrections and a resumed laptop's first minutes would stop licences.
+        guard self.clockSetbackToleranceHours >= 1, self.clientClockSkewMs >= 0 else {
+            throw ConfigurationError("clock_setback_tolerance_hours must be at least 1 and client_clock_skew_ms not negative")
         }
         for key in self.trustedKeys where key.id.isEmpty || key.publicKey.isEmpty {
             throw ConfigurationError("every trusted_keys entry needs an id and a public_key path")

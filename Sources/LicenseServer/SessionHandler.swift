@@ -250,6 +250,7 @@ final class SessionHandler: ChannelInboundHandler {
             address: address
         )
         let id = sessionID ?? self.host.open(identity, connection: self)
+        if !resumed { self.host.clientClock(hello.clientTimeMs, user: hello.user, host: hello.host) }
         self.state = .open(sessionID: id, role: role)
         self.logger[metadataKey: "session"] = "\(id.description.prefix(12))"
         self.logger.info(

@@ -98,10 +98,13 @@ public struct AuditHead: Sendable, Equatable {
     public var sequence: UInt64
     /// Its hash, hex.
     public var hash: String
+    /// The latest time of a record in the trail (the clock-setback check reads it).
+    public var timeMs: Int64
     /// Creates a head.
-    public init(sequence: UInt64, hash: String) {
+    public init(sequence: UInt64, hash: String, timeMs: Int64 = 0) {
         self.sequence = sequence
         self.hash = hash
+        self.timeMs = timeMs
     }
 }
 

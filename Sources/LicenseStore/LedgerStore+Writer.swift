@@ -118,7 +118,7 @@ extension LedgerStore {
         guard let auditLog = files.auditLog else { return }
         try auditLog.write(events)
         try auditLog.sync()
-        let head = AuditHead(sequence: auditLog.lastSequence, hash: auditLog.lastHash)
+        let head = AuditHead(sequence: auditLog.lastSequence, hash: auditLog.lastHash, timeMs: auditLog.latestTimeMs)
         self.writtenAuditHead.withLock { $0 = head }
     }
 

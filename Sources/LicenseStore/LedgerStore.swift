@@ -90,7 +90,7 @@ public final class LedgerStore: CommitLog {
         self.directory = directory
         self.sync = sync
         self.retainedSnapshots = retainedSnapshots
-        let audit = files.auditLog.map { AuditHead(sequence: $0.lastSequence, hash: $0.lastHash) }
+        let audit = files.auditLog.map { AuditHead(sequence: $0.lastSequence, hash: $0.lastHash, timeMs: $0.latestTimeMs) }
         self.writtenAuditHead = Mutex(audit)
         self.queue = Mutex(Queue(assigned: lastSequence, hasAuditTrail: audit != nil))
         self.files = Mutex(files)

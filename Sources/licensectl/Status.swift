@@ -40,6 +40,11 @@ struct Status: AsyncParsableCommand {
         print(
             "licence server \(status.serverVersion), \(status.sessions) session(s), server key \([UInt8](status.serverPublicKey).hexString.prefix(16))…"
         )
+        if status.clockSetbackMs > 0 {
+            print(
+                "CLOCK SETBACK: the server's clock (\(Timestamp.iso8601(status.serverTimeMs))) is \(SeatLedger.duration(status.clockSetbackMs)) behind the newest time it has seen (\(Timestamp.iso8601(status.clockReferenceMs))); licences with an end date, a trial or a maintenance date grant nothing until it is set right"
+            )
+        }
         print("")
         var rows = [["FEATURE", "IN USE", "CAPACITY", "OVERAGE", "QUEUED"]]
         for feature in status.features {
@@ -90,6 +95,7 @@ struct Status: AsyncParsableCommand {
         case .expiring: "EXPIRING"
         case .expired: "EXPIRED"
         case .notYetValid: "NOT_YET_VALID"
+        case .clockSetback: "CLOCK_SETBACK"
         default: "UNKNOWN"
         }
     }

@@ -88,6 +88,7 @@ struct ServerConfigurationTests {
             ("- just a list", "mapping"),
             ("tokens: [{role: king, sha256: 00}]", "tokens"),
             ("trusted_keys: [{id: x}]", "trusted_keys"),
+            ("clock_setback_tolerance_hours: 0", "clock_setback_tolerance_hours"),
         ]
     )
     func badValues(_ yaml: String, _ named: String) {

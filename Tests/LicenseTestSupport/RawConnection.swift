@@ -51,7 +51,9 @@ public final class RawConnection: Sendable {
     }
 
     /// Sends a Hello with `requestID` (resuming `resume` when given) and returns the reply.
-    public func hello(requestID: UInt64 = 1, user: String = "ada", resume: [UInt8] = []) async throws -> Licensed_V1_ServerMessage {
+    public func hello(requestID: UInt64 = 1, user: String = "ada", resume: [UInt8] = [], clientTimeMs: Int64 = 0) async throws
+        -> Licensed_V1_ServerMessage
+    {
         var message = Licensed_V1_ClientMessage()
         message.requestID = requestID
         message.hello.protocolVersion = .protocolVersion1
@@ -59,6 +61,7 @@ public final class RawConnection: Sendable {
         message.hello.user = user
         message.hello.host = "test-host"
         message.hello.resumeSessionID = Data(resume)
+        message.hello.clientTimeMs = clientTimeMs
         try await self.send(message)
         return try await self.readMessage()
     }

@@ -413,6 +413,7 @@ static int say_hello(lc_client *c) {
     hello.client_version = c->client_version;
     hello.token = c->token;
     hello.pid = (uint32_t)getpid();
+    hello.client_time_ms = wall_ms();
     if (c->have_session) {
         hello.resume_session_id.data = c->session_id;
         hello.resume_session_id.len = sizeof c->session_id;
