@@ -343,7 +343,7 @@ let package = Package(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
-                "LicenseFiles", "LicenseTestSupport",
+                "LicenseFiles", "LicenseHost", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+public import LicenseCore
 import LicenseCrypto
 public import LicenseProtocol
 import NIOCore
@@ -123,18 +124,24 @@ extension LicenseClient {
     }
 
     /// Activates a node-locked licence (by id, or by a feature it grants) on a machine with
-    /// `fingerprint` (component ids; `MachineFingerprint` computes this machine's).
+    /// `fingerprint` (component ids; `MachineFingerprint` computes this machine's) and where it
+    /// runs (`HostEnvironment.detect().report`; a licence with client_environments needs it).
     public func activate(
         licenseID: String = "",
         feature: String = "",
         fingerprint: [String],
-        machineName: String = ""
+        machineName: String = "",
+        environment: EnvironmentReport? = nil
     ) async throws -> Licensed_V1_ActivateResponse {
         var request = Licensed_V1_ActivateRequest()
         request.licenseID = licenseID
         request.feature = feature
         request.fingerprint = fingerprint
         request.machineName = machineName
+        if let environment {
+            request.environment = environment.kinds
+            request.environmentDescription = environment.description
+        }
         return try await self.withConnection { connection in
             guard case .activate(let response) = try await connection.request(.activate(request)) else {
                 throw LicenseClientError(code: .internal, message: "the server answered Activate with another message")

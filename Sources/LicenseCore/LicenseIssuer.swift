@@ -31,6 +31,12 @@ public enum LicenseIssuer {
             return "licence '\(license.id)' has not_before_ms after not_after_ms"
         }
         if license.gracePeriodMs < 0 { return "licence '\(license.id)' has a negative grace_period_ms" }
+        for (field, values) in [("server_environments", license.serverEnvironments), ("client_environments", license.clientEnvironments)] {
+            if let unknown = values.first(where: { !EnvironmentRule.kinds.contains($0) }) {
+                return
+                    "licence '\(license.id)' names '\(unknown)' in \(field); the kinds are \(EnvironmentRule.kinds.sorted().joined(separator: ", "))"
+            }
+        }
         return nil
     }
 }

@@ -11,9 +11,11 @@ public enum LicenseRejection: Error, Hashable, Sendable, CustomStringConvertible
     case wrongServerHost([String])
     /// Past not_after and its grace period.
     case expired(notAfterMs: Int64, graceMs: Int64)
+    /// The licence's server_environments do not allow where this server runs.
+    case environmentNotAllowed(String)
 
     /// The short reason, one of "unparseable", "unknown key", "bad signature", "wrong server host",
-    /// "expired".
+    /// "environment not allowed", "expired".
     public var reason: String {
         switch self {
         case .unparseable: "unparseable"
@@ -21,6 +23,7 @@ public enum LicenseRejection: Error, Hashable, Sendable, CustomStringConvertible
         case .badSignature: "bad signature"
         case .wrongServerHost: "wrong server host"
         case .expired: "expired"
+        case .environmentNotAllowed: "environment not allowed"
         }
     }
 
@@ -34,6 +37,8 @@ public enum LicenseRejection: Error, Hashable, Sendable, CustomStringConvertible
             "bad signature: does not verify with trusted key '\(keyID)'"
         case .wrongServerHost(let hostIDs):
             "wrong server host: licence is bound to server host id(s) \(hostIDs.joined(separator: ", ")), not this server"
+        case .environmentNotAllowed(let detail):
+            "environment not allowed: \(detail)"
         case .expired(let notAfter, let grace):
             "expired: not_after \(Timestamp.iso8601(notAfter))"
                 + (grace > 0 ? " plus a grace period of \(grace / 86_400_000) day(s) has passed" : " has passed")

@@ -12,11 +12,15 @@ public struct LicenseVerifier: Sendable {
     /// This server's fingerprint component ids (hex); a licence with server_hostids must name one.
     /// nil skips the check (offline verification of a licence file by the vendor).
     public var serverHostIDs: Set<String>?
+    /// Where this server runs, checked against server_environments; nil skips the check (as
+    /// `serverHostIDs`).
+    public var serverEnvironment: EnvironmentReport?
 
     /// Creates a verifier.
-    public init(trustedKeys: [String: Ed25519PublicKey], serverHostIDs: Set<String>?) {
+    public init(trustedKeys: [String: Ed25519PublicKey], serverHostIDs: Set<String>?, serverEnvironment: EnvironmentReport? = nil) {
         self.trustedKeys = trustedKeys
         self.serverHostIDs = serverHostIDs
+        self.serverEnvironment = serverEnvironment
     }
 
     /// The outcome for every block of one licence file's `text`.
@@ -70,6 +74,11 @@ public struct LicenseVerifier: Sendable {
             serverHostIDs.isDisjoint(with: license.serverHostids.map { $0.lowercased() })
         {
             return .failure(Rejected(rejection: .wrongServerHost(license.serverHostids), licenseID: license.id))
+        }
+        if let environment = self.serverEnvironment,
+            let refusal = EnvironmentRule.refusal(environment, allowed: license.serverEnvironments, role: "licence server")
+        {
+            return .failure(Rejected(rejection: .environmentNotAllowed(refusal), licenseID: license.id))
         }
         if license.notAfterMs != 0, nowMs > license.notAfterMs + license.gracePeriodMs {
             return .failure(

@@ -1,4 +1,5 @@
 public import Foundation
+public import LicenseCore
 
 /// Where a process runs: on hardware or in a virtual machine (and which hypervisor or cloud), in a
 /// container or not (and which runtime), and the cloud instance when the machine's DMI data names
@@ -37,6 +38,9 @@ public struct HostEnvironment: Sendable, Equatable, CustomStringConvertible {
     /// The environment kinds a licence can allow: "physical" or "virtual", and "container" when
     /// in one.
     public var kinds: [String] { [self.machine.rawValue] + (self.container == nil ? [] : ["container"]) }
+
+    /// The kinds and the description, as licences check them.
+    public var report: EnvironmentReport { EnvironmentReport(kinds: self.kinds, description: self.description) }
 
     public var description: String {
         var parts: [String] = []

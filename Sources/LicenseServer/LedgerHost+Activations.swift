@@ -19,6 +19,16 @@ extension LedgerHost {
         guard request.fingerprint.count <= 64, request.fingerprint.allSatisfy({ $0.count <= 128 }) else {
             return .failure(LicenseError(.invalidArgument, "a fingerprint has at most 64 components of at most 128 characters"))
         }
+        guard request.environment.count <= 8, request.environment.allSatisfy({ $0.count <= 32 }),
+            request.environmentDescription.count <= 256
+        else {
+            return .failure(
+                LicenseError(
+                    .invalidArgument,
+                    "an environment has at most 8 kinds of at most 32 characters and a description of at most 256"
+                )
+            )
+        }
         var who = identity
         if !request.user.isEmpty { who.user = request.user }
         var licenseID = request.licenseID
@@ -37,7 +47,8 @@ extension LedgerHost {
             fingerprint: request.fingerprint,
             machineName: request.machineName.isEmpty ? identity.host : request.machineName,
             identity: who,
-            newActivationID: "act-" + SecureRandom.bytes(12).hexString
+            newActivationID: "act-" + SecureRandom.bytes(12).hexString,
+            environment: EnvironmentReport(kinds: request.environment, description: request.environmentDescription)
         )
         switch self.ledger.activate(command, at: self.nowMs) {
         case .failure(let error):

@@ -9,7 +9,8 @@ public struct LicenseLoader: Sendable {
 
     /// Builds a loader from the configuration: reads every trusted key PEM. A key that cannot be
     /// read is a configuration error (the operator named it, so it must exist).
-    public init(configuration: ServerConfiguration, hostComponents: [FingerprintComponent]) throws {
+    /// `environment` is where this server runs (checked against server_environments).
+    public init(configuration: ServerConfiguration, hostComponents: [FingerprintComponent], environment: EnvironmentReport) throws {
         var keys: [String: Ed25519PublicKey] = [:]
         for trusted in configuration.trustedKeys {
             let pem: String
@@ -20,7 +21,7 @@ public struct LicenseLoader: Sendable {
                 throw ConfigurationError("trusted key '\(trusted.id)': \(trusted.publicKey) is not an Ed25519 public key PEM (\(error))")
             }
         }
-        self.verifier = LicenseVerifier(trustedKeys: keys, serverHostIDs: Set(hostComponents.map(\.id)))
+        self.verifier = LicenseVerifier(trustedKeys: keys, serverHostIDs: Set(hostComponents.map(\.id)), serverEnvironment: environment)
     }
 
     /// Loads every licence file under `paths` (a file, or a directory whose `*.lic` files are read

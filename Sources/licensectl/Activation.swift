@@ -67,7 +67,8 @@ struct Activate: AsyncParsableCommand {
                 licenseID: self.license,
                 feature: self.feature,
                 fingerprint: fingerprint,
-                machineName: self.machineName
+                machineName: self.machineName,
+                environment: HostEnvironment.detect().report
             )
         } catch let error as LicenseClientError {
             throw CLIError(error)

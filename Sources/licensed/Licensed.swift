@@ -92,6 +92,7 @@ struct Licensed: AsyncParsableCommand {
             overrides: overrides
         )
         let hostComponents = MachineFingerprint.components(operatorSupplied: configuration.hostID, environment: [:])
+        let hostEnvironment = HostEnvironment.detect()
         if self.printHostIds {
             for component in hostComponents { print("\(component.id)  \(component.kind)") }
             return
@@ -108,7 +109,8 @@ struct Licensed: AsyncParsableCommand {
         }
         let logger = Logger(label: "licensed")
 
-        let loader = try LicenseLoader(configuration: configuration, hostComponents: hostComponents)
+        logger.info("running on: \(hostEnvironment)", metadata: ["kinds": "\(hostEnvironment.kinds.joined(separator: ","))"])
+        let loader = try LicenseLoader(configuration: configuration, hostComponents: hostComponents, environment: hostEnvironment.report)
         let loaded = try loader.load(paths: configuration.licensePaths, at: clock.nowMs())
         for rejected in loaded.rejected { logger.error("\(rejected)") }
         for license in loaded.effective {
@@ -141,7 +143,7 @@ struct Licensed: AsyncParsableCommand {
                 arguments: arguments,
                 overrides: reloadOverrides
             )
-            let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents)
+            let loader = try LicenseLoader(configuration: fresh, hostComponents: hostComponents, environment: hostEnvironment.report)
             return try loader.load(paths: fresh.licensePaths, at: clock.nowMs())
         }
         // A node of a cluster when etcd endpoints are configured: it opens the cluster's log.

@@ -212,3 +212,42 @@ struct LicenseVerifierTests {
         #expect(a.id != FingerprintComponent(kind: "operator", value: "build-01").id)
     }
 }
+
+@Suite("Environments a licence allows")
+struct EnvironmentRuleTests {
+    static let vm = EnvironmentReport(kinds: ["virtual"], description: "virtual machine (kvm)")
+    static let containerOnVM = EnvironmentReport(kinds: ["virtual", "container"], description: "virtual machine (kvm), container (docker)")
+    static let bare = EnvironmentReport(kinds: ["physical"], description: "physical machine")
+
+    @Test("empty allows anywhere; otherwise every kind detected must be listed; an unreported environment is refused by a list")
+    func rule() {
+        #expect(EnvironmentRule.refusal(Self.containerOnVM, allowed: [], role: "licence server") == nil)
+        #expect(EnvironmentRule.refusal(Self.bare, allowed: ["physical"], role: "licence server") == nil)
+        let refused = EnvironmentRule.refusal(Self.vm, allowed: ["physical"], role: "licence server")
+        #expect(refused?.contains("only on physical") == true && refused?.contains("virtual machine (kvm)") == true, "\(refused ?? "")")
+        #expect(EnvironmentRule.refusal(Self.containerOnVM, allowed: ["virtual"], role: "x")?.contains("container not allowed") == true)
+        #expect(EnvironmentRule.refusal(Self.containerOnVM, allowed: ["virtual", "container"], role: "x") == nil)
+        #expect(
+            EnvironmentRule.refusal(EnvironmentReport(kinds: [], description: ""), allowed: ["physical"], role: "x")?.contains(
+                "not reported"
+            ) == true
+        )
+    }
+
+    @Test("server_environments: the verifier rejects the block on a host outside it, naming what it detected; a typo is refused at signing")
+    func verifier() throws {
+        let issuer = try Ed25519PrivateKey.generate()
+        var license = LicenseVerifierTests.license("phys-only")
+        license.serverEnvironments = ["physical"]
+        let text = try LicenseFile.armor(LicenseIssuer.sign(license, with: issuer, keyID: "k"))
+        let onVM = LicenseVerifier(trustedKeys: ["k": try issuer.publicKey], serverHostIDs: nil, serverEnvironment: Self.vm)
+        let result = onVM.verify(fileText: text, file: "p.lic", at: LicenseVerifierTests.now)
+        #expect(result.accepted.isEmpty)
+        #expect(result.rejected.first?.rejection.reason == "environment not allowed")
+        #expect(result.rejected.first?.description.contains("virtual machine (kvm)") == true, "\(result.rejected.first?.description ?? "")")
+        let onBareMetal = LicenseVerifier(trustedKeys: ["k": try issuer.publicKey], serverHostIDs: nil, serverEnvironment: Self.bare)
+        #expect(onBareMetal.verify(fileText: text, file: "p.lic", at: LicenseVerifierTests.now).accepted.count == 1)
+        license.clientEnvironments = ["vm"]
+        #expect(LicenseIssuer.problem(with: license)?.contains("'vm' in client_environments") == true)
+    }
+}

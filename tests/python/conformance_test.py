@@ -288,6 +288,14 @@ frank.expect_error("activate", activation_pb2.ActivateRequest(license_id="py-nod
                    Code.ACTIVATION_LIMIT, "a third machine of a 2-activation licence")
 gone = dave.call("deactivate", activation_pb2.DeactivateRequest(activation_id=activated.activation_id))
 check(gone.activation_id == activated.activation_id, "Deactivate frees the activation")
+# A licence for bare metal only (client_environments): a container is refused, naming what it reported.
+refused = frank.expect_error("activate", activation_pb2.ActivateRequest(
+    license_id="py-bare", fingerprint=["fp-f1"], machine_name="frank-ct", environment=["physical", "container"],
+    environment_description="physical machine, container (docker)"), Code.ENVIRONMENT_NOT_ALLOWED, "a container on a bare-metal-only licence")
+check(refused is not None and "container (docker)" in refused.message, "... the message names the environment detected")
+bare = frank.call("activate", activation_pb2.ActivateRequest(license_id="py-bare", fingerprint=["fp-f1"], machine_name="frank-ws",
+                                                              environment=["physical"], environment_description="physical machine"))
+check(bare.activation_id != "", "... and bare metal is activated")
 
 # ---- administration -------------------------------------------------------------------------
 admin = Connection(TOKENS["admin"], user="root")
@@ -428,8 +436,11 @@ seeded = store_pb2.WalRecord()
 seeded.activated.activation.CopyFrom(store_pb2.StoredActivation(
     activation_id="act-py-seeded", license_id="py-node", features=["viewer"], fingerprint=["fp-s1"], machine_name="seeded", user="sam",
     activated_at_ms=now_ms - 3 * 86400000, last_seen_ms=now_ms - 2 * 86400000))
+# And a durable high-water mark of the wall clock three days ahead: the clock is set back.
+mark = store_pb2.WalRecord()
+mark.clock_mark.wall_ms = now_ms + 3 * 86400000
 with open(os.path.join(state2, "ledger", "wal-00000000000000000001.log"), "wb") as f:
-    f.write(wal_frame(1, note(seeded)))
+    f.write(wal_frame(1, note(seeded)) + wal_frame(2, note(mark)))
 probe = socket.socket()
 probe.bind(("127.0.0.1", 0))
 port2 = probe.getsockname()[1]
@@ -450,6 +461,14 @@ try:
     PORT = saved_port
     seen = sam.call("validate_activation", activation_pb2.ValidateActivationRequest(activation_id="act-py-seeded", fingerprint=["fp-s1"]))
     check(len(seen.certificate.claims) > 0, "a second daemon recovers the activation from a log written here and validates it")
+    setback = sam.expect_error("check_out", floating_pb2.CheckOutRequest(feature="trial.tool"), Code.CLOCK_SETBACK,
+                               "with the log's clock mark 3 days ahead, a trial licence")
+    check(setback is not None and "3 days" in setback.message, "... naming how far back the clock is")
+    lease = sam.call("check_out", floating_pb2.CheckOutRequest(feature="cad"))
+    check(len(lease.lease_id) == 16, "... while a perpetual licence grants")
+    status = sam.call("status", floating_pb2.StatusRequest())
+    check(abs(status.clock_setback_ms - 3 * 86400000) < 600000 and status.clock_reference_ms == mark.clock_mark.wall_ms,
+          "Status: clock_setback_ms about 3 days, clock_reference_ms the mark")
     sam.close()
     # The reply came once the record was durable; read it before the daemon's final snapshot cuts the log.
     records2, crc2 = read_wal(os.path.join(state2, "ledger"))

@@ -16,6 +16,8 @@ extension SeatLedger {
         public var identity: ClientIdentity
         /// The id to give a new activation (the server draws it at random).
         public var newActivationID: String
+        /// Where the machine runs, as its client reported it (no kinds: not reported).
+        public var environment: EnvironmentReport
 
         /// Creates a request.
         public init(
@@ -24,7 +26,8 @@ extension SeatLedger {
             fingerprint: [String],
             machineName: String,
             identity: ClientIdentity,
-            newActivationID: String
+            newActivationID: String,
+            environment: EnvironmentReport = EnvironmentReport(kinds: [], description: "")
         ) {
             self.licenseID = licenseID
             self.feature = feature
@@ -32,6 +35,7 @@ extension SeatLedger {
             self.machineName = machineName
             self.identity = identity
             self.newActivationID = newActivationID
+            self.environment = environment
         }
     }
 
@@ -90,6 +94,14 @@ extension SeatLedger {
             }
             if let refusal = pool.refusal(for: request.identity) {
                 refusals.append(refusal)
+                continue
+            }
+            if let refusal = EnvironmentRule.refusal(
+                request.environment,
+                allowed: license.clientEnvironments,
+                role: "node-locked activation"
+            ) {
+                refusals.append(LicenseError(.environmentNotAllowed, "licence '\(pool.id)': \(refusal)"))
                 continue
             }
             let mine = self.activations.values.filter { $0.licenseID == pool.id && $0.user == request.identity.user }.count

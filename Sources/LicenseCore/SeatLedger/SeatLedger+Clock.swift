@@ -75,7 +75,7 @@ extension SeatLedger {
 
     /// "3 days 4 hours", "5 hours 12 minutes", "40 minutes": a span for a person.
     public static func duration(_ ms: Int64) -> String {
-        let minutes = abs(ms) / 60_000
+        let minutes = (abs(ms) + 30_000) / 60_000  // to the nearest minute: 3 days less 67 ms is "3 days"
         let (days, hours, mins) = (minutes / 1_440, minutes / 60 % 24, minutes % 60)
         func unit(_ n: Int64, _ name: String) -> String { "\(n) \(name)\(n == 1 ? "" : "s")" }
         if days > 0 { return unit(days, "day") + (hours > 0 ? " " + unit(hours, "hour") : "") }
