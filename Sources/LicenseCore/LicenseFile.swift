@@ -5,10 +5,20 @@ import SwiftProtobuf
 /// A licence file: any number of armored `SignedLicense` blocks; everything outside them is comment.
 ///
 /// ```
+/// # licence: acme-2026-001
+/// # licensee: Example Corp
+/// # features: cad.solver 10
 /// -----BEGIN LICENSED LICENSE-----
 /// base64 of the serialized SignedLicense, wrapped at 64 columns
 /// -----END LICENSED LICENSE-----
 /// ```
+///
+/// Files travel by e-mail, so reading forgives what mail does to text: CRLF line ends, lines
+/// rewrapped to another width, leading and trailing spaces, and `> ` quoting (nested too). Anything
+/// else inside a block's base64 is refused, naming the file's line. The `# key: value` comment
+/// lines just above a block are its readable header (`header(for:)` writes them; `headerMismatches`
+/// checks them against the signed block): a person can read what a file grants, and a header
+/// edited to claim more is caught.
 public enum LicenseFile {
     /// The line that opens a block.
     public static let beginMarker = "-----BEGIN LICENSED LICENSE-----"
@@ -19,6 +29,11 @@ public enum LicenseFile {
     public struct Block: Sendable {
         /// 1-based position among the file's blocks.
         public var number: Int
+        /// 1-based line of the file where the block begins.
+        public var line: Int
+        /// The comment lines just above the block (quote marks, `#` and surrounding spaces removed):
+        /// its readable header, when it has one.
+        public var header: [String]
         /// The decoded licence, or why the block could not be decoded.
         public var content: Result<Licensed_V1_SignedLicense, LicenseRejection>
     }
@@ -26,28 +41,73 @@ public enum LicenseFile {
     /// Splits `text` into blocks. Never throws: a bad block is a block whose content is a rejection.
     public static func parse(_ text: String) -> [Block] {
         var blocks: [Block] = []
-        var body: [Substring]? = nil
-        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            let line = rawLine.trimmingWhitespace()
+        var open: (line: Int, header: [String], body: [Substring], badLine: String?)? = nil
+        var comment: [String] = []
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+        for (index, rawLine) in lines.enumerated() {
+            let number = index + 1
+            let line = Self.unquoted(rawLine)
             if line == self.beginMarker {
-                if body != nil {
+                if let unclosed = open {
                     blocks.append(
-                        Block(number: blocks.count + 1, content: .failure(.unparseable("block not closed before the next BEGIN line")))
+                        Block(
+                            number: blocks.count + 1,
+                            line: unclosed.line,
+                            header: unclosed.header,
+                            content: .failure(.unparseable("block not closed before the next BEGIN line (line \(number))"))
+                        )
                     )
                 }
-                body = []
+                open = (number, comment, [], nil)
+                comment = []
             } else if line == self.endMarker {
-                guard let lines = body else { continue }  // stray END line: comment
-                blocks.append(Block(number: blocks.count + 1, content: self.decode(lines.joined())))
-                body = nil
-            } else if body != nil {
-                body!.append(line)
+                guard let block = open else { continue }  // stray END line: comment
+                let content: Result<Licensed_V1_SignedLicense, LicenseRejection> =
+                    block.badLine.map { .failure(.unparseable($0)) } ?? self.decode(block.body.joined())
+                blocks.append(Block(number: blocks.count + 1, line: block.line, header: block.header, content: content))
+                open = nil
+            } else if open != nil {
+                if open!.badLine == nil, let bad = line.firstIndex(where: { !Self.isBase64($0) }) {
+                    open!.badLine =
+                        "line \(number): '\(line[bad])' is not a base64 character (a licence block holds only A–Z, a–z, 0–9, +, / and =)"
+                }
+                open!.body.append(line)
+            } else if line.hasPrefix("#") {
+                comment.append(String(line.dropFirst().trimmingWhitespace()))
+            } else {
+                comment = []
             }
         }
-        if body != nil {
-            blocks.append(Block(number: blocks.count + 1, content: .failure(.unparseable("block has no END line"))))
+        if let unclosed = open {
+            blocks.append(
+                Block(
+                    number: blocks.count + 1,
+                    line: unclosed.line,
+                    header: unclosed.header,
+                    content: .failure(.unparseable("block has no END line"))
+                )
+            )
         }
         return blocks
+    }
+
+    /// A line without what mail adds: surrounding spaces and any number of `>` quote marks.
+    static func unquoted(_ line: Substring) -> Substring {
+        var s = line.trimmingWhitespace()
+        while s.first == ">" { s = s.dropFirst().trimmingWhitespace() }
+        return s
+    }
+
+    static func isBase64(_ c: Character) -> Bool {
+        guard let ascii = c.asciiValue else { return false }
+        switch ascii {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
     }
 
     /// One armored block for `signed`, ending with a newline.
@@ -57,9 +117,14 @@ public enum LicenseFile {
         return self.beginMarker + "\n" + encoded + "\n" + self.endMarker + "\n"
     }
 
+    /// `armor(signed)` with `license`'s readable header above it, as `licensectl license sign` writes it.
+    public static func armorWithHeader(_ signed: Licensed_V1_SignedLicense, license: Licensed_V1_License) throws -> String {
+        self.header(for: license, keyID: signed.keyID).map { "# " + $0 + "\n" }.joined() + (try self.armor(signed))
+    }
+
     private static func decode(_ base64: String) -> Result<Licensed_V1_SignedLicense, LicenseRejection> {
         guard let bytes = Data(base64Encoded: base64) else {
-            return .failure(.unparseable("block is not valid base64"))
+            return .failure(.unparseable("block is not valid base64 (its length or padding is wrong: a line lost or cut?)"))
         }
         do {
             let signed = try Licensed_V1_SignedLicense(serializedBytes: bytes)
@@ -69,6 +134,92 @@ public enum LicenseFile {
             return .success(signed)
         } catch {
             return .failure(.unparseable("block is not a SignedLicense: \(error)"))
+        }
+    }
+
+    // MARK: - The readable header
+
+    /// What `license` grants, as `key: value` lines for a person (the file's comment header).
+    public static func header(for license: Licensed_V1_License, keyID: String) -> [String] {
+        var lines = [
+            "licence: \(license.id)",
+            "issued: \(Self.date(license.issuedAtMs)) by \(license.issuer.isEmpty ? "-" : license.issuer), key id \(keyID)",
+        ]
+        lines.append("licensee: \(license.licensee.isEmpty ? "-" : license.licensee)")
+        if !license.product.isEmpty { lines.append("product: \(license.product)") }
+        lines.append("model: \(Self.modelName(license.model))")
+        let features = license.features.map { feature in
+            var text = "\(feature.name) \(feature.tokenCost > 0 ? "costs \(feature.tokenCost) token(s)" : "\(feature.count)")"
+            if !feature.version.isEmpty { text += " (up to version \(feature.version))" }
+            return text
+        }
+        lines.append("features: \(features.joined(separator: ", "))")
+        if license.tokenPool > 0 { lines.append("token pool: \(license.tokenPool)") }
+        var dates = license.notBeforeMs == 0 ? "from issue" : "from \(Self.date(license.notBeforeMs))"
+        dates += license.notAfterMs == 0 ? ", perpetual" : " until \(Self.date(license.notAfterMs))"
+        if license.gracePeriodMs > 0 { dates += " (grace \(license.gracePeriodMs / 86_400_000) days)" }
+        lines.append("valid: \(dates)")
+        if license.trialDays > 0 { lines.append("trial: \(license.trialDays) days from first use") }
+        if license.maintenanceUntilMs != 0 { lines.append("maintenance until: \(Self.date(license.maintenanceUntilMs))") }
+        var policy = ["overage \(Self.overageName(license.overage))"]
+        if license.maxActivations > 0 { policy.append("max activations \(license.maxActivations)") }
+        if license.maxDevicesPerUser > 0 { policy.append("max devices per user \(license.maxDevicesPerUser)") }
+        if license.lease.maxBorrowMs > 0 { policy.append("borrow up to \(license.lease.maxBorrowMs / 3_600_000) hours") }
+        lines.append("policy: \(policy.joined(separator: ", "))")
+        if !license.serverHostids.isEmpty { lines.append("servers: \(license.serverHostids.joined(separator: ", "))") }
+        if !license.serverEnvironments.isEmpty {
+            lines.append("server environments: \(license.serverEnvironments.joined(separator: ", "))")
+        }
+        if !license.clientEnvironments.isEmpty {
+            lines.append("client environments: \(license.clientEnvironments.joined(separator: ", "))")
+        }
+        return lines
+    }
+
+    /// Where the `key: value` lines of `block`'s header disagree with what its signed licence
+    /// says, or leave a line out (empty when it has no header, or an honest one).
+    public static func headerMismatches(_ header: [String], license: Licensed_V1_License, keyID: String) -> [String] {
+        func fields(_ lines: [String]) -> [(key: String, value: String)] {
+            lines.compactMap { line in
+                guard let colon = line.firstIndex(of: ":") else { return nil }
+                return (
+                    String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                    String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                )
+            }
+        }
+        let claimed = fields(header)
+        guard claimed.contains(where: { $0.key == "licence" }) else { return [] }  // no header (or not ours): nothing to check
+        let actual = fields(self.header(for: license, keyID: keyID))
+        var mismatches: [String] = []
+        for (key, value) in claimed {
+            guard let truth = actual.first(where: { $0.key == key })?.value else {
+                mismatches.append("the header says '\(key): \(value)', which the signed licence does not say at all")
+                continue
+            }
+            if truth != value { mismatches.append("the header says '\(key): \(value)'; the signed licence says '\(key): \(truth)'") }
+        }
+        for (key, value) in actual where !claimed.contains(where: { $0.key == key }) {
+            mismatches.append("the header leaves out '\(key): \(value)'")
+        }
+        return mismatches
+    }
+
+    static func date(_ ms: Int64) -> String { ms == 0 ? "-" : Timestamp.iso8601(ms) }
+
+    static func modelName(_ model: Licensed_V1_LicenseModel) -> String {
+        switch model {
+        case .nodeLocked: "NODE_LOCKED"
+        case .site: "SITE"
+        default: "FLOATING"
+        }
+    }
+
+    static func overageName(_ policy: Licensed_V1_OveragePolicy) -> String {
+        switch policy {
+        case .trueUp: "TRUE_UP"
+        case .unlimited: "UNLIMITED"
+        default: "HARD"
         }
     }
 }

@@ -14,7 +14,8 @@ struct License: ParsableCommand {
 
     struct Sign: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Sign a licence spec (protobuf JSON of licensed.v1.License) and print the licence block.",
+            abstract:
+                "Sign a licence spec (protobuf JSON of licensed.v1.License) and print the licence block, with a readable header of what it grants above it.",
             discussion: "Example: licensectl license sign --key issuer.pem --key-id acme-2026 spec.json > customer.lic"
         )
 
@@ -37,15 +38,15 @@ struct License: ParsableCommand {
             do { signed = try LicenseIssuer.sign(license, with: key, keyID: self.keyId) } catch let error as LicenseError {
                 throw CLIError(error.message)
             }
-            let comment =
-                "# licence '\(license.id)' for \(license.licensee.isEmpty ? "(no licensee)" : license.licensee), key id \(self.keyId)\n"
-            FileHandle.standardOutput.write(Data((comment + (try LicenseFile.armor(signed))).utf8))
+            FileHandle.standardOutput.write(Data(try LicenseFile.armorWithHeader(signed, license: license).utf8))
         }
     }
 
     struct Inspect: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print every licence of a file as JSON with its verification result."
+            abstract: "Print every licence of a file as JSON with its verification result.",
+            discussion:
+                "A block's readable header (the '# key: value' lines `license sign` writes above it) is checked against the signed licence: each disagreement is a warning on standard error and in \"header_warnings\"."
         )
 
         @Option(help: "Issuer public key PEM to verify with; without it signatures are not checked.") var pub: String?
@@ -73,11 +74,21 @@ struct License: ParsableCommand {
                         entry["verification"] = "not checked (no --pub given)"
                     }
                     // Shown even when the signature fails, marked by "verification", so a bad file can be examined.
-                    if let license = try? Licensed_V1_License(serializedBytes: [UInt8](signed.license)),
-                        let json = try? license.jsonString(options: Self.jsonOptions),
-                        let object = try? JSONSerialization.jsonObject(with: Data(json.utf8))
-                    {
-                        entry["license"] = object
+                    if let license = try? Licensed_V1_License(serializedBytes: [UInt8](signed.license)) {
+                        if let json = try? license.jsonString(options: Self.jsonOptions),
+                            let object = try? JSONSerialization.jsonObject(with: Data(json.utf8))
+                        {
+                            entry["license"] = object
+                        }
+                        let warnings = LicenseFile.headerMismatches(block.header, license: license, keyID: signed.keyID)
+                        if !warnings.isEmpty {
+                            entry["header_warnings"] = warnings
+                            for warning in warnings {
+                                FileHandle.standardError.write(
+                                    Data("licensectl: warning: \(self.file) block \(block.number) (line \(block.line)): \(warning)\n".utf8)
+                                )
+                            }
+                        }
                     }
                 }
                 entries.append(entry)

@@ -109,7 +109,6 @@ struct Licensed: AsyncParsableCommand {
         }
         let logger = Logger(label: "licensed")
 
-        logger.info("running on: \(hostEnvironment)", metadata: ["kinds": "\(hostEnvironment.kinds.joined(separator: ","))"])
         let loader = try LicenseLoader(configuration: configuration, hostComponents: hostComponents, environment: hostEnvironment.report)
         let loaded = try loader.load(paths: configuration.licensePaths, at: clock.nowMs())
         for rejected in loaded.rejected { logger.error("\(rejected)") }
@@ -123,6 +122,7 @@ struct Licensed: AsyncParsableCommand {
             )
         }
         logger.info("\(loaded.effective.count) licence(s) loaded, \(loaded.rejected.count) rejected")
+        logger.info("running on: \(hostEnvironment)", metadata: ["kinds": "\(hostEnvironment.kinds.joined(separator: ","))"])
 
         let keyPath =
             configuration.serverKey.isEmpty

@@ -251,3 +251,80 @@ struct EnvironmentRuleTests {
         #expect(LicenseIssuer.problem(with: license)?.contains("'vm' in client_environments") == true)
     }
 }
+
+@Suite("Licence files that survive e-mail")
+struct LicenseFileMailTests {
+    static func file() throws -> (text: String, verifier: LicenseVerifier) {
+        let issuer = try Ed25519PrivateKey.generate()
+        var license = LicenseVerifierTests.license("mailed", count: 10)
+        license.product = "Acme CAD"
+        license.notAfterMs = LicenseVerifierTests.now + 365 * LicenseVerifierTests.day
+        let signed = try LicenseIssuer.sign(license, with: issuer, keyID: "acme")
+        let text = "Hello, here is your licence:\n\n" + (try LicenseFile.armorWithHeader(signed, license: license)) + "\nRegards\n"
+        return (text, LicenseVerifier(trustedKeys: ["acme": try issuer.publicKey], serverHostIDs: nil))
+    }
+
+    /// The block's base64 joined and cut again at `width` columns.
+    static func rewrapped(_ text: String, width: Int) -> String {
+        let lines = text.components(separatedBy: "\n")
+        let begin = lines.firstIndex(of: LicenseFile.beginMarker)!
+        let end = lines.firstIndex(of: LicenseFile.endMarker)!
+        let body = Array(lines[(begin + 1)..<end].joined())
+        let wrapped = stride(from: 0, to: body.count, by: width).map { String(body[$0..<min($0 + width, body.count)]) }
+        return (lines[...begin] + wrapped + lines[end...]).joined(separator: "\n")
+    }
+
+    @Test(
+        "one file mangled four ways — rewrapped at 76 columns, CRLF, '> ' quoted (twice), spaces around every line — loads",
+        arguments: ["rewrapped", "crlf", "quoted", "spaces", "all four"]
+    )
+    func mangled(_ how: String) throws {
+        let (text, verifier) = try Self.file()
+        var mangled = text
+        if how == "rewrapped" || how == "all four" { mangled = Self.rewrapped(mangled, width: 76) }
+        if how == "crlf" || how == "all four" { mangled = mangled.replacingOccurrences(of: "\n", with: "\r\n") }
+        if how == "quoted" || how == "all four" {
+            mangled = mangled.split(separator: "\n", omittingEmptySubsequences: false).map { "> > " + $0 }.joined(separator: "\n")
+        }
+        if how == "spaces" || how == "all four" {
+            mangled = mangled.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 + " \t" }.joined(separator: "\n")
+        }
+        #expect(mangled != text)
+        let result = verifier.verify(fileText: mangled, file: "mail.lic", at: LicenseVerifierTests.now)
+        #expect(result.rejected.isEmpty, "\(result.rejected)")
+        #expect(result.accepted.map(\.license.id) == ["mailed"])
+        // The header survives too: nothing to warn about.
+        let block = try #require(LicenseFile.parse(mangled).first)
+        #expect(LicenseFile.headerMismatches(block.header, license: result.accepted[0].license, keyID: "acme").isEmpty, "\(block.header)")
+    }
+
+    @Test("a stray character in the base64 is refused, naming the file's line")
+    func strayCharacter() throws {
+        let (text, verifier) = try Self.file()
+        var lines = text.components(separatedBy: "\n")
+        let begin = lines.firstIndex(of: LicenseFile.beginMarker)!
+        lines[begin + 2].insert("!", at: lines[begin + 2].index(lines[begin + 2].startIndex, offsetBy: 10))
+        let result = verifier.verify(fileText: lines.joined(separator: "\n"), file: "mail.lic", at: LicenseVerifierTests.now)
+        #expect(result.accepted.isEmpty)
+        let reason = result.rejected.first?.description ?? ""
+        #expect(reason.contains("line \(begin + 3): '!' is not a base64 character"), "\(reason)")
+    }
+
+    @Test("the header says what the block grants; one edited to claim more seats is flagged, one that leaves a line out too")
+    func header() throws {
+        let (text, verifier) = try Self.file()
+        let license = try #require(verifier.verify(fileText: text, file: "a.lic", at: LicenseVerifierTests.now).accepted.first).license
+        let block = try #require(LicenseFile.parse(text).first)
+        #expect(block.header.contains("features: cad.solver 10"))
+        #expect(block.header.contains("product: Acme CAD"))
+        #expect(block.header.contains { $0.hasPrefix("valid: from issue until ") })
+        #expect(block.header.contains("model: FLOATING"))
+        let edited = LicenseFile.parse(text.replacingOccurrences(of: "# features: cad.solver 10", with: "# features: cad.solver 100"))
+        let warnings = LicenseFile.headerMismatches(edited[0].header, license: license, keyID: "acme")
+        #expect(warnings == ["the header says 'features: cad.solver 100'; the signed licence says 'features: cad.solver 10'"])
+        let cut = LicenseFile.parse(text.replacingOccurrences(of: "# model: FLOATING\n", with: ""))
+        #expect(LicenseFile.headerMismatches(cut[0].header, license: license, keyID: "acme") == ["the header leaves out 'model: FLOATING'"])
+        // A file with no header (signed before headers, or written by hand) is not flagged.
+        #expect(LicenseFile.headerMismatches(["licence 'x' for Example Corp, key id acme"], license: license, keyID: "acme").isEmpty)
+    }
+}
