@@ -40,81 +40,19 @@ public enum LicenseFile {
 
     /// Splits `text` into blocks. Never throws: a bad block is a block whose content is a rejection.
     public static func parse(_ text: String) -> [Block] {
-        var blocks: [Block] = []
-        var open: (line: Int, header: [String], body: [Substring], badLine: String?)? = nil
-        var comment: [String] = []
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
-        for (index, rawLine) in lines.enumerated() {
-            let number = index + 1
-            let line = Self.unquoted(rawLine)
-            if line == self.beginMarker {
-                if let unclosed = open {
-                    blocks.append(
-                        Block(
-                            number: blocks.count + 1,
-                            line: unclosed.line,
-                            header: unclosed.header,
-                            content: .failure(.unparseable("block not closed before the next BEGIN line (line \(number))"))
-                        )
-                    )
-                }
-                open = (number, comment, [], nil)
-                comment = []
-            } else if line == self.endMarker {
-                guard let block = open else { continue }  // stray END line: comment
-                let content: Result<Licensed_V1_SignedLicense, LicenseRejection> =
-                    block.badLine.map { .failure(.unparseable($0)) } ?? self.decode(block.body.joined())
-                blocks.append(Block(number: blocks.count + 1, line: block.line, header: block.header, content: content))
-                open = nil
-            } else if open != nil {
-                if open!.badLine == nil, let bad = line.firstIndex(where: { !Self.isBase64($0) }) {
-                    open!.badLine =
-                        "line \(number): '\(line[bad])' is not a base64 character (a licence block holds only A–Z, a–z, 0–9, +, / and =)"
-                }
-                open!.body.append(line)
-            } else if line.hasPrefix("#") {
-                comment.append(String(line.dropFirst().trimmingWhitespace()))
-            } else {
-                comment = []
-            }
-        }
-        if let unclosed = open {
-            blocks.append(
-                Block(
-                    number: blocks.count + 1,
-                    line: unclosed.line,
-                    header: unclosed.header,
-                    content: .failure(.unparseable("block has no END line"))
-                )
+        ArmoredText.blocks(in: text, begin: self.beginMarker, end: self.endMarker).enumerated().map { index, block in
+            Block(
+                number: index + 1,
+                line: block.line,
+                header: block.header,
+                content: block.bytes.mapError { .unparseable($0.message) }.flatMap(Self.decode)
             )
-        }
-        return blocks
-    }
-
-    /// A line without what mail adds: surrounding spaces and any number of `>` quote marks.
-    static func unquoted(_ line: Substring) -> Substring {
-        var s = line.trimmingWhitespace()
-        while s.first == ">" { s = s.dropFirst().trimmingWhitespace() }
-        return s
-    }
-
-    static func isBase64(_ c: Character) -> Bool {
-        guard let ascii = c.asciiValue else { return false }
-        switch ascii {
-        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        case UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="):
-            return true
-        default:
-            return false
         }
     }
 
     /// One armored block for `signed`, ending with a newline.
     public static func armor(_ signed: Licensed_V1_SignedLicense) throws -> String {
-        let bytes: [UInt8] = try signed.serializedBytes()
-        let encoded = Data(bytes).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
-        return self.beginMarker + "\n" + encoded + "\n" + self.endMarker + "\n"
+        ArmoredText.armor(try signed.serializedBytes(), begin: self.beginMarker, end: self.endMarker)
     }
 
     /// `armor(signed)` with `license`'s readable header above it, as `licensectl license sign` writes it.
@@ -122,10 +60,7 @@ public enum LicenseFile {
         self.header(for: license, keyID: signed.keyID).map { "# " + $0 + "\n" }.joined() + (try self.armor(signed))
     }
 
-    private static func decode(_ base64: String) -> Result<Licensed_V1_SignedLicense, LicenseRejection> {
-        guard let bytes = Data(base64Encoded: base64) else {
-            return .failure(.unparseable("block is not valid base64 (its length or padding is wrong: a line lost or cut?)"))
-        }
+    private static func decode(_ bytes: [UInt8]) -> Result<Licensed_V1_SignedLicense, LicenseRejection> {
         do {
             let signed = try Licensed_V1_SignedLicense(serializedBytes: bytes)
             guard !signed.license.isEmpty, !signed.signature.isEmpty else {
@@ -221,14 +156,5 @@ public enum LicenseFile {
         case .unlimited: "UNLIMITED"
         default: "HARD"
         }
-    }
-}
-
-extension Substring {
-    func trimmingWhitespace() -> Substring {
-        var s = self
-        while let first = s.first, first.isWhitespace { s.removeFirst() }
-        while let last = s.last, last.isWhitespace { s.removeLast() }
-        return s
     }
 }

@@ -16,6 +16,17 @@ extension LedgerHost {
         guard let identity = self.ledger.identity(ofSession: session) else {
             return .failure(LicenseError(.invalidArgument, "unknown session"))
         }
+        return self.activate(request, identity: identity, actor: Self.actor(identity))
+    }
+
+    /// Activates for `identity` (a session's, or an air-gapped machine's), audited as `actor`
+    /// with `details`.
+    func activate(
+        _ request: Licensed_V1_ActivateRequest,
+        identity: ClientIdentity,
+        actor: String,
+        details: [(String, AuditEvent.Value)] = []
+    ) -> Result<Licensed_V1_ActivateResponse, LicenseError> {
         guard request.fingerprint.count <= 64, request.fingerprint.allSatisfy({ $0.count <= 128 }) else {
             return .failure(LicenseError(.invalidArgument, "a fingerprint has at most 64 components of at most 128 characters"))
         }
@@ -54,12 +65,12 @@ extension LedgerHost {
         case .failure(let error):
             self.audit(
                 "deny_activation",
-                actor: Self.actor(identity),
+                actor: actor,
                 subject: request.licenseID.isEmpty ? "feature:\(request.feature)" : "license:\(request.licenseID)",
                 details: [
                     ("license", .string(request.licenseID)), ("feature", .string(request.feature)), ("code", .string(error.code.name)),
                     ("reason", .string(error.message)),
-                ]
+                ] + details
             )
             self.count("licensed_activation_denials_total", [("reason", error.code.name)])
             self.logger.info(
@@ -68,7 +79,7 @@ extension LedgerHost {
             )
             return .failure(error)
         case .success(let activated):
-            self.commit(activated.changes, actor: Self.actor(identity))
+            self.commit(activated.changes, actor: actor, details: details)
             if !activated.existing {
                 self.count("licensed_activations_total", [("license", activated.activation.licenseID)])
                 self.logger.info(
@@ -170,5 +181,57 @@ extension LedgerHost {
         var response = Licensed_V1_HistoryResponse()
         response.runs = self.ledger.assignmentRuns.filter { request.month.isEmpty || Timestamp.iso8601($0.atMs).hasPrefix(request.month) }
         return .success(response)
+    }
+
+    // MARK: - Air-gapped machines
+
+    /// An operator fulfils an air-gapped machine's request: activates for the machine (its user
+    /// and name, not the operator's), or frees the activation it returned. Both identities are in
+    /// the audit trail: the operator as actor, the machine in the details.
+    func fulfil(_ request: Licensed_V1_FulfilRequest, session: SessionID, role: Role) -> Result<Licensed_V1_FulfilResponse, LicenseError> {
+        let offline = request.request
+        let actor = self.actor(of: session)
+        var details: [(String, AuditEvent.Value)] = [
+            ("offline_request", .string(offline.requestID)), ("requested_at_ms", .int(offline.createdAtMs)),
+            ("role", .string(role.rawValue)),
+        ]
+        switch offline.action {
+        case .activate:
+            let machine = offline.activate
+            guard !machine.user.isEmpty, !machine.machineName.isEmpty else {
+                return .failure(LicenseError(.invalidArgument, "an offline activation request names the machine's user and machine name"))
+            }
+            let device = ClientIdentity(
+                user: machine.user,
+                host: machine.machineName,
+                clientName: "offline",
+                groups: self.context.configuration.groups(user: machine.user, host: machine.machineName)
+            )
+            details += [("device_user", .string(device.user)), ("machine", .string(device.host))]
+            return self.activate(machine, identity: device, actor: actor, details: details).map { activated in
+                var response = Licensed_V1_FulfilResponse()
+                response.activation.activationID = activated.activationID
+                response.activation.certificate = activated.certificate
+                response.activation.serverPublicKey = .init(self.context.serverPublicKey)
+                return response
+            }
+        case .return:
+            switch self.ledger.returnActivation(offline.activationID, fingerprint: offline.fingerprint, at: self.nowMs) {
+            case .failure(let error):
+                return .failure(error)
+            case .success(let (activation, changes)):
+                details += [("device_user", .string(activation.user)), ("machine", .string(activation.machineName))]
+                self.commit(changes, actor: actor, details: details)
+                self.logger.info(
+                    "air-gapped machine returned its activation",
+                    metadata: ["activation": "\(activation.id)", "machine": "\(activation.machineName)", "by": "\(actor)"]
+                )
+                var response = Licensed_V1_FulfilResponse()
+                response.deactivatedActivationID = activation.id
+                return .success(response)
+            }
+        default:
+            return .failure(LicenseError(.invalidArgument, "an offline request's action is ACTIVATE or RETURN"))
+        }
     }
 }

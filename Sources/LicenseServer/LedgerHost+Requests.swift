@@ -53,6 +53,8 @@ extension LedgerHost {
                 result = self.assign(request, session: session, role: role).map { .assign($0) }
             case .activations:
                 result = self.activations().map { .activations($0) }
+            case .fulfil(let request):
+                result = self.fulfil(request, session: session, role: role).map { .fulfil($0) }
             case .history(let request):
                 result = self.history(request).map { .history($0) }
             case .subscribe:
@@ -75,7 +77,7 @@ extension LedgerHost {
             reply.body = body
             // A grant or return is acknowledged only once it is on disk.
             switch body {
-            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation, .assign, .revoke:
+            case .checkOut, .checkIn, .activate, .deactivate, .validateActivation, .assign, .revoke, .fulfil:
                 if self.replyWhenDurable(reply, to: handler) { return }
             default:
                 break
@@ -108,6 +110,13 @@ extension LedgerHost {
             case .none: break
             }
         case .queue(let request): specific = [("feature", .string(request.feature))]
+        case .fulfil(let request):
+            let offline = request.request
+            specific = [
+                ("action", .string(offline.action == .return ? "return" : "activate")), ("offline_request", .string(offline.requestID)),
+                ("device_user", .string(offline.activate.user)), ("machine", .string(offline.activate.machineName)),
+                ("activation", .string(offline.activationID)),
+            ]
         case .history(let request): specific = [("month", .string(request.month))]
         case .status(let request) where request.includeHolders: break
         case .assign, .activations, .subscribe: break
@@ -149,6 +158,7 @@ extension Licensed_V1_ClientMessage.OneOf_Body {
         case .history: "History"
         case .subscribe: "Subscribe"
         case .clusterStatus: "ClusterStatus"
+        case .fulfil: "Fulfil"
         }
     }
 }

@@ -16,6 +16,7 @@ enum RequestAccess {
         case .clusterStatus: (.auditor, "cluster status")
         case .revoke: (.operator, "revoking")
         case .assign: (.operator, "assigning parts")
+        case .fulfil: (.operator, "fulfilling an air-gapped machine's request")
         case .reload: (.operator, "reload")
         case .snapshot: (.operator, "snapshot")
         default: (.client, body.requestName)

@@ -185,6 +185,28 @@ extension SeatLedger {
         return .success([change])
     }
 
+    /// Frees activation `id` that its machine returned (an air-gapped machine, through an
+    /// operator): the machine's `fingerprint` must match the activation's under its licence's rule.
+    public mutating func returnActivation(_ id: String, fingerprint: [String], at nowMs: Int64) -> Result<
+        (activation: Activation, changes: [LedgerChange]), LicenseError
+    > {
+        guard let activation = self.activations[id] else {
+            return .failure(LicenseError(.notFound, "no activation \(id); it was deactivated or reclaimed"))
+        }
+        let rule = self.nodeLocked[activation.licenseID]?.license.fingerprintMatch ?? .most
+        guard FingerprintMatch.matches(bound: activation.fingerprint, presented: fingerprint, rule: rule) else {
+            return .failure(
+                LicenseError(
+                    .permissionDenied,
+                    "the returning machine's fingerprint does not match activation \(id) (machine '\(activation.machineName)')"
+                )
+            )
+        }
+        let change = LedgerChange.deactivated(id: id, cause: .checkedIn, atMs: nowMs)
+        self.apply(change)
+        return .success((activation, [change]))
+    }
+
     /// Reclaims activations not seen for `inactivityMs`.
     public mutating func reapInactiveActivations(inactivityMs: Int64, at nowMs: Int64) -> [(activation: Activation, change: LedgerChange)] {
         let idle = self.activations.values.filter { nowMs - $0.lastSeenMs >= inactivityMs }.sorted { $0.id < $1.id }

@@ -210,6 +210,175 @@ public nonisolated struct Licensed_V1_DeactivateResponse: Sendable {
   public init() {}
 }
 
+/// Air-gapped activation (FlexNet's and Sentinel's request and response files). A machine with no
+/// route to the licence server writes an OfflineRequest (`licensectl activation request`, protobuf
+/// JSON in a file: the machine's fingerprint and identity, no secret); an operator on a connected
+/// machine sends it in a FulfilRequest (`licensectl activation fulfil`), which activates (or, for a
+/// return, deactivates) on the machine's behalf; the answer travels back as an OfflineActivation
+/// in an armored file (`-----BEGIN LICENSED ACTIVATION-----`, base64 of its bytes), which
+/// `licensectl activation install` (or the C library's lc_offline_install) checks and stores.
+public nonisolated struct Licensed_V1_OfflineRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// What the machine asks for.
+  public var action: Licensed_V1_OfflineRequest.Action = .unspecified
+
+  /// For ACTIVATE: the licence (or feature), the fingerprint, machine name, user and environment.
+  public var activate: Licensed_V1_ActivateRequest {
+    get {_activate ?? Licensed_V1_ActivateRequest()}
+    set {_activate = newValue}
+  }
+  /// Returns true if `activate` has been explicitly set.
+  public var hasActivate: Bool {self._activate != nil}
+  /// Clears the value of `activate`. Subsequent reads from it will return its default value.
+  public mutating func clearActivate() {self._activate = nil}
+
+  /// For RETURN: the activation to free.
+  public var activationID: String = String()
+
+  /// For RETURN: the machine's fingerprint, which must match the activation's.
+  public var fingerprint: [String] = []
+
+  /// When the machine wrote the request.
+  public var createdAtMs: Int64 = 0
+
+  /// A random id of this request (hex), quoted in the audit trail.
+  public var requestID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// What the machine asks for.
+  public nonisolated enum Action: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// Not set.
+    case unspecified // = 0
+
+    /// Activate: `activate` says which licence, and the machine.
+    case activate // = 1
+
+    /// Return: free `activation_id`; the machine has removed its certificate.
+    case `return` // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .activate
+      case 2: self = .return
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .activate: return 1
+      case .return: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Licensed_V1_OfflineRequest.Action] = [
+      .unspecified,
+      .activate,
+      .return,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _activate: Licensed_V1_ActivateRequest? = nil
+}
+
+/// An operator sends a machine's OfflineRequest (operator or admin token). Audited with both
+/// identities: the operator's session and the machine's user and name.
+public nonisolated struct Licensed_V1_FulfilRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The machine's request, as its file holds it.
+  public var request: Licensed_V1_OfflineRequest {
+    get {_request ?? Licensed_V1_OfflineRequest()}
+    set {_request = newValue}
+  }
+  /// Returns true if `request` has been explicitly set.
+  public var hasRequest: Bool {self._request != nil}
+  /// Clears the value of `request`. Subsequent reads from it will return its default value.
+  public mutating func clearRequest() {self._request = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _request: Licensed_V1_OfflineRequest? = nil
+}
+
+/// The answer to FulfilRequest.
+public nonisolated struct Licensed_V1_FulfilResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// For ACTIVATE: the activation, to be carried back to the machine.
+  public var activation: Licensed_V1_OfflineActivation {
+    get {_activation ?? Licensed_V1_OfflineActivation()}
+    set {_activation = newValue}
+  }
+  /// Returns true if `activation` has been explicitly set.
+  public var hasActivation: Bool {self._activation != nil}
+  /// Clears the value of `activation`. Subsequent reads from it will return its default value.
+  public mutating func clearActivation() {self._activation = nil}
+
+  /// For RETURN: the activation freed.
+  public var deactivatedActivationID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _activation: Licensed_V1_OfflineActivation? = nil
+}
+
+/// What an air-gapped machine installs: the activation certificate and the server key that signed
+/// it (the installer may pin the key it expects; a machine that knows its site's server key should).
+public nonisolated struct Licensed_V1_OfflineActivation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The activation id.
+  public var activationID: String = String()
+
+  /// The certificate, as ActivateResponse carries it.
+  public var certificate: Licensed_V1_ActivationCertificate {
+    get {_certificate ?? Licensed_V1_ActivationCertificate()}
+    set {_certificate = newValue}
+  }
+  /// Returns true if `certificate` has been explicitly set.
+  public var hasCertificate: Bool {self._certificate != nil}
+  /// Clears the value of `certificate`. Subsequent reads from it will return its default value.
+  public mutating func clearCertificate() {self._certificate = nil}
+
+  /// The server's Ed25519 public key (32 raw bytes) that signs it.
+  public var serverPublicKey: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _certificate: Licensed_V1_ActivationCertificate? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "licensed.v1"
@@ -542,6 +711,186 @@ nonisolated extension Licensed_V1_DeactivateResponse: SwiftProtobuf.Message, Swi
 
   public static func ==(lhs: Licensed_V1_DeactivateResponse, rhs: Licensed_V1_DeactivateResponse) -> Bool {
     if lhs.activationID != rhs.activationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_OfflineRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OfflineRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}activate\0\u{3}activation_id\0\u{1}fingerprint\0\u{3}created_at_ms\0\u{3}request_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._activate) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.activationID) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.fingerprint) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.createdAtMs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.action != .unspecified {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 1)
+    }
+    try { if let v = self._activate {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.activationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.activationID, fieldNumber: 3)
+    }
+    if !self.fingerprint.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fingerprint, fieldNumber: 4)
+    }
+    if self.createdAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAtMs, fieldNumber: 5)
+    }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_OfflineRequest, rhs: Licensed_V1_OfflineRequest) -> Bool {
+    if lhs.action != rhs.action {return false}
+    if lhs._activate != rhs._activate {return false}
+    if lhs.activationID != rhs.activationID {return false}
+    if lhs.fingerprint != rhs.fingerprint {return false}
+    if lhs.createdAtMs != rhs.createdAtMs {return false}
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_OfflineRequest.Action: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ACTION_UNSPECIFIED\0\u{1}ACTIVATE\0\u{1}RETURN\0")
+}
+
+nonisolated extension Licensed_V1_FulfilRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FulfilRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}request\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._request) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._request {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_FulfilRequest, rhs: Licensed_V1_FulfilRequest) -> Bool {
+    if lhs._request != rhs._request {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_FulfilResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FulfilResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}activation\0\u{3}deactivated_activation_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._activation) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.deactivatedActivationID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._activation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.deactivatedActivationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.deactivatedActivationID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_FulfilResponse, rhs: Licensed_V1_FulfilResponse) -> Bool {
+    if lhs._activation != rhs._activation {return false}
+    if lhs.deactivatedActivationID != rhs.deactivatedActivationID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_OfflineActivation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OfflineActivation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}activation_id\0\u{1}certificate\0\u{3}server_public_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.activationID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._certificate) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.serverPublicKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.activationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.activationID, fieldNumber: 1)
+    }
+    try { if let v = self._certificate {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.serverPublicKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.serverPublicKey, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_OfflineActivation, rhs: Licensed_V1_OfflineActivation) -> Bool {
+    if lhs.activationID != rhs.activationID {return false}
+    if lhs._certificate != rhs._certificate {return false}
+    if lhs.serverPublicKey != rhs.serverPublicKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -260,6 +260,15 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     set {body = .clusterStatus(newValue)}
   }
 
+  /// Operator: activate (or return) on an air-gapped machine's behalf.
+  public var fulfil: Licensed_V1_FulfilRequest {
+    get {
+      if case .fulfil(let v)? = body {return v}
+      return Licensed_V1_FulfilRequest()
+    }
+    set {body = .fulfil(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The request.
@@ -300,6 +309,8 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     case subscribe(Licensed_V1_SubscribeRequest)
     /// Auditor: the nodes of this server's cluster (answered by standbys too).
     case clusterStatus(Licensed_V1_ClusterStatusRequest)
+    /// Operator: activate (or return) on an air-gapped machine's behalf.
+    case fulfil(Licensed_V1_FulfilRequest)
 
   }
 
@@ -480,6 +491,15 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     set {body = .clusterStatus(newValue)}
   }
 
+  /// Answers FulfilRequest.
+  public var fulfil: Licensed_V1_FulfilResponse {
+    get {
+      if case .fulfil(let v)? = body {return v}
+      return Licensed_V1_FulfilResponse()
+    }
+    set {body = .fulfil(newValue)}
+  }
+
   /// The request failed; nothing changed on the server.
   public var error: Licensed_V1_Error {
     get {
@@ -538,6 +558,8 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     case subscribe(Licensed_V1_SubscribeResponse)
     /// Answers ClusterStatusRequest.
     case clusterStatus(Licensed_V1_ClusterStatusResponse)
+    /// Answers FulfilRequest.
+    case fulfil(Licensed_V1_FulfilResponse)
     /// The request failed; nothing changed on the server.
     case error(Licensed_V1_Error)
     /// Pushed by the server (request_id 0).
@@ -937,7 +959,7 @@ nonisolated extension Licensed_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProvi
 
 nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0\u{1}fulfil\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1180,6 +1202,19 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .clusterStatus(v)
         }
       }()
+      case 30: try {
+        var v: Licensed_V1_FulfilRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .fulfil(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .fulfil(v)
+        }
+      }()
       default: break
       }
     }
@@ -1266,6 +1301,10 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
       guard case .clusterStatus(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
     }()
+    case .fulfil?: try {
+      guard case .fulfil(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1281,7 +1320,7 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0\u{1}fulfil\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1550,6 +1589,19 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .clusterStatus(v)
         }
       }()
+      case 30: try {
+        var v: Licensed_V1_FulfilResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .fulfil(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .fulfil(v)
+        }
+      }()
       default: break
       }
     }
@@ -1643,6 +1695,10 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
     case .clusterStatus?: try {
       guard case .clusterStatus(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+    }()
+    case .fulfil?: try {
+      guard case .fulfil(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
     }()
     case nil: break
     }

@@ -367,6 +367,186 @@ void   licensed__v1__deactivate_response__free_unpacked
   assert(message->base.descriptor == &licensed__v1__deactivate_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   licensed__v1__offline_request__init
+                     (Licensed__V1__OfflineRequest         *message)
+{
+  static const Licensed__V1__OfflineRequest init_value = LICENSED__V1__OFFLINE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__offline_request__get_packed_size
+                     (const Licensed__V1__OfflineRequest *message)
+{
+  assert(message->base.descriptor == &licensed__v1__offline_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__offline_request__pack
+                     (const Licensed__V1__OfflineRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__offline_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__offline_request__pack_to_buffer
+                     (const Licensed__V1__OfflineRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__offline_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__OfflineRequest *
+       licensed__v1__offline_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__OfflineRequest *)
+     protobuf_c_message_unpack (&licensed__v1__offline_request__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__offline_request__free_unpacked
+                     (Licensed__V1__OfflineRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__offline_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__fulfil_request__init
+                     (Licensed__V1__FulfilRequest         *message)
+{
+  static const Licensed__V1__FulfilRequest init_value = LICENSED__V1__FULFIL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__fulfil_request__get_packed_size
+                     (const Licensed__V1__FulfilRequest *message)
+{
+  assert(message->base.descriptor == &licensed__v1__fulfil_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__fulfil_request__pack
+                     (const Licensed__V1__FulfilRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__fulfil_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__fulfil_request__pack_to_buffer
+                     (const Licensed__V1__FulfilRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__fulfil_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__FulfilRequest *
+       licensed__v1__fulfil_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__FulfilRequest *)
+     protobuf_c_message_unpack (&licensed__v1__fulfil_request__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__fulfil_request__free_unpacked
+                     (Licensed__V1__FulfilRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__fulfil_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__fulfil_response__init
+                     (Licensed__V1__FulfilResponse         *message)
+{
+  static const Licensed__V1__FulfilResponse init_value = LICENSED__V1__FULFIL_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__fulfil_response__get_packed_size
+                     (const Licensed__V1__FulfilResponse *message)
+{
+  assert(message->base.descriptor == &licensed__v1__fulfil_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__fulfil_response__pack
+                     (const Licensed__V1__FulfilResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__fulfil_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__fulfil_response__pack_to_buffer
+                     (const Licensed__V1__FulfilResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__fulfil_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__FulfilResponse *
+       licensed__v1__fulfil_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__FulfilResponse *)
+     protobuf_c_message_unpack (&licensed__v1__fulfil_response__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__fulfil_response__free_unpacked
+                     (Licensed__V1__FulfilResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__fulfil_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__offline_activation__init
+                     (Licensed__V1__OfflineActivation         *message)
+{
+  static const Licensed__V1__OfflineActivation init_value = LICENSED__V1__OFFLINE_ACTIVATION__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__offline_activation__get_packed_size
+                     (const Licensed__V1__OfflineActivation *message)
+{
+  assert(message->base.descriptor == &licensed__v1__offline_activation__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__offline_activation__pack
+                     (const Licensed__V1__OfflineActivation *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__offline_activation__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__offline_activation__pack_to_buffer
+                     (const Licensed__V1__OfflineActivation *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__offline_activation__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__OfflineActivation *
+       licensed__v1__offline_activation__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__OfflineActivation *)
+     protobuf_c_message_unpack (&licensed__v1__offline_activation__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__offline_activation__free_unpacked
+                     (Licensed__V1__OfflineActivation *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__offline_activation__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor licensed__v1__activate_request__field_descriptors[7] =
 {
   {
@@ -890,5 +1070,291 @@ const ProtobufCMessageDescriptor licensed__v1__deactivate_response__descriptor =
   licensed__v1__deactivate_response__field_indices_by_name,
   1,  licensed__v1__deactivate_response__number_ranges,
   (ProtobufCMessageInit) licensed__v1__deactivate_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue licensed__v1__offline_request__action__enum_values_by_number[3] =
+{
+  { "ACTION_UNSPECIFIED", "LICENSED__V1__OFFLINE_REQUEST__ACTION__ACTION_UNSPECIFIED", 0 },
+  { "ACTIVATE", "LICENSED__V1__OFFLINE_REQUEST__ACTION__ACTIVATE", 1 },
+  { "RETURN", "LICENSED__V1__OFFLINE_REQUEST__ACTION__RETURN", 2 },
+};
+static const ProtobufCIntRange licensed__v1__offline_request__action__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex licensed__v1__offline_request__action__enum_values_by_name[3] =
+{
+  { "ACTION_UNSPECIFIED", 0 },
+  { "ACTIVATE", 1 },
+  { "RETURN", 2 },
+};
+const ProtobufCEnumDescriptor licensed__v1__offline_request__action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "licensed.v1.OfflineRequest.Action",
+  "Action",
+  "Licensed__V1__OfflineRequest__Action",
+  "licensed.v1",
+  3,
+  licensed__v1__offline_request__action__enum_values_by_number,
+  3,
+  licensed__v1__offline_request__action__enum_values_by_name,
+  1,
+  licensed__v1__offline_request__action__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__offline_request__field_descriptors[6] =
+{
+  {
+    "action",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineRequest, action),
+    &licensed__v1__offline_request__action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activate",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineRequest, activate),
+    &licensed__v1__activate_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activation_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineRequest, activation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fingerprint",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__OfflineRequest, n_fingerprint),
+    offsetof(Licensed__V1__OfflineRequest, fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineRequest, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "request_id",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__offline_request__field_indices_by_name[] = {
+  0,   /* field[0] = action */
+  1,   /* field[1] = activate */
+  2,   /* field[2] = activation_id */
+  4,   /* field[4] = created_at_ms */
+  3,   /* field[3] = fingerprint */
+  5,   /* field[5] = request_id */
+};
+static const ProtobufCIntRange licensed__v1__offline_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor licensed__v1__offline_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.OfflineRequest",
+  "OfflineRequest",
+  "Licensed__V1__OfflineRequest",
+  "licensed.v1",
+  sizeof(Licensed__V1__OfflineRequest),
+  6,
+  licensed__v1__offline_request__field_descriptors,
+  licensed__v1__offline_request__field_indices_by_name,
+  1,  licensed__v1__offline_request__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__offline_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__fulfil_request__field_descriptors[1] =
+{
+  {
+    "request",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__FulfilRequest, request),
+    &licensed__v1__offline_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__fulfil_request__field_indices_by_name[] = {
+  0,   /* field[0] = request */
+};
+static const ProtobufCIntRange licensed__v1__fulfil_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor licensed__v1__fulfil_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.FulfilRequest",
+  "FulfilRequest",
+  "Licensed__V1__FulfilRequest",
+  "licensed.v1",
+  sizeof(Licensed__V1__FulfilRequest),
+  1,
+  licensed__v1__fulfil_request__field_descriptors,
+  licensed__v1__fulfil_request__field_indices_by_name,
+  1,  licensed__v1__fulfil_request__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__fulfil_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__fulfil_response__field_descriptors[2] =
+{
+  {
+    "activation",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__FulfilResponse, activation),
+    &licensed__v1__offline_activation__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deactivated_activation_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__FulfilResponse, deactivated_activation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__fulfil_response__field_indices_by_name[] = {
+  0,   /* field[0] = activation */
+  1,   /* field[1] = deactivated_activation_id */
+};
+static const ProtobufCIntRange licensed__v1__fulfil_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor licensed__v1__fulfil_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.FulfilResponse",
+  "FulfilResponse",
+  "Licensed__V1__FulfilResponse",
+  "licensed.v1",
+  sizeof(Licensed__V1__FulfilResponse),
+  2,
+  licensed__v1__fulfil_response__field_descriptors,
+  licensed__v1__fulfil_response__field_indices_by_name,
+  1,  licensed__v1__fulfil_response__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__fulfil_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__offline_activation__field_descriptors[3] =
+{
+  {
+    "activation_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineActivation, activation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "certificate",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineActivation, certificate),
+    &licensed__v1__activation_certificate__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "server_public_key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__OfflineActivation, server_public_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__offline_activation__field_indices_by_name[] = {
+  0,   /* field[0] = activation_id */
+  1,   /* field[1] = certificate */
+  2,   /* field[2] = server_public_key */
+};
+static const ProtobufCIntRange licensed__v1__offline_activation__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor licensed__v1__offline_activation__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.OfflineActivation",
+  "OfflineActivation",
+  "Licensed__V1__OfflineActivation",
+  "licensed.v1",
+  sizeof(Licensed__V1__OfflineActivation),
+  3,
+  licensed__v1__offline_activation__field_descriptors,
+  licensed__v1__offline_activation__field_indices_by_name,
+  1,  licensed__v1__offline_activation__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__offline_activation__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -23,10 +23,32 @@ typedef struct Licensed__V1__ValidateActivationRequest Licensed__V1__ValidateAct
 typedef struct Licensed__V1__ValidateActivationResponse Licensed__V1__ValidateActivationResponse;
 typedef struct Licensed__V1__DeactivateRequest Licensed__V1__DeactivateRequest;
 typedef struct Licensed__V1__DeactivateResponse Licensed__V1__DeactivateResponse;
+typedef struct Licensed__V1__OfflineRequest Licensed__V1__OfflineRequest;
+typedef struct Licensed__V1__FulfilRequest Licensed__V1__FulfilRequest;
+typedef struct Licensed__V1__FulfilResponse Licensed__V1__FulfilResponse;
+typedef struct Licensed__V1__OfflineActivation Licensed__V1__OfflineActivation;
 
 
 /* --- enums --- */
 
+/*
+ * What the machine asks for.
+ */
+typedef enum _Licensed__V1__OfflineRequest__Action {
+  /*
+   * Not set.
+   */
+  LICENSED__V1__OFFLINE_REQUEST__ACTION__ACTION_UNSPECIFIED = 0,
+  /*
+   * Activate: `activate` says which licence, and the machine.
+   */
+  LICENSED__V1__OFFLINE_REQUEST__ACTION__ACTIVATE = 1,
+  /*
+   * Return: free `activation_id`; the machine has removed its certificate.
+   */
+  LICENSED__V1__OFFLINE_REQUEST__ACTION__RETURN = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__OFFLINE_REQUEST__ACTION)
+} Licensed__V1__OfflineRequest__Action;
 
 /* --- messages --- */
 
@@ -233,6 +255,111 @@ struct  Licensed__V1__DeactivateResponse
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * Air-gapped activation (FlexNet's and Sentinel's request and response files). A machine with no
+ * route to the licence server writes an OfflineRequest (`licensectl activation request`, protobuf
+ * JSON in a file: the machine's fingerprint and identity, no secret); an operator on a connected
+ * machine sends it in a FulfilRequest (`licensectl activation fulfil`), which activates (or, for a
+ * return, deactivates) on the machine's behalf; the answer travels back as an OfflineActivation
+ * in an armored file (`-----BEGIN LICENSED ACTIVATION-----`, base64 of its bytes), which
+ * `licensectl activation install` (or the C library's lc_offline_install) checks and stores.
+ */
+struct  Licensed__V1__OfflineRequest
+{
+  ProtobufCMessage base;
+  /*
+   * What the machine asks for.
+   */
+  Licensed__V1__OfflineRequest__Action action;
+  /*
+   * For ACTIVATE: the licence (or feature), the fingerprint, machine name, user and environment.
+   */
+  Licensed__V1__ActivateRequest *activate;
+  /*
+   * For RETURN: the activation to free.
+   */
+  char *activation_id;
+  /*
+   * For RETURN: the machine's fingerprint, which must match the activation's.
+   */
+  size_t n_fingerprint;
+  char **fingerprint;
+  /*
+   * When the machine wrote the request.
+   */
+  int64_t created_at_ms;
+  /*
+   * A random id of this request (hex), quoted in the audit trail.
+   */
+  char *request_id;
+};
+#define LICENSED__V1__OFFLINE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__offline_request__descriptor) \
+    , LICENSED__V1__OFFLINE_REQUEST__ACTION__ACTION_UNSPECIFIED, NULL, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * An operator sends a machine's OfflineRequest (operator or admin token). Audited with both
+ * identities: the operator's session and the machine's user and name.
+ */
+struct  Licensed__V1__FulfilRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The machine's request, as its file holds it.
+   */
+  Licensed__V1__OfflineRequest *request;
+};
+#define LICENSED__V1__FULFIL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__fulfil_request__descriptor) \
+    , NULL }
+
+
+/*
+ * The answer to FulfilRequest.
+ */
+struct  Licensed__V1__FulfilResponse
+{
+  ProtobufCMessage base;
+  /*
+   * For ACTIVATE: the activation, to be carried back to the machine.
+   */
+  Licensed__V1__OfflineActivation *activation;
+  /*
+   * For RETURN: the activation freed.
+   */
+  char *deactivated_activation_id;
+};
+#define LICENSED__V1__FULFIL_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__fulfil_response__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * What an air-gapped machine installs: the activation certificate and the server key that signed
+ * it (the installer may pin the key it expects; a machine that knows its site's server key should).
+ */
+struct  Licensed__V1__OfflineActivation
+{
+  ProtobufCMessage base;
+  /*
+   * The activation id.
+   */
+  char *activation_id;
+  /*
+   * The certificate, as ActivateResponse carries it.
+   */
+  Licensed__V1__ActivationCertificate *certificate;
+  /*
+   * The server's Ed25519 public key (32 raw bytes) that signs it.
+   */
+  ProtobufCBinaryData server_public_key;
+};
+#define LICENSED__V1__OFFLINE_ACTIVATION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__offline_activation__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, {0,NULL} }
+
+
 /* Licensed__V1__ActivateRequest methods */
 void   licensed__v1__activate_request__init
                      (Licensed__V1__ActivateRequest         *message);
@@ -385,6 +512,82 @@ Licensed__V1__DeactivateResponse *
 void   licensed__v1__deactivate_response__free_unpacked
                      (Licensed__V1__DeactivateResponse *message,
                       ProtobufCAllocator *allocator);
+/* Licensed__V1__OfflineRequest methods */
+void   licensed__v1__offline_request__init
+                     (Licensed__V1__OfflineRequest         *message);
+size_t licensed__v1__offline_request__get_packed_size
+                     (const Licensed__V1__OfflineRequest   *message);
+size_t licensed__v1__offline_request__pack
+                     (const Licensed__V1__OfflineRequest   *message,
+                      uint8_t             *out);
+size_t licensed__v1__offline_request__pack_to_buffer
+                     (const Licensed__V1__OfflineRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__OfflineRequest *
+       licensed__v1__offline_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__offline_request__free_unpacked
+                     (Licensed__V1__OfflineRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__FulfilRequest methods */
+void   licensed__v1__fulfil_request__init
+                     (Licensed__V1__FulfilRequest         *message);
+size_t licensed__v1__fulfil_request__get_packed_size
+                     (const Licensed__V1__FulfilRequest   *message);
+size_t licensed__v1__fulfil_request__pack
+                     (const Licensed__V1__FulfilRequest   *message,
+                      uint8_t             *out);
+size_t licensed__v1__fulfil_request__pack_to_buffer
+                     (const Licensed__V1__FulfilRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__FulfilRequest *
+       licensed__v1__fulfil_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__fulfil_request__free_unpacked
+                     (Licensed__V1__FulfilRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__FulfilResponse methods */
+void   licensed__v1__fulfil_response__init
+                     (Licensed__V1__FulfilResponse         *message);
+size_t licensed__v1__fulfil_response__get_packed_size
+                     (const Licensed__V1__FulfilResponse   *message);
+size_t licensed__v1__fulfil_response__pack
+                     (const Licensed__V1__FulfilResponse   *message,
+                      uint8_t             *out);
+size_t licensed__v1__fulfil_response__pack_to_buffer
+                     (const Licensed__V1__FulfilResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__FulfilResponse *
+       licensed__v1__fulfil_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__fulfil_response__free_unpacked
+                     (Licensed__V1__FulfilResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__OfflineActivation methods */
+void   licensed__v1__offline_activation__init
+                     (Licensed__V1__OfflineActivation         *message);
+size_t licensed__v1__offline_activation__get_packed_size
+                     (const Licensed__V1__OfflineActivation   *message);
+size_t licensed__v1__offline_activation__pack
+                     (const Licensed__V1__OfflineActivation   *message,
+                      uint8_t             *out);
+size_t licensed__v1__offline_activation__pack_to_buffer
+                     (const Licensed__V1__OfflineActivation   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__OfflineActivation *
+       licensed__v1__offline_activation__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__offline_activation__free_unpacked
+                     (Licensed__V1__OfflineActivation *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Licensed__V1__ActivateRequest_Closure)
@@ -411,6 +614,18 @@ typedef void (*Licensed__V1__DeactivateRequest_Closure)
 typedef void (*Licensed__V1__DeactivateResponse_Closure)
                  (const Licensed__V1__DeactivateResponse *message,
                   void *closure_data);
+typedef void (*Licensed__V1__OfflineRequest_Closure)
+                 (const Licensed__V1__OfflineRequest *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__FulfilRequest_Closure)
+                 (const Licensed__V1__FulfilRequest *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__FulfilResponse_Closure)
+                 (const Licensed__V1__FulfilResponse *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__OfflineActivation_Closure)
+                 (const Licensed__V1__OfflineActivation *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -425,6 +640,11 @@ extern const ProtobufCMessageDescriptor licensed__v1__validate_activation_reques
 extern const ProtobufCMessageDescriptor licensed__v1__validate_activation_response__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__deactivate_request__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__deactivate_response__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__offline_request__descriptor;
+extern const ProtobufCEnumDescriptor    licensed__v1__offline_request__action__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__fulfil_request__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__fulfil_response__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__offline_activation__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -277,7 +277,7 @@ void   licensed__v1__event__free_unpacked
   assert(message->base.descriptor == &licensed__v1__event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descriptors[19] =
+static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descriptors[20] =
 {
   {
     "request_id",
@@ -507,6 +507,18 @@ static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fulfil",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ClientMessage, body_case),
+    offsetof(Licensed__V1__ClientMessage, fulfil),
+    &licensed__v1__fulfil_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__client_message__field_indices_by_name[] = {
   5,   /* field[5] = activate */
@@ -516,6 +528,7 @@ static const unsigned licensed__v1__client_message__field_indices_by_name[] = {
   2,   /* field[2] = check_out */
   18,   /* field[18] = cluster_status */
   6,   /* field[6] = deactivate */
+  19,   /* field[19] = fulfil */
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
   16,   /* field[16] = history */
@@ -533,7 +546,7 @@ static const ProtobufCIntRange licensed__v1__client_message__number_ranges[2 + 1
 {
   { 1, 0 },
   { 20, 9 },
-  { 0, 19 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor licensed__v1__client_message__descriptor =
 {
@@ -543,14 +556,14 @@ const ProtobufCMessageDescriptor licensed__v1__client_message__descriptor =
   "Licensed__V1__ClientMessage",
   "licensed.v1",
   sizeof(Licensed__V1__ClientMessage),
-  19,
+  20,
   licensed__v1__client_message__field_descriptors,
   licensed__v1__client_message__field_indices_by_name,
   2,  licensed__v1__client_message__number_ranges,
   (ProtobufCMessageInit) licensed__v1__client_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descriptors[21] =
+static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descriptors[22] =
 {
   {
     "request_id",
@@ -804,6 +817,18 @@ static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fulfil",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ServerMessage, body_case),
+    offsetof(Licensed__V1__ServerMessage, fulfil),
+    &licensed__v1__fulfil_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__server_message__field_indices_by_name[] = {
   5,   /* field[5] = activate */
@@ -815,6 +840,7 @@ static const unsigned licensed__v1__server_message__field_indices_by_name[] = {
   6,   /* field[6] = deactivate */
   9,   /* field[9] = error */
   10,   /* field[10] = event */
+  21,   /* field[21] = fulfil */
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
   18,   /* field[18] = history */
@@ -833,7 +859,7 @@ static const ProtobufCIntRange licensed__v1__server_message__number_ranges[3 + 1
   { 1, 0 },
   { 15, 9 },
   { 20, 11 },
-  { 0, 21 }
+  { 0, 22 }
 };
 const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
 {
@@ -843,7 +869,7 @@ const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
   "Licensed__V1__ServerMessage",
   "licensed.v1",
   sizeof(Licensed__V1__ServerMessage),
-  21,
+  22,
   licensed__v1__server_message__field_descriptors,
   licensed__v1__server_message__field_indices_by_name,
   3,  licensed__v1__server_message__number_ranges,

@@ -209,7 +209,8 @@ typedef enum {
   LICENSED__V1__CLIENT_MESSAGE__BODY_ACTIVATIONS = 26,
   LICENSED__V1__CLIENT_MESSAGE__BODY_HISTORY = 27,
   LICENSED__V1__CLIENT_MESSAGE__BODY_SUBSCRIBE = 28,
-  LICENSED__V1__CLIENT_MESSAGE__BODY_CLUSTER_STATUS = 29
+  LICENSED__V1__CLIENT_MESSAGE__BODY_CLUSTER_STATUS = 29,
+  LICENSED__V1__CLIENT_MESSAGE__BODY_FULFIL = 30
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__CLIENT_MESSAGE__BODY__CASE)
 } Licensed__V1__ClientMessage__BodyCase;
 
@@ -298,6 +299,10 @@ struct  Licensed__V1__ClientMessage
      * Auditor: the nodes of this server's cluster (answered by standbys too).
      */
     Licensed__V1__ClusterStatusRequest *cluster_status;
+    /*
+     * Operator: activate (or return) on an air-gapped machine's behalf.
+     */
+    Licensed__V1__FulfilRequest *fulfil;
   };
 };
 #define LICENSED__V1__CLIENT_MESSAGE__INIT \
@@ -325,6 +330,7 @@ typedef enum {
   LICENSED__V1__SERVER_MESSAGE__BODY_HISTORY = 27,
   LICENSED__V1__SERVER_MESSAGE__BODY_SUBSCRIBE = 28,
   LICENSED__V1__SERVER_MESSAGE__BODY_CLUSTER_STATUS = 29,
+  LICENSED__V1__SERVER_MESSAGE__BODY_FULFIL = 30,
   LICENSED__V1__SERVER_MESSAGE__BODY_ERROR = 15,
   LICENSED__V1__SERVER_MESSAGE__BODY_EVENT = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__SERVER_MESSAGE__BODY__CASE)
@@ -414,6 +420,10 @@ struct  Licensed__V1__ServerMessage
      * Answers ClusterStatusRequest.
      */
     Licensed__V1__ClusterStatusResponse *cluster_status;
+    /*
+     * Answers FulfilRequest.
+     */
+    Licensed__V1__FulfilResponse *fulfil;
     /*
      * The request failed; nothing changed on the server.
      */
