@@ -12,7 +12,8 @@ struct Licensectl: AsyncParsableCommand {
         abstract: "Keys, licence files and the licence server, from the command line.",
         subcommands: [
             Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self, Reload.self, Snapshot.self,
-            Fingerprint.self, Activate.self, Deactivate.self, Activations.self, Leases.self, Revoke.self, Queue.self,
+            Fingerprint.self, Activate.self, Deactivate.self, Activations.self, OfflineActivation.self, Leases.self, Revoke.self,
+            Queue.self,
             Audit.self, Report.self, Watch.self, Cluster.self,
         ]
     )

@@ -188,6 +188,35 @@ int lc_verify_certificate(const uint8_t *certificate, size_t certificate_len, co
 void lc_activation_free(lc_activation *activation);
 
 /*
+ * Air-gapped activation, the machine's side. The machine writes a request
+ * (`licensectl activation request`), an operator on a connected machine fulfils it
+ * (`licensectl activation fulfil`) and carries back a certificate file: an armored
+ * `-----BEGIN LICENSED ACTIVATION-----` block (read as forgivingly as licence files: CRLF, quoting,
+ * rewrapping, spaces) holding the certificate and the server key that signed it.
+ *
+ * Activations are kept in directory, or (NULL) $LICENSED_ACTIVATION_DIR, else
+ * ~/.local/share/licensed/activations — the same place `licensectl activation install` uses — as
+ * <activation id>.act. server_public_key (32 raw bytes) pins the key the certificate must be
+ * signed by; NULL accepts the key the file names (pin it when the application knows its site's
+ * server key: otherwise anyone with a key of their own could write such a file). why (optional,
+ * why_size bytes) receives the reason of a failure for a person.
+ */
+
+/* Checks certificate_file against this machine (fingerprint, at now_ms) and the key, and installs
+ * it. LC_OK fills *activation (free with lc_activation_free); LC_ERR_CERTIFICATE when it does not
+ * verify here (another machine's, expired, another key, damaged), LC_ERR_IO when it cannot be read
+ * or written. */
+int lc_offline_install(const char *certificate_file, const char *directory, const uint8_t server_public_key[32],
+                       const char *const *fingerprint, size_t fingerprint_count, int64_t now_ms, lc_activation *activation, char *why,
+                       size_t why_size);
+
+/* Finds an installed activation that lets this machine use feature at now_ms: LC_OK fills
+ * *activation (free with lc_activation_free); LC_NOT_FOUND when none is installed, or
+ * LC_ERR_CERTIFICATE when none verifies (why says which and why). */
+int lc_offline_verify(const char *directory, const char *feature, const uint8_t server_public_key[32], const char *const *fingerprint,
+                      size_t fingerprint_count, int64_t now_ms, lc_activation *activation, char *why, size_t why_size);
+
+/*
  * Features, seats and queues. *features is set to an array of *count entries (free with
  * lc_status_free); feature may be NULL for all features.
  */
