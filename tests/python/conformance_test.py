@@ -326,6 +326,27 @@ activations = auditor.call("activations", admin_pb2.ActivationsRequest())
 check(any(a.machine_name == "erin-ws" for a in activations.activations), "Activations lists erin's machine")
 history = auditor.call("history", admin_pb2.HistoryRequest())
 check(len(history.runs) == 1 and history.runs[0].part == "py-node", "History: the assignment run")
+# Air-gapped activation: an operator fulfils an offline machine's request, and later its return.
+Offline = activation_pb2.OfflineRequest
+offline = Offline(action=Offline.ACTIVATE, request_id="py-offline-1", created_at_ms=int(time.time() * 1000),
+                  activate=activation_pb2.ActivateRequest(license_id="py-bare", fingerprint=["fp-o1", "fp-o2"], machine_name="lab-pc",
+                                                          user="lab", environment=["physical"]))
+auditor.expect_error("fulfil", activation_pb2.FulfilRequest(request=offline), Code.PERMISSION_DENIED, "an auditor fulfilling an offline request")
+fulfilled = operator.call("fulfil", activation_pb2.FulfilRequest(request=offline))
+offline_cert = fulfilled.activation.certificate
+check(fulfilled.activation.server_public_key == server_key
+      and openssl_verify(server_key, offline_cert.signature, b"licensed.v1.activation\0" + offline_cert.claims, "offline"),
+      "Fulfil: an OfflineActivation whose certificate openssl verifies with the server key it carries")
+offline_claims = note(activation_pb2.ActivationClaims.FromString(offline_cert.claims))
+check(list(offline_claims.fingerprint) == ["fp-o1", "fp-o2"] and offline_claims.activation_id == fulfilled.activation.activation_id,
+      "... bound to the offline machine's fingerprint")
+note(activation_pb2.OfflineActivation.FromString(fulfilled.activation.SerializeToString()))
+offline_id = fulfilled.activation.activation_id
+operator.expect_error("fulfil", activation_pb2.FulfilRequest(request=Offline(action=Offline.RETURN, activation_id=offline_id, fingerprint=["fp-x"])),
+                      Code.PERMISSION_DENIED, "a return whose fingerprint is another machine's")
+returned = operator.call("fulfil", activation_pb2.FulfilRequest(request=Offline(action=Offline.RETURN, activation_id=offline_id,
+                                                                                fingerprint=["fp-o1", "fp-o2"])))
+check(returned.deactivated_activation_id == offline_id, "Fulfil of a return frees the activation")
 # A single node answers ClusterStatus for itself (a cluster's nodes answer from etcd).
 cluster = auditor.call("cluster_status", admin_pb2.ClusterStatusRequest())
 check(cluster.cluster == "" and len(cluster.nodes) == 1 and cluster.nodes[0].role == "single"
