@@ -167,6 +167,8 @@ void lc_stop_heartbeats(lc_client *c);
  * choose; either may be NULL) with its fingerprint components and a machine name (NULL: the
  * Hello's host). The certificate in the reply is verified against the server key the server
  * presented in HelloResponse before LC_OK is returned. Free *activation with lc_activation_free.
+ * Where the machine runs (lc_detect_environment) goes with the request: a licence that allows only
+ * some environments refuses others with LC_ENVIRONMENT_NOT_ALLOWED.
  */
 int lc_activate(lc_client *c, const char *license_id, const char *feature, const char *const *fingerprint, size_t fingerprint_count,
                 const char *machine_name, lc_activation *activation);
@@ -183,6 +185,19 @@ int lc_validate_activation(lc_client *c, const char *activation_id, const char *
  */
 int lc_verify_certificate(const uint8_t *certificate, size_t certificate_len, const uint8_t server_public_key[32], int64_t now_ms,
                           const char *const *fingerprint, size_t fingerprint_count, lc_activation *activation);
+
+/* Where this process runs, as a licence's client_environments names it. */
+typedef struct lc_environment {
+    int is_virtual;          /* non-zero: a virtual machine ("virtual"), else "physical" */
+    char hypervisor[32];     /* kvm, vmware, hyperv, xen, amazon, ... ("unknown": only the CPU flag says so) */
+    char container[32];      /* docker, podman, kubernetes, lxc, ... ("" when not in a container: else "container") */
+    char description[192];   /* for a person: "virtual machine (kvm), container (docker)" */
+} lc_environment;
+
+/* Detects where this process runs from DMI, the CPU's hypervisor flag, the paravirtual clock and
+ * the container markers, read under root (NULL: "/"; tests point it at recorded files), as
+ * `licensectl fingerprint --environment` does. lc_activate reports it to the server. */
+int lc_detect_environment(const char *root, lc_environment *environment);
 
 /* Releases what lc_activate / lc_validate_activation allocated in *activation. */
 void lc_activation_free(lc_activation *activation);

@@ -935,6 +935,16 @@ int lc_activate(lc_client *c, const char *license_id, const char *feature, const
     request.fingerprint = (char **)fingerprint;
     request.n_fingerprint = fingerprint_count;
     request.machine_name = (char *)(machine_name ? machine_name : "");
+    /* Where this machine runs, for licences with client_environments. */
+    lc_environment environment;
+    char *kinds[2] = {NULL, NULL};
+    if (lc_detect_environment(NULL, &environment) == LC_OK) {
+        kinds[0] = environment.is_virtual ? "virtual" : "physical";
+        kinds[1] = "container";
+        request.environment = kinds;
+        request.n_environment = environment.container[0] ? 2 : 1;
+        request.environment_description = environment.description;
+    }
     Licensed__V1__ClientMessage message = LICENSED__V1__CLIENT_MESSAGE__INIT;
     message.body_case = LICENSED__V1__CLIENT_MESSAGE__BODY_ACTIVATE;
     message.activate = &request;

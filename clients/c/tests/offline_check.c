@@ -3,6 +3,8 @@
  *
  *   offline_check install CERTIFICATE_FILE DIR [--key HEX] COMPONENT...   lc_offline_install
  *   offline_check verify FEATURE DIR [--key HEX] COMPONENT...             lc_offline_verify
+ *   offline_check environment ROOT                                       lc_detect_environment
+ *   offline_check activate SERVER LICENSE COMPONENT...                    lc_activate (online; reports the environment)
  *
  * COMPONENTs are the machine's fingerprint component ids (`licensectl fingerprint --json`).
  * Prints "ok <activation id> <licence id> <valid until ms>" or "refused <code name>: <why>";
@@ -26,6 +28,33 @@ static int hex_key(const char *hex, uint8_t key[32]) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "environment") == 0) {
+        lc_environment environment;
+        if (lc_detect_environment(argv[2], &environment) != LC_OK) return 1;
+        printf("%s%s | %s\n", environment.is_virtual ? "virtual" : "physical", environment.container[0] ? " container" : "",
+               environment.description);
+        return 0;
+    }
+    if (argc >= 5 && strcmp(argv[1], "activate") == 0) {
+        lc_client *client = NULL;
+        char reason[256];
+        if (lc_connect(&client, argv[2], 0, 5000, NULL, reason, sizeof reason) != LC_OK) {
+            printf("refused connect: %s\n", reason);
+            return 1;
+        }
+        lc_activation activation;
+        int rc = lc_hello(client, "c-user", "c-host", "offline_check", "1.0");
+        if (rc == LC_OK)
+            rc = lc_activate(client, argv[3], NULL, (const char *const *)(argv + 4), (size_t)(argc - 4), "c-machine", &activation);
+        if (rc == LC_OK) {
+            printf("ok %s %s\n", activation.activation_id, activation.license_id);
+            lc_activation_free(&activation);
+        } else {
+            printf("refused %s: %s\n", lc_result_name(rc), lc_error_message(client));
+        }
+        lc_close(client);
+        return rc == LC_OK ? 0 : 1;
+    }
     if (argc < 5 || (strcmp(argv[1], "install") != 0 && strcmp(argv[1], "verify") != 0)) {
         fprintf(stderr, "usage: offline_check install FILE DIR [--key HEX] COMPONENT... | verify FEATURE DIR [--key HEX] COMPONENT...\n");
         return 2;
