@@ -14,22 +14,12 @@ import time
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Connection, wait_for_port
+from wire import Checks, Connection, wait_for_port
 
 licensed, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:8]
 port, metrics_port = int(port), int(metrics_port)
 TTL_S = 10.0
-passed = failed = 0
-
-
-def check(condition, what):
-    global passed, failed
-    if condition:
-        passed += 1
-        print("ok   -", what, flush=True)
-    else:
-        failed += 1
-        print("FAIL -", what, flush=True)
+check = Checks()
 
 
 def set_offset(offset):
@@ -134,7 +124,6 @@ forward = text.count("wall clock stepped forward")
 backward = text.count("wall clock stepped back ")
 check(forward == 1, f"the step forward is logged once ({forward})")
 check(backward == 1, f"the step back is logged once ({backward})")
-if failed:
+if check.failed:
     print(text[-3000:])
-print(f"clock: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish("clock")

@@ -19,7 +19,7 @@ import threading
 import time
 
 from licensed.v1 import protocol_pb2
-from wire import Connection as WireConnection, wait_for_port
+from wire import Checks, Connection as WireConnection, wait_for_port
 
 binary, config, port, token, capacity, kills, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 snapshot_kills = int(sys.argv[8])
@@ -32,16 +32,7 @@ acked_grants = {}          # lease id -> time acknowledged
 checkins_sent = set()      # lease ids a check-in was sent for (acknowledged or not)
 replayed = 0
 stop = threading.Event()
-passed = failed = 0
-
-
-def check(condition, what):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
+check = Checks(quiet=True)
 
 
 def Connection(resume=b"", tok=""):
@@ -261,5 +252,4 @@ restarted.send_signal(signal.SIGTERM)
 restarted.wait(timeout=30)
 check(len(acked_grants) > kills, f"the clients made progress: {len(acked_grants)} grants")
 print(f"{len(acked_grants)} grants acknowledged, {len(checkins_sent)} check-ins sent, {replayed} replayed retries across {kills} kills")
-print(f"crash: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish("crash")

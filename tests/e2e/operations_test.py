@@ -17,19 +17,10 @@ import urllib.error
 import urllib.request
 
 from licensed.v1 import protocol_pb2
+from wire import Checks
 
 licensed, work, bad_license, good_license, issuer_pub = sys.argv[1:6]
-passed = failed = 0
-
-
-def check(condition, what):
-    global passed, failed
-    if condition:
-        passed += 1
-        print("ok   -", what, flush=True)
-    else:
-        failed += 1
-        print("FAIL -", what, flush=True)
+check = Checks()
 
 
 def free_port():
@@ -220,5 +211,4 @@ daemon.send_signal(signal.SIGTERM)
 stopping = wait_message(lambda m: "STOPPING=1" in m, 10, mark)
 check(stopping is not None, "STOPPING=1 after SIGTERM")
 check(daemon.wait(timeout=30) == 0, "exit code 0 after SIGTERM")
-print(f"operations: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish("operations")

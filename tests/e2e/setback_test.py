@@ -16,23 +16,13 @@ import urllib.error
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Connection, wait_for_port
+from wire import Checks, Connection, wait_for_port
 
 licensed, licensectl, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:9]
 port, metrics_port = int(port), int(metrics_port)
 DAY_MS = 86_400_000
 work = os.path.dirname(config)
-passed = failed = 0
-
-
-def check(condition, what):
-    global passed, failed
-    if condition:
-        passed += 1
-        print("ok   -", what, flush=True)
-    else:
-        failed += 1
-        print("FAIL -", what, flush=True)
+check = Checks()
 
 
 def start(offset, name):
@@ -138,5 +128,4 @@ code, message = checkout("old.tool")
 check(code == "CLOCK_SETBACK" and "60 days" in message, f"60 days back: the licence that expired 30 days ago is not made valid ({code}: {message})")
 stop(daemon, log)
 
-print(f"setback: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.finish("setback")

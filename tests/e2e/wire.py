@@ -69,3 +69,26 @@ def wait_for_port(port, seconds=30):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+class Checks:
+    """A test's checks: `check(condition, what)` prints "ok   - what" (unless quiet) or
+    "FAIL - what" and counts both; `finish(name)` prints the tally and exits 1 if any failed."""
+
+    def __init__(self, quiet=False):
+        self.passed = self.failed = 0
+        self.quiet = quiet
+
+    def __call__(self, condition, what):
+        if condition:
+            self.passed += 1
+            if not self.quiet:
+                print("ok   -", what, flush=True)
+        else:
+            self.failed += 1
+            print("FAIL -", what, flush=True)
+        return condition
+
+    def finish(self, name):
+        print(f"{name}: {self.passed} passed, {self.failed} failed")
+        raise SystemExit(1 if self.failed else 0)
