@@ -41,6 +41,10 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        // The operator HTTP listener (/metrics, /healthz, /readyz, the web console): routing,
+        // middleware and streaming from Hummingbird; pages from Mustache templates.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
@@ -168,6 +172,22 @@ let package = Package(
         // A server as a node of a cluster on etcd: the election, the replicated log and the
         // snapshot transfer put behind LicenseServer's `ServerCluster` (the daemon composes them;
         // the server alone, and its fuzzers, carry no etcd client).
+        // The operator HTTP listener on Hummingbird: /metrics, /healthz, /readyz, the cluster's
+        // snapshot transfer, and the web console. Composed by the daemon, like the cluster node:
+        // the server and its tests do not link an HTTP framework.
+        .target(
+            name: "LicenseConsole",
+            dependencies: [
+                "LicenseServer", "LicenseCore", "LicenseProtocol", "LicenseAudit", "LicenseReports", "LicenseCrypto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "LicenseClusterNode",
             dependencies: [
@@ -194,7 +214,7 @@ let package = Package(
         .executableTarget(
             name: "licensed",
             dependencies: [
-                "LicenseServer", "LicenseClusterNode", "LicenseStore", "LicenseAudit", "LicenseHost", "LicenseCore", "LicenseCrypto",
+                "LicenseServer", "LicenseClusterNode", "LicenseConsole", "LicenseStore", "LicenseAudit", "LicenseHost", "LicenseCore", "LicenseCrypto",
                 "LicenseProtocol",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

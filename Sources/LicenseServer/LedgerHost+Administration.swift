@@ -13,20 +13,49 @@ import SwiftProtobuf
 /// Administration: leases, revocation, status, licence reloads and the shutdown broadcast.
 extension LedgerHost {
     func leases(_ request: Licensed_V1_LeasesRequest) -> Result<Licensed_V1_LeasesResponse, LicenseError> {
+        func matches(_ lease: Lease) -> Bool {
+            (request.feature.isEmpty || lease.feature == request.feature)
+                && (request.user.isEmpty || lease.identity.user == request.user)
+                && (request.host.isEmpty || lease.identity.host == request.host)
+                && (request.contains.isEmpty || lease.identity.user.contains(request.contains)
+                    || lease.identity.host.contains(request.contains))
+        }
+        func info(_ lease: Lease) -> Licensed_V1_LeaseInfo {
+            var info = Licensed_V1_LeaseInfo()
+            info.feature = lease.feature
+            info.holder = self.ledger.holder(of: lease)
+            return info
+        }
         var response = Licensed_V1_LeasesResponse()
-        response.leases = self.ledger.leases.values
-            .filter { lease in
-                (request.feature.isEmpty || lease.feature == request.feature)
-                    && (request.user.isEmpty || lease.identity.user == request.user)
-                    && (request.host.isEmpty || lease.identity.host == request.host)
+        guard request.limit > 0 else {
+            response.leases = self.ledger.leases.values.filter(matches)
+                .sorted { ($0.feature, $0.grantedAtMs, $0.id) < ($1.feature, $1.grantedAtMs, $1.id) }
+                .map(info)
+            return .success(response)
+        }
+        // One page in lease id order: one pass that keeps the `limit` smallest ids after the
+        // cursor (a sorted array: limit is small), never a sort of every lease.
+        let limit = Int(min(request.limit, 10_000))
+        let after = request.afterLeaseID.isEmpty ? nil : LeaseID(bytes: request.afterLeaseID)
+        guard request.afterLeaseID.isEmpty || after != nil else {
+            return .failure(LicenseError(.invalidArgument, "after_lease_id must be 16 bytes"))
+        }
+        var page: [LeaseID] = []
+        page.reserveCapacity(limit + 1)
+        var matched: UInt64 = 0
+        for shard in 0..<self.ledger.leases.shardCount {
+            for lease in self.ledger.leases.leases(inShard: shard) where matches(lease) {
+                matched += 1
+                guard after.map({ lease.id > $0 }) ?? true else { continue }
+                if page.count == limit + 1, lease.id >= page[limit] { continue }
+                let index = page.firstIndex { $0 > lease.id } ?? page.endIndex
+                page.insert(lease.id, at: index)
+                if page.count > limit + 1 { page.removeLast() }
             }
-            .sorted { ($0.feature, $0.grantedAtMs, $0.id) < ($1.feature, $1.grantedAtMs, $1.id) }
-            .map { lease in
-                var info = Licensed_V1_LeaseInfo()
-                info.feature = lease.feature
-                info.holder = self.ledger.holder(of: lease)
-                return info
-            }
+        }
+        response.more = page.count > limit
+        response.matched = matched
+        response.leases = page.prefix(limit).compactMap { self.ledger.leases[$0].map(info) }
         return .success(response)
     }
 
@@ -53,11 +82,15 @@ extension LedgerHost {
         for id in leaseIDs {
             var checkIn = Licensed_V1_CheckInRequest()
             checkIn.leaseID = .init(id.bytes)
-            if case .success = self.checkIn(checkIn, session: session, role: role) { response.leases += 1 }
+            if case .success = self.checkIn(checkIn, session: session, role: role, reason: request.reason) { response.leases += 1 }
         }
         for id in activationIDs {
             if case .success(let changes) = self.ledger.deactivate(id, user: "", asAdmin: true, at: self.nowMs) {
-                self.commit(changes, actor: self.actor(of: session), details: [("role", .string(role.rawValue))])
+                self.commit(
+                    changes,
+                    actor: self.actor(of: session),
+                    details: [("role", .string(role.rawValue))] + (request.reason.isEmpty ? [] : [("reason", .string(request.reason))])
+                )
                 response.activations += 1
             }
         }

@@ -99,8 +99,9 @@ extension LedgerHost {
         return response
     }
 
-    func checkIn(_ request: Licensed_V1_CheckInRequest, session: SessionID, role: Role) -> Result<Licensed_V1_CheckInResponse, LicenseError>
-    {
+    func checkIn(_ request: Licensed_V1_CheckInRequest, session: SessionID, role: Role, reason: String = "") -> Result<
+        Licensed_V1_CheckInResponse, LicenseError
+    > {
         guard let id = LeaseID(bytes: request.leaseID) else {
             return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes, not \(request.leaseID.count)"))
         }
@@ -110,6 +111,7 @@ extension LedgerHost {
         case .success(let checkIn):
             var details: [(String, AuditEvent.Value)] = []
             if checkIn.lease.sessionID != session { details.append(("role", .string(role.rawValue))) }
+            if !reason.isEmpty { details.append(("reason", .string(reason))) }
             self.commit(
                 checkIn.changes,
                 actor: self.actor(of: session),
@@ -126,7 +128,11 @@ extension LedgerHost {
                 ]
             )
             if lease.sessionID != session {
-                self.tell(holderOf: lease, .leaseRevoked, "an administrator checked in your lease of '\(lease.feature)'")
+                self.tell(
+                    holderOf: lease,
+                    .leaseRevoked,
+                    "an administrator checked in your lease of '\(lease.feature)'" + (reason.isEmpty ? "" : ": \(reason)")
+                )
             }
             var response = Licensed_V1_CheckInResponse()
             response.leaseID = request.leaseID

@@ -109,6 +109,7 @@ extension LedgerHost {
             case .host(let host): specific = [("host", .string(host))]
             case .none: break
             }
+            if !request.reason.isEmpty { specific.append(("revoke_reason", .string(request.reason))) }
         case .queue(let request): specific = [("feature", .string(request.feature))]
         case .fulfil(let request):
             let offline = request.request

@@ -26,7 +26,7 @@ public final class LicenseServer: Service {
     /// The watchdog task, set and cancelled on `eventLoop`.
     private let watchdog = NIOLockedValueBox<RepeatedTask?>(nil)
     /// This node's cluster, when it is one's.
-    let cluster: (any ServerCluster)?
+    public let cluster: (any ServerCluster)?
 
     /// Creates a server for `licenses`: opens the commit log of `log` (by default this machine's
     /// write-ahead log under `<state_dir>/ledger`), recovers the ledger from it and starts it.

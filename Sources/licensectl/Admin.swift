@@ -104,9 +104,11 @@ struct Revoke: AsyncParsableCommand {
     @Option(help: "An activation id.") var activation: String?
     @Option(help: "Every lease and activation of this user.") var user: String?
     @Option(help: "Every lease and activation of this host.") var host: String?
+    @Option(help: "Why, for the holder (in its revocation notice) and the audit trail.") var reason = ""
 
     func run() async throws {
         var request = Licensed_V1_RevokeRequest()
+        request.reason = self.reason
         let given = [self.lease, self.activation, self.user, self.host].compactMap { $0 }
         guard given.count == 1 else { throw CLIError("give exactly one of --lease, --activation, --user, --host") }
         if let lease = self.lease {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LicenseAudit
 import LicenseClusterNode
+import LicenseConsole
 import LicenseCore
 import LicenseCrypto
 import LicenseHost
@@ -157,7 +158,7 @@ struct Licensed: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let metrics = try configuration.metricsAddress() {
             // Listed first: started before the protocol listener, stopped after it.
-            services.append(.init(service: HealthEndpoint(server: server, host: metrics.host, port: metrics.port, logger: logger)))
+            services.append(.init(service: OperatorEndpoint(server: server, host: metrics.host, port: metrics.port, logger: logger)))
         }
         services.append(.init(service: server))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

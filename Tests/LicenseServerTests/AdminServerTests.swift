@@ -1,3 +1,4 @@
+import Foundation
 import LicenseClient
 import LicenseCore
 import LicenseCrypto
@@ -49,6 +50,84 @@ struct AdminServerTests {
             }
             #expect(missing?.code == .notFound)
             for client in [ada, bob, ops] { await client.close() }
+        }
+    }
+
+    @Test(
+        "leases a page at a time in lease id order, filtered by text, with the count of all that match; a revoke's reason reaches the holder"
+    )
+    func pages() async throws {
+        let operatorToken = "ops-token"
+        try await withTestServer(
+            configure: { $0.tokens = [.init(hash: SHA256.hash(Array(operatorToken.utf8)), role: .operator)] },
+            licenses: [FloatingSeatServerTests.license(count: 50)]
+        ) { _, port in
+            var clients: [LicenseClient] = []
+            var leases: [[UInt8]] = []
+            for n in 0..<25 {
+                let client = FloatingSeatServerTests.client(port, user: n % 5 == 0 ? "admin-\(n)" : "user-\(n)")
+                leases.append(try await client.checkOut(feature: "cad").id)
+                clients.append(client)
+            }
+            let ops = FloatingSeatServerTests.client(port, user: "ops", token: operatorToken)
+            var seen: [Data] = []
+            var after = Data()
+            var pages = 0
+            repeat {
+                guard
+                    case .leases(let page) = try await ops.administer(
+                        .leases(
+                            .with {
+                                $0.limit = 10; $0.afterLeaseID = after
+                            }
+                        )
+                    )
+                else {
+                    Issue.record("no lease listing")
+                    return
+                }
+                #expect(page.matched == 25)
+                seen += page.leases.map(\.holder.leaseID)
+                after = page.leases.last?.holder.leaseID ?? Data()
+                pages += 1
+                if !page.more { break }
+            } while pages < 10
+            #expect(pages == 3)
+            #expect(seen.count == 25 && Set(seen).count == 25)
+            #expect(seen == seen.sorted { $0.lexicographicallyPrecedes($1) }, "pages come in lease id order")
+            guard
+                case .leases(let admins) = try await ops.administer(
+                    .leases(
+                        .with {
+                            $0.limit = 100; $0.contains = "admin-"
+                        }
+                    )
+                )
+            else {
+                Issue.record("no filtered listing")
+                return
+            }
+            #expect(admins.matched == 5 && admins.leases.count == 5 && !admins.more)
+
+            guard
+                case .revoke = try await ops.administer(
+                    .revoke(
+                        .with {
+                            $0.leaseID = .init(leases[1]); $0.reason = "licence audit"
+                        }
+                    )
+                )
+            else {
+                Issue.record("no revoke answer")
+                return
+            }
+            for await event in clients[1].events {
+                if case .leaseLost(_, let reason) = event {
+                    #expect(reason == "an administrator checked in your lease of 'cad': licence audit")
+                    break
+                }
+            }
+            for client in clients + [ops] { await client.close() }
         }
     }
 }

@@ -43,6 +43,16 @@ public nonisolated struct Licensed_V1_LeasesRequest: Sendable {
   /// Only this host (empty = all).
   public var host: String = String()
 
+  /// At most this many leases, in lease id order (0 = every matching lease, by feature and age).
+  /// A page of a million leases costs one pass over them, never a sort of all.
+  public var limit: UInt32 = 0
+
+  /// With limit: the page after this lease id (the last of the previous page; empty = the first).
+  public var afterLeaseID: Data = Data()
+
+  /// Only leases whose user or host contains this text (empty = all).
+  public var contains: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -56,6 +66,12 @@ public nonisolated struct Licensed_V1_LeasesResponse: Sendable {
 
   /// Each lease with its feature in Holder.license_id's licence.
   public var leases: [Licensed_V1_LeaseInfo] = []
+
+  /// With limit: how many leases match the filter in all.
+  public var matched: UInt64 = 0
+
+  /// With limit: true when leases follow this page (ask again with after_lease_id).
+  public var more: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -132,6 +148,9 @@ public nonisolated struct Licensed_V1_RevokeRequest: Sendable {
     }
     set {target = .host(newValue)}
   }
+
+  /// Why, for the holder: sent in its LEASE_REVOKED event and kept in the audit trail.
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -602,7 +621,7 @@ fileprivate nonisolated let _protobuf_package = "licensed.v1"
 
 nonisolated extension Licensed_V1_LeasesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LeasesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feature\0\u{1}user\0\u{1}host\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feature\0\u{1}user\0\u{1}host\0\u{1}limit\0\u{3}after_lease_id\0\u{1}contains\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -613,6 +632,9 @@ nonisolated extension Licensed_V1_LeasesRequest: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularStringField(value: &self.feature) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.user) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.host) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.afterLeaseID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.contains) }()
       default: break
       }
     }
@@ -628,6 +650,15 @@ nonisolated extension Licensed_V1_LeasesRequest: SwiftProtobuf.Message, SwiftPro
     if !self.host.isEmpty {
       try visitor.visitSingularStringField(value: self.host, fieldNumber: 3)
     }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 4)
+    }
+    if !self.afterLeaseID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.afterLeaseID, fieldNumber: 5)
+    }
+    if !self.contains.isEmpty {
+      try visitor.visitSingularStringField(value: self.contains, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -635,6 +666,9 @@ nonisolated extension Licensed_V1_LeasesRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.feature != rhs.feature {return false}
     if lhs.user != rhs.user {return false}
     if lhs.host != rhs.host {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.afterLeaseID != rhs.afterLeaseID {return false}
+    if lhs.contains != rhs.contains {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -642,7 +676,7 @@ nonisolated extension Licensed_V1_LeasesRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_LeasesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LeasesResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}leases\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}leases\0\u{1}matched\0\u{1}more\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -651,6 +685,8 @@ nonisolated extension Licensed_V1_LeasesResponse: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.leases) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.matched) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.more) }()
       default: break
       }
     }
@@ -660,11 +696,19 @@ nonisolated extension Licensed_V1_LeasesResponse: SwiftProtobuf.Message, SwiftPr
     if !self.leases.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.leases, fieldNumber: 1)
     }
+    if self.matched != 0 {
+      try visitor.visitSingularUInt64Field(value: self.matched, fieldNumber: 2)
+    }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_LeasesResponse, rhs: Licensed_V1_LeasesResponse) -> Bool {
     if lhs.leases != rhs.leases {return false}
+    if lhs.matched != rhs.matched {return false}
+    if lhs.more != rhs.more {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -711,7 +755,7 @@ nonisolated extension Licensed_V1_LeaseInfo: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Licensed_V1_RevokeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RevokeRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}activation_id\0\u{1}user\0\u{1}host\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{3}activation_id\0\u{1}user\0\u{1}host\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -751,6 +795,7 @@ nonisolated extension Licensed_V1_RevokeRequest: SwiftProtobuf.Message, SwiftPro
           self.target = .host(v)
         }
       }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
@@ -780,11 +825,15 @@ nonisolated extension Licensed_V1_RevokeRequest: SwiftProtobuf.Message, SwiftPro
     }()
     case nil: break
     }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_RevokeRequest, rhs: Licensed_V1_RevokeRequest) -> Bool {
     if lhs.target != rhs.target {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

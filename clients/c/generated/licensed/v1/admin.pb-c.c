@@ -1228,7 +1228,7 @@ void   licensed__v1__cluster_node_status__free_unpacked
   assert(message->base.descriptor == &licensed__v1__cluster_node_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor licensed__v1__leases_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor licensed__v1__leases_request__field_descriptors[6] =
 {
   {
     "feature",
@@ -1266,16 +1266,55 @@ static const ProtobufCFieldDescriptor licensed__v1__leases_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "limit",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__LeasesRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_lease_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__LeasesRequest, after_lease_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contains",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__LeasesRequest, contains),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__leases_request__field_indices_by_name[] = {
+  4,   /* field[4] = after_lease_id */
+  5,   /* field[5] = contains */
   0,   /* field[0] = feature */
   2,   /* field[2] = host */
+  3,   /* field[3] = limit */
   1,   /* field[1] = user */
 };
 static const ProtobufCIntRange licensed__v1__leases_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor licensed__v1__leases_request__descriptor =
 {
@@ -1285,14 +1324,14 @@ const ProtobufCMessageDescriptor licensed__v1__leases_request__descriptor =
   "Licensed__V1__LeasesRequest",
   "licensed.v1",
   sizeof(Licensed__V1__LeasesRequest),
-  3,
+  6,
   licensed__v1__leases_request__field_descriptors,
   licensed__v1__leases_request__field_indices_by_name,
   1,  licensed__v1__leases_request__number_ranges,
   (ProtobufCMessageInit) licensed__v1__leases_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__leases_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor licensed__v1__leases_response__field_descriptors[3] =
 {
   {
     "leases",
@@ -1306,14 +1345,40 @@ static const ProtobufCFieldDescriptor licensed__v1__leases_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "matched",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__LeasesResponse, matched),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "more",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__LeasesResponse, more),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__leases_response__field_indices_by_name[] = {
   0,   /* field[0] = leases */
+  1,   /* field[1] = matched */
+  2,   /* field[2] = more */
 };
 static const ProtobufCIntRange licensed__v1__leases_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor licensed__v1__leases_response__descriptor =
 {
@@ -1323,7 +1388,7 @@ const ProtobufCMessageDescriptor licensed__v1__leases_response__descriptor =
   "Licensed__V1__LeasesResponse",
   "licensed.v1",
   sizeof(Licensed__V1__LeasesResponse),
-  1,
+  3,
   licensed__v1__leases_response__field_descriptors,
   licensed__v1__leases_response__field_indices_by_name,
   1,  licensed__v1__leases_response__number_ranges,
@@ -1381,7 +1446,7 @@ const ProtobufCMessageDescriptor licensed__v1__lease_info__descriptor =
   (ProtobufCMessageInit) licensed__v1__lease_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__revoke_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor licensed__v1__revoke_request__field_descriptors[5] =
 {
   {
     "lease_id",
@@ -1431,17 +1496,30 @@ static const ProtobufCFieldDescriptor licensed__v1__revoke_request__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reason",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__RevokeRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__revoke_request__field_indices_by_name[] = {
   1,   /* field[1] = activation_id */
   3,   /* field[3] = host */
   0,   /* field[0] = lease_id */
+  4,   /* field[4] = reason */
   2,   /* field[2] = user */
 };
 static const ProtobufCIntRange licensed__v1__revoke_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor licensed__v1__revoke_request__descriptor =
 {
@@ -1451,7 +1529,7 @@ const ProtobufCMessageDescriptor licensed__v1__revoke_request__descriptor =
   "Licensed__V1__RevokeRequest",
   "licensed.v1",
   sizeof(Licensed__V1__RevokeRequest),
-  4,
+  5,
   licensed__v1__revoke_request__field_descriptors,
   licensed__v1__revoke_request__field_indices_by_name,
   1,  licensed__v1__revoke_request__number_ranges,

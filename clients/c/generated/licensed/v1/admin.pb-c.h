@@ -69,10 +69,23 @@ struct  Licensed__V1__LeasesRequest
    * Only this host (empty = all).
    */
   char *host;
+  /*
+   * At most this many leases, in lease id order (0 = every matching lease, by feature and age).
+   * A page of a million leases costs one pass over them, never a sort of all.
+   */
+  uint32_t limit;
+  /*
+   * With limit: the page after this lease id (the last of the previous page; empty = the first).
+   */
+  ProtobufCBinaryData after_lease_id;
+  /*
+   * Only leases whose user or host contains this text (empty = all).
+   */
+  char *contains;
 };
 #define LICENSED__V1__LEASES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__leases_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, {0,NULL}, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -86,10 +99,18 @@ struct  Licensed__V1__LeasesResponse
    */
   size_t n_leases;
   Licensed__V1__LeaseInfo **leases;
+  /*
+   * With limit: how many leases match the filter in all.
+   */
+  uint64_t matched;
+  /*
+   * With limit: true when leases follow this page (ask again with after_lease_id).
+   */
+  protobuf_c_boolean more;
 };
 #define LICENSED__V1__LEASES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__leases_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, 0, 0 }
 
 
 /*
@@ -127,6 +148,10 @@ typedef enum {
 struct  Licensed__V1__RevokeRequest
 {
   ProtobufCMessage base;
+  /*
+   * Why, for the holder: sent in its LEASE_REVOKED event and kept in the audit trail.
+   */
+  char *reason;
   Licensed__V1__RevokeRequest__TargetCase target_case;
   union {
     /*
@@ -149,7 +174,7 @@ struct  Licensed__V1__RevokeRequest
 };
 #define LICENSED__V1__REVOKE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__revoke_request__descriptor) \
-    , LICENSED__V1__REVOKE_REQUEST__TARGET__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, LICENSED__V1__REVOKE_REQUEST__TARGET__NOT_SET, {0} }
 
 
 /*
