@@ -45,6 +45,7 @@ let package = Package(
         // middleware and streaming from Hummingbird; pages from Mustache templates.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
@@ -178,9 +179,10 @@ let package = Package(
         .target(
             name: "LicenseConsole",
             dependencies: [
-                "LicenseServer", "LicenseCore", "LicenseProtocol", "LicenseAudit", "LicenseReports", "LicenseCrypto",
+                "LicenseServer", "LicenseClient", "LicenseCore", "LicenseProtocol", "LicenseAudit", "LicenseReports", "LicenseCrypto",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -8,8 +8,9 @@ public import ServiceLifecycle
 
 /// The operator's HTTP listener (default 127.0.0.1:9270), apart from the licence protocol, on
 /// Hummingbird: `/metrics` (Prometheus text), `/healthz` (the serving loop answers), `/readyz`
-/// (listening with a licence that grants; the reason in the body) and, on a node of a cluster,
-/// `/cluster/snapshot` (a peer's snapshot transfer).
+/// (listening with a licence that grants; the reason in the body), on a node of a cluster
+/// `/cluster/snapshot` (a peer's snapshot transfer), and the web console (`Console`) when a token
+/// that may sign in is configured.
 public struct OperatorEndpoint: Service {
     private let server: LicenseServer
     private let host: String
@@ -32,8 +33,11 @@ public struct OperatorEndpoint: Service {
     }
 
     /// The routes, for the application and for tests.
-    func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    func router() throws -> Router<ConsoleContext> {
+        let router = Router(context: ConsoleContext.self)
+        if Console.isEnabled(self.server.configuration) {
+            try Console(server: self.server, secure: false, logger: self.logger).addRoutes(to: router)
+        }
         let server = self.server
         router.get("metrics") { _, _ in
             Self.text(try await server.renderMetrics().get(), type: "text/plain; version=0.0.4; charset=utf-8")
@@ -69,7 +73,7 @@ public struct OperatorEndpoint: Service {
     public func run() async throws {
         let bound = self.bound
         let application = Application(
-            router: self.router(),
+            router: try self.router(),
             configuration: .init(address: .hostname(self.host, port: self.port), serverName: nil),
             onServerRunning: { channel in
                 if let address = channel.localAddress { bound.succeed(address) }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import LicenseAudit
 public import LicenseCore
 public import LicenseProtocol
 public import LicenseStore
@@ -123,6 +124,39 @@ public final class LicenseServer: Service {
 
     /// Sessions connected now.
     public var connectionCount: Int { self.sessions.withLockedValue { $0.count } }
+
+    /// The configuration the server runs with.
+    public var configuration: ServerConfiguration { self.context.configuration }
+
+    // MARK: - For the web console
+
+    /// A console sign-in with `token` from `address`: the token's role, or nil when it is not one
+    /// of the configured tokens — then audited and counted as a refused token, and the answer is
+    /// to be held for the returned delay once the address is over `bad_token_limit`, exactly as a
+    /// refused Hello token. A success is audited too.
+    public func signIn(token: String, address: String) async throws -> (role: Role?, delayMs: Int64) {
+        let role = TokenAuthority(entries: self.context.configuration.tokens).role(for: token)
+        return try await self.eventLoop.submit {
+            let host = self.host.value
+            guard let role else {
+                return (nil, host.refusedToken(from: address, details: [("via", .string("console"))]))
+            }
+            host.audit(
+                "console_sign_in",
+                actor: "console@\(address)",
+                details: [("role", .string(role.rawValue)), ("address", .string(address))]
+            )
+            return (role, 0)
+        }.get()
+    }
+
+    /// Records a web-console event in the audit trail (sign-out, a refused form), with the
+    /// signed-in role in the details.
+    public func auditConsole(_ action: String, actor: String, details: [(String, String)]) async throws {
+        try await self.eventLoop.submit {
+            self.host.value.audit(action, actor: actor, details: details.map { ($0.0, AuditEvent.Value.string($0.1)) })
+        }.get()
+    }
 
     public func run() async throws {
         let configuration = self.context.configuration

@@ -87,6 +87,12 @@ extension ServerConfiguration {
         Option(name: "client_clock_skew_ms", help: "log and count a client Hello whose clock is further than this from the server's") {
             $0.clientClockSkewMs = try int($1, "client_clock_skew_ms")
         },
+        Option(name: "console", help: "the web console on the metrics listener when a token of auditor or above is set (true/false)") {
+            $0.console = try bool($1, "console")
+        },
+        Option(name: "console_session_minutes", help: "how long a web console sign-in lasts") {
+            $0.consoleSessionMinutes = try int($1, "console_session_minutes")
+        },
         Option(name: "max_connections", help: "most open connections") { $0.maxConnections = try int($1, "max_connections") },
         Option(name: "max_connections_per_address", help: "most open connections from one address") {
             $0.maxConnectionsPerAddress = try int($1, "max_connections_per_address")

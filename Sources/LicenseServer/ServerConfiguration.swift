@@ -69,6 +69,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var clockSetbackToleranceHours = 24
     /// A client whose Hello carries a clock further than this from the server's is logged and counted.
     public var clientClockSkewMs = 300_000
+    /// The web console on the operator listener (`metrics_listen`): on when at least one
+    /// auditor, operator or admin token is configured, unless this is false.
+    public var console = true
+    /// How long a console sign-in lasts, in minutes.
+    public var consoleSessionMinutes = 480
     /// Most open connections; beyond, a new connection gets RESOURCE_EXHAUSTED and is closed.
     public var maxConnections = 100_000
     /// Most open connections from one network address.
@@ -212,6 +217,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             throw ConfigurationError("bad_token_limit must be at least 0 and bad_token_delay_ms between 0 and 60000")
         }
         // Below an hour, NTP's corrections and a resumed laptop's first minutes would stop licences.
+        guard self.consoleSessionMinutes >= 1 else { throw ConfigurationError("console_session_minutes must be at least 1") }
         guard self.clockSetbackToleranceHours >= 1, self.clientClockSkewMs >= 0 else {
             throw ConfigurationError("clock_setback_tolerance_hours must be at least 1 and client_clock_skew_ms not negative")
         }

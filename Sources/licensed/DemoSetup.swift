@@ -10,6 +10,8 @@ struct DemoSetup {
     static let seats: UInt32 = 5
     let licenseID: String
     let directory: String
+    /// An operator token for the web console, made for this run.
+    let consoleToken: String
     /// Option values the demo sets unless a flag overrides them.
     let configuration: [String: String]
 
@@ -39,10 +41,13 @@ struct DemoSetup {
             "# licensed --demo: a throwaway licence, signed by a key that exists only for this run.\n" + (try LicenseFile.armor(signed))
         try Data(text.utf8).write(to: URL(fileURLWithPath: licensePath))
 
+        let consoleToken = SecureRandom.bytes(16).hexString
         return DemoSetup(
             licenseID: license.id,
             directory: directory,
+            consoleToken: consoleToken,
             configuration: [
+                "tokens": "operator:\(SHA256.hash(Array(consoleToken.utf8)).hexString)",
                 "listen_host": "127.0.0.1",
                 "license_paths": licensePath,
                 "trusted_keys": "demo-issuer=\(publicKeyPath)",
@@ -52,8 +57,12 @@ struct DemoSetup {
         )
     }
 
-    func printInstructions(port: Int, host: String) {
+    func printInstructions(port: Int, host: String, console: String?) {
         let server = "\(host):\(port)"
+        let consoleLines =
+            console.map {
+                "The web console: http://\($0)/  (sign in with the operator token \(self.consoleToken))\n"
+            } ?? ""
         // Straight to the file descriptor: stdout may be a pipe, where print() would sit in a buffer.
         let text = """
             licensed --demo is serving licence '\(self.licenseID)' (feature \(Self.feature), \(Self.seats) seats) on \(server)
@@ -63,7 +72,7 @@ struct DemoSetup {
             See who holds seats (through the local admin socket) and check the audit trail:
                 swift run licensectl leases --admin-socket \(self.directory)/admin.sock
                 swift run licensectl audit verify --dir \(self.directory)/audit
-
+            \(consoleLines)
             """
         FileHandle.standardOutput.write(Data(text.utf8))
     }

@@ -177,7 +177,12 @@ struct Licensed: AsyncParsableCommand {
             if let demoLicense {
                 tasks.addTask {
                     guard let address = try? await server.localAddress else { return }
-                    demoLicense.printInstructions(port: address.port ?? configuration.port, host: configuration.listenHost)
+                    let console = try? configuration.metricsAddress().map { "\($0.host):\($0.port)" }
+                    demoLicense.printInstructions(
+                        port: address.port ?? configuration.port,
+                        host: configuration.listenHost,
+                        console: console ?? nil
+                    )
                 }
             }
             // The service group ends on SIGTERM/SIGINT (graceful shutdown); then the helpers stop too.

@@ -1,0 +1,379 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import LicenseClient
+import LicenseCore
+import LicenseCrypto
+import LicenseProtocol
+import LicenseServer
+import Logging
+import Mustache
+
+/// The web console for operators, on the operator listener: sign-in with the daemon's role tokens
+/// (auditor, operator, admin), a session cookie (HttpOnly, SameSite=Strict, Secure under TLS)
+/// that expires, a CSRF token in every form, pages rendered on the server from Mustache templates
+/// (every client-supplied text escaped), and every action taken through a protocol session with
+/// the signed-in token — the server checks the role and writes the audit trail, as for licensectl.
+struct Console: Sendable {
+    static let cookieName = "licensed_console"
+    static let pageSize = 50
+
+    let server: LicenseServer
+    let sessions = ConsoleSessions()
+    let templates: MustacheLibrary
+    /// How long a sign-in lasts.
+    let sessionLifetimeMs: Int64
+    /// Set the cookie's Secure attribute (the listener speaks TLS).
+    let secure: Bool
+    let logger: Logger
+
+    init(server: LicenseServer, secure: Bool, logger: Logger) throws {
+        self.server = server
+        self.secure = secure
+        self.logger = logger
+        self.sessionLifetimeMs = Int64(server.configuration.consoleSessionMinutes) * 60_000
+        var library = MustacheLibrary()
+        for (name, text) in ConsoleTemplates.all { try library.register(text, named: name) }
+        self.templates = library
+    }
+
+    /// True when the daemon's configuration turns the console on: at least one token of a role
+    /// that may sign in (auditor, operator, admin), and `console` not off.
+    static func isEnabled(_ configuration: ServerConfiguration) -> Bool {
+        configuration.console && configuration.tokens.contains { $0.role >= .auditor }
+    }
+
+    static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: - Routes
+
+    func addRoutes(to router: Router<ConsoleContext>) {
+        router.get("static/console.css") { _, _ in Self.asset(ConsoleTemplates.css, type: "text/css; charset=utf-8") }
+        router.get("static/console.js") { _, _ in Self.asset(ConsoleTemplates.javascript, type: "text/javascript; charset=utf-8") }
+        router.get("login") { request, _ in
+            self.page("login", title: "Sign in", ["next": request.uri.queryParameters.get("next") ?? "/"], session: nil)
+        }
+        router.post("login") { request, context in try await self.signIn(request, context) }
+        router.post("logout") { request, context in
+            try await self.withSession(request, context, form: true) { session, _ in
+                self.sessions.remove(session.id)
+                try? await self.server.auditConsole("console_sign_out", actor: session.actor, details: [("role", session.role.rawValue)])
+                var response = Response.redirect(to: "/login")
+                response.setCookie(self.cookie(value: "", maxAge: 0))
+                return response
+            }
+        }
+        router.get("/") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.dashboard(request, session) }
+        }
+        router.get("features/:name") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.feature(request, context, session) }
+        }
+        router.post("features/:name/revoke") { request, context in
+            try await self.withSession(request, context, form: true, least: .operator) { session, form in
+                try await self.revoke(context, session, form)
+            }
+        }
+    }
+
+    // MARK: - Sign-in and sessions
+
+    func signIn(_ request: Request, _ context: ConsoleContext) async throws -> Response {
+        let form = try await Self.form(request)
+        let next = Self.localPath(form["next"])
+        let token = form["token"] ?? ""
+        let (role, delayMs) = try await self.server.signIn(token: token, address: context.address)
+        guard let role else {
+            // As a refused Hello token: past bad_token_limit a minute, the answer is held back.
+            if delayMs > 0 { try await Task.sleep(for: .milliseconds(delayMs)) }
+            return self.page(
+                "login",
+                title: "Sign in",
+                ["next": next, "problem": "That token is not one this server knows."],
+                session: nil,
+                status: .unauthorized
+            )
+        }
+        guard role >= .auditor else {
+            return self.page(
+                "login",
+                title: "Sign in",
+                ["next": next, "problem": "A client token cannot sign in: the console needs an auditor, operator or admin token."],
+                session: nil,
+                status: .forbidden
+            )
+        }
+        // The session acts through the daemon's own protocol listener, on loopback.
+        let port = try await self.server.localAddress.port ?? self.server.configuration.port
+        let client = LicenseClient(
+            configuration: .init(
+                host: "127.0.0.1",
+                port: port,
+                user: "console-\(role.rawValue)",
+                clientHost: context.address,
+                clientName: "licensed-console",
+                token: token
+            )
+        )
+        let session = self.sessions.create(
+            role: role,
+            address: context.address,
+            lifetimeMs: self.sessionLifetimeMs,
+            client: client,
+            nowMs: Self.nowMs
+        )
+        var response = Response.redirect(to: next)
+        response.setCookie(self.cookie(value: session.id, maxAge: Int(self.sessionLifetimeMs / 1000)))
+        return response
+    }
+
+    func cookie(value: String, maxAge: Int) -> Cookie {
+        Cookie(name: Self.cookieName, value: value, maxAge: maxAge, path: "/", secure: self.secure, httpOnly: true, sameSite: .strict)
+    }
+
+    /// Runs `body` for a signed-in session of at least `least`: a page without one redirects to
+    /// sign-in, a form without one (or without its CSRF token, or from a role below `least`) is
+    /// refused with 403 and audited.
+    func withSession(
+        _ request: Request,
+        _ context: ConsoleContext,
+        form: Bool = false,
+        least: Role = .auditor,
+        _ body: (ConsoleSession, [String: String]) async throws -> Response
+    ) async throws -> Response {
+        let session = self.sessions.session(request.cookies[Self.cookieName]?.value, nowMs: Self.nowMs)
+        guard form else {
+            guard let session else {
+                let next = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+                return .redirect(to: "/login?next=" + (next.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/"))
+            }
+            return try await body(session, [:])
+        }
+        let fields = try await Self.form(request)
+        guard let session else { return Self.refusal("sign in first") }
+        guard session.acceptsCSRF(fields["csrf"]) else {
+            try? await self.server.auditConsole(
+                "console_refused",
+                actor: session.actor,
+                details: [("role", session.role.rawValue), ("path", request.uri.path), ("reason", "missing or wrong CSRF token")]
+            )
+            return Self.refusal("the form's CSRF token is missing or wrong; reload the page")
+        }
+        guard session.role >= least else {
+            try? await self.server.auditConsole(
+                "console_refused",
+                actor: session.actor,
+                details: [("role", session.role.rawValue), ("path", request.uri.path), ("reason", "needs \(least.rawValue)")]
+            )
+            return Self.refusal("this needs an \(least.rawValue) or admin sign-in")
+        }
+        return try await body(session, fields)
+    }
+
+    // MARK: - Pages
+
+    func dashboard(_ request: Request, _ session: ConsoleSession) async throws -> Response {
+        let status = try await session.client.status()
+        let (ready, readiness) = try await self.server.readiness().get()
+        var live: [String: Any] = [
+            "readiness": readiness, "readyClass": ready ? "good" : "bad", "version": status.serverVersion, "sessions": status.sessions,
+            "features": status.features.map(Self.featureRow),
+            "licences": status.licenses.map { licence -> [String: Any] in
+                [
+                    "id": licence.licenseID, "state": Self.stateName(licence.state),
+                    "stateClass": [.compliant, .expiring].contains(licence.state) ? "good" : "bad",
+                    "expires": licence.expiresAtMs == 0 ? "perpetual" : Timestamp.iso8601(licence.expiresAtMs),
+                    "features": licence.features.joined(separator: ", "),
+                ]
+            },
+            "rejected": status.rejected.map { ["file": $0.file, "block": $0.block, "reason": $0.reason] as [String: Any] },
+        ]
+        if status.auditSequence > 0 {
+            live["auditSequence"] = status.auditSequence
+            live["auditHash"] = String(status.auditHash.prefix(16)) + "…"
+        }
+        if status.clockSetbackMs > 0 {
+            live["clockSetback"] = "\(SeatLedger.duration(status.clockSetbackMs)) behind the newest time this server has seen"
+        }
+        let fragment = self.templates.render(live, withTemplate: "dashboard-live") ?? ""
+        if request.uri.queryParameters.get("fragment") != nil { return Self.html(fragment) }
+        return self.page("dashboard", title: "Dashboard", ["live": fragment], session: session)
+    }
+
+    static func featureRow(_ feature: Licensed_V1_FeatureStatus) -> [String: Any] {
+        let percent =
+            feature.unlimited || feature.capacity == 0 ? 0 : Int((Double(feature.inUse) * 100 / Double(feature.capacity)).rounded())
+        let band = percent >= 100 ? "full" : percent >= 90 ? "high" : percent >= 50 ? "normal" : "low"
+        return [
+            "name": feature.feature, "path": Self.pathComponent(feature.feature), "inUse": feature.inUse,
+            "capacity": feature.unlimited ? "unlimited" : "\(feature.capacity)", "queued": feature.queued, "overage": feature.overage,
+            "percent": percent, "barWidth": min(percent, 100), "band": band,
+        ]
+    }
+
+    func feature(_ request: Request, _ context: ConsoleContext, _ session: ConsoleSession) async throws -> Response {
+        guard let name = context.parameters.get("name")?.removingPercentEncoding else { return Self.refusal("no feature named") }
+        let contains = request.uri.queryParameters.get("contains").map { String($0) } ?? ""
+        let after = request.uri.queryParameters.get("after").flatMap { [UInt8](hexString: $0) } ?? []
+        var query = Licensed_V1_LeasesRequest()
+        query.feature = name
+        query.limit = UInt32(Self.pageSize)
+        query.afterLeaseID = Data(after)
+        query.contains = contains
+        guard case .leases(let page) = try await session.client.administer(.leases(query)) else {
+            throw HTTPError(.internalServerError, message: "the server answered Leases with another message")
+        }
+        var queueRequest = Licensed_V1_QueueRequest()
+        queueRequest.feature = name
+        let queued: [Licensed_V1_QueuedRequest]
+        if case .queue(let queue) = try await session.client.administer(.queue(queueRequest)) { queued = queue.queued } else { queued = [] }
+        let status = try await session.client.status(features: [name])
+        let row = status.features.first.map(Self.featureRow) ?? [:]
+        let mayRevoke = session.role >= .operator
+        let path = Self.pathComponent(name)
+        var values: [String: Any] = [
+            "name": name, "path": path, "inUse": row["inUse"] ?? 0, "capacity": row["capacity"] ?? 0,
+            "matched": page.matched, "contains": contains,
+            "containsQuery": contains.addingPercentEncoding(withAllowedCharacters: CharacterSet.alphanumerics) ?? "",
+            "mayRevoke": mayRevoke,
+            "pageSize": Self.pageSize,
+            "holders": page.leases.map { info -> [String: Any] in
+                let holder = info.holder
+                return [
+                    "user": holder.user, "host": holder.host, "since": Timestamp.iso8601(holder.sinceMs),
+                    "expires": holder.borrowed
+                        ? "borrowed until \(Timestamp.iso8601(holder.expiresAtMs))" : Timestamp.iso8601(holder.expiresAtMs),
+                    "lease": [UInt8](holder.leaseID).hexString, "borrowed": holder.borrowed ? "yes" : "", "path": path,
+                    "mayRevoke": mayRevoke, "csrf": session.csrf,
+                ]
+            },
+            "queue": queued.map {
+                [
+                    "user": $0.user, "host": $0.host, "count": $0.count, "since": Timestamp.iso8601($0.sinceMs),
+                    "deadline": Timestamp.iso8601($0.deadlineMs),
+                ]
+                    as [String: Any]
+            },
+        ]
+        // Absent, not empty: a Mustache section shows for any present value.
+        if !queued.isEmpty { values["queuedCount"] = queued.count }
+        if page.more, let last = page.leases.last { values["next"] = [UInt8](last.holder.leaseID).hexString }
+        if let notice = request.uri.queryParameters.get("notice"), !notice.isEmpty { values["notice"] = String(notice) }
+        return self.page("feature", title: name, values, session: session)
+    }
+
+    func revoke(_ context: ConsoleContext, _ session: ConsoleSession, _ form: [String: String]) async throws -> Response {
+        let name = context.parameters.get("name")?.removingPercentEncoding ?? ""
+        var request = Licensed_V1_RevokeRequest()
+        request.reason = form["reason"] ?? ""
+        if let lease = form["lease"], let bytes = [UInt8](hexString: lease), bytes.count == 16 {
+            request.leaseID = Data(bytes)
+        } else if let user = form["user"], !user.isEmpty {
+            request.user = user
+        } else if let host = form["host"], !host.isEmpty {
+            request.host = host
+        } else {
+            return Self.refusal("say which lease, user or host to revoke")
+        }
+        let notice: String
+        do {
+            guard case .revoke(let revoked) = try await session.client.administer(.revoke(request)) else {
+                throw HTTPError(.internalServerError, message: "the server answered Revoke with another message")
+            }
+            notice =
+                "Revoked \(revoked.leases) lease(s)" + (revoked.activations > 0 ? " and \(revoked.activations) activation(s)" : "") + "."
+        } catch let error as LicenseClientError {
+            if error.code == .permissionDenied { return Self.refusal(error.message) }
+            notice = "Not revoked: \(error.message)"
+        }
+        return .redirect(
+            to: "/features/\(Self.pathComponent(name))?notice="
+                + (notice.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+        )
+    }
+
+    // MARK: - Rendering
+
+    func page(_ template: String, title: String, _ values: [String: Any], session: ConsoleSession?, status: HTTPResponse.Status = .ok)
+        -> Response
+    {
+        var values = values
+        if let session {
+            values["csrf"] = session.csrf
+            values["actor"] = session.actor
+        }
+        let body = self.templates.render(values, withTemplate: template) ?? ""
+        var layout: [String: Any] = ["title": title, "body": body]
+        if let session {
+            layout["signedIn"] = true
+            layout["csrf"] = session.csrf
+            layout["actor"] = "\(session.role.rawValue) (\(session.address))"
+        }
+        layout["notice"] = values["notice"]
+        layout["problem"] = values["problem"]
+        return Self.html(self.templates.render(layout, withTemplate: "layout") ?? "", status: status)
+    }
+
+    static func html(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/html; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        headers[.contentSecurityPolicy] =
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
+        headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func asset(_ text: String, type: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = type
+        headers[.cacheControl] = "max-age=300"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func refusal(_ message: String) -> Response {
+        Self.html("<!doctype html><title>Refused</title><p>\(Self.escape(message))</p>\n", status: .forbidden)
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">",
+            with: "&gt;"
+        )
+        .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "'", with: "&#39;")
+    }
+
+    static func pathComponent(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
+    }
+
+    /// A redirect target that stays on this site (an absolute path, not //host).
+    static func localPath(_ text: String?) -> String {
+        guard let text, text.hasPrefix("/"), !text.hasPrefix("//"), !text.contains("\\") else { return "/" }
+        return text
+    }
+
+    static func stateName(_ state: Licensed_V1_LicenseStatus.State) -> String {
+        switch state {
+        case .compliant: "COMPLIANT"
+        case .atRisk: "AT_RISK"
+        case .expiring: "EXPIRING (grace)"
+        case .expired: "EXPIRED"
+        case .notYetValid: "NOT_YET_VALID"
+        case .clockSetback: "CLOCK_SETBACK"
+        default: "UNKNOWN"
+        }
+    }
+
+    /// The fields of an application/x-www-form-urlencoded body (at most 64 KiB).
+    static func form(_ request: Request) async throws -> [String: String] {
+        let buffer = try await request.body.collect(upTo: 64 * 1024)
+        var components = URLComponents()
+        components.percentEncodedQuery = String(buffer: buffer).replacingOccurrences(of: "+", with: "%20")
+        var fields: [String: String] = [:]
+        for item in components.queryItems ?? [] where fields[item.name] == nil { fields[item.name] = item.value ?? "" }
+        return fields
+    }
+}

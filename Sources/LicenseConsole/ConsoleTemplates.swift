@@ -1,0 +1,178 @@
+/// The console's pages as Mustache templates. `{{name}}` is HTML-escaped (every text that came
+/// from a client — user, host, feature names — goes through it); `{{{name}}}` is used only for
+/// HTML the console itself rendered (a page body, an SVG chart).
+enum ConsoleTemplates {
+    static let all: [String: String] = [
+        "layout": layout, "login": login, "dashboard": dashboard, "dashboard-live": dashboardLive, "feature": feature,
+    ]
+
+    static let layout = """
+        <!doctype html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>{{title}} — licensed</title>
+        <link rel="stylesheet" href="/static/console.css">
+        <script src="/static/console.js" defer></script>
+        </head>
+        <body>
+        <header>
+        <a class="brand" href="/">licensed</a>
+        {{#signedIn}}
+        <nav><a href="/">Dashboard</a></nav>
+        <form class="signout" method="post" action="/logout">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <span class="who">{{actor}}</span> <button type="submit">Sign out</button>
+        </form>
+        {{/signedIn}}
+        </header>
+        <main>
+        {{#notice}}<p class="notice" role="status">{{notice}}</p>{{/notice}}
+        {{#problem}}<p class="problem" role="alert">{{problem}}</p>{{/problem}}
+        {{{body}}}
+        </main>
+        </body>
+        </html>
+        """
+
+    static let login = """
+        <h1>Sign in</h1>
+        <form method="post" action="/login" class="login">
+        <label for="token">Access token (auditor, operator or admin)</label>
+        <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+        <input type="hidden" name="next" value="{{next}}">
+        <button type="submit" id="sign-in">Sign in</button>
+        </form>
+        """
+
+    static let dashboard = """
+        <h1>Dashboard</h1>
+        <div id="live" data-live="1">{{{live}}}</div>
+        """
+
+    static let dashboardLive = """
+        <section class="server">
+        <h2>Server</h2>
+        <dl>
+        <dt>Readiness</dt><dd class="{{readyClass}}" id="readiness">{{readiness}}</dd>
+        <dt>Version</dt><dd>{{version}}</dd>
+        <dt>Sessions</dt><dd id="sessions">{{sessions}}</dd>
+        {{#auditSequence}}<dt>Audit trail head</dt><dd>record {{auditSequence}} <code>{{auditHash}}</code></dd>{{/auditSequence}}
+        {{#clockSetback}}<dt>Clock</dt><dd class="bad">{{clockSetback}}</dd>{{/clockSetback}}
+        </dl>
+        </section>
+        <section class="features">
+        <h2>Features</h2>
+        <table id="features">
+        <thead><tr><th>Feature</th><th>In use</th><th>Seats</th><th></th><th>Queued</th><th>Overage</th></tr></thead>
+        <tbody>
+        {{#features}}
+        <tr data-feature="{{name}}">
+        <td><a href="/features/{{path}}">{{name}}</a></td>
+        <td class="in-use">{{inUse}}</td><td>{{capacity}}</td>
+        <td><svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" aria-label="{{percent}}% in use"><rect class="track" width="100" height="10"/><rect class="fill {{band}}" width="{{barWidth}}" height="10"/></svg></td>
+        <td>{{queued}}</td><td>{{overage}}</td>
+        </tr>
+        {{/features}}
+        {{^features}}<tr><td colspan="6">No feature is licensed.</td></tr>{{/features}}
+        </tbody>
+        </table>
+        </section>
+        <section class="licences">
+        <h2>Licences</h2>
+        <table>
+        <thead><tr><th>Licence</th><th>State</th><th>Expires</th><th>Features</th></tr></thead>
+        <tbody>
+        {{#licences}}<tr><td>{{id}}</td><td class="state {{stateClass}}">{{state}}</td><td>{{expires}}</td><td>{{features}}</td></tr>{{/licences}}
+        {{#rejected}}<tr><td>{{file}} block {{block}}</td><td class="state bad">REJECTED</td><td></td><td>{{reason}}</td></tr>{{/rejected}}
+        </tbody>
+        </table>
+        </section>
+        """
+
+    static let feature = """
+        <h1>Feature <span id="feature-name">{{name}}</span></h1>
+        <p>{{inUse}} of {{capacity}} seats in use{{#queuedCount}}, {{queuedCount}} waiting{{/queuedCount}}.</p>
+        <form method="get" action="/features/{{path}}" class="filter">
+        <label for="contains">User or host contains</label> <input id="contains" name="contains" value="{{contains}}">
+        <button type="submit">Filter</button>
+        </form>
+        <h2>Holders ({{matched}})</h2>
+        <table id="holders">
+        <thead><tr><th>User</th><th>Host</th><th>Since</th><th>Expires</th><th>Lease</th><th>Borrowed</th>{{#mayRevoke}}<th>Revoke</th>{{/mayRevoke}}</tr></thead>
+        <tbody>
+        {{#holders}}
+        <tr data-lease="{{lease}}">
+        <td class="user">{{user}}</td><td class="host">{{host}}</td><td>{{since}}</td><td>{{expires}}</td><td><code>{{lease}}</code></td><td>{{borrowed}}</td>
+        {{#mayRevoke}}<td>
+        <form method="post" action="/features/{{path}}/revoke" class="revoke">
+        <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="lease" value="{{lease}}">
+        <input name="reason" placeholder="reason told to the holder" aria-label="reason">
+        <button type="submit" class="revoke-lease">Revoke</button>
+        </form>
+        <form method="post" action="/features/{{path}}/revoke" class="revoke-all">
+        <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="user" value="{{user}}">
+        <input type="hidden" name="reason" value="">
+        <button type="submit">All of {{user}}</button>
+        </form>
+        <form method="post" action="/features/{{path}}/revoke" class="revoke-all">
+        <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="host" value="{{host}}">
+        <input type="hidden" name="reason" value="">
+        <button type="submit">All of host {{host}}</button>
+        </form>
+        </td>{{/mayRevoke}}
+        </tr>
+        {{/holders}}
+        {{^holders}}<tr><td colspan="7">Nobody holds a seat.</td></tr>{{/holders}}
+        </tbody>
+        </table>
+        {{#next}}<p><a id="next-page" href="/features/{{path}}?after={{next}}&amp;contains={{containsQuery}}">Next {{pageSize}}</a></p>{{/next}}
+        <h2>Waiting</h2>
+        <table id="queue">
+        <thead><tr><th>User</th><th>Host</th><th>Seats</th><th>Since</th><th>Gives up</th></tr></thead>
+        <tbody>
+        {{#queue}}<tr><td>{{user}}</td><td>{{host}}</td><td>{{count}}</td><td>{{since}}</td><td>{{deadline}}</td></tr>{{/queue}}
+        {{^queue}}<tr><td colspan="5">Nobody waits.</td></tr>{{/queue}}
+        </tbody>
+        </table>
+        """
+
+    static let css = """
+        body { font-family: system-ui, sans-serif; margin: 0; color: #1b1f24; background: #f6f7f9; }
+        header { display: flex; align-items: center; gap: 1.5rem; padding: .6rem 1.2rem; background: #1f2d3d; color: #fff; }
+        header a { color: #fff; text-decoration: none; }
+        header .brand { font-weight: 700; }
+        header .signout { margin-left: auto; }
+        main { padding: 1rem 1.2rem; max-width: 72rem; }
+        table { border-collapse: collapse; width: 100%; background: #fff; margin-bottom: 1.5rem; }
+        th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e3e6ea; vertical-align: top; }
+        svg.bar { width: 12rem; height: .8rem; }
+        svg.bar .track { fill: #e3e6ea; }
+        svg.bar .fill.low { fill: #6c9bd2; }
+        svg.bar .fill.normal { fill: #3c8d5a; }
+        svg.bar .fill.high { fill: #c9822b; }
+        svg.bar .fill.full { fill: #b8332f; }
+        .bad { color: #b8332f; font-weight: 600; }
+        .good { color: #3c8d5a; }
+        .notice { background: #e6f3ea; padding: .5rem .8rem; }
+        .problem { background: #fbe9e8; padding: .5rem .8rem; }
+        form.revoke, form.revoke-all { display: inline-block; margin: 0 .3rem .2rem 0; }
+        code { font-size: .85em; }
+        """
+
+    static let javascript = """
+        // Refreshes the part of a page marked data-live every 5 s without reloading the page.
+        (function () {
+          var live = document.querySelector('[data-live]');
+          if (!live) return;
+          setInterval(function () {
+            var url = location.pathname + (location.search ? location.search + '&' : '?') + 'fragment=1';
+            fetch(url, { credentials: 'same-origin' })
+              .then(function (response) { return response.ok ? response.text() : null; })
+              .then(function (html) { if (html !== null) live.innerHTML = html; })
+              .catch(function () {});
+          }, 5000);
+        })();
+        """
+}
