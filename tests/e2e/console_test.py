@@ -1,0 +1,168 @@
+"""The web console over HTTP, against a real daemon: every page without a session redirects to
+sign-in; a form without its CSRF token is refused; a client-supplied user name is shown escaped;
+the session cookie is HttpOnly and SameSite=Strict; a sixth wrong token within a minute is slowed;
+an auditor sees no revoke control and a forged revoke POST with the auditor's own session is
+refused (403); the operator's revoke reaches the holder with its reason and the audit trail names
+the console role; with no token configured the console is off and /metrics still serves.
+
+Usage: console_test.py LICENSED WORK_DIR CONSOLE_PORT PROTOCOL_PORT OFF_CONSOLE_PORT
+(WORK_DIR holds licensed.yaml and licensed-off.yaml.) Needs the Python code protoc generates
+from Protos/ on PYTHONPATH."""
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+
+from licensed.v1 import protocol_pb2
+from wire import Checks, Connection, wait_for_port
+
+licensed, work, console_port, protocol_port, off_port = sys.argv[1:6]
+console_port, protocol_port, off_port = int(console_port), int(protocol_port), int(off_port)
+OPERATOR, AUDITOR, CLIENT = "console-operator-token", "console-auditor-token", "console-client-token"
+check = Checks()
+
+
+def request(method, path, body=None, cookie=None, port=None):
+    """(status, headers dict (lower-case names, Set-Cookie kept whole), body text)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port or console_port, timeout=30)
+    headers = {}
+    if body is not None:
+        body = urllib.parse.urlencode(body)
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        headers["Cookie"] = cookie
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    text = response.read().decode(errors="replace")
+    result = (response.status, {k.lower(): v for k, v in response.getheaders()}, text)
+    conn.close()
+    return result
+
+
+def sign_in(token):
+    status, headers, _ = request("POST", "/login", {"token": token, "next": "/"})
+    cookie = headers.get("set-cookie", "")
+    return status, cookie, cookie.split(";")[0]
+
+
+def csrf_of(page):
+    match = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    return match.group(1) if match else ""
+
+
+def start(config, name):
+    log = open(os.path.join(work, f"{name}.log"), "wb")
+    daemon = subprocess.Popen([licensed, "--config", config], stdout=log, stderr=log)
+    return daemon, log
+
+
+def stop(daemon, log):
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+    log.close()
+
+
+daemon, log = start(os.path.join(work, "licensed.yaml"), "daemon")
+try:
+    check(wait_for_port(console_port) and wait_for_port(protocol_port), "the daemon listens (protocol and operator ports)")
+
+    # 1. Without a session every page redirects to sign-in.
+    for path in ["/", "/features/cad", "/features/cad?contains=x"]:
+        status, headers, _ = request("GET", path)
+        location = headers.get("location", "")
+        check(status == 303 and location.startswith("/login?next="), f"GET {path} without a session: {status} to {location}")
+    status, _, page = request("GET", "/login")
+    check(status == 200 and 'name="token"' in page, "the sign-in page is served")
+
+    # 2. The cookie: HttpOnly, SameSite=Strict, an expiry; a client token cannot sign in.
+    status, set_cookie, operator = sign_in(OPERATOR)
+    attributes = [part.strip().lower() for part in set_cookie.split(";")]
+    check(status == 303 and "httponly" in attributes and "samesite=strict" in attributes and any(a.startswith("max-age=") for a in attributes),
+          f"the session cookie is HttpOnly and SameSite=Strict with an expiry ({set_cookie.split(';', 1)[1].strip()})")
+    check(sign_in(CLIENT)[0] == 403, "a client token cannot sign in (403)")
+
+    # 3. A holder whose user name is markup: shown escaped.
+    evil = "<script>alert(1)</script>"
+    holder = Connection(protocol_port, user=evil)
+    message = protocol_pb2.ClientMessage()
+    message.check_out.feature = "cad"
+    lease = holder.call(message).check_out.lease_id
+    status, _, page = request("GET", "/features/cad", cookie=operator)
+    check(status == 200 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page and evil not in page,
+          "a client-supplied user name <script>alert(1)</script> is shown escaped")
+    status, _, dashboard = request("GET", "/", cookie=operator)
+    check(status == 200 and re.search(r'data-feature="cad">.*?class="in-use">1<', dashboard, re.S) is not None, "the dashboard counts the seat")
+    csp = request("GET", "/", cookie=operator)[1].get("content-security-policy", "")
+    check("script-src 'self'" in csp and "frame-ancestors 'none'" in csp, f"pages carry a Content-Security-Policy ({csp[:40]}…)")
+
+    # 4. Forms need their CSRF token.
+    status, _, _ = request("POST", "/features/cad/revoke", {"lease": lease.hex(), "reason": "no csrf"}, cookie=operator)
+    check(status == 403, f"a revoke POST without the CSRF token is refused ({status})")
+    status, _, _ = request("POST", "/features/cad/revoke", {"lease": lease.hex(), "csrf": "0" * 64}, cookie=operator)
+    check(status == 403, f"... and with a wrong one ({status})")
+    status, _, _ = request("POST", "/logout", {}, cookie=operator)
+    check(status == 403, "a sign-out POST without the CSRF token is refused")
+    status, _, _ = request("POST", "/features/cad/revoke", {"lease": lease.hex(), "csrf": csrf_of(page)})
+    check(status == 403, "a revoke POST without a session is refused")
+
+    # 5. An auditor: no revoke control, and a forged POST with its own valid CSRF token is refused.
+    status, _, auditor = sign_in(AUDITOR)
+    status, _, auditor_page = request("GET", "/features/cad", cookie=auditor)
+    check(status == 200 and "&lt;script&gt;" in auditor_page and 'class="revoke-lease"' not in auditor_page and "/revoke" not in auditor_page,
+          "an auditor sees the holders and no revoke control")
+    status, _, _ = request("POST", "/features/cad/revoke", {"lease": lease.hex(), "csrf": csrf_of(auditor_page), "reason": "forged"}, cookie=auditor)
+    check(status == 403, f"an auditor's forged revoke POST is refused ({status})")
+
+    # 6. The operator revokes with a reason; the holder is told it.
+    status, headers, _ = request("POST", "/features/cad/revoke", {"lease": lease.hex(), "csrf": csrf_of(page), "reason": "seat audit"}, cookie=operator)
+    check(status == 303 and "Revoked" in urllib.parse.unquote(headers.get("location", "")), f"the operator's revoke is done ({status})")
+    holder.sock.settimeout(10)
+    event = holder.read_reply()
+    check(event.WhichOneof("body") == "event" and event.event.kind == protocol_pb2.Event.LEASE_REVOKED and "seat audit" in event.event.message,
+          f"the holder is told, with the reason: {event.event.message}")
+    holder.close()
+    status, _, page = request("GET", "/features/cad", cookie=operator)
+    check("Nobody holds a seat." in page, "the feature page shows the seat free")
+
+    # 7. Sign-out ends the session.
+    status, _, _ = request("POST", "/logout", {"csrf": csrf_of(page)}, cookie=operator)
+    check(status == 303 and request("GET", "/", cookie=operator)[0] == 303, "sign-out ends the session")
+
+    # 8. Wrong tokens: past bad_token_limit (5) a minute the answer is held back (bad_token_delay_ms 1500).
+    took = []
+    for attempt in range(6):
+        started = time.monotonic()
+        status = sign_in(f"wrong-{attempt}")[0]
+        took.append(time.monotonic() - started)
+    check(status == 401 and took[5] >= 1.4, f"the sixth wrong token within a minute is slowed ({took[5]:.2f} s; 401)")
+finally:
+    stop(daemon, log)
+
+records = subprocess.run([os.path.join(os.path.dirname(licensed), "licensectl"), "audit", "export", "--dir", os.path.join(work, "state", "audit"),
+                          "--format", "json"], capture_output=True, text=True).stdout
+records = [json.loads(line) for line in records.splitlines() if line.strip()]
+actions = [r.get("action") for r in records]
+check(actions.count("console_sign_in") >= 2, "sign-ins are in the audit trail")
+check("console_refused" in actions and "console_sign_out" in actions and "token_rejected" in actions,
+      "refused forms, the sign-out and the wrong tokens are in the audit trail")
+revoked = [r for r in records if r.get("action") in ("revoke", "checkin") and "console-operator@" in r.get("actor", "")]
+check(revoked and revoked[0].get("details", {}).get("role") == "operator" and revoked[0]["details"].get("reason") == "seat audit",
+      "the revoke is recorded with the console's actor, the signed-in role and the reason")
+
+# 9. No token configured: the console is off, /metrics still serves.
+daemon, log = start(os.path.join(work, "licensed-off.yaml"), "daemon-off")
+try:
+    check(wait_for_port(off_port), "a daemon without tokens starts")
+    check(request("GET", "/metrics", port=off_port)[0] == 200, "without tokens /metrics serves")
+    check(request("GET", "/", port=off_port)[0] == 404 and request("GET", "/login", port=off_port)[0] == 404, "... and the console is off (404)")
+finally:
+    stop(daemon, log)
+check.finish("console")
