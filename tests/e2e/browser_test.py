@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from wire import Checks, wait_for_port
+from wire import Checks, stop_daemon, wait_for_port
 
 licensed, licensectl, work, console_port, protocol_port, screenshots = sys.argv[1:7]
 console_port, protocol_port = int(console_port), int(protocol_port)
@@ -133,12 +133,7 @@ finally:
         browser.quit()
     if holder is not None and holder.poll() is None:
         holder.kill()
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-    daemon_log.close()
+    stop_daemon(daemon, daemon_log)
 shots = sorted(os.listdir(screenshots))
 check(len(shots) >= 6, f"a screenshot of each page: {', '.join(shots)}")
 check.finish("browser")

@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Checks, Connection, wait_for_port
+from wire import Checks, Connection, stop_daemon, wait_for_port
 
 licensed, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:8]
 port, metrics_port = int(port), int(metrics_port)
@@ -112,12 +112,7 @@ try:
     beater.join()
     live.close()
 finally:
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-    log.close()
+    stop_daemon(daemon, log)
 
 text = open(log_path, "rb").read().decode(errors="replace")
 forward = text.count("wall clock stepped forward")

@@ -12,14 +12,13 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.parse
 
 from licensed.v1 import protocol_pb2
-from wire import Checks, Connection, wait_for_port
+from wire import Checks, Connection, stop_daemon, wait_for_port
 
 licensed, work, console_port, protocol_port, off_port = sys.argv[1:6]
 console_port, protocol_port, off_port = int(console_port), int(protocol_port), int(off_port)
@@ -59,15 +58,6 @@ def start(config, name):
     log = open(os.path.join(work, f"{name}.log"), "wb")
     daemon = subprocess.Popen([licensed, "--config", config], stdout=log, stderr=log)
     return daemon, log
-
-
-def stop(daemon, log):
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-    log.close()
 
 
 daemon, log = start(os.path.join(work, "licensed.yaml"), "daemon")
@@ -144,7 +134,7 @@ try:
         took.append(time.monotonic() - started)
     check(status == 401 and took[5] >= 1.4, f"the sixth wrong token within a minute is slowed ({took[5]:.2f} s; 401)")
 finally:
-    stop(daemon, log)
+    stop_daemon(daemon, log)
 
 records = subprocess.run([os.path.join(os.path.dirname(licensed), "licensectl"), "audit", "export", "--dir", os.path.join(work, "state", "audit"),
                           "--format", "json"], capture_output=True, text=True).stdout
@@ -164,5 +154,5 @@ try:
     check(request("GET", "/metrics", port=off_port)[0] == 200, "without tokens /metrics serves")
     check(request("GET", "/", port=off_port)[0] == 404 and request("GET", "/login", port=off_port)[0] == 404, "... and the console is off (404)")
 finally:
-    stop(daemon, log)
+    stop_daemon(daemon, log)
 check.finish("console")

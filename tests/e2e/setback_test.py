@@ -9,14 +9,13 @@ times.
 Usage: setback_test.py LICENSED LICENSECTL CONFIG PORT METRICS_PORT ADMIN_TOKEN TIMESTAMP_FILE LIBFAKETIME
 Needs the Python code protoc generates from Protos/ on PYTHONPATH."""
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Checks, Connection, wait_for_port
+from wire import Checks, Connection, stop_daemon, wait_for_port
 
 licensed, licensectl, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:9]
 port, metrics_port = int(port), int(metrics_port)
@@ -38,16 +37,6 @@ def start(offset, name):
         print(open(log.name, "rb").read().decode(errors="replace")[-2000:])
         raise SystemExit(f"the daemon did not start at {offset}")
     return daemon, log
-
-
-def stop(daemon, log):
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-    log.close()
-    return open(log.name, "rb").read().decode(errors="replace")
 
 
 def checkout(feature, user="ada"):
@@ -87,7 +76,7 @@ def status_text():
 daemon, log = start("+0", "real")
 check(checkout("dated.tool") == ("granted", ""), "at real time the dated licence grants")
 check(checkout("cad") == ("granted", ""), "at real time the perpetual licence grants")
-real_log = stop(daemon, log)
+real_log = stop_daemon(daemon, log)
 check("old" in real_log and "expired" in real_log, "at real time the licence that expired 30 days ago is rejected at load")
 
 # 2. Three days back.
@@ -103,7 +92,7 @@ seconds = metric("licensed_clock_setback_seconds")
 check(seconds is not None and 3 * 86400 - 60 < seconds < 3 * 86400 + 600, f"/metrics: licensed_clock_setback_seconds about 3 days ({seconds})")
 text = status_text()
 check("CLOCK SETBACK" in text and "3 days" in text and "CLOCK_SETBACK" in text, "licensectl status shows the setback and the licence's state")
-back_log = stop(daemon, log)
+back_log = stop_daemon(daemon, log)
 check(back_log.count("clock setback:") == 1, f"the episode is logged once ({back_log.count('clock setback:')})")
 audit = subprocess.run([licensectl, "audit", "export", "--dir", os.path.join(work, "state", "audit"), "--format", "json"],
                        capture_output=True, text=True, timeout=30)
@@ -114,18 +103,18 @@ daemon, log = start("-1h", "1-hour-back")
 check(checkout("dated.tool") == ("granted", ""), "1 hour back (inside the 24-hour tolerance): the dated licence grants")
 check(readyz()[1].startswith("ready:"), "1 hour back: /readyz is plainly ready")
 check(metric("licensed_clock_setback_episodes_total") == 0, "1 hour back: no episode")
-stop(daemon, log)
+stop_daemon(daemon, log)
 
 # 4. Real time again: it serves.
 daemon, log = start("+0", "real-again")
 check(checkout("dated.tool") == ("granted", ""), "restarted at real time: the dated licence grants again")
-stop(daemon, log)
+stop_daemon(daemon, log)
 
 # 5. Sixty days back: the licence that expired 30 days ago loads (its date has not come on this
 # clock), but the state holds later times.
 daemon, log = start("-60d", "60-days-back")
 code, message = checkout("old.tool")
 check(code == "CLOCK_SETBACK" and "60 days" in message, f"60 days back: the licence that expired 30 days ago is not made valid ({code}: {message})")
-stop(daemon, log)
+stop_daemon(daemon, log)
 
 check.finish("setback")

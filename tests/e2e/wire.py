@@ -1,8 +1,10 @@
 """The licensed.v1 wire protocol for the end-to-end tests: one framed connection (4-byte
 big-endian length, then a ClientMessage / ServerMessage) with its own request ids.
 Needs the Python code protoc generates from Protos/ on PYTHONPATH."""
+import signal
 import socket
 import struct
+import subprocess
 import time
 
 from licensed.v1 import protocol_pb2
@@ -92,3 +94,17 @@ class Checks:
     def finish(self, name):
         print(f"{name}: {self.passed} passed, {self.failed} failed")
         raise SystemExit(1 if self.failed else 0)
+
+
+def stop_daemon(daemon, log=None):
+    """SIGTERM, up to 30 s for a graceful stop, then SIGKILL; closes `log` and returns its text."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+    if log is None:
+        return ""
+    log.close()
+    return open(log.name, "rb").read().decode(errors="replace")
