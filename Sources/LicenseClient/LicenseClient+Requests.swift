@@ -111,10 +111,13 @@ extension LicenseClient {
     }
 
     /// Features, seats and licences; holders need an auditor, operator or admin token.
-    public func status(features: [String] = [], includeHolders: Bool = false) async throws -> Licensed_V1_StatusResponse {
+    public func status(features: [String] = [], includeHolders: Bool = false, includeLicenses: Bool = false) async throws
+        -> Licensed_V1_StatusResponse
+    {
         var request = Licensed_V1_StatusRequest()
         request.features = features
         request.includeHolders = includeHolders
+        request.includeLicenses = includeLicenses
         return try await self.withConnection { connection in
             guard case .status(let response) = try await connection.request(.status(request)) else {
                 throw LicenseClientError(code: .internal, message: "the server answered Status with another message")

@@ -69,6 +69,34 @@ struct Console: Sendable {
         router.get("features/:name") { request, context in
             try await self.withSession(request, context) { session, _ in try await self.feature(request, context, session) }
         }
+        router.get("licences") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.licences(request, session) }
+        }
+        router.get("server") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.serverPage(request, session) }
+        }
+        router.post("server/reload") { request, context in
+            try await self.withSession(request, context, form: true, least: .operator) { session, _ in
+                let notice: String
+                switch try await session.client.administer(.reload(.init())) {
+                case .reload(let reloaded):
+                    notice = "Reloaded: \(reloaded.loaded) licence(s) in force, \(reloaded.rejected.count) block(s) rejected."
+                default: notice = "The server answered Reload with another message."
+                }
+                return .redirect(to: "/server?notice=" + Self.queryValue(notice))
+            }
+        }
+        router.post("server/snapshot") { request, context in
+            try await self.withSession(request, context, form: true, least: .operator) { session, _ in
+                let notice: String
+                switch try await session.client.administer(.snapshot(.init())) {
+                case .snapshot(let written):
+                    notice = "Snapshot written: up to change \(written.sequence), \(written.sizeBytes) bytes in \(written.durationMs) ms."
+                default: notice = "The server answered Snapshot with another message."
+                }
+                return .redirect(to: "/server?notice=" + Self.queryValue(notice))
+            }
+        }
         router.post("features/:name/revoke") { request, context in
             try await self.withSession(request, context, form: true, least: .operator) { session, form in
                 try await self.revoke(context, session, form)
@@ -261,6 +289,48 @@ struct Console: Sendable {
         if let notice = request.uri.queryParameters.get("notice"), !notice.isEmpty { values["notice"] = String(notice) }
         return self.page("feature", title: name, values, session: session)
     }
+
+    func licences(_ request: Request, _ session: ConsoleSession) async throws -> Response {
+        let status = try await session.client.status(includeLicenses: true)
+        let values: [String: Any] = [
+            "licences": status.licenses.map { licence -> [String: Any] in
+                // The same words as a licence file's readable header.
+                var terms: [String: String] = [:]
+                for line in LicenseFile.header(for: licence.license, keyID: "") {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    terms[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                }
+                var row: [String: Any] = [
+                    "id": licence.licenseID, "state": Self.stateName(licence.state),
+                    "stateClass": [.compliant, .expiring].contains(licence.state) ? "good" : "bad", "model": terms["model"] ?? "",
+                    "licensee": terms["licensee"] ?? "", "features": terms["features"] ?? "", "valid": terms["valid"] ?? "",
+                    "policy": terms["policy"] ?? "", "file": licence.file,
+                ]
+                if let product = terms["product"] { row["product"] = product }
+                if let trial = terms["trial"] { row["trial"] = trial }
+                if let maintenance = terms["maintenance until"] { row["maintenance"] = maintenance }
+                return row
+            },
+            "rejected": status.rejected.map {
+                ["file": $0.file, "block": $0.block, "licence": $0.licenseID, "reason": $0.reason] as [String: Any]
+            },
+        ]
+        return self.page("licences", title: "Licences", values, session: session)
+    }
+
+    func serverPage(_ request: Request, _ session: ConsoleSession) async throws -> Response {
+        let status = try await session.client.status(features: ["-"])
+        let (ready, readiness) = try await self.server.readiness().get()
+        var values: [String: Any] = [
+            "readiness": readiness, "readyClass": ready ? "good" : "bad", "version": status.serverVersion,
+            "serverKey": [UInt8](status.serverPublicKey).hexString,
+        ]
+        if session.role >= .operator { values["mayOperate"] = true }
+        if let notice = request.uri.queryParameters.get("notice"), !notice.isEmpty { values["notice"] = String(notice) }
+        return self.page("server", title: "Server", values, session: session)
+    }
+
+    static func queryValue(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }
 
     func revoke(_ context: ConsoleContext, _ session: ConsoleSession, _ form: [String: String]) async throws -> Response {
         let name = context.parameters.get("name")?.removingPercentEncoding ?? ""

@@ -4,6 +4,7 @@
 enum ConsoleTemplates {
     static let all: [String: String] = [
         "layout": layout, "login": login, "dashboard": dashboard, "dashboard-live": dashboardLive, "feature": feature,
+        "licences": licences, "server": server,
     ]
 
     static let layout = """
@@ -20,7 +21,7 @@ enum ConsoleTemplates {
         <header>
         <a class="brand" href="/">licensed</a>
         {{#signedIn}}
-        <nav><a href="/">Dashboard</a></nav>
+        <nav><a href="/">Dashboard</a> <a href="/licences">Licences</a> <a href="/server">Server</a></nav>
         <form class="signout" method="post" action="/logout">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <span class="who">{{actor}}</span> <button type="submit">Sign out</button>
@@ -138,11 +139,54 @@ enum ConsoleTemplates {
         </table>
         """
 
+    static let licences = """
+        <h1>Licences</h1>
+        <table id="licences">
+        <thead><tr><th>Licence</th><th>State</th><th>Model</th><th>Licensee</th><th>Features</th><th>Valid</th><th>Policy</th><th>File</th></tr></thead>
+        <tbody>
+        {{#licences}}
+        <tr data-licence="{{id}}"><td>{{id}}</td><td class="state {{stateClass}}">{{state}}</td><td>{{model}}</td><td>{{licensee}}{{#product}}<br>{{product}}{{/product}}</td>
+        <td>{{features}}</td><td>{{valid}}{{#trial}}<br>trial: {{trial}}{{/trial}}{{#maintenance}}<br>maintenance until {{maintenance}}{{/maintenance}}</td><td>{{policy}}</td><td>{{file}}</td></tr>
+        {{/licences}}
+        {{^licences}}<tr><td colspan="8">No licence is in force.</td></tr>{{/licences}}
+        </tbody>
+        </table>
+        <h2>Rejected blocks</h2>
+        <table id="rejected">
+        <thead><tr><th>File</th><th>Block</th><th>Licence</th><th>Reason</th></tr></thead>
+        <tbody>
+        {{#rejected}}<tr><td>{{file}}</td><td>{{block}}</td><td>{{licence}}</td><td>{{reason}}</td></tr>{{/rejected}}
+        {{^rejected}}<tr><td colspan="4">None.</td></tr>{{/rejected}}
+        </tbody>
+        </table>
+        """
+
+    static let server = """
+        <h1>Server</h1>
+        <dl>
+        <dt>Readiness</dt><dd class="{{readyClass}}">{{readiness}}</dd>
+        <dt>Version</dt><dd>{{version}}</dd>
+        <dt>Server key</dt><dd><code>{{serverKey}}</code></dd>
+        </dl>
+        {{#mayOperate}}
+        <form method="post" action="/server/reload" class="action">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <button type="submit" id="reload">Reload licences</button> rereads the licence files, as SIGHUP; every lease stays.
+        </form>
+        <form method="post" action="/server/snapshot" class="action">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <button type="submit" id="snapshot">Take a snapshot</button> writes the ledger's snapshot now.
+        </form>
+        {{/mayOperate}}
+        {{^mayOperate}}<p>Reloading licences and taking snapshots need an operator or admin sign-in.</p>{{/mayOperate}}
+        """
+
     static let css = """
         body { font-family: system-ui, sans-serif; margin: 0; color: #1b1f24; background: #f6f7f9; }
         header { display: flex; align-items: center; gap: 1.5rem; padding: .6rem 1.2rem; background: #1f2d3d; color: #fff; }
         header a { color: #fff; text-decoration: none; }
         header .brand { font-weight: 700; }
+        header nav a { margin-right: 1.2rem; }
         header .signout { margin-left: auto; }
         main { padding: 1rem 1.2rem; max-width: 72rem; }
         table { border-collapse: collapse; width: 100%; background: #fff; margin-bottom: 1.5rem; }

@@ -114,7 +114,12 @@ extension LedgerHost {
         if request.includeHolders, !role.seesHolders {
             return .failure(LicenseError(.permissionDenied, "seeing holders needs an auditor, operator or admin token"))
         }
-        var response = self.ledger.status(features: request.features, includeHolders: request.includeHolders, at: self.nowMs)
+        var response = self.ledger.status(
+            features: request.features,
+            includeHolders: request.includeHolders,
+            includeLicenses: request.includeLicenses,
+            at: self.nowMs
+        )
         response.rejected = self.loaded.rejected.map(\.protocolForm)
         response.serverPublicKey = .init(self.context.serverPublicKey)
         response.serverVersion = ServerContext.serverVersion

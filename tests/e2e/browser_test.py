@@ -103,6 +103,15 @@ try:
     browser.get(base + "/")
     check(wait_until(lambda: in_use(browser, "cad") == "0"), f"the dashboard count drops to 0 ({in_use(browser, 'cad')})")
     shot(browser, "dashboard-after")
+    browser.find_element(By.LINK_TEXT, "Licences").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "licences")))
+    check(browser.find_elements(By.CSS_SELECTOR, 'tr[data-licence="console-cad"]'), "the licences page lists the licence")
+    shot(browser, "licences")
+    browser.find_element(By.LINK_TEXT, "Server").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "snapshot"))).click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "p.notice")))
+    check("Snapshot written" in browser.find_element(By.CSS_SELECTOR, "p.notice").text, "a snapshot taken from the server page")
+    shot(browser, "server")
 
     # An auditor: no revoke control; a forged POST with its session and CSRF token is refused.
     browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
@@ -135,5 +144,5 @@ finally:
         holder.kill()
     stop_daemon(daemon, daemon_log)
 shots = sorted(os.listdir(screenshots))
-check(len(shots) >= 6, f"a screenshot of each page: {', '.join(shots)}")
+check(len(shots) >= 8, f"a screenshot of each page: {', '.join(shots)}")
 check.finish("browser")

@@ -65,7 +65,7 @@ try:
     check(wait_for_port(console_port) and wait_for_port(protocol_port), "the daemon listens (protocol and operator ports)")
 
     # 1. Without a session every page redirects to sign-in.
-    for path in ["/", "/features/cad", "/features/cad?contains=x"]:
+    for path in ["/", "/features/cad", "/features/cad?contains=x", "/licences", "/server"]:
         status, headers, _ = request("GET", path)
         location = headers.get("location", "")
         check(status == 303 and location.startswith("/login?next="), f"GET {path} without a session: {status} to {location}")
@@ -122,11 +122,24 @@ try:
     status, _, page = request("GET", "/features/cad", cookie=operator)
     check("Nobody holds a seat." in page, "the feature page shows the seat free")
 
-    # 7. Sign-out ends the session.
+    # 7. The licences page (terms as a licence file's header says them) and the server page.
+    status, _, licences = request("GET", "/licences", cookie=operator)
+    check(status == 200 and 'data-licence="console-cad"' in licences and "cad 3" in licences and "COMPLIANT" in licences,
+          "the licences page lists the licence in force with its features, counts and state")
+    status, _, server = request("GET", "/server", cookie=auditor)
+    check(status == 200 and 'id="reload"' not in server and request("POST", "/server/reload", {"csrf": csrf_of(server)}, cookie=auditor)[0] == 403,
+          "an auditor has no reload control on the server page, and its POST is refused")
+    status, _, server = request("GET", "/server", cookie=operator)
+    status, headers, _ = request("POST", "/server/reload", {"csrf": csrf_of(server)}, cookie=operator)
+    check(status == 303 and "Reloaded: 1 licence" in urllib.parse.unquote(headers.get("location", "")), "the operator reloads the licences")
+    status, headers, _ = request("POST", "/server/snapshot", {"csrf": csrf_of(server)}, cookie=operator)
+    check(status == 303 and "Snapshot written" in urllib.parse.unquote(headers.get("location", "")), "... and takes a snapshot")
+
+    # 8. Sign-out ends the session.
     status, _, _ = request("POST", "/logout", {"csrf": csrf_of(page)}, cookie=operator)
     check(status == 303 and request("GET", "/", cookie=operator)[0] == 303, "sign-out ends the session")
 
-    # 8. Wrong tokens: past bad_token_limit (5) a minute the answer is held back (bad_token_delay_ms 1500).
+    # 9. Wrong tokens: past bad_token_limit (5) a minute the answer is held back (bad_token_delay_ms 1500).
     took = []
     for attempt in range(6):
         started = time.monotonic()
@@ -147,7 +160,7 @@ revoked = [r for r in records if r.get("action") in ("revoke", "checkin") and "c
 check(revoked and revoked[0].get("details", {}).get("role") == "operator" and revoked[0]["details"].get("reason") == "seat audit",
       "the revoke is recorded with the console's actor, the signed-in role and the reason")
 
-# 9. No token configured: the console is off, /metrics still serves.
+# 10. No token configured: the console is off, /metrics still serves.
 daemon, log = start(os.path.join(work, "licensed-off.yaml"), "daemon-off")
 try:
     check(wait_for_port(off_port), "a daemon without tokens starts")

@@ -5,7 +5,10 @@ public import LicenseProtocol
 
 extension SeatLedger {
     /// Per-feature usage and per-licence state, as the protocol's StatusResponse carries them.
-    public func status(features filter: [String] = [], includeHolders: Bool, at nowMs: Int64) -> Licensed_V1_StatusResponse {
+    /// With `includeLicenses`, node-locked licences are listed too, and each licence's terms.
+    public func status(features filter: [String] = [], includeHolders: Bool, includeLicenses: Bool = false, at nowMs: Int64)
+        -> Licensed_V1_StatusResponse
+    {
         var response = Licensed_V1_StatusResponse()
         let wanted = Set(filter)
         // Licensed features, and any feature still held (every lease charges its pool's counter;
@@ -32,8 +35,9 @@ extension SeatLedger {
             }
             response.features.append(feature)
         }
-        for id in self.pools.keys.sorted() {
-            let pool = self.pools[id]!
+        let listed = includeLicenses ? self.pools.merging(self.nodeLocked) { floating, _ in floating } : self.pools
+        for id in listed.keys.sorted() {
+            let pool = listed[id]!
             var status = Licensed_V1_LicenseStatus()
             status.licenseID = id
             status.expiresAtMs = pool.license.notAfterMs
@@ -43,6 +47,7 @@ extension SeatLedger {
             status.features = pool.license.features.map(\.name)
             status.file = pool.verified.file
             status.state = self.state(of: pool, at: nowMs)
+            if includeLicenses { status.license = pool.license }
             if status.state == .compliant, pool.hard,
                 pool.features.contains(where: {
                     (self.seatsInUse[PoolKey(licenseID: id, feature: $0.key)] ?? 0) > $0.value.count && $0.value.tokenCost == 0

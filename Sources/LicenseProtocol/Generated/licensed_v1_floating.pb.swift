@@ -178,6 +178,9 @@ public nonisolated struct Licensed_V1_StatusRequest: Sendable {
   /// Include each holder (requires an auditor, operator or admin role).
   public var includeHolders: Bool = false
 
+  /// Include each licence's whole terms (LicenseStatus.license).
+  public var includeLicenses: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -280,6 +283,16 @@ public nonisolated struct Licensed_V1_LicenseStatus: Sendable {
   /// File it was loaded from.
   public var file: String = String()
 
+  /// The licence's terms, with StatusRequest.include_licenses.
+  public var license: Licensed_V1_License {
+    get {_license ?? Licensed_V1_License()}
+    set {_license = newValue}
+  }
+  /// Returns true if `license` has been explicitly set.
+  public var hasLicense: Bool {self._license != nil}
+  /// Clears the value of `license`. Subsequent reads from it will return its default value.
+  public mutating func clearLicense() {self._license = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Compliance state of a licence.
@@ -353,6 +366,8 @@ public nonisolated struct Licensed_V1_LicenseStatus: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _license: Licensed_V1_License? = nil
 }
 
 /// A licence block that was not loaded.
@@ -756,7 +771,7 @@ nonisolated extension Licensed_V1_HeartbeatResponse: SwiftProtobuf.Message, Swif
 
 nonisolated extension Licensed_V1_StatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{3}include_holders\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{3}include_holders\0\u{3}include_licenses\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -766,6 +781,7 @@ nonisolated extension Licensed_V1_StatusRequest: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedStringField(value: &self.features) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.includeHolders) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.includeLicenses) }()
       default: break
       }
     }
@@ -778,12 +794,16 @@ nonisolated extension Licensed_V1_StatusRequest: SwiftProtobuf.Message, SwiftPro
     if self.includeHolders != false {
       try visitor.visitSingularBoolField(value: self.includeHolders, fieldNumber: 2)
     }
+    if self.includeLicenses != false {
+      try visitor.visitSingularBoolField(value: self.includeLicenses, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_StatusRequest, rhs: Licensed_V1_StatusRequest) -> Bool {
     if lhs.features != rhs.features {return false}
     if lhs.includeHolders != rhs.includeHolders {return false}
+    if lhs.includeLicenses != rhs.includeLicenses {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -931,7 +951,7 @@ nonisolated extension Licensed_V1_FeatureStatus: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_LicenseStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LicenseStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{1}state\0\u{3}expires_at_ms\0\u{1}features\0\u{1}file\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}license_id\0\u{1}state\0\u{3}expires_at_ms\0\u{1}features\0\u{1}file\0\u{1}license\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -944,12 +964,17 @@ nonisolated extension Licensed_V1_LicenseStatus: SwiftProtobuf.Message, SwiftPro
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.expiresAtMs) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.features) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.file) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._license) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.licenseID.isEmpty {
       try visitor.visitSingularStringField(value: self.licenseID, fieldNumber: 1)
     }
@@ -965,6 +990,9 @@ nonisolated extension Licensed_V1_LicenseStatus: SwiftProtobuf.Message, SwiftPro
     if !self.file.isEmpty {
       try visitor.visitSingularStringField(value: self.file, fieldNumber: 5)
     }
+    try { if let v = self._license {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -974,6 +1002,7 @@ nonisolated extension Licensed_V1_LicenseStatus: SwiftProtobuf.Message, SwiftPro
     if lhs.expiresAtMs != rhs.expiresAtMs {return false}
     if lhs.features != rhs.features {return false}
     if lhs.file != rhs.file {return false}
+    if lhs._license != rhs._license {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1099,7 +1099,7 @@ const ProtobufCMessageDescriptor licensed__v1__heartbeat_response__descriptor =
   (ProtobufCMessageInit) licensed__v1__heartbeat_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__status_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor licensed__v1__status_request__field_descriptors[3] =
 {
   {
     "features",
@@ -1125,15 +1125,28 @@ static const ProtobufCFieldDescriptor licensed__v1__status_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "include_licenses",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusRequest, include_licenses),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__status_request__field_indices_by_name[] = {
   0,   /* field[0] = features */
   1,   /* field[1] = include_holders */
+  2,   /* field[2] = include_licenses */
 };
 static const ProtobufCIntRange licensed__v1__status_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor licensed__v1__status_request__descriptor =
 {
@@ -1143,7 +1156,7 @@ const ProtobufCMessageDescriptor licensed__v1__status_request__descriptor =
   "Licensed__V1__StatusRequest",
   "licensed.v1",
   sizeof(Licensed__V1__StatusRequest),
-  2,
+  3,
   licensed__v1__status_request__field_descriptors,
   licensed__v1__status_request__field_indices_by_name,
   1,  licensed__v1__status_request__number_ranges,
@@ -1472,7 +1485,7 @@ const ProtobufCEnumDescriptor licensed__v1__license_status__state__descriptor =
   licensed__v1__license_status__state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__license_status__field_descriptors[5] =
+static const ProtobufCFieldDescriptor licensed__v1__license_status__field_descriptors[6] =
 {
   {
     "license_id",
@@ -1534,18 +1547,31 @@ static const ProtobufCFieldDescriptor licensed__v1__license_status__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "license",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__LicenseStatus, license),
+    &licensed__v1__license__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__license_status__field_indices_by_name[] = {
   2,   /* field[2] = expires_at_ms */
   3,   /* field[3] = features */
   4,   /* field[4] = file */
+  5,   /* field[5] = license */
   0,   /* field[0] = license_id */
   1,   /* field[1] = state */
 };
 static const ProtobufCIntRange licensed__v1__license_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor licensed__v1__license_status__descriptor =
 {
@@ -1555,7 +1581,7 @@ const ProtobufCMessageDescriptor licensed__v1__license_status__descriptor =
   "Licensed__V1__LicenseStatus",
   "licensed.v1",
   sizeof(Licensed__V1__LicenseStatus),
-  5,
+  6,
   licensed__v1__license_status__field_descriptors,
   licensed__v1__license_status__field_indices_by_name,
   1,  licensed__v1__license_status__number_ranges,
