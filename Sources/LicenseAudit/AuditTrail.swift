@@ -269,4 +269,20 @@ public enum AuditTrail {
             return try body(parsed.record)
         }
     }
+
+    /// The newest `limit` records of the trail in `directory` that `matches` accepts, newest
+    /// first. Reads files from the newest back, and stops at the first file that completes them.
+    public static func recent(in directory: String, limit: Int, matching matches: (AuditRecord) -> Bool) throws -> [AuditRecord] {
+        var found: [AuditRecord] = []
+        for file in try self.files(in: directory).reversed() {
+            var inFile: [AuditRecord] = []
+            try self.forEachRecord(in: [file]) { record in
+                if matches(record) { inFile.append(record) }
+                return true
+            }
+            found += inFile.reversed()
+            if found.count >= limit { break }
+        }
+        return Array(found.prefix(limit))
+    }
 }

@@ -1,6 +1,8 @@
+import Dispatch
 import Foundation
 import HTTPTypes
 import Hummingbird
+import LicenseAudit
 import LicenseClient
 import LicenseCore
 import LicenseCrypto
@@ -71,6 +73,9 @@ struct Console: Sendable {
         }
         router.get("licences") { request, context in
             try await self.withSession(request, context) { session, _ in try await self.licences(request, session) }
+        }
+        router.get("audit") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.auditPage(request, session) }
         }
         router.get("server") { request, context in
             try await self.withSession(request, context) { session, _ in try await self.serverPage(request, session) }
@@ -328,6 +333,52 @@ struct Console: Sendable {
         if session.role >= .operator { values["mayOperate"] = true }
         if let notice = request.uri.queryParameters.get("notice"), !notice.isEmpty { values["notice"] = String(notice) }
         return self.page("server", title: "Server", values, session: session)
+    }
+
+    /// The newest audit records (filtered by action and actor text), and on request the chain's
+    /// verification, both read from the trail's files off the serving threads.
+    func auditPage(_ request: Request, _ session: ConsoleSession) async throws -> Response {
+        let directory = self.server.configuration.auditDirectory
+        let action = request.uri.queryParameters.get("action").map { String($0) } ?? ""
+        let actor = request.uri.queryParameters.get("actor").map { String($0) } ?? ""
+        let limit = 200
+        let records = try await Self.offThread {
+            try AuditTrail.recent(in: directory, limit: limit) { record in
+                (action.isEmpty || record.action == action) && (actor.isEmpty || record.actor.contains(actor))
+            }
+        }
+        var values: [String: Any] = [
+            "action": action, "actorFilter": actor, "limit": limit, "directory": directory,
+            "records": records.map { record -> [String: Any] in
+                [
+                    "sequence": record.sequence, "time": record.time, "action": record.action, "actor": record.actor,
+                    "subject": record.subject, "details": record.detailsJSON,
+                ]
+            },
+        ]
+        if request.uri.queryParameters.get("verify") != nil {
+            let key = try await session.client.status(features: ["-"]).serverPublicKey
+            let outcome: String = try await Self.offThread {
+                let files = try AuditTrail.files(in: directory)
+                let checkpoint = try AuditCheckpoint.read(directory: directory)
+                let trusted = try? Ed25519PublicKey(rawRepresentation: [UInt8](key))
+                let result = try AuditTrail.verify(files, checkpoint: checkpoint, trustedKey: checkpoint == nil ? nil : trusted)
+                if let failure = result.failure { return "BROKEN at \(failure)" }
+                let start =
+                    result.startsAfterRemovedFiles ? " (older files removed by retention; checked from record \(result.firstSequence))" : ""
+                return "OK: \(result.records) records, \(result.firstSequence)…\(result.lastSequence), last hash \(result.lastHash)\(start)"
+            }
+            values["verification"] = outcome
+            values["verificationClass"] = outcome.hasPrefix("OK") ? "good" : "bad"
+        }
+        return self.page("audit", title: "Audit trail", values, session: session)
+    }
+
+    /// Runs blocking file work on a Dispatch thread, not on a Swift concurrency or NIO thread.
+    static func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+        }
     }
 
     static func queryValue(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }

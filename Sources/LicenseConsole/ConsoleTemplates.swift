@@ -4,7 +4,7 @@
 enum ConsoleTemplates {
     static let all: [String: String] = [
         "layout": layout, "login": login, "dashboard": dashboard, "dashboard-live": dashboardLive, "feature": feature,
-        "licences": licences, "server": server,
+        "licences": licences, "server": server, "audit": audit,
     ]
 
     static let layout = """
@@ -21,7 +21,7 @@ enum ConsoleTemplates {
         <header>
         <a class="brand" href="/">licensed</a>
         {{#signedIn}}
-        <nav><a href="/">Dashboard</a> <a href="/licences">Licences</a> <a href="/server">Server</a></nav>
+        <nav><a href="/">Dashboard</a> <a href="/licences">Licences</a> <a href="/audit">Audit</a> <a href="/server">Server</a></nav>
         <form class="signout" method="post" action="/logout">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <span class="who">{{actor}}</span> <button type="submit">Sign out</button>
@@ -161,6 +161,25 @@ enum ConsoleTemplates {
         </table>
         """
 
+    static let audit = """
+        <h1>Audit trail</h1>
+        <form method="get" action="/audit" class="filter">
+        <label for="action">Action</label> <input id="action" name="action" value="{{action}}">
+        <label for="actor">Actor contains</label> <input id="actor" name="actor" value="{{actorFilter}}">
+        <button type="submit">Filter</button>
+        <a id="verify" href="/audit?verify=1">Verify the hash chain</a>
+        </form>
+        {{#verification}}<p id="verification" class="{{verificationClass}}">{{verification}}</p>{{/verification}}
+        <table id="audit">
+        <thead><tr><th>Record</th><th>Time</th><th>Action</th><th>Actor</th><th>Subject</th><th>Details</th></tr></thead>
+        <tbody>
+        {{#records}}<tr data-action="{{action}}"><td>{{sequence}}</td><td>{{time}}</td><td>{{action}}</td><td>{{actor}}</td><td>{{subject}}</td><td><code>{{details}}</code></td></tr>{{/records}}
+        {{^records}}<tr><td colspan="6">No record matches.</td></tr>{{/records}}
+        </tbody>
+        </table>
+        <p>The newest {{limit}} matching records, newest first (from the newest files of {{directory}}).</p>
+        """
+
     static let server = """
         <h1>Server</h1>
         <dl>
@@ -203,6 +222,7 @@ enum ConsoleTemplates {
         .problem { background: #fbe9e8; padding: .5rem .8rem; }
         form.revoke, form.revoke-all { display: inline-block; margin: 0 .3rem .2rem 0; }
         code { font-size: .85em; }
+        td code { word-break: break-all; }
         """
 
     static let javascript = """

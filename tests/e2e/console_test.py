@@ -65,7 +65,7 @@ try:
     check(wait_for_port(console_port) and wait_for_port(protocol_port), "the daemon listens (protocol and operator ports)")
 
     # 1. Without a session every page redirects to sign-in.
-    for path in ["/", "/features/cad", "/features/cad?contains=x", "/licences", "/server"]:
+    for path in ["/", "/features/cad", "/features/cad?contains=x", "/licences", "/server", "/audit"]:
         status, headers, _ = request("GET", path)
         location = headers.get("location", "")
         check(status == 303 and location.startswith("/login?next="), f"GET {path} without a session: {status} to {location}")
@@ -134,6 +134,14 @@ try:
     check(status == 303 and "Reloaded: 1 licence" in urllib.parse.unquote(headers.get("location", "")), "the operator reloads the licences")
     status, headers, _ = request("POST", "/server/snapshot", {"csrf": csrf_of(server)}, cookie=operator)
     check(status == 303 and "Snapshot written" in urllib.parse.unquote(headers.get("location", "")), "... and takes a snapshot")
+
+    # The audit page: recent records filtered, and the chain verified.
+    status, _, audit = request("GET", "/audit?action=console_sign_in", cookie=auditor)
+    actions = set(re.findall(r'<tr data-action="([a-z_]+)"', audit))
+    check(status == 200 and actions == {"console_sign_in"}, f"the audit page filters by action ({sorted(actions)})")
+    status, _, audit = request("GET", "/audit?verify=1", cookie=auditor)
+    verified = re.search(r'id="verification" class="good">(OK: [^<]*)<', audit)
+    check(status == 200 and verified is not None, f"the audit page verifies the hash chain ({verified.group(1) if verified else 'no OK'})")
 
     # 8. Sign-out ends the session.
     status, _, _ = request("POST", "/logout", {"csrf": csrf_of(page)}, cookie=operator)
