@@ -273,7 +273,7 @@ struct Console: Sendable {
             "holders": page.leases.map { info -> [String: Any] in
                 let holder = info.holder
                 return [
-                    "user": holder.user, "host": holder.host, "since": Timestamp.iso8601(holder.sinceMs),
+                    "user": holder.user, "host": holder.host, "address": holder.address, "since": Timestamp.iso8601(holder.sinceMs),
                     "expires": holder.borrowed
                         ? "borrowed until \(Timestamp.iso8601(holder.expiresAtMs))" : Timestamp.iso8601(holder.expiresAtMs),
                     "lease": [UInt8](holder.leaseID).hexString, "borrowed": holder.borrowed ? "yes" : "", "path": path,

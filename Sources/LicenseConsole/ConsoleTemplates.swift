@@ -101,11 +101,11 @@ enum ConsoleTemplates {
         </form>
         <h2>Holders ({{matched}})</h2>
         <table id="holders">
-        <thead><tr><th>User</th><th>Host</th><th>Since</th><th>Expires</th><th>Lease</th><th>Borrowed</th>{{#mayRevoke}}<th>Revoke</th>{{/mayRevoke}}</tr></thead>
+        <thead><tr><th>User</th><th>Host</th><th>Address</th><th>Since</th><th>Expires</th><th>Lease</th><th>Borrowed</th>{{#mayRevoke}}<th>Revoke</th>{{/mayRevoke}}</tr></thead>
         <tbody>
         {{#holders}}
         <tr data-lease="{{lease}}">
-        <td class="user">{{user}}</td><td class="host">{{host}}</td><td>{{since}}</td><td>{{expires}}</td><td><code>{{lease}}</code></td><td>{{borrowed}}</td>
+        <td class="user">{{user}}</td><td class="host">{{host}}</td><td class="address">{{address}}</td><td>{{since}}</td><td>{{expires}}</td><td><code>{{lease}}</code></td><td>{{borrowed}}</td>
         {{#mayRevoke}}<td>
         <form method="post" action="/features/{{path}}/revoke" class="revoke">
         <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="lease" value="{{lease}}">
@@ -125,7 +125,7 @@ enum ConsoleTemplates {
         </td>{{/mayRevoke}}
         </tr>
         {{/holders}}
-        {{^holders}}<tr><td colspan="7">Nobody holds a seat.</td></tr>{{/holders}}
+        {{^holders}}<tr><td colspan="8">Nobody holds a seat.</td></tr>{{/holders}}
         </tbody>
         </table>
         {{#next}}<p><a id="next-page" href="/features/{{path}}?after={{next}}&amp;contains={{containsQuery}}">Next {{pageSize}}</a></p>{{/next}}

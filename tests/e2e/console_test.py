@@ -88,6 +88,7 @@ try:
     status, _, page = request("GET", "/features/cad", cookie=operator)
     check(status == 200 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page and evil not in page,
           "a client-supplied user name <script>alert(1)</script> is shown escaped")
+    check('<td class="address">127.0.0.1</td>' in page, "the holder's network address is shown")
     status, _, dashboard = request("GET", "/", cookie=operator)
     check(status == 200 and re.search(r'data-feature="cad">.*?class="in-use">1<', dashboard, re.S) is not None, "the dashboard counts the seat")
     csp = request("GET", "/", cookie=operator)[1].get("content-security-policy", "")

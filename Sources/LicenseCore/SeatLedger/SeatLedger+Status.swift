@@ -83,6 +83,7 @@ extension SeatLedger {
         holder.borrowed = lease.borrowed
         holder.licenseID = lease.licenseID
         holder.fencingToken = lease.fencingToken
+        holder.address = lease.identity.address
         return holder
     }
 }

@@ -225,6 +225,10 @@ public nonisolated struct Licensed_V1_Holder: Sendable {
   /// The lease's fencing token (kept across a failover, as the lease is).
   public var fencingToken: UInt64 = 0
 
+  /// The holder's network address when it checked out ("10.1.2.3"; empty for leases recovered
+  /// from a log written before addresses were kept).
+  public var address: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -811,7 +815,7 @@ nonisolated extension Licensed_V1_StatusRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Holder"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{1}user\0\u{1}host\0\u{1}count\0\u{3}since_ms\0\u{3}expires_at_ms\0\u{1}shared\0\u{1}overage\0\u{1}borrowed\0\u{3}license_id\0\u{3}fencing_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}lease_id\0\u{1}user\0\u{1}host\0\u{1}count\0\u{3}since_ms\0\u{3}expires_at_ms\0\u{1}shared\0\u{1}overage\0\u{1}borrowed\0\u{3}license_id\0\u{3}fencing_token\0\u{1}address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -830,6 +834,7 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
       case 9: try { try decoder.decodeSingularBoolField(value: &self.borrowed) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.licenseID) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.fencingToken) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.address) }()
       default: break
       }
     }
@@ -869,6 +874,9 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
     if self.fencingToken != 0 {
       try visitor.visitSingularUInt64Field(value: self.fencingToken, fieldNumber: 11)
     }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -884,6 +892,7 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.borrowed != rhs.borrowed {return false}
     if lhs.licenseID != rhs.licenseID {return false}
     if lhs.fencingToken != rhs.fencingToken {return false}
+    if lhs.address != rhs.address {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

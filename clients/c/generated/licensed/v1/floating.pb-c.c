@@ -1163,7 +1163,7 @@ const ProtobufCMessageDescriptor licensed__v1__status_request__descriptor =
   (ProtobufCMessageInit) licensed__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__holder__field_descriptors[11] =
+static const ProtobufCFieldDescriptor licensed__v1__holder__field_descriptors[12] =
 {
   {
     "lease_id",
@@ -1297,8 +1297,21 @@ static const ProtobufCFieldDescriptor licensed__v1__holder__field_descriptors[11
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "address",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__Holder, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__holder__field_indices_by_name[] = {
+  11,   /* field[11] = address */
   8,   /* field[8] = borrowed */
   3,   /* field[3] = count */
   5,   /* field[5] = expires_at_ms */
@@ -1314,7 +1327,7 @@ static const unsigned licensed__v1__holder__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__holder__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor licensed__v1__holder__descriptor =
 {
@@ -1324,7 +1337,7 @@ const ProtobufCMessageDescriptor licensed__v1__holder__descriptor =
   "Licensed__V1__Holder",
   "licensed.v1",
   sizeof(Licensed__V1__Holder),
-  11,
+  12,
   licensed__v1__holder__field_descriptors,
   licensed__v1__holder__field_indices_by_name,
   1,  licensed__v1__holder__number_ranges,

@@ -320,10 +320,15 @@ struct  Licensed__V1__Holder
    * The lease's fencing token (kept across a failover, as the lease is).
    */
   uint64_t fencing_token;
+  /*
+   * The holder's network address when it checked out ("10.1.2.3"; empty for leases recovered
+   * from a log written before addresses were kept).
+   */
+  char *address;
 };
 #define LICENSED__V1__HOLDER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__holder__descriptor) \
-    , {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , {0,NULL}, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
