@@ -49,6 +49,12 @@ package struct ServerOptions: ParsableArguments {
         return ClientTLS(caFile: ca, certificateFile: cert, privateKeyFile: key)
     }
 
+    /// This process's user: `$USER`, `$LOGNAME`, or the account's name.
+    public static var localUser: String {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["USER"] ?? environment["LOGNAME"] ?? NSUserName()
+    }
+
     /// A client library instance for this server, identifying as licensectl and this user. With
     /// `admin`, no token, and no server named, it goes to the local admin socket when that exists.
     package func client(admin: Bool = false) throws -> LicenseClient {
@@ -59,7 +65,7 @@ package struct ServerOptions: ParsableArguments {
         var configuration = LicenseClient.Configuration(
             host: host,
             port: port,
-            user: environment["USER"] ?? environment["LOGNAME"] ?? NSUserName(),
+            user: Self.localUser,
             clientHost: ProcessInfo.processInfo.hostName,
             clientName: "licensectl",
             clientVersion: licensectlVersion,

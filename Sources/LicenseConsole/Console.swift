@@ -8,7 +8,6 @@ import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
 import LicenseServer
-import Logging
 import Mustache
 
 /// The web console for operators, on the operator listener: sign-in with the daemon's role tokens
@@ -27,12 +26,10 @@ struct Console: Sendable {
     let sessionLifetimeMs: Int64
     /// Set the cookie's Secure attribute (the listener speaks TLS).
     let secure: Bool
-    let logger: Logger
 
-    init(server: LicenseServer, secure: Bool, logger: Logger) throws {
+    init(server: LicenseServer, secure: Bool) throws {
         self.server = server
         self.secure = secure
-        self.logger = logger
         self.sessionLifetimeMs = Int64(server.configuration.consoleSessionMinutes) * 60_000
         var library = MustacheLibrary()
         for (name, text) in ConsoleTemplates.all { try library.register(text, named: name) }
@@ -213,7 +210,7 @@ struct Console: Sendable {
             "features": status.features.map(Self.featureRow),
             "licences": status.licenses.map { licence -> [String: Any] in
                 [
-                    "id": licence.licenseID, "state": Self.stateName(licence.state),
+                    "id": licence.licenseID, "state": licence.state == .expiring ? "EXPIRING (grace)" : licence.state.name,
                     "stateClass": [.compliant, .expiring].contains(licence.state) ? "good" : "bad",
                     "expires": licence.expiresAtMs == 0 ? "perpetual" : Timestamp.iso8601(licence.expiresAtMs),
                     "features": licence.features.joined(separator: ", "),
@@ -300,13 +297,12 @@ struct Console: Sendable {
         let values: [String: Any] = [
             "licences": status.licenses.map { licence -> [String: Any] in
                 // The same words as a licence file's readable header.
-                var terms: [String: String] = [:]
-                for line in LicenseFile.header(for: licence.license, keyID: "") {
-                    guard let colon = line.firstIndex(of: ":") else { continue }
-                    terms[String(line[..<colon])] = String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-                }
+                let terms = Dictionary(
+                    LicenseFile.headerFields(LicenseFile.header(for: licence.license, keyID: "")).map { ($0.key, $0.value) },
+                    uniquingKeysWith: { first, _ in first }
+                )
                 var row: [String: Any] = [
-                    "id": licence.licenseID, "state": Self.stateName(licence.state),
+                    "id": licence.licenseID, "state": licence.state == .expiring ? "EXPIRING (grace)" : licence.state.name,
                     "stateClass": [.compliant, .expiring].contains(licence.state) ? "good" : "bad", "model": terms["model"] ?? "",
                     "licensee": terms["licensee"] ?? "", "features": terms["features"] ?? "", "valid": terms["valid"] ?? "",
                     "policy": terms["policy"] ?? "", "file": licence.file,
@@ -474,18 +470,6 @@ struct Console: Sendable {
     static func localPath(_ text: String?) -> String {
         guard let text, text.hasPrefix("/"), !text.hasPrefix("//"), !text.contains("\\") else { return "/" }
         return text
-    }
-
-    static func stateName(_ state: Licensed_V1_LicenseStatus.State) -> String {
-        switch state {
-        case .compliant: "COMPLIANT"
-        case .atRisk: "AT_RISK"
-        case .expiring: "EXPIRING (grace)"
-        case .expired: "EXPIRED"
-        case .notYetValid: "NOT_YET_VALID"
-        case .clockSetback: "CLOCK_SETBACK"
-        default: "UNKNOWN"
-        }
     }
 
     /// The fields of an application/x-www-form-urlencoded body (at most 64 KiB).

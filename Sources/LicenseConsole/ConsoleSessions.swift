@@ -31,11 +31,7 @@ final class ConsoleSession: Sendable {
     /// True when `presented` is this session's CSRF token (compared in constant time).
     func acceptsCSRF(_ presented: String?) -> Bool {
         guard let presented else { return false }
-        let (a, b) = (Array(presented.utf8), Array(self.csrf.utf8))
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in 0..<a.count { difference |= a[i] ^ b[i] }
-        return difference == 0
+        return TokenAuthority.constantTimeEqual(Array(presented.utf8), Array(self.csrf.utf8))
     }
 }
 
@@ -89,12 +85,4 @@ final class ConsoleSessions: Sendable {
         if let session = self.sessions.withLock({ $0.removeValue(forKey: id) }) { Task { await session.client.close() } }
     }
 
-    /// Ends every session (the listener stops).
-    func removeAll() async {
-        for session in self.sessions.withLock({ sessions in
-            defer { sessions = [:] }; return Array(sessions.values)
-        }) {
-            await session.client.close()
-        }
-    }
 }

@@ -36,7 +36,7 @@ public struct OperatorEndpoint: Service {
     func router() throws -> Router<ConsoleContext> {
         let router = Router(context: ConsoleContext.self)
         if Console.isEnabled(self.server.configuration) {
-            try Console(server: self.server, secure: false, logger: self.logger).addRoutes(to: router)
+            try Console(server: self.server, secure: false).addRoutes(to: router)
         }
         let server = self.server
         router.get("metrics") { _, _ in

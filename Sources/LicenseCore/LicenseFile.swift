@@ -114,18 +114,9 @@ public enum LicenseFile {
     /// Where the `key: value` lines of `block`'s header disagree with what its signed licence
     /// says, or leave a line out (empty when it has no header, or an honest one).
     public static func headerMismatches(_ header: [String], license: Licensed_V1_License, keyID: String) -> [String] {
-        func fields(_ lines: [String]) -> [(key: String, value: String)] {
-            lines.compactMap { line in
-                guard let colon = line.firstIndex(of: ":") else { return nil }
-                return (
-                    String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                    String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-                )
-            }
-        }
-        let claimed = fields(header)
+        let claimed = Self.headerFields(header)
         guard claimed.contains(where: { $0.key == "licence" }) else { return [] }  // no header (or not ours): nothing to check
-        let actual = fields(self.header(for: license, keyID: keyID))
+        let actual = Self.headerFields(self.header(for: license, keyID: keyID))
         var mismatches: [String] = []
         for (key, value) in claimed {
             guard let truth = actual.first(where: { $0.key == key })?.value else {
@@ -138,6 +129,17 @@ public enum LicenseFile {
             mismatches.append("the header leaves out '\(key): \(value)'")
         }
         return mismatches
+    }
+
+    /// The `key: value` pairs of header lines, in order (lines without a colon are skipped).
+    public static func headerFields(_ lines: [String]) -> [(key: String, value: String)] {
+        lines.compactMap { line in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (
+                String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+            )
+        }
     }
 
     static func date(_ ms: Int64) -> String { ms == 0 ? "-" : Timestamp.iso8601(ms) }

@@ -30,3 +30,19 @@ extension Licensed_V1_Error.Code {
         }
     }
 }
+
+extension Licensed_V1_LicenseStatus.State {
+    /// The state as the protocol names it ("COMPLIANT"), for licensectl status and the console.
+    public var name: String {
+        switch self {
+        case .unspecified: "STATE_UNSPECIFIED"
+        case .compliant: "COMPLIANT"
+        case .atRisk: "AT_RISK"
+        case .expiring: "EXPIRING"
+        case .expired: "EXPIRED"
+        case .notYetValid: "NOT_YET_VALID"
+        case .clockSetback: "CLOCK_SETBACK"
+        case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
+        }
+    }
+}

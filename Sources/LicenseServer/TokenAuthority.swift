@@ -54,7 +54,8 @@ public struct TokenAuthority: Sendable {
         return matched
     }
 
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    /// True when `a` equals `b`, in time that depends on the lengths only (tokens, CSRF tokens).
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
         for i in a.indices { difference |= a[i] ^ b[i] }

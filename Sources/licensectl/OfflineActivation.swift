@@ -74,8 +74,7 @@ struct OfflineActivation: AsyncParsableCommand {
             request.activate.feature = self.feature
             request.activate.fingerprint = self.machine.fingerprint
             request.activate.machineName = self.machineName.isEmpty ? ProcessInfo.processInfo.hostName : self.machineName
-            let environment = ProcessInfo.processInfo.environment
-            request.activate.user = self.user.isEmpty ? environment["USER"] ?? environment["LOGNAME"] ?? NSUserName() : self.user
+            request.activate.user = self.user.isEmpty ? ServerOptions.localUser : self.user
             let detected = HostEnvironment.detect()
             request.activate.environment = detected.kinds
             request.activate.environmentDescription = detected.description

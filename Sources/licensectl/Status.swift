@@ -73,7 +73,7 @@ struct Status: AsyncParsableCommand {
         var licenseRows = [["LICENCE", "STATE", "EXPIRES", "FEATURES"]]
         for license in status.licenses {
             licenseRows.append([
-                license.licenseID, Self.name(license.state), Timestamp.iso8601(license.expiresAtMs),
+                license.licenseID, license.state.name, Timestamp.iso8601(license.expiresAtMs),
                 license.features.joined(separator: ","),
             ])
         }
@@ -85,18 +85,6 @@ struct Status: AsyncParsableCommand {
                 rejectedRows.append([rejected.file, "\(rejected.block)", rejected.licenseID, rejected.reason])
             }
             Self.printRows(rejectedRows)
-        }
-    }
-
-    static func name(_ state: Licensed_V1_LicenseStatus.State) -> String {
-        switch state {
-        case .compliant: "COMPLIANT"
-        case .atRisk: "AT_RISK"
-        case .expiring: "EXPIRING"
-        case .expired: "EXPIRED"
-        case .notYetValid: "NOT_YET_VALID"
-        case .clockSetback: "CLOCK_SETBACK"
-        default: "UNKNOWN"
         }
     }
 

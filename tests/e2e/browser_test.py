@@ -20,13 +20,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from wire import Checks, stop_daemon, wait_for_port
+from wire import Checks, exit_on_sigterm, stop_daemon, wait_for_port
 
 licensed, licensectl, work, console_port, protocol_port, screenshots = sys.argv[1:7]
 console_port, protocol_port = int(console_port), int(protocol_port)
 base = f"http://127.0.0.1:{console_port}"
 OPERATOR, AUDITOR = "console-operator-token", "console-auditor-token"
 check = Checks()
+exit_on_sigterm()
 os.makedirs(screenshots, exist_ok=True)
 
 

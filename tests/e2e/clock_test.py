@@ -14,12 +14,13 @@ import time
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Checks, Connection, stop_daemon, wait_for_port
+from wire import Checks, Connection, exit_on_sigterm, stop_daemon, wait_for_port
 
 licensed, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:8]
 port, metrics_port = int(port), int(metrics_port)
 TTL_S = 10.0
 check = Checks()
+exit_on_sigterm()
 
 
 def set_offset(offset):

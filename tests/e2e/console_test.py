@@ -18,12 +18,13 @@ import time
 import urllib.parse
 
 from licensed.v1 import protocol_pb2
-from wire import Checks, Connection, stop_daemon, wait_for_port
+from wire import Checks, Connection, exit_on_sigterm, stop_daemon, wait_for_port
 
 licensed, work, console_port, protocol_port, off_port = sys.argv[1:6]
 console_port, protocol_port, off_port = int(console_port), int(protocol_port), int(off_port)
 OPERATOR, AUDITOR, CLIENT = "console-operator-token", "console-auditor-token", "console-client-token"
 check = Checks()
+exit_on_sigterm()
 
 
 def request(method, path, body=None, cookie=None, port=None):

@@ -15,13 +15,14 @@ import urllib.error
 import urllib.request
 
 from licensed.v1 import protocol_pb2
-from wire import Checks, Connection, stop_daemon, wait_for_port
+from wire import Checks, Connection, exit_on_sigterm, stop_daemon, wait_for_port
 
 licensed, licensectl, config, port, metrics_port, token, timestamp_file, libfaketime = sys.argv[1:9]
 port, metrics_port = int(port), int(metrics_port)
 DAY_MS = 86_400_000
 work = os.path.dirname(config)
 check = Checks()
+exit_on_sigterm()
 
 
 def start(offset, name):

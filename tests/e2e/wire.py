@@ -5,6 +5,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 
 from licensed.v1 import protocol_pb2
@@ -108,3 +109,9 @@ def stop_daemon(daemon, log=None):
         return ""
     log.close()
     return open(log.name, "rb").read().decode(errors="replace")
+
+
+def exit_on_sigterm():
+    """Turns SIGTERM (the test scripts' `timeout`) into SystemExit, so that a test's `finally`
+    still stops the daemon, the browser and the holders it started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
