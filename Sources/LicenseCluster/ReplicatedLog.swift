@@ -207,6 +207,8 @@ package final class ReplicatedLog: CommitLog {
 
     package var sinceSnapshot: (records: Int, bytes: Int) { local.sinceSnapshot }
 
+    package var lastSnapshot: (sequence: UInt64, takenAtMs: Int64)? { local.lastSnapshot }
+
     package func snapshot(
         _ ledger: SeatLedger,
         takenAtMs: Int64,

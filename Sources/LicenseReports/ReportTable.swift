@@ -11,7 +11,8 @@ public struct ReportTable: Sendable, Equatable {
         case number(Double, decimals: Int)
         case none
 
-        var text: String {
+        /// The cell as text (empty for none), as in CSV.
+        public var text: String {
             switch self {
             case .text(let text): text
             case .int(let value): String(value)

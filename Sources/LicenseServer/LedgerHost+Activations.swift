@@ -158,10 +158,24 @@ extension LedgerHost {
         return .success(response)
     }
 
-    func activations() -> Result<Licensed_V1_ActivationsResponse, LicenseError> {
+    /// Every activation matching the request's text, or one page of them in id order.
+    func activations(_ request: Licensed_V1_ActivationsRequest) -> Result<Licensed_V1_ActivationsResponse, LicenseError> {
         var response = Licensed_V1_ActivationsResponse()
         let now = self.nowMs
-        response.activations = self.ledger.allActivations.map { activation in
+        let text = request.contains
+        let matching = self.ledger.allActivations.filter { activation in
+            text.isEmpty || activation.id.contains(text) || activation.licenseID.contains(text) || activation.machineName.contains(text)
+                || activation.user.contains(text) || self.ledger.partName(activation.licenseID).contains(text)
+        }
+        response.matched = UInt64(matching.count)
+        var page = matching[...]
+        if request.limit > 0 {
+            let after = request.afterActivationID
+            page = page.drop { !after.isEmpty && $0.id <= after }
+            response.more = page.count > Int(request.limit)
+            page = page.prefix(Int(min(request.limit, 10_000)))
+        }
+        response.activations = page.map { activation in
             var info = Licensed_V1_ActivationInfo()
             info.activationID = activation.id
             info.licenseID = activation.licenseID

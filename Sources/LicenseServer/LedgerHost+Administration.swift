@@ -126,6 +126,20 @@ extension LedgerHost {
         response.serverTimeMs = self.nowMs
         response.clockReferenceMs = self.ledger.clockReferenceMs
         response.clockSetbackMs = self.ledger.clockSetbackMs(at: response.serverTimeMs)
+        for index in response.features.indices {
+            response.features[index].denialsLastHour = self.recentDenials.lastHour(
+                response.features[index].feature,
+                at: response.serverTimeMs
+            )
+        }
+        if let snapshot = self.log.lastSnapshot {
+            response.lastSnapshotMs = snapshot.takenAtMs
+            response.lastSnapshotSequence = snapshot.sequence
+        }
+        if let cluster = self.cluster {
+            response.clusterRole = cluster.isActive ? "active" : "standby"
+            response.clusterNode = cluster.nodeID
+        }
         if role.seesHolders, let head = self.log.auditHead {
             response.auditSequence = head.sequence
             response.auditHash = head.hash

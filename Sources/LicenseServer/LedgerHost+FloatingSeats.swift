@@ -66,6 +66,7 @@ extension LedgerHost {
         let feature = command.feature
         self.auditDenial(error, feature: feature, count: command.count, session: command.sessionID)
         self.count("licensed_denials_total", [("feature", feature), ("reason", error.code.name)])
+        self.recentDenials.record(feature, at: self.nowMs)
         self.logger.info("check-out denied", metadata: ["feature": "\(feature)", "code": "\(error.code)", "reason": "\(error.message)"])
         return error
     }

@@ -51,8 +51,8 @@ extension LedgerHost {
                 result = self.revoke(request, session: session, role: role).map { .revoke($0) }
             case .assign(let request):
                 result = self.assign(request, session: session, role: role).map { .assign($0) }
-            case .activations:
-                result = self.activations().map { .activations($0) }
+            case .activations(let request):
+                result = self.activations(request).map { .activations($0) }
             case .fulfil(let request):
                 result = self.fulfil(request, session: session, role: role).map { .fulfil($0) }
             case .history(let request):

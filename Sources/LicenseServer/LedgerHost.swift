@@ -57,6 +57,8 @@ final class LedgerHost {
     var clockSetbackMs: Int64?
     /// This node's place in its cluster (nil: a single node).
     var cluster: ClusterMembership?
+    /// Refused check-outs per feature in the last hour.
+    var recentDenials = RecentDenials()
 
     init(
         eventLoop: any EventLoop,

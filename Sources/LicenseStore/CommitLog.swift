@@ -39,6 +39,9 @@ public protocol CommitLog: AnyObject, Sendable {
     var auditHead: AuditHead? { get }
     /// Records and bytes logged since the last snapshot (to decide when to take one).
     var sinceSnapshot: (records: Int, bytes: Int) { get }
+    /// The newest durable snapshot on this machine: the change it holds up to and when it was
+    /// taken (nil: none yet).
+    var lastSnapshot: (sequence: UInt64, takenAtMs: Int64)? { get }
     /// Records `ledger` (the state after every change appended so far) off the caller's thread;
     /// `done` reports the outcome. Returns false when a snapshot is already being taken.
     @discardableResult

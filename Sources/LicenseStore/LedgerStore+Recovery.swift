@@ -28,6 +28,8 @@ extension LedgerStore {
         public var snapshotSequence: UInt64 = 0
         /// The snapshot file used, if any.
         public var snapshotFile: String?
+        /// When the snapshot used was taken (0 = none).
+        public var snapshotTakenAtMs: Int64 = 0
         /// Log records replayed after the snapshot.
         public var replayedRecords = 0
         /// Last sequence number on disk (or, after accepted loss, the highest one ever handed out).
@@ -136,6 +138,7 @@ extension LedgerStore {
             if decoded.clockHighWaterMs > 0 { recovery.changes.append(.clockMarked(atMs: decoded.clockHighWaterMs)) }
             recovery.snapshotSequence = decoded.sequence
             recovery.snapshotFile = snapshot.path
+            recovery.snapshotTakenAtMs = decoded.takenAtMs
         }
 
         // The log after the snapshot, while it is contiguous.

@@ -169,6 +169,7 @@ extension LedgerStore {
             } catch {
                 result = .failure(StoreError("snapshot failed: \(error)"))
             }
+            if case .success = result { self.newestSnapshot.withLock { $0 = (rotation.sequence, rotation.takenAtMs) } }
             self.queue.withLock { $0.snapshotInFlight = false }
             rotation.done(result)
         }

@@ -81,6 +81,8 @@ public final class LedgerStore: CommitLog {
     let queue: Mutex<Queue>
     let files: Mutex<Files>
     let writtenAuditHead: Mutex<AuditHead?>
+    /// The newest durable snapshot: the one recovered from, then each one written.
+    let newestSnapshot = Mutex<(sequence: UInt64, takenAtMs: Int64)?>(nil)
     /// Signalled once per transition of the writer out of idleness.
     let wake = DispatchSemaphore(value: 0)
     /// Signalled when the writer thread has closed its files.
@@ -132,6 +134,9 @@ public final class LedgerStore: CommitLog {
             files: Files(segmentFD: fd, segmentPath: path, lastReported: recovery.lastSequence, auditLog: audit)
         )
         store.queue.withLock { $0.recordsSinceSnapshot = recovery.replayedRecords }
+        if recovery.snapshotSequence > 0 {
+            store.newestSnapshot.withLock { $0 = (recovery.snapshotSequence, recovery.snapshotTakenAtMs) }
+        }
         return (store, recovery)
     }
 
@@ -231,6 +236,8 @@ public final class LedgerStore: CommitLog {
     public var sinceSnapshot: (records: Int, bytes: Int) {
         self.queue.withLock { ($0.recordsSinceSnapshot, $0.bytesSinceSnapshot) }
     }
+
+    public var lastSnapshot: (sequence: UInt64, takenAtMs: Int64)? { self.newestSnapshot.withLock { $0 } }
 
     /// Snapshots `ledger`'s leases, which must be the state after every change appended so far.
     /// Only the lease table is kept (copy-on-write), so the caller's next change copies that one

@@ -137,7 +137,10 @@ private func fetchActivations(_ options: ServerOptions) async throws -> [License
 }
 
 private func bulk(_ options: ServerOptions, part: String, file: String, revoke: Bool) async throws {
-    let rows = try DeviceCSV.parse(try Files.readText(file), file: file)
+    let rows: [Licensed_V1_DeviceRow]
+    do { rows = try DeviceCSV.parse(try Files.readText(file), source: file) } catch let error as DeviceCSV.Problem {
+        throw CLIError(error.message)
+    }
     let client = try options.client(admin: true)
     defer { Task { await client.close() } }
     var request = Licensed_V1_AssignRequest()
@@ -163,53 +166,3 @@ private func bulk(_ options: ServerOptions, part: String, file: String, revoke: 
 }
 
 func csvField(_ text: String) -> String { AuditCSV.field(text) }
-
-/// Device lists in CSV: a header row naming a `DeviceID` or `fingerprint` column (any case); a
-/// fingerprint cell holds component ids separated by spaces. Quoted fields ("a,b") are understood.
-enum DeviceCSV {
-    static func parse(_ text: String, file: String) throws -> [Licensed_V1_DeviceRow] {
-        var lines = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-        guard !lines.isEmpty else { throw CLIError("\(file) is empty") }
-        let header = self.fields(lines.removeFirst()).map { $0.lowercased().replacingOccurrences(of: " ", with: "") }
-        let deviceColumn = header.firstIndex { $0 == "deviceid" || $0 == "device_id" }
-        let fingerprintColumn = header.firstIndex { $0 == "fingerprint" }
-        guard deviceColumn != nil || fingerprintColumn != nil else {
-            throw CLIError("\(file) has no DeviceID or fingerprint column in its header")
-        }
-        return lines.enumerated().map { index, line in
-            let fields = self.fields(line)
-            var row = Licensed_V1_DeviceRow()
-            row.row = UInt32(index + 1)
-            if let c = deviceColumn, c < fields.count { row.deviceID = fields[c].trimmingCharacters(in: .whitespaces) }
-            if row.deviceID.isEmpty, let c = fingerprintColumn, c < fields.count {
-                row.fingerprint = fields[c].split(separator: " ").map(String.init)
-            }
-            return row
-        }
-    }
-
-    static func fields(_ line: String) -> [String] {
-        var fields: [String] = []
-        var current = ""
-        var quoted = false
-        var iterator = Array(line).makeIterator()
-        while let c = iterator.next() {
-            if quoted {
-                if c == "\"" {
-                    quoted = false
-                } else {
-                    current.append(c)
-                }
-            } else if c == "\"" {
-                quoted = true
-            } else if c == "," {
-                fields.append(current)
-                current = ""
-            } else {
-                current.append(c)
-            }
-        }
-        fields.append(current)
-        return fields
-    }
-}

@@ -312,3 +312,53 @@ struct ReportTests {
         #expect(viewer.arithmetic == "enrolments 9 / 3 = 3/month, wastage 3 / 3 = 1/month; needed = 8 + 3 × 6 − 1 × 6 = 20 → 20")
     }
 }
+
+@Suite("Seats in use over time (the console's chart)")
+struct UsageSeriesTests {
+    static let d1 = ReportTests.d1
+    static let h = TrailBuilder.hour
+
+    @Test("hourly buckets of one feature: exact peak and average per hour, releases before grants at an instant, the capacity")
+    func oneFeature() throws {
+        let scratch = try TemporaryDirectory()
+        let trail = try ReportTests.usageTrail().trail(in: scratch.path("audit"))
+        let series = UsageSeries(trail: trail, fromMs: Self.d1, toMs: Self.d1 + 48 * Self.h, feature: "cad", buckets: 48)
+        #expect(series.points.count == 48)
+        #expect(series.points.map(\.startMs) == (0..<48).map { Self.d1 + Int64($0) * Self.h })
+        // 00:00–01:00: a0 (granted before the window) all hour, a1 from 00:30.
+        #expect(series.points[0].peak == 2)
+        #expect(series.points[0].average == 1.5)
+        // 01:00–02:00: a0 released at 01:00 sharp, so only a1.
+        #expect(series.points[1].peak == 1)
+        #expect(series.points[1].average == 1)
+        // 02:00–03:00: a2 and a1, then at 02:30 a1 returns as a3 takes its seat: never 3.
+        #expect(series.points[2].peak == 2)
+        #expect(series.points[2].average == 2)
+        #expect(series.points[3].peak == 1)
+        #expect(series.points[26].peak == 0)  // a2 reclaimed at 02:00 on day 2
+        #expect(series.points[44].peak == 2)  // a4 holds 2 seats
+        #expect(series.points[44].average == 2)
+        #expect(series.peak == 2)
+        #expect(series.peakAtMs == Self.d1 + 30 * ReportTests.m)
+        #expect(series.capacity == 2)
+        // The chart agrees with the usage report's peak.
+        let report = UsageReport(trail: trail, fromMs: Self.d1, toMs: Self.d1 + 48 * Self.h, by: .feature, feature: "cad")
+        #expect(report.rows.first?.peak == series.peak)
+        #expect(report.rows.first?.peakAtMs == series.peakAtMs)
+    }
+
+    @Test("every feature summed, with the summed capacity; the table has a row per bucket")
+    func allFeatures() throws {
+        let scratch = try TemporaryDirectory()
+        let trail = try ReportTests.usageTrail().trail(in: scratch.path("audit"))
+        let series = UsageSeries(trail: trail, fromMs: Self.d1, toMs: Self.d1 + 48 * Self.h, buckets: 24)
+        #expect(series.points.count == 24)
+        #expect(series.capacity == 3)
+        // 2-hour buckets; 36:00–38:00 holds s1 and, for an hour, s2.
+        #expect(series.points[18].peak == 2)
+        #expect(series.points[18].average == 1.5)
+        let csv = series.table.render(.csv)
+        #expect(csv.hasPrefix("from,to,peak,average,capacity\r\n"))
+        #expect(csv.split(separator: "\r\n").count == 25)
+    }
+}

@@ -20,6 +20,7 @@ final class InMemoryCommitLog: CommitLog {
         var assigned: UInt64
         var durable: UInt64
         var sinceSnapshot = 0
+        var lastSnapshot: (sequence: UInt64, takenAtMs: Int64)?
         var signals: CommitLogSignals?
         var failed = false
         var closed = false
@@ -60,10 +61,13 @@ final class InMemoryCommitLog: CommitLog {
     var auditHead: AuditHead? { nil }
     var sinceSnapshot: (records: Int, bytes: Int) { self.state.withLock { ($0.sinceSnapshot, 0) } }
 
+    var lastSnapshot: (sequence: UInt64, takenAtMs: Int64)? { self.state.withLock { $0.lastSnapshot } }
+
     func snapshot(_ ledger: SeatLedger, takenAtMs: Int64, done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void) -> Bool {
         let sequence = self.state.withLock { state -> UInt64? in
             guard !state.failed else { return nil }
             state.sinceSnapshot = 0
+            state.lastSnapshot = (state.assigned, takenAtMs)
             return state.assigned
         }
         guard let sequence else { return false }

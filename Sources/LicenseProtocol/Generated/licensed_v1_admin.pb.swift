@@ -427,6 +427,15 @@ public nonisolated struct Licensed_V1_ActivationsRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Only activations whose id, part, part name, device or user contains this text (empty = all).
+  public var contains: String = String()
+
+  /// At most this many, in activation id order (0 = every matching activation).
+  public var limit: UInt32 = 0
+
+  /// With limit: the page after this activation id (the last of the previous page; empty = the first).
+  public var afterActivationID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -470,7 +479,7 @@ public nonisolated struct Licensed_V1_ActivationInfo: Sendable {
   public init() {}
 }
 
-/// Every activation.
+/// Every activation, or one page of them.
 public nonisolated struct Licensed_V1_ActivationsResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -478,6 +487,12 @@ public nonisolated struct Licensed_V1_ActivationsResponse: Sendable {
 
   /// By activation id.
   public var activations: [Licensed_V1_ActivationInfo] = []
+
+  /// How many activations match the filter in all (every page).
+  public var matched: UInt64 = 0
+
+  /// With limit: more matching activations follow this page.
+  public var more: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1323,18 +1338,39 @@ nonisolated extension Licensed_V1_AssignResponse: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Licensed_V1_ActivationsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ActivationsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}contains\0\u{1}limit\0\u{3}after_activation_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.contains) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.afterActivationID) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.contains.isEmpty {
+      try visitor.visitSingularStringField(value: self.contains, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    if !self.afterActivationID.isEmpty {
+      try visitor.visitSingularStringField(value: self.afterActivationID, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_ActivationsRequest, rhs: Licensed_V1_ActivationsRequest) -> Bool {
+    if lhs.contains != rhs.contains {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.afterActivationID != rhs.afterActivationID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1412,7 +1448,7 @@ nonisolated extension Licensed_V1_ActivationInfo: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Licensed_V1_ActivationsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ActivationsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}activations\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}activations\0\u{1}matched\0\u{1}more\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1421,6 +1457,8 @@ nonisolated extension Licensed_V1_ActivationsResponse: SwiftProtobuf.Message, Sw
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.activations) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.matched) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.more) }()
       default: break
       }
     }
@@ -1430,11 +1468,19 @@ nonisolated extension Licensed_V1_ActivationsResponse: SwiftProtobuf.Message, Sw
     if !self.activations.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.activations, fieldNumber: 1)
     }
+    if self.matched != 0 {
+      try visitor.visitSingularUInt64Field(value: self.matched, fieldNumber: 2)
+    }
+    if self.more != false {
+      try visitor.visitSingularBoolField(value: self.more, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_ActivationsResponse, rhs: Licensed_V1_ActivationsResponse) -> Bool {
     if lhs.activations != rhs.activations {return false}
+    if lhs.matched != rhs.matched {return false}
+    if lhs.more != rhs.more {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -261,6 +261,9 @@ public nonisolated struct Licensed_V1_FeatureStatus: Sendable {
   /// Holders (only with include_holders and a sufficient role).
   public var holders: [Licensed_V1_Holder] = []
 
+  /// Check-outs of it refused in the last hour (counted by this server since it started serving).
+  public var denialsLastHour: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -440,6 +443,18 @@ public nonisolated struct Licensed_V1_StatusResponse: Sendable {
   /// How far the clock is behind clock_reference_ms while that is beyond the tolerance (a
   /// clock-setback episode: time-limited licences grant nothing); 0 otherwise.
   public var clockSetbackMs: Int64 = 0
+
+  /// On a node of a cluster: "active" or "standby" (empty for a single server).
+  public var clusterRole: String = String()
+
+  /// On a node of a cluster: its node id.
+  public var clusterNode: String = String()
+
+  /// When this server last wrote a snapshot of its ledger (0 = not since it started).
+  public var lastSnapshotMs: Int64 = 0
+
+  /// The last change that snapshot holds.
+  public var lastSnapshotSequence: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -900,7 +915,7 @@ nonisolated extension Licensed_V1_Holder: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Licensed_V1_FeatureStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FeatureStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feature\0\u{1}capacity\0\u{3}in_use\0\u{1}overage\0\u{1}queued\0\u{1}unlimited\0\u{1}holders\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feature\0\u{1}capacity\0\u{3}in_use\0\u{1}overage\0\u{1}queued\0\u{1}unlimited\0\u{1}holders\0\u{3}denials_last_hour\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -915,6 +930,7 @@ nonisolated extension Licensed_V1_FeatureStatus: SwiftProtobuf.Message, SwiftPro
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.queued) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.unlimited) }()
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.holders) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.denialsLastHour) }()
       default: break
       }
     }
@@ -942,6 +958,9 @@ nonisolated extension Licensed_V1_FeatureStatus: SwiftProtobuf.Message, SwiftPro
     if !self.holders.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.holders, fieldNumber: 7)
     }
+    if self.denialsLastHour != 0 {
+      try visitor.visitSingularUInt32Field(value: self.denialsLastHour, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -953,6 +972,7 @@ nonisolated extension Licensed_V1_FeatureStatus: SwiftProtobuf.Message, SwiftPro
     if lhs.queued != rhs.queued {return false}
     if lhs.unlimited != rhs.unlimited {return false}
     if lhs.holders != rhs.holders {return false}
+    if lhs.denialsLastHour != rhs.denialsLastHour {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1068,7 +1088,7 @@ nonisolated extension Licensed_V1_RejectedLicense: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0\u{3}server_time_ms\0\u{3}clock_reference_ms\0\u{3}clock_setback_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0\u{3}server_time_ms\0\u{3}clock_reference_ms\0\u{3}clock_setback_ms\0\u{3}cluster_role\0\u{3}cluster_node\0\u{3}last_snapshot_ms\0\u{3}last_snapshot_sequence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1087,6 +1107,10 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.serverTimeMs) }()
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.clockReferenceMs) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.clockSetbackMs) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.clusterRole) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.clusterNode) }()
+      case 14: try { try decoder.decodeSingularInt64Field(value: &self.lastSnapshotMs) }()
+      case 15: try { try decoder.decodeSingularUInt64Field(value: &self.lastSnapshotSequence) }()
       default: break
       }
     }
@@ -1126,6 +1150,18 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if self.clockSetbackMs != 0 {
       try visitor.visitSingularInt64Field(value: self.clockSetbackMs, fieldNumber: 11)
     }
+    if !self.clusterRole.isEmpty {
+      try visitor.visitSingularStringField(value: self.clusterRole, fieldNumber: 12)
+    }
+    if !self.clusterNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.clusterNode, fieldNumber: 13)
+    }
+    if self.lastSnapshotMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastSnapshotMs, fieldNumber: 14)
+    }
+    if self.lastSnapshotSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSnapshotSequence, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1141,6 +1177,10 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
     if lhs.serverTimeMs != rhs.serverTimeMs {return false}
     if lhs.clockReferenceMs != rhs.clockReferenceMs {return false}
     if lhs.clockSetbackMs != rhs.clockSetbackMs {return false}
+    if lhs.clusterRole != rhs.clusterRole {return false}
+    if lhs.clusterNode != rhs.clusterNode {return false}
+    if lhs.lastSnapshotMs != rhs.lastSnapshotMs {return false}
+    if lhs.lastSnapshotSequence != rhs.lastSnapshotSequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2276,9 +2276,55 @@ const ProtobufCMessageDescriptor licensed__v1__assign_response__descriptor =
   (ProtobufCMessageInit) licensed__v1__assign_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-#define licensed__v1__activations_request__field_descriptors NULL
-#define licensed__v1__activations_request__field_indices_by_name NULL
-#define licensed__v1__activations_request__number_ranges NULL
+static const ProtobufCFieldDescriptor licensed__v1__activations_request__field_descriptors[3] =
+{
+  {
+    "contains",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ActivationsRequest, contains),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ActivationsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_activation_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ActivationsRequest, after_activation_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__activations_request__field_indices_by_name[] = {
+  2,   /* field[2] = after_activation_id */
+  0,   /* field[0] = contains */
+  1,   /* field[1] = limit */
+};
+static const ProtobufCIntRange licensed__v1__activations_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
 const ProtobufCMessageDescriptor licensed__v1__activations_request__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
@@ -2287,10 +2333,10 @@ const ProtobufCMessageDescriptor licensed__v1__activations_request__descriptor =
   "Licensed__V1__ActivationsRequest",
   "licensed.v1",
   sizeof(Licensed__V1__ActivationsRequest),
-  0,
+  3,
   licensed__v1__activations_request__field_descriptors,
   licensed__v1__activations_request__field_indices_by_name,
-  0,  licensed__v1__activations_request__number_ranges,
+  1,  licensed__v1__activations_request__number_ranges,
   (ProtobufCMessageInit) licensed__v1__activations_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2436,7 +2482,7 @@ const ProtobufCMessageDescriptor licensed__v1__activation_info__descriptor =
   (ProtobufCMessageInit) licensed__v1__activation_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__activations_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor licensed__v1__activations_response__field_descriptors[3] =
 {
   {
     "activations",
@@ -2450,14 +2496,40 @@ static const ProtobufCFieldDescriptor licensed__v1__activations_response__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "matched",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ActivationsResponse, matched),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "more",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__ActivationsResponse, more),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__activations_response__field_indices_by_name[] = {
   0,   /* field[0] = activations */
+  1,   /* field[1] = matched */
+  2,   /* field[2] = more */
 };
 static const ProtobufCIntRange licensed__v1__activations_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor licensed__v1__activations_response__descriptor =
 {
@@ -2467,7 +2539,7 @@ const ProtobufCMessageDescriptor licensed__v1__activations_response__descriptor 
   "Licensed__V1__ActivationsResponse",
   "licensed.v1",
   sizeof(Licensed__V1__ActivationsResponse),
-  1,
+  3,
   licensed__v1__activations_response__field_descriptors,
   licensed__v1__activations_response__field_indices_by_name,
   1,  licensed__v1__activations_response__number_ranges,

@@ -476,10 +476,22 @@ struct  Licensed__V1__AssignResponse
 struct  Licensed__V1__ActivationsRequest
 {
   ProtobufCMessage base;
+  /*
+   * Only activations whose id, part, part name, device or user contains this text (empty = all).
+   */
+  char *contains;
+  /*
+   * At most this many, in activation id order (0 = every matching activation).
+   */
+  uint32_t limit;
+  /*
+   * With limit: the page after this activation id (the last of the previous page; empty = the first).
+   */
+  char *after_activation_id;
 };
 #define LICENSED__V1__ACTIVATIONS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__activations_request__descriptor) \
-     }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -532,7 +544,7 @@ struct  Licensed__V1__ActivationInfo
 
 
 /*
- * Every activation.
+ * Every activation, or one page of them.
  */
 struct  Licensed__V1__ActivationsResponse
 {
@@ -542,10 +554,18 @@ struct  Licensed__V1__ActivationsResponse
    */
   size_t n_activations;
   Licensed__V1__ActivationInfo **activations;
+  /*
+   * How many activations match the filter in all (every page).
+   */
+  uint64_t matched;
+  /*
+   * With limit: more matching activations follow this page.
+   */
+  protobuf_c_boolean more;
 };
 #define LICENSED__V1__ACTIVATIONS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__activations_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, 0, 0 }
 
 
 /*

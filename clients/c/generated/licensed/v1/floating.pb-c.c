@@ -1344,7 +1344,7 @@ const ProtobufCMessageDescriptor licensed__v1__holder__descriptor =
   (ProtobufCMessageInit) licensed__v1__holder__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__feature_status__field_descriptors[7] =
+static const ProtobufCFieldDescriptor licensed__v1__feature_status__field_descriptors[8] =
 {
   {
     "feature",
@@ -1430,9 +1430,22 @@ static const ProtobufCFieldDescriptor licensed__v1__feature_status__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "denials_last_hour",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__FeatureStatus, denials_last_hour),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__feature_status__field_indices_by_name[] = {
   1,   /* field[1] = capacity */
+  7,   /* field[7] = denials_last_hour */
   0,   /* field[0] = feature */
   6,   /* field[6] = holders */
   2,   /* field[2] = in_use */
@@ -1443,7 +1456,7 @@ static const unsigned licensed__v1__feature_status__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__feature_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor licensed__v1__feature_status__descriptor =
 {
@@ -1453,7 +1466,7 @@ const ProtobufCMessageDescriptor licensed__v1__feature_status__descriptor =
   "Licensed__V1__FeatureStatus",
   "licensed.v1",
   sizeof(Licensed__V1__FeatureStatus),
-  7,
+  8,
   licensed__v1__feature_status__field_descriptors,
   licensed__v1__feature_status__field_indices_by_name,
   1,  licensed__v1__feature_status__number_ranges,
@@ -1678,7 +1691,7 @@ const ProtobufCMessageDescriptor licensed__v1__rejected_license__descriptor =
   (ProtobufCMessageInit) licensed__v1__rejected_license__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descriptors[11] =
+static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descriptors[15] =
 {
   {
     "features",
@@ -1812,13 +1825,65 @@ static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cluster_role",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, cluster_role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cluster_node",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, cluster_node),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_snapshot_ms",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, last_snapshot_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_snapshot_sequence",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, last_snapshot_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__status_response__field_indices_by_name[] = {
   7,   /* field[7] = audit_hash */
   6,   /* field[6] = audit_sequence */
   9,   /* field[9] = clock_reference_ms */
   10,   /* field[10] = clock_setback_ms */
+  12,   /* field[12] = cluster_node */
+  11,   /* field[11] = cluster_role */
   0,   /* field[0] = features */
+  13,   /* field[13] = last_snapshot_ms */
+  14,   /* field[14] = last_snapshot_sequence */
   1,   /* field[1] = licenses */
   2,   /* field[2] = rejected */
   3,   /* field[3] = server_public_key */
@@ -1829,7 +1894,7 @@ static const unsigned licensed__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor =
 {
@@ -1839,7 +1904,7 @@ const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor =
   "Licensed__V1__StatusResponse",
   "licensed.v1",
   sizeof(Licensed__V1__StatusResponse),
-  11,
+  15,
   licensed__v1__status_response__field_descriptors,
   licensed__v1__status_response__field_indices_by_name,
   1,  licensed__v1__status_response__number_ranges,

@@ -366,10 +366,14 @@ struct  Licensed__V1__FeatureStatus
    */
   size_t n_holders;
   Licensed__V1__Holder **holders;
+  /*
+   * Check-outs of it refused in the last hour (counted by this server since it started serving).
+   */
+  uint32_t denials_last_hour;
 };
 #define LICENSED__V1__FEATURE_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__feature_status__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0,NULL, 0 }
 
 
 /*
@@ -495,10 +499,26 @@ struct  Licensed__V1__StatusResponse
    * clock-setback episode: time-limited licences grant nothing); 0 otherwise.
    */
   int64_t clock_setback_ms;
+  /*
+   * On a node of a cluster: "active" or "standby" (empty for a single server).
+   */
+  char *cluster_role;
+  /*
+   * On a node of a cluster: its node id.
+   */
+  char *cluster_node;
+  /*
+   * When this server last wrote a snapshot of its ledger (0 = not since it started).
+   */
+  int64_t last_snapshot_ms;
+  /*
+   * The last change that snapshot holds.
+   */
+  uint64_t last_snapshot_sequence;
 };
 #define LICENSED__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__status_response__descriptor) \
-    , 0,NULL, 0,NULL, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0,NULL, 0,NULL, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
