@@ -8,6 +8,7 @@ import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
 import LicenseServer
+import MultipartKit
 import Mustache
 
 /// The web console for operators, on the operator listener: sign-in with the daemon's role tokens
@@ -74,6 +75,34 @@ struct Console: Sendable {
         router.get("audit") { request, context in
             try await self.withSession(request, context) { session, _ in try await self.auditPage(request, session) }
         }
+        router.get("activations") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.activationsPage(request, session) }
+        }
+        router.get("activations.csv") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.activationsCSV(request, session) }
+        }
+        router.get("activations/history") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.historyPage(request, session) }
+        }
+        router.get("activations/history.csv") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.historyCSV(request, session) }
+        }
+        router.post("activations/deactivate") { request, context in
+            try await self.withSession(request, context, form: true, least: .operator) { session, form in
+                try await self.deactivate(session, form)
+            }
+        }
+        router.post("activations/bulk") { request, context in
+            try await self.withSession(request, context, form: true, least: .operator) { session, form in
+                try await self.bulk(session, form)
+            }
+        }
+        router.get("reports") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.reportsPage(request, session) }
+        }
+        router.get("reports/:report") { request, context in
+            try await self.withSession(request, context) { session, _ in try await self.reportCSV(request, context, session) }
+        }
         router.get("server") { request, context in
             try await self.withSession(request, context) { session, _ in try await self.serverPage(request, session) }
         }
@@ -135,16 +164,16 @@ struct Console: Sendable {
         }
         // The session acts through the daemon's own protocol listener, on loopback.
         let port = try await self.server.localAddress.port ?? self.server.configuration.port
-        let client = LicenseClient(
-            configuration: .init(
-                host: "127.0.0.1",
-                port: port,
-                user: "console-\(role.rawValue)",
-                clientHost: context.address,
-                clientName: "licensed-console",
-                token: token
-            )
+        var configuration = LicenseClient.Configuration(
+            host: "127.0.0.1",
+            port: port,
+            user: "console-\(role.rawValue)",
+            clientHost: context.address,
+            clientName: "licensed-console",
+            token: token
         )
+        configuration.tls = Self.protocolTLS(self.server.configuration)
+        let client = LicenseClient(configuration: configuration)
         let session = self.sessions.create(
             role: role,
             address: context.address,
@@ -155,6 +184,20 @@ struct Console: Sendable {
         var response = Response.redirect(to: next)
         response.setCookie(self.cookie(value: session.id, maxAge: Int(self.sessionLifetimeMs / 1000)))
         return response
+    }
+
+    /// How the console reaches a protocol listener that speaks TLS: it trusts the listener's own
+    /// certificate (self-signed, or a chain file that ends in its root) or, under mTLS, the client
+    /// CA, and presents the listener's certificate as its own — which the server accepts when its
+    /// certificate is issued by that CA. Nil for plain TCP.
+    static func protocolTLS(_ configuration: ServerConfiguration) -> ClientTLS? {
+        guard configuration.tlsEnabled else { return nil }
+        guard !configuration.tlsClientCA.isEmpty else { return ClientTLS(caFile: configuration.tlsCertificate) }
+        return ClientTLS(
+            caFile: configuration.tlsClientCA,
+            certificateFile: configuration.tlsCertificate,
+            privateKeyFile: configuration.tlsPrivateKey
+        )
     }
 
     func cookie(value: String, maxAge: Int) -> Cookie {
@@ -222,6 +265,11 @@ struct Console: Sendable {
             live["auditSequence"] = status.auditSequence
             live["auditHash"] = String(status.auditHash.prefix(16)) + "…"
         }
+        if !status.clusterRole.isEmpty { live["cluster"] = "\(status.clusterRole) (node \(status.clusterNode))" }
+        live["snapshot"] =
+            status.lastSnapshotMs == 0
+            ? "none since the ledger began"
+            : "\(Timestamp.iso8601(status.lastSnapshotMs)), up to change \(status.lastSnapshotSequence)"
         if status.clockSetbackMs > 0 {
             live["clockSetback"] = "\(SeatLedger.duration(status.clockSetbackMs)) behind the newest time this server has seen"
         }
@@ -237,6 +285,7 @@ struct Console: Sendable {
         return [
             "name": feature.feature, "path": Self.pathComponent(feature.feature), "inUse": feature.inUse,
             "capacity": feature.unlimited ? "unlimited" : "\(feature.capacity)", "queued": feature.queued, "overage": feature.overage,
+            "denials": feature.denialsLastHour,
             "percent": percent, "barWidth": min(percent, 100), "band": band,
         ]
     }
@@ -450,8 +499,8 @@ struct Console: Sendable {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
-    static func refusal(_ message: String) -> Response {
-        Self.html("<!doctype html><title>Refused</title><p>\(Self.escape(message))</p>\n", status: .forbidden)
+    static func refusal(_ message: String, status: HTTPResponse.Status = .forbidden) -> Response {
+        Self.html("<!doctype html><title>Refused</title><p>\(Self.escape(message))</p>\n", status: status)
     }
 
     static func escape(_ text: String) -> String {
@@ -466,14 +515,33 @@ struct Console: Sendable {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
     }
 
+    /// The boundary parameter of a multipart Content-Type (quoted or not).
+    static func boundary(of contentType: String) -> String? {
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.trimmingCharacters(in: .whitespaces)
+            guard pair.lowercased().hasPrefix("boundary=") else { continue }
+            let value = pair.dropFirst("boundary=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            return value.isEmpty ? nil : value
+        }
+        return nil
+    }
+
     /// A redirect target that stays on this site (an absolute path, not //host).
     static func localPath(_ text: String?) -> String {
         guard let text, text.hasPrefix("/"), !text.hasPrefix("//"), !text.contains("\\") else { return "/" }
         return text
     }
 
-    /// The fields of an application/x-www-form-urlencoded body (at most 64 KiB).
+    /// The fields of a form: an application/x-www-form-urlencoded body (at most 64 KiB), or a
+    /// multipart/form-data one (a file upload, at most 4 MiB; a file's field is its text).
     static func form(_ request: Request) async throws -> [String: String] {
+        if let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/form-data") {
+            guard let boundary = Self.boundary(of: type) else { throw HTTPError(.badRequest, message: "multipart body without a boundary") }
+            let buffer = try await request.body.collect(upTo: 4 * 1024 * 1024)
+            do { return try FormDataDecoder().decode([String: String].self, from: buffer, boundary: boundary) } catch {
+                throw HTTPError(.badRequest, message: "the form's multipart body does not parse")
+            }
+        }
         let buffer = try await request.body.collect(upTo: 64 * 1024)
         var components = URLComponents()
         components.percentEncodedQuery = String(buffer: buffer).replacingOccurrences(of: "+", with: "%20")

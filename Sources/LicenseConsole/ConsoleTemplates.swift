@@ -4,7 +4,7 @@
 enum ConsoleTemplates {
     static let all: [String: String] = [
         "layout": layout, "login": login, "dashboard": dashboard, "dashboard-live": dashboardLive, "feature": feature,
-        "licences": licences, "server": server, "audit": audit,
+        "licences": licences, "server": server, "audit": audit, "activations": activations, "history": history, "reports": reports,
     ]
 
     static let layout = """
@@ -21,7 +21,7 @@ enum ConsoleTemplates {
         <header>
         <a class="brand" href="/">licensed</a>
         {{#signedIn}}
-        <nav><a href="/">Dashboard</a> <a href="/licences">Licences</a> <a href="/audit">Audit</a> <a href="/server">Server</a></nav>
+        <nav><a href="/">Dashboard</a> <a href="/licences">Licences</a> <a href="/activations">Activations</a> <a href="/reports">Reports</a> <a href="/audit">Audit</a> <a href="/server">Server</a></nav>
         <form class="signout" method="post" action="/logout">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <span class="who">{{actor}}</span> <button type="submit">Sign out</button>
@@ -59,6 +59,8 @@ enum ConsoleTemplates {
         <dt>Readiness</dt><dd class="{{readyClass}}" id="readiness">{{readiness}}</dd>
         <dt>Version</dt><dd>{{version}}</dd>
         <dt>Sessions</dt><dd id="sessions">{{sessions}}</dd>
+        {{#cluster}}<dt>Cluster role</dt><dd id="cluster-role">{{cluster}}</dd>{{/cluster}}
+        <dt>Last snapshot</dt><dd id="last-snapshot">{{snapshot}}</dd>
         {{#auditSequence}}<dt>Audit trail head</dt><dd>record {{auditSequence}} <code>{{auditHash}}</code></dd>{{/auditSequence}}
         {{#clockSetback}}<dt>Clock</dt><dd class="bad">{{clockSetback}}</dd>{{/clockSetback}}
         </dl>
@@ -66,17 +68,17 @@ enum ConsoleTemplates {
         <section class="features">
         <h2>Features</h2>
         <table id="features">
-        <thead><tr><th>Feature</th><th>In use</th><th>Seats</th><th></th><th>Queued</th><th>Overage</th></tr></thead>
+        <thead><tr><th>Feature</th><th>In use</th><th>Seats</th><th></th><th>Queued</th><th>Denied (last hour)</th><th>Overage</th></tr></thead>
         <tbody>
         {{#features}}
         <tr data-feature="{{name}}">
         <td><a href="/features/{{path}}">{{name}}</a></td>
         <td class="in-use">{{inUse}}</td><td>{{capacity}}</td>
         <td><svg class="bar" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" aria-label="{{percent}}% in use"><rect class="track" width="100" height="10"/><rect class="fill {{band}}" width="{{barWidth}}" height="10"/></svg></td>
-        <td>{{queued}}</td><td>{{overage}}</td>
+        <td>{{queued}}</td><td class="denials">{{denials}}</td><td>{{overage}}</td>
         </tr>
         {{/features}}
-        {{^features}}<tr><td colspan="6">No feature is licensed.</td></tr>{{/features}}
+        {{^features}}<tr><td colspan="7">No feature is licensed.</td></tr>{{/features}}
         </tbody>
         </table>
         </section>
@@ -180,6 +182,104 @@ enum ConsoleTemplates {
         <p>The newest {{limit}} matching records, newest first (from the newest files of {{directory}}).</p>
         """
 
+    static let activations = """
+        <h1>Activations</h1>
+        <form method="get" action="/activations" class="filter">
+        <label for="contains">Activation, part, device or user contains</label> <input id="contains" name="contains" value="{{contains}}">
+        <button type="submit">Search</button>
+        <a id="export" href="/activations.csv?contains={{containsQuery}}">Export CSV</a>
+        <a href="/activations/history">Bulk runs</a>
+        </form>
+        <h2>Activations ({{matched}})</h2>
+        <table id="activations">
+        <thead><tr><th>Activation</th><th>Part</th><th>Device</th><th>User</th><th>Assigned</th><th>Last seen</th><th>Status</th>{{#mayChange}}<th>Deactivate</th>{{/mayChange}}</tr></thead>
+        <tbody>
+        {{#activations}}
+        <tr data-activation="{{id}}"><td><code>{{id}}</code></td><td>{{part}}<br>{{partName}}</td><td class="device">{{device}}</td><td class="user">{{user}}</td><td>{{assigned}}</td><td>{{lastSeen}}</td><td class="{{statusClass}}">{{status}}</td>
+        {{#mayChange}}<td>
+        <form method="post" action="/activations/deactivate" class="deactivate">
+        <input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="activation" value="{{id}}">
+        <input name="reason" placeholder="reason" aria-label="reason">
+        <button type="submit" class="deactivate">Deactivate</button>
+        </form>
+        </td>{{/mayChange}}
+        </tr>
+        {{/activations}}
+        {{^activations}}<tr><td colspan="8">No activation matches.</td></tr>{{/activations}}
+        </tbody>
+        </table>
+        {{#next}}<p><a id="next-page" href="/activations?after={{next}}&amp;contains={{containsQuery}}">Next {{pageSize}}</a></p>{{/next}}
+        {{#mayChange}}
+        <h2>Assign or revoke in bulk</h2>
+        <form method="post" action="/activations/bulk" enctype="multipart/form-data" class="bulk" id="bulk">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <label for="part">Part</label>
+        <select id="part" name="part">{{#parts}}<option value="{{id}}">{{id}}</option>{{/parts}}</select>
+        <label for="action">Action</label>
+        <select id="action" name="action"><option value="assign">assign</option><option value="revoke">revoke</option></select>
+        <label for="devices">Device list (CSV with a DeviceID or fingerprint column)</label>
+        <input id="devices" name="devices" type="file" accept=".csv,text/csv" required>
+        <button type="submit" id="bulk-run">Run</button>
+        </form>
+        {{/mayChange}}
+        {{^mayChange}}<p>Deactivating and bulk runs need an operator or admin sign-in.</p>{{/mayChange}}
+        """
+
+    static let history = """
+        <h1>Bulk runs</h1>
+        <p><a href="/activations">Activations</a> · <a id="history-csv" href="/activations/history.csv">Every row as CSV</a></p>
+        {{#run}}
+        <h2 id="run-title">Run {{id}}: {{action}} {{part}} — {{applied}} applied, {{failed}} failed</h2>
+        <table id="run-results">
+        <thead><tr><th>Row</th><th>Device</th><th>Result</th><th>Reason</th><th>Activation</th></tr></thead>
+        <tbody>
+        {{#results}}<tr><td>{{row}}</td><td>{{device}}</td><td class="{{resultClass}}">{{result}}</td><td>{{reason}}</td><td><code>{{activation}}</code></td></tr>{{/results}}
+        </tbody>
+        </table>
+        {{/run}}
+        <h2>Every run</h2>
+        <table id="runs">
+        <thead><tr><th>Run</th><th>Time</th><th>Actor</th><th>Action</th><th>Part</th><th>Applied</th><th>Failed</th></tr></thead>
+        <tbody>
+        {{#runs}}<tr><td><a href="/activations/history?run={{idQuery}}">{{id}}</a></td><td>{{at}}</td><td>{{actor}}</td><td>{{action}}</td><td>{{part}}</td><td>{{applied}}</td><td>{{failed}}</td></tr>{{/runs}}
+        {{^runs}}<tr><td colspan="7">No bulk run yet.</td></tr>{{/runs}}
+        </tbody>
+        </table>
+        """
+
+    static let reports = """
+        <h1>Reports</h1>
+        <form method="get" action="/reports" class="filter" id="report-form">
+        <label for="from">From</label> <input id="from" name="from" type="date" value="{{from}}">
+        <label for="to">To</label> <input id="to" name="to" type="date" value="{{to}}">
+        <label for="by">Usage by</label>
+        <select id="by" name="by">{{#groupings}}<option value="{{name}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/groupings}}</select>
+        <label for="feature">Feature</label>
+        <select id="feature" name="feature"><option value="">every feature</option>{{#features}}<option value="{{name}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/features}}</select>
+        <label for="months">Forecast months</label> <input id="months" name="months" type="number" min="1" max="120" value="{{months}}">
+        <button type="submit">Show</button>
+        </form>
+        <h2>Seats in use, {{subject}}</h2>
+        <figure id="usage-chart">{{{chart}}}
+        <figcaption>Most seats held at once (line) and on average (area) per interval{{#capacity}}, against the {{capacity}} licensed (dashed){{/capacity}}; peak <strong id="peak">{{peak}}</strong>{{#peakAt}} first at {{peakAt}}{{/peakAt}}. From {{records}} audit records. <a href="/reports/series?{{query}}">CSV</a></figcaption>
+        </figure>
+        <h2>Usage by {{grouping}} <a class="download" id="usage-csv" href="/reports/usage?{{query}}">CSV</a></h2>
+        {{#usage}}<div class="wide"><table id="usage"><thead><tr>{{#columns}}<th>{{.}}</th>{{/columns}}</tr></thead><tbody>
+        {{#rows}}<tr>{{#cells}}<td>{{.}}</td>{{/cells}}</tr>{{/rows}}
+        {{#empty}}<tr><td>Nothing was used in this window.</td></tr>{{/empty}}
+        </tbody></table></div>{{/usage}}
+        <h2>Compliance <a class="download" id="compliance-csv" href="/reports/compliance?{{query}}">CSV</a></h2>
+        {{#compliance}}<div class="wide"><table id="compliance"><thead><tr>{{#columns}}<th>{{.}}</th>{{/columns}}</tr></thead><tbody>
+        {{#rows}}<tr>{{#cells}}<td>{{.}}</td>{{/cells}}</tr>{{/rows}}
+        {{#empty}}<tr><td>No licence was in force.</td></tr>{{/empty}}
+        </tbody></table></div>{{/compliance}}
+        <h2>Forecast, {{months}} months ahead <a class="download" id="forecast-csv" href="/reports/forecast?{{query}}">CSV</a></h2>
+        {{#forecast}}<div class="wide"><table id="forecast"><thead><tr>{{#columns}}<th>{{.}}</th>{{/columns}}</tr></thead><tbody>
+        {{#rows}}<tr>{{#cells}}<td>{{.}}</td>{{/cells}}</tr>{{/rows}}
+        {{#empty}}<tr><td>Nothing to forecast.</td></tr>{{/empty}}
+        </tbody></table></div>{{/forecast}}
+        """
+
     static let server = """
         <h1>Server</h1>
         <dl>
@@ -222,6 +322,19 @@ enum ConsoleTemplates {
         .problem { background: #fbe9e8; padding: .5rem .8rem; }
         form.revoke, form.revoke-all { display: inline-block; margin: 0 .3rem .2rem 0; }
         code { font-size: .85em; }
+        .wide { overflow-x: auto; }
+        form.filter label, form.bulk label { margin-left: .6rem; }
+        form.deactivate { display: inline-block; }
+        figure { margin: 0 0 1.5rem; background: #fff; padding: .6rem; }
+        svg.chart { width: 100%; max-width: 60rem; height: auto; }
+        svg.chart .grid { stroke: #e3e6ea; stroke-width: 1; }
+        svg.chart .axis { font-size: 11px; fill: #5a6470; }
+        svg.chart .average { fill: #6c9bd2; fill-opacity: .35; stroke: none; }
+        svg.chart .peak { fill: none; stroke: #1f5fa8; stroke-width: 1.5; }
+        svg.chart .capacity { stroke: #b8332f; stroke-width: 1.5; stroke-dasharray: 6 4; }
+        svg.chart .capacity-label { font-size: 11px; fill: #b8332f; }
+        svg.chart .peak-mark { fill: #c9822b; }
+        svg.chart .peak-label { font-size: 11px; fill: #1b1f24; }
         td code { word-break: break-all; }
         """
 

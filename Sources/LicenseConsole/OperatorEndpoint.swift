@@ -1,9 +1,12 @@
 import Dispatch
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 public import LicenseServer
 public import Logging
 public import NIOCore
 import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 
 /// The operator's HTTP listener (default 127.0.0.1:9270), apart from the licence protocol, on
@@ -36,7 +39,7 @@ public struct OperatorEndpoint: Service {
     func router() throws -> Router<ConsoleContext> {
         let router = Router(context: ConsoleContext.self)
         if Console.isEnabled(self.server.configuration) {
-            try Console(server: self.server, secure: false).addRoutes(to: router)
+            try Console(server: self.server, secure: !self.server.configuration.operatorTLSCertificate.isEmpty).addRoutes(to: router)
         }
         let server = self.server
         router.get("metrics") { _, _ in
@@ -64,6 +67,16 @@ public struct OperatorEndpoint: Service {
         return router
     }
 
+    /// HTTP/1.1, with TLS 1.2+ when `operator_tls_certificate` is set.
+    static func serverBuilder(certificate: String, privateKey: String) throws -> HTTPServerBuilder {
+        guard !certificate.isEmpty else { return .http1() }
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: privateKey, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = TLSVersion.tlsv12
+        return try .tls(.http1(), tlsConfiguration: tls)
+    }
+
     static func text(_ body: [UInt8], type: String = "text/plain", status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = type
@@ -72,8 +85,20 @@ public struct OperatorEndpoint: Service {
 
     public func run() async throws {
         let bound = self.bound
+        let builder: HTTPServerBuilder
+        do {
+            builder = try Self.serverBuilder(
+                certificate: self.server.configuration.operatorTLSCertificate,
+                privateKey: self.server.configuration.operatorTLSPrivateKey
+            )
+        } catch {
+            let message = "cannot use operator_tls_certificate / operator_tls_private_key: \(error)"
+            bound.fail(ConfigurationError(message))
+            throw ConfigurationError(message)
+        }
         let application = Application(
             router: try self.router(),
+            server: builder,
             configuration: .init(address: .hostname(self.host, port: self.port), serverName: nil),
             onServerRunning: { channel in
                 if let address = channel.localAddress { bound.succeed(address) }

@@ -93,6 +93,10 @@ extension ServerConfiguration {
         Option(name: "console_session_minutes", help: "how long a web console sign-in lasts") {
             $0.consoleSessionMinutes = try int($1, "console_session_minutes")
         },
+        Option(name: "operator_tls_certificate", help: "PEM certificate chain: HTTPS on the metrics listener and console (default off)") {
+            $0.operatorTLSCertificate = $1
+        },
+        Option(name: "operator_tls_private_key", help: "PEM private key of operator_tls_certificate") { $0.operatorTLSPrivateKey = $1 },
         Option(name: "max_connections", help: "most open connections") { $0.maxConnections = try int($1, "max_connections") },
         Option(name: "max_connections_per_address", help: "most open connections from one address") {
             $0.maxConnectionsPerAddress = try int($1, "max_connections_per_address")

@@ -74,6 +74,11 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var console = true
     /// How long a console sign-in lasts, in minutes.
     public var consoleSessionMinutes = 480
+    /// PEM certificate chain for TLS (HTTPS) on the operator listener — the console, /metrics,
+    /// /healthz, /readyz; empty = plain HTTP (the default).
+    public var operatorTLSCertificate = ""
+    /// PEM private key of `operator_tls_certificate`.
+    public var operatorTLSPrivateKey = ""
     /// Most open connections; beyond, a new connection gets RESOURCE_EXHAUSTED and is closed.
     public var maxConnections = 100_000
     /// Most open connections from one network address.
@@ -195,6 +200,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         guard self.tlsCertificate.isEmpty == self.tlsPrivateKey.isEmpty else {
             throw ConfigurationError("tls_certificate and tls_private_key go together: set both or neither")
         }
+        guard self.operatorTLSCertificate.isEmpty == self.operatorTLSPrivateKey.isEmpty else {
+            throw ConfigurationError("operator_tls_certificate and operator_tls_private_key go together: set both or neither")
+        }
         guard self.tlsClientCA.isEmpty || self.tlsEnabled else {
             throw ConfigurationError("tls_client_ca needs tls_certificate and tls_private_key (client certificates are a TLS feature)")
         }
@@ -216,8 +224,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         guard self.badTokenLimit >= 0, self.badTokenDelayMs >= 0, self.badTokenDelayMs <= 60_000 else {
             throw ConfigurationError("bad_token_limit must be at least 0 and bad_token_delay_ms between 0 and 60000")
         }
-        // Below an hour, NTP's corrections and a resumed laptop's first minutes would stop licences.
         guard self.consoleSessionMinutes >= 1 else { throw ConfigurationError("console_session_minutes must be at least 1") }
+        // Below an hour, NTP's corrections and a resumed laptop's first minutes would stop licences.
         guard self.clockSetbackToleranceHours >= 1, self.clientClockSkewMs >= 0 else {
             throw ConfigurationError("clock_setback_tolerance_hours must be at least 1 and client_clock_skew_ms not negative")
         }

@@ -5,6 +5,7 @@ import LicenseClient
 import LicenseCommandLine
 import LicenseCore
 import LicenseProtocol
+import LicenseReports
 import SwiftProtobuf
 
 struct Activations: AsyncParsableCommand {
@@ -62,16 +63,7 @@ struct Activations: AsyncParsableCommand {
         @OptionGroup var options: ServerOptions
 
         func run() async throws {
-            print("Part Name,Part ID,Assigned Date,Status,Device ID,Device Name,User,Last Seen")
-            for a in try await fetchActivations(self.options) {
-                print(
-                    [
-                        a.partName, a.licenseID, Timestamp.iso8601(a.activatedAtMs), a.status, a.activationID, a.machineName, a.user,
-                        Timestamp.iso8601(a.lastSeenMs),
-                    ]
-                    .map(csvField).joined(separator: ",")
-                )
-            }
+            Report.write(ActivationTables.activations(try await fetchActivations(self.options)).render(.csv))
         }
     }
 
@@ -88,18 +80,7 @@ struct Activations: AsyncParsableCommand {
             request.month = self.month
             guard case .history(let response) = try await administer(client, .history(request)) else { throw CLIError("unexpected answer") }
             if self.csv {
-                print("Run,Time,Actor,Part,Action,Row,Device,Result,Reason,Activation")
-                for run in response.runs {
-                    for r in run.results {
-                        print(
-                            [
-                                run.runID, Timestamp.iso8601(run.atMs), run.actor, run.part, run.revoke ? "revoke" : "assign", "\(r.row)",
-                                r.device,
-                                r.applied ? "applied" : "failed", r.reason, r.activationID,
-                            ].map(csvField).joined(separator: ",")
-                        )
-                    }
-                }
+                Report.write(ActivationTables.runs(response.runs).render(.csv))
             } else if self.options.json {
                 var options = JSONEncodingOptions()
                 options.preserveProtoFieldNames = true
@@ -164,5 +145,3 @@ private func bulk(_ options: ServerOptions, part: String, file: String, revoke: 
         print("run \(run.runID): \(applied) applied, \(run.results.count - applied) failed")
     }
 }
-
-func csvField(_ text: String) -> String { AuditCSV.field(text) }

@@ -6,6 +6,7 @@ import LicenseCommandLine
 import LicenseCrypto
 import LicenseFiles
 import LicenseProtocol
+import LicenseReports
 
 /// `licensectl audit verify|export`: the hash-chained audit trail, read from its files.
 struct Audit: AsyncParsableCommand {
@@ -277,18 +278,9 @@ struct OutputSink {
 /// Times on the command line: a date, an ISO 8601 instant, or milliseconds since 1970.
 enum TimeArgument {
     static func milliseconds(_ text: String, option: String) throws -> Int64 {
-        if let ms = Int64(text) { return ms }
-        let formatter = ISO8601DateFormatter()
-        if text.count == 10 {
-            formatter.formatOptions = [.withFullDate]
-        } else if text.contains(".") {
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        } else {
-            formatter.formatOptions = [.withInternetDateTime]
-        }
-        guard let date = formatter.date(from: text) else {
+        guard let ms = ReportTime.milliseconds(text) else {
             throw CLIError("\(option) '\(text)' is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or milliseconds since 1970")
         }
-        return Int64((date.timeIntervalSince1970 * 1000).rounded())
+        return ms
     }
 }

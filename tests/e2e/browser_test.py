@@ -119,6 +119,26 @@ try:
     check("Snapshot written" in browser.find_element(By.CSS_SELECTOR, "p.notice").text, "a snapshot taken from the server page")
     shot(browser, "server")
 
+    # Activations: a device list uploaded through the page's file input; the run's rows shown.
+    devices = os.path.join(work, "browser-devices.csv")
+    with open(devices, "w") as f:
+        f.write("DeviceID\nWS-101\nWS-102\nWS-103\n")
+    browser.find_element(By.LINK_TEXT, "Activations").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "devices"))).send_keys(devices)
+    browser.find_element(By.ID, "bulk-run").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "run-title")))
+    check("3 applied, 0 failed" in browser.find_element(By.ID, "run-title").text, f"a bulk run from an uploaded file: {browser.find_element(By.ID, 'run-title').text}")
+    shot(browser, "activations-run")
+    browser.find_element(By.LINK_TEXT, "Activations").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "activations")))
+    check(len(browser.find_elements(By.CSS_SELECTOR, "#activations tr[data-activation]")) == 3, "the activations page lists the three devices")
+    shot(browser, "activations")
+    browser.find_element(By.LINK_TEXT, "Reports").click()
+    WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "svg.chart")))
+    check(browser.find_elements(By.CSS_SELECTOR, "svg.chart path.peak") and browser.find_element(By.ID, "peak").text == "1",
+          f"the reports page draws the chart with the peak of 1 seat ({browser.find_element(By.ID, 'peak').text})")
+    shot(browser, "reports")
+
     # An auditor: no revoke control; a forged POST with its session and CSRF token is refused.
     browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
     WebDriverWait(browser, 15).until(expected_conditions.presence_of_element_located((By.ID, "token")))
@@ -150,5 +170,5 @@ finally:
         holder.kill()
     stop_daemon(daemon, daemon_log)
 shots = sorted(os.listdir(screenshots))
-check(len(shots) >= 9, f"a screenshot of each page: {', '.join(shots)}")
+check(len(shots) >= 12, f"a screenshot of each page: {', '.join(shots)}")
 check.finish("browser")
