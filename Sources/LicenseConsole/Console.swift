@@ -246,16 +246,24 @@ struct Console: Sendable {
     // MARK: - Pages
 
     func dashboard(_ request: Request, _ session: ConsoleSession) async throws -> Response {
-        let status = try await session.client.status()
+        let status = try await session.client.status(includeLicenses: true)
         let (ready, readiness) = try await self.server.readiness().get()
+        let now = status.serverTimeMs
         var live: [String: Any] = [
             "readiness": readiness, "readyClass": ready ? "good" : "bad", "version": status.serverVersion, "sessions": status.sessions,
             "features": status.features.map(Self.featureRow),
-            "licences": status.licenses.map { licence -> [String: Any] in
-                [
+            // By expiry: what needs attention first (expired, in grace, at risk), then the soonest to end.
+            "licences": status.licenses.sorted { Self.expiryOrder($0, now) < Self.expiryOrder($1, now) }.map { licence -> [String: Any] in
+                let soon = licence.expiresAtMs > 0 && licence.expiresAtMs - now < 30 * 86_400_000 && licence.state == .compliant
+                let expires =
+                    licence.expiresAtMs == 0
+                    ? "perpetual"
+                    : Timestamp.iso8601(licence.expiresAtMs)
+                        + (licence.expiresAtMs > now ? " (in \(SeatLedger.duration(licence.expiresAtMs - now)))" : "")
+                return [
                     "id": licence.licenseID, "state": licence.state == .expiring ? "EXPIRING (grace)" : licence.state.name,
-                    "stateClass": [.compliant, .expiring].contains(licence.state) ? "good" : "bad",
-                    "expires": licence.expiresAtMs == 0 ? "perpetual" : Timestamp.iso8601(licence.expiresAtMs),
+                    "stateClass": licence.state == .compliant ? (soon ? "warn" : "good") : licence.state == .expiring ? "warn" : "bad",
+                    "expires": expires, "model": licence.license.model == .nodeLocked ? "node-locked" : "floating",
                     "features": licence.features.joined(separator: ", "),
                 ]
             },
@@ -276,6 +284,20 @@ struct Console: Sendable {
         let fragment = self.templates.render(live, withTemplate: "dashboard-live") ?? ""
         if request.uri.queryParameters.get("fragment") != nil { return Self.html(fragment) }
         return self.page("dashboard", title: "Dashboard", ["live": fragment], session: session)
+    }
+
+    /// Sort key of a licence on the dashboard: expired, in grace, at risk or stopped first; then
+    /// the soonest to end; perpetual last.
+    static func expiryOrder(_ licence: Licensed_V1_LicenseStatus, _ now: Int64) -> (Int, Int64, String) {
+        let urgency: Int =
+            switch licence.state {
+            case .expired, .clockSetback: 0
+            case .expiring: 1
+            case .atRisk: 2
+            case .notYetValid: 4
+            default: 3
+            }
+        return (urgency, licence.expiresAtMs == 0 ? .max : licence.expiresAtMs, licence.licenseID)
     }
 
     static func featureRow(_ feature: Licensed_V1_FeatureStatus) -> [String: Any] {

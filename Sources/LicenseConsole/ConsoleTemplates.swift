@@ -85,10 +85,10 @@ enum ConsoleTemplates {
         <section class="licences">
         <h2>Licences</h2>
         <table>
-        <thead><tr><th>Licence</th><th>State</th><th>Expires</th><th>Features</th></tr></thead>
+        <thead><tr><th>Licence</th><th>State</th><th>Expires</th><th>Model</th><th>Features</th></tr></thead>
         <tbody>
-        {{#licences}}<tr><td>{{id}}</td><td class="state {{stateClass}}">{{state}}</td><td>{{expires}}</td><td>{{features}}</td></tr>{{/licences}}
-        {{#rejected}}<tr><td>{{file}} block {{block}}</td><td class="state bad">REJECTED</td><td></td><td>{{reason}}</td></tr>{{/rejected}}
+        {{#licences}}<tr data-licence="{{id}}"><td>{{id}}</td><td class="state {{stateClass}}">{{state}}</td><td>{{expires}}</td><td>{{model}}</td><td>{{features}}</td></tr>{{/licences}}
+        {{#rejected}}<tr><td>{{file}} block {{block}}</td><td class="state bad">REJECTED</td><td></td><td></td><td>{{reason}}</td></tr>{{/rejected}}
         </tbody>
         </table>
         </section>
@@ -318,6 +318,7 @@ enum ConsoleTemplates {
         svg.bar .fill.full { fill: #b8332f; }
         .bad { color: #b8332f; font-weight: 600; }
         .good { color: #3c8d5a; }
+        .warn { color: #c9822b; font-weight: 600; }
         .notice { background: #e6f3ea; padding: .5rem .8rem; }
         .problem { background: #fbe9e8; padding: .5rem .8rem; }
         form.revoke, form.revoke-all { display: inline-block; margin: 0 .3rem .2rem 0; }

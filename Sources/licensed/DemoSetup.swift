@@ -61,7 +61,7 @@ struct DemoSetup {
         let server = "\(host):\(port)"
         let consoleLines =
             console.map {
-                "The web console: http://\($0)/  (sign in with the operator token \(self.consoleToken))\n"
+                "The web console: \($0)  (sign in with the operator token \(self.consoleToken))\n"
             } ?? ""
         // Straight to the file descriptor: stdout may be a pipe, where print() would sit in a buffer.
         let text = """

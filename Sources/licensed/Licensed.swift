@@ -177,7 +177,8 @@ struct Licensed: AsyncParsableCommand {
             if let demoLicense {
                 tasks.addTask {
                     guard let address = try? await server.localAddress else { return }
-                    let console = try? configuration.metricsAddress().map { "\($0.host):\($0.port)" }
+                    let scheme = configuration.operatorTLSCertificate.isEmpty ? "http" : "https"
+                    let console = try? configuration.metricsAddress().map { "\(scheme)://\($0.host):\($0.port)/" }
                     demoLicense.printInstructions(
                         port: address.port ?? configuration.port,
                         host: configuration.listenHost,

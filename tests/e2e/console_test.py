@@ -151,7 +151,7 @@ try:
           "an auditor has no reload control on the server page, and its POST is refused")
     status, _, server = request("GET", "/server", cookie=operator)
     status, headers, _ = request("POST", "/server/reload", {"csrf": csrf_of(server)}, cookie=operator)
-    check(status == 303 and "Reloaded: 2 licence" in urllib.parse.unquote(headers.get("location", "")), "the operator reloads the licences")
+    check(status == 303 and "Reloaded: 3 licence" in urllib.parse.unquote(headers.get("location", "")), "the operator reloads the licences")
     status, headers, _ = request("POST", "/server/snapshot", {"csrf": csrf_of(server)}, cookie=operator)
     check(status == 303 and "Snapshot written" in urllib.parse.unquote(headers.get("location", "")), "... and takes a snapshot")
 
@@ -172,6 +172,9 @@ try:
     denied.close()
     status, _, dashboard = request("GET", "/?fragment=1", cookie=auditor)
     check(re.search(r'data-feature="cad">.*?class="denials">1<', dashboard, re.S) is not None, "the dashboard shows the denial in the last hour")
+    order = re.findall(r'<tr data-licence="([^"]+)"><td>[^<]*</td><td class="state (\w+)">', dashboard)
+    check([licence for licence, _ in order] == ["console-soon", "console-cad", "console-part"] and order[0][1] == "warn",
+          f"the dashboard lists every licence by expiry, the one ending in 10 days first and flagged ({order})")
     snapshot = re.search(r'id="last-snapshot">([^<]*)<', dashboard)
     check(snapshot is not None and "up to change" in snapshot.group(1), f"... and the last snapshot ({snapshot.group(1) if snapshot else 'none'})")
 
