@@ -63,6 +63,18 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenLDAP",
+            pkgConfig: "ldap",
+            providers: [.apt(["libldap-dev"])]
+        ),
+        // The organisation from LDAP / Active Directory (OpenLDAP's client library): users, units,
+        // cost centres, locations, groups, the disabled flag.
+        .target(
+            name: "LicenseDirectory",
+            dependencies: ["COpenLDAP"],
+            swiftSettings: swiftSettings
+        ),
         // Generated protobuf types and the length-prefixed frame codec. No logic.
         .target(
             name: "LicenseProtocol",
@@ -153,7 +165,7 @@ let package = Package(
         .target(
             name: "LicenseServer",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc",
+                "LicenseCore", "LicenseProtocol", "LicenseCrypto", "LicenseStore", "LicenseAudit", "LicenseFiles", "CMalloc", "LicenseDirectory",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -336,6 +348,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "LicenseDirectoryTests",
+            dependencies: ["LicenseDirectory"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "LicenseCryptoTests",
             dependencies: ["LicenseCrypto", "LicenseTestSupport"],
             swiftSettings: swiftSettings
@@ -370,7 +387,7 @@ let package = Package(
             name: "LicenseServerTests",
             dependencies: [
                 "LicenseServer", "LicenseClient", "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseStore", "LicenseAudit",
-                "LicenseFiles", "LicenseHost", "LicenseTestSupport",
+                "LicenseFiles", "LicenseHost", "LicenseTestSupport", "LicenseDirectory",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -11,6 +11,8 @@ public struct ClientIdentity: Sendable, Hashable, Codable {
         var clientVersion: String
         var groups: [String]
         var address: String
+        var costCentre = ""
+        var location = ""
     }
 
     final class Box: Sendable {
@@ -45,6 +47,16 @@ public struct ClientIdentity: Sendable, Hashable, Codable {
         get { self.box.fields.groups }
         set { self.update { $0.groups = newValue } }
     }
+    /// Cost centre, from the directory (empty: none known).
+    public var costCentre: String {
+        get { self.box.fields.costCentre }
+        set { self.update { $0.costCentre = newValue } }
+    }
+    /// Location, from the directory (empty: none known).
+    public var location: String {
+        get { self.box.fields.location }
+        set { self.update { $0.location = newValue } }
+    }
     /// The peer's network address as text ("10.1.2.3", "fd00::7"), for allowed_networks.
     public var address: String {
         get { self.box.fields.address }
@@ -58,10 +70,21 @@ public struct ClientIdentity: Sendable, Hashable, Codable {
         clientName: String = "",
         clientVersion: String = "",
         groups: [String] = [],
-        address: String = ""
+        address: String = "",
+        costCentre: String = "",
+        location: String = ""
     ) {
         self.box = Box(
-            Fields(user: user, host: host, clientName: clientName, clientVersion: clientVersion, groups: groups, address: address)
+            Fields(
+                user: user,
+                host: host,
+                clientName: clientName,
+                clientVersion: clientVersion,
+                groups: groups,
+                address: address,
+                costCentre: costCentre,
+                location: location
+            )
         )
     }
 

@@ -82,6 +82,20 @@ public struct LicensePool: Sendable {
         if identity.groups.contains(where: { group in license.excludedGroups.contains { GroupPath.isWithin(group, $0) } }) {
             return LicenseError(.userNotAllowed, "licence '\(self.id)' excludes a group of user '\(identity.user)'")
         }
+        if !license.allowedCostCentres.isEmpty, !license.allowedCostCentres.contains(identity.costCentre) {
+            return LicenseError(
+                .userNotAllowed,
+                "licence '\(self.id)' serves cost centre \(license.allowedCostCentres.joined(separator: ", ")) only; user '\(identity.user)' is "
+                    + (identity.costCentre.isEmpty ? "in no cost centre" : "in cost centre \(identity.costCentre)")
+            )
+        }
+        if !license.allowedLocations.isEmpty, !license.allowedLocations.contains(identity.location) {
+            return LicenseError(
+                .userNotAllowed,
+                "licence '\(self.id)' serves location \(license.allowedLocations.joined(separator: ", ")) only; user '\(identity.user)' is "
+                    + (identity.location.isEmpty ? "at no known location" : "at location \(identity.location)")
+            )
+        }
         if self.scopeDistance(for: identity) == nil {
             return LicenseError(.userNotAllowed, "licence '\(self.id)' serves groups \(license.allowedGroups.joined(separator: ", ")) only")
         }

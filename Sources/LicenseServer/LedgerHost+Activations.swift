@@ -27,6 +27,7 @@ extension LedgerHost {
         actor: String,
         details: [(String, AuditEvent.Value)] = []
     ) -> Result<Licensed_V1_ActivateResponse, LicenseError> {
+        if let refusal = self.directoryRefusal(user: identity.user) { return .failure(refusal) }
         guard request.fingerprint.count <= 64, request.fingerprint.allSatisfy({ $0.count <= 128 }) else {
             return .failure(LicenseError(.invalidArgument, "a fingerprint has at most 64 components of at most 128 characters"))
         }
@@ -215,12 +216,7 @@ extension LedgerHost {
             guard !machine.user.isEmpty, !machine.machineName.isEmpty else {
                 return .failure(LicenseError(.invalidArgument, "an offline activation request names the machine's user and machine name"))
             }
-            let device = ClientIdentity(
-                user: machine.user,
-                host: machine.machineName,
-                clientName: "offline",
-                groups: self.context.configuration.groups(user: machine.user, host: machine.machineName)
-            )
+            let device = self.directoryIdentity(ClientIdentity(user: machine.user, host: machine.machineName, clientName: "offline"))
             details += [("device_user", .string(device.user)), ("machine", .string(device.host))]
             return self.activate(machine, identity: device, actor: actor, details: details).map { activated in
                 var response = Licensed_V1_FulfilResponse()

@@ -3,6 +3,7 @@ import Foundation
 import LicenseAudit
 import LicenseCore
 import LicenseCrypto
+import LicenseDirectory
 import LicenseProtocol
 import LicenseStore
 import Logging
@@ -136,6 +137,7 @@ extension LedgerHost {
             response.lastSnapshotMs = snapshot.takenAtMs
             response.lastSnapshotSequence = snapshot.sequence
         }
+        if self.context.configuration.directory.enabled { response.directory = self.directoryStatus }
         if let cluster = self.cluster {
             response.clusterRole = cluster.isActive ? "active" : "standby"
             response.clusterNode = cluster.nodeID

@@ -44,6 +44,9 @@ extension LedgerHost {
             borrowMs: Int64(request.borrowMs),
             buildDateMs: request.buildDateMs
         )
+        if let user = self.ledger.identity(ofSession: session)?.user, let refusal = self.directoryRefusal(user: user) {
+            return .answer(.failure(self.denied(refusal, command)))
+        }
         let now = self.nowMs
         switch self.ledger.checkOut(command, at: now) {
         case .failure(let error) where error.code == .noSeats && request.waitMs > 0:
@@ -100,9 +103,17 @@ extension LedgerHost {
         return response
     }
 
-    func checkIn(_ request: Licensed_V1_CheckInRequest, session: SessionID, role: Role, reason: String = "") -> Result<
-        Licensed_V1_CheckInResponse, LicenseError
-    > {
+    /// Checks a lease in: its holder's own, or (a role that may revoke) anyone's — then the holder
+    /// is told, by `teller`, with the reason. `actor` overrides the session's identity in the
+    /// audit trail (the directory reclaiming from a leaver).
+    func checkIn(
+        _ request: Licensed_V1_CheckInRequest,
+        session: SessionID,
+        role: Role,
+        reason: String = "",
+        actor: String? = nil,
+        teller: String = "an administrator"
+    ) -> Result<Licensed_V1_CheckInResponse, LicenseError> {
         guard let id = LeaseID(bytes: request.leaseID) else {
             return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes, not \(request.leaseID.count)"))
         }
@@ -111,11 +122,11 @@ extension LedgerHost {
             return .failure(error)
         case .success(let checkIn):
             var details: [(String, AuditEvent.Value)] = []
-            if checkIn.lease.sessionID != session { details.append(("role", .string(role.rawValue))) }
+            if checkIn.lease.sessionID != session, actor == nil { details.append(("role", .string(role.rawValue))) }
             if !reason.isEmpty { details.append(("reason", .string(reason))) }
             self.commit(
                 checkIn.changes,
-                actor: self.actor(of: session),
+                actor: actor ?? self.actor(of: session),
                 leases: [checkIn.lease] + checkIn.releasedAddOns,
                 details: details
             )
@@ -132,7 +143,7 @@ extension LedgerHost {
                 self.tell(
                     holderOf: lease,
                     .leaseRevoked,
-                    "an administrator checked in your lease of '\(lease.feature)'" + (reason.isEmpty ? "" : ": \(reason)")
+                    "\(teller) checked in your lease of '\(lease.feature)'" + (reason.isEmpty ? "" : ": \(reason)")
                 )
             }
             var response = Licensed_V1_CheckInResponse()

@@ -2,6 +2,7 @@ import DequeModule
 import Foundation
 import LicenseCore
 import LicenseCrypto
+import LicenseDirectory
 import LicenseProtocol
 import LicenseStore
 import Logging
@@ -81,6 +82,15 @@ extension LedgerHost {
         metrics.gauge("licensed_ready").record(self.isReady ? 1 : 0)
         metrics.gauge("licensed_clock_setback_seconds").record(Double(self.clockSetbackMs ?? 0) / 1000)
         metrics.gauge("licensed_clock_reference_timestamp_seconds").record(Double(self.ledger.clockReferenceMs) / 1000)
+        if let tree = self.directory.tree {
+            metrics.gauge("licensed_directory_users").record(Int64(tree.users.count))
+            metrics.gauge("licensed_directory_units").record(Int64(tree.units.count))
+            metrics.gauge("licensed_directory_last_success_timestamp_seconds").record(Double(tree.syncedAtMs) / 1000)
+            metrics.gauge("licensed_directory_leavers").record(Int64(self.directory.leavers.count))
+        }
+        if self.context.configuration.directory.enabled {
+            metrics.gauge("licensed_directory_sync_failing").record(self.directory.lastError == nil ? 0 : 1)
+        }
         if let cluster = self.cluster {
             let facts = cluster.facts()
             metrics.gauge("licensed_cluster_active").record(cluster.isActive ? 1 : 0)

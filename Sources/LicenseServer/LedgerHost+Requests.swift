@@ -59,6 +59,10 @@ extension LedgerHost {
                 result = self.history(request).map { .history($0) }
             case .subscribe:
                 result = self.subscribe(session: session).map { .subscribe($0) }
+            case .directorySync(let request):
+                // Read from the directory off the loop; the reply follows.
+                self.directorySync(request, requestID: message.requestID, session: session, role: role, replyTo: handler)
+                return
             case .clusterStatus:
                 // Read from etcd off the loop; the reply follows.
                 self.clusterStatus(requestID: message.requestID, replyTo: handler)
@@ -89,7 +93,7 @@ extension LedgerHost {
     }
 
     /// Records administrators' requests (and anyone's refused for want of a role) in the audit trail.
-    private func auditAdministration(
+    func auditAdministration(
         _ body: Licensed_V1_ClientMessage.OneOf_Body?,
         result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>,
         session: SessionID,
@@ -119,6 +123,7 @@ extension LedgerHost {
                 ("activation", .string(offline.activationID)),
             ]
         case .history(let request): specific = [("month", .string(request.month))]
+        case .directorySync(let request): specific = [("dry_run", .bool(request.dryRun))]
         case .status(let request) where request.includeHolders: break
         case .assign, .activations, .subscribe: break
         default:
@@ -160,6 +165,7 @@ extension Licensed_V1_ClientMessage.OneOf_Body {
         case .subscribe: "Subscribe"
         case .clusterStatus: "ClusterStatus"
         case .fulfil: "Fulfil"
+        case .directorySync: "DirectorySync"
         }
     }
 }

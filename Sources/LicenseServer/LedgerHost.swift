@@ -59,6 +59,12 @@ final class LedgerHost {
     var cluster: ClusterMembership?
     /// Refused check-outs per feature in the last hour.
     var recentDenials = RecentDenials()
+    /// The directory's tree and its leavers, the periodic sync, and whether a read is running.
+    var directory = DirectoryState()
+    var directorySync: RepeatedTask?
+    var directoryReading = false
+    /// The session the directory sync revokes as (no client holds it).
+    let directorySession = SessionID(bytes: SecureRandom.bytes(16))!
 
     init(
         eventLoop: any EventLoop,
@@ -141,6 +147,7 @@ final class LedgerHost {
             }
         )
         self.stopReaper()
+        self.stopDirectorySync()
     }
 
     /// Writes `replies`, then flushes each connection once.

@@ -195,6 +195,7 @@ public final class LicenseServer: Service {
         self.bound.succeed(address)
         try await self.eventLoop.submit {
             self.host.value.startReaper()
+            self.host.value.startDirectorySync()
             self.host.value.listening = true
             self.startWatchdog()
         }.get()
@@ -234,6 +235,7 @@ public final class LicenseServer: Service {
                 self.host.value.listening = false
                 self.watchdog.withLockedValue { $0?.cancel() }
                 self.host.value.stopReaper()
+                self.host.value.stopDirectorySync()
                 self.host.value.broadcastShutdown()
             }.get()
             self.closeRemainingConnections()

@@ -19,6 +19,7 @@ enum RequestAccess {
         case .fulfil: (.operator, "fulfilling an air-gapped machine's request")
         case .reload: (.operator, "reload")
         case .snapshot: (.operator, "snapshot")
+        case .directorySync: (.operator, "a directory sync")
         default: (.client, body.requestName)
         }
     }

@@ -2,6 +2,7 @@ import Configuration
 import Foundation
 import LicenseCore
 import LicenseCrypto
+import LicenseDirectory
 import LicenseStore
 import Yams
 
@@ -159,6 +160,59 @@ extension ServerConfiguration {
         Option(name: "cluster_etcd_ca", help: "PEM CA of the etcd members (set = TLS to etcd)") { $0.clusterEtcdCA = $1 },
         Option(name: "cluster_etcd_certificate", help: "PEM client certificate for etcd") { $0.clusterEtcdCertificate = $1 },
         Option(name: "cluster_etcd_key", help: "PEM key of cluster_etcd_certificate") { $0.clusterEtcdKey = $1 },
+        Option(name: "directory_urls", help: "ldap:// or ldaps:// URLs of the directory, tried in order (YAML: directory: urls:)") {
+            $0.directory.urls = list($1)
+        },
+        Option(name: "directory_start_tls", help: "upgrade ldap:// with StartTLS (true/false)") {
+            $0.directory.startTLS = try bool($1, "directory_start_tls")
+        },
+        Option(name: "directory_ca", help: "PEM CA of the directory's certificate (default: the system's)") { $0.directory.caFile = $1 },
+        Option(name: "directory_bind_dn", help: "DN to bind as (empty: anonymous)") { $0.directory.bindDN = $1 },
+        Option(name: "directory_password_file", help: "file holding the bind password") { $0.directory.passwordFile = $1 },
+        Option(name: "directory_base_dn", help: "where users and units are searched; its value is the root unit") {
+            $0.directory.baseDN = $1
+        },
+        Option(name: "directory_user_filter", help: "LDAP filter of user entries") { $0.directory.userFilter = $1 },
+        Option(name: "directory_user_attribute", help: "attribute holding the user name (AD: sAMAccountName)") {
+            $0.directory.userAttribute = $1
+        },
+        Option(name: "directory_host_attribute", help: "attribute holding the user's host (empty: none)") {
+            $0.directory.hostAttribute = $1
+        },
+        Option(name: "directory_unit_attribute", help: "attribute holding the unit as a path (empty: the DN's ou= components)") {
+            $0.directory.unitAttribute = $1
+        },
+        Option(name: "directory_cost_centre_attribute", help: "attribute holding the cost centre") {
+            $0.directory.costCentreAttribute = $1
+        },
+        Option(name: "directory_location_attribute", help: "attribute holding the location") { $0.directory.locationAttribute = $1 },
+        Option(name: "directory_member_of_attribute", help: "attribute listing the user's group DNs (empty: none)") {
+            $0.directory.memberOfAttribute = $1
+        },
+        Option(name: "directory_group_filter", help: "LDAP filter of group entries listing members (empty: none)") {
+            $0.directory.groupFilter = $1
+        },
+        Option(name: "directory_group_member_attribute", help: "attribute of a group entry listing member DNs") {
+            $0.directory.groupMemberAttribute = $1
+        },
+        Option(name: "directory_disabled_filter", help: "LDAP filter of disabled users (AD: userAccountControl bit 2)") {
+            $0.directory.disabledFilter = $1
+        },
+        Option(name: "directory_timeout_seconds", help: "seconds a directory search may take") {
+            $0.directory.timeoutSeconds = try int($1, "directory_timeout_seconds")
+        },
+        Option(name: "directory_page_size", help: "entries per page of a directory search") {
+            $0.directory.pageSize = try int($1, "directory_page_size")
+        },
+        Option(name: "directory_sync_seconds", help: "how often the directory is read") {
+            $0.directorySyncSeconds = try int($1, "directory_sync_seconds")
+        },
+        Option(name: "directory_activation_grace_seconds", help: "leavers keep their activations this long") {
+            $0.directoryActivationGraceSeconds = try int($1, "directory_activation_grace_seconds")
+        },
+        Option(name: "directory_dry_run", help: "report what syncs would reclaim, reclaim nothing (true/false)") {
+            $0.directoryDryRun = try bool($1, "directory_dry_run")
+        },
         Option(name: "tls_client_ca", help: "PEM CA of client certificates; set = clients must present one (mTLS)") {
             $0.tlsClientCA = $1
         },
@@ -279,11 +333,11 @@ extension ServerConfiguration {
         guard let mapping = node.mapping else { throw ConfigurationError("config must be a YAML mapping of option names to values") }
         for (keyNode, valueNode) in mapping {
             guard let key = keyNode.string else { throw ConfigurationError("config keys must be strings") }
-            if key == "cluster", let section = valueNode.mapping {
-                // The cluster section: `cluster: {etcd_endpoints: …}` sets cluster_etcd_endpoints.
+            if key == "cluster" || key == "directory", let section = valueNode.mapping {
+                // A section: `cluster: {etcd_endpoints: …}` sets cluster_etcd_endpoints, `directory: {urls: …}` directory_urls.
                 for (innerKey, innerValue) in section {
                     guard let name = innerKey.string else { throw ConfigurationError("config keys must be strings") }
-                    try self.apply(key: "cluster_" + name, value: innerValue)
+                    try self.apply(key: key + "_" + name, value: innerValue)
                 }
             } else {
                 try self.apply(key: key, value: valueNode)

@@ -1,5 +1,6 @@
 import LicenseAudit
 public import LicenseCore
+public import LicenseDirectory
 public import LicenseStore
 
 /// Everything the daemon can be told. Each option has one name, used as the YAML key, as the
@@ -149,6 +150,15 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// PEM key of `cluster_etcd_certificate`.
     public var clusterEtcdKey = ""
 
+    /// The directory the organisation is read from (YAML section `directory:`; off by default).
+    public var directory = DirectorySettings()
+    /// How often the directory is read, in seconds.
+    public var directorySyncSeconds = 900
+    /// Leavers' activations are deactivated this long after the sync that first saw them leave.
+    public var directoryActivationGraceSeconds = 7 * 86_400
+    /// Only report what a sync would reclaim; reclaim nothing (the tree is still used for groups).
+    public var directoryDryRun = false
+
     /// True when this node is part of a cluster on etcd.
     public var clustered: Bool { !self.clusterEtcdEndpoints.isEmpty }
 
@@ -199,6 +209,10 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         guard self.tlsCertificate.isEmpty == self.tlsPrivateKey.isEmpty else {
             throw ConfigurationError("tls_certificate and tls_private_key go together: set both or neither")
+        }
+        if let problem = self.directory.problem { throw ConfigurationError(problem) }
+        guard self.directorySyncSeconds >= 10, self.directoryActivationGraceSeconds >= 0 else {
+            throw ConfigurationError("directory_sync_seconds must be at least 10 and directory_activation_grace_seconds not negative")
         }
         guard self.operatorTLSCertificate.isEmpty == self.operatorTLSPrivateKey.isEmpty else {
             throw ConfigurationError("operator_tls_certificate and operator_tls_private_key go together: set both or neither")

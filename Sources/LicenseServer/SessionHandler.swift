@@ -241,13 +241,15 @@ final class SessionHandler: ChannelInboundHandler {
         }
         self.helloTimeout?.cancel()
         let resumed = sessionID != nil
-        let identity = ClientIdentity(
-            user: hello.user,
-            host: hello.host,
-            clientName: hello.clientName,
-            clientVersion: hello.clientVersion,
-            groups: self.context.configuration.groups(user: hello.user, host: hello.host),
-            address: address
+        // Groups from the configuration and, when one is configured, units, groups, cost centre and location from the directory.
+        let identity = self.host.directoryIdentity(
+            ClientIdentity(
+                user: hello.user,
+                host: hello.host,
+                clientName: hello.clientName,
+                clientVersion: hello.clientVersion,
+                address: address
+            )
         )
         let id = sessionID ?? self.host.open(identity, connection: self)
         if !resumed { self.host.clientClock(hello.clientTimeMs, user: hello.user, host: hello.host) }

@@ -14,7 +14,7 @@ struct Licensectl: AsyncParsableCommand {
             Keys.self, License.self, Token.self, Ping.self, Status.self, Checkout.self, Checkin.self, Reload.self, Snapshot.self,
             Fingerprint.self, Activate.self, Deactivate.self, Activations.self, OfflineActivation.self, Leases.self, Revoke.self,
             Queue.self,
-            Audit.self, Report.self, Watch.self, Cluster.self,
+            Audit.self, Report.self, Watch.self, Cluster.self, Directory.self,
         ]
     )
 }

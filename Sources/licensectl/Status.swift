@@ -45,6 +45,17 @@ struct Status: AsyncParsableCommand {
                 "CLOCK SETBACK: the server's clock (\(Timestamp.iso8601(status.serverTimeMs))) is \(SeatLedger.duration(status.clockSetbackMs)) behind the newest time it has seen (\(Timestamp.iso8601(status.clockReferenceMs))); licences with an end date, a trial or a maintenance date grant nothing until it is set right"
             )
         }
+        if status.hasDirectory, status.directory.configured {
+            let directory = status.directory
+            let age =
+                directory.syncedAtMs == 0 ? "never read" : "read \(SeatLedger.duration(status.serverTimeMs - directory.syncedAtMs)) ago"
+            var line = "directory: \(directory.users) user(s), \(directory.units) unit(s), \(directory.disabled) disabled; tree \(age)"
+            if !directory.source.isEmpty { line += " from \(directory.source)" }
+            if !directory.lastError.isEmpty {
+                line += "; LAST SYNC FAILED \(Timestamp.iso8601(directory.lastAttemptMs)): \(directory.lastError)"
+            }
+            print(line)
+        }
         print("")
         var rows = [["FEATURE", "IN USE", "CAPACITY", "OVERAGE", "QUEUED"]]
         for feature in status.features {

@@ -49,6 +49,11 @@ struct LicenseRulesTests {
         return nil
     }
 
+    static func message(_ result: Result<SeatLedger.Grant, LicenseError>) -> String {
+        if case .failure(let error) = result { return error.message }
+        return "granted"
+    }
+
     // MARK: Queue
 
     @Test("queue: waiters are served first in, first out; nobody jumps the queue; full queue and deadlines")
@@ -246,6 +251,41 @@ struct LicenseRulesTests {
         // OU 1.1's own pool is full: the next one comes from OU 1, then from Global.
         #expect(try ledger.checkOut(Self.request(ou11, 4), at: Self.t0).get().lease.licenseID == "OU1")
         #expect(try ledger.checkOut(Self.request(ou11, 5), at: Self.t0).get().lease.licenseID == "GLOBAL")
+    }
+
+    @Test("Matrix42's three dimensions: unit (group), cost centre and location must each match; a refusal names the dimension")
+    func costCentreAndLocation() throws {
+        var ledger = F.ledger([
+            Self.license("CC", count: 5) {
+                $0.allowedGroups = ["/global/ou1"]
+                $0.allowedCostCentres = ["CC-100"]
+                $0.allowedLocations = ["Berlin", "Munich"]
+            }
+        ])
+        func session(_ n: UInt64, _ user: String, unit: String, costCentre: String, location: String) -> SessionID {
+            let id = ID128(high: 0x5e55, low: n)
+            ledger.openSession(
+                id,
+                identity: ClientIdentity(user: user, host: "h", groups: [unit], costCentre: costCentre, location: location)
+            )
+            return id
+        }
+        let fits = session(1, "ann", unit: "/global/ou1/ou1.1", costCentre: "CC-100", location: "Munich")
+        #expect(try ledger.checkOut(Self.request(fits, 1), at: Self.t0).get().lease.licenseID == "CC")
+        let wrongCentre = session(2, "dan", unit: "/global/ou1", costCentre: "CC-200", location: "Berlin")
+        let centre = ledger.checkOut(Self.request(wrongCentre, 2), at: Self.t0)
+        #expect(Self.code(centre) == .userNotAllowed)
+        #expect(Self.message(centre).contains("cost centre CC-100 only; user 'dan' is in cost centre CC-200"))
+        let wrongPlace = session(3, "cat", unit: "/global/ou1", costCentre: "CC-100", location: "Paris")
+        #expect(
+            Self.message(ledger.checkOut(Self.request(wrongPlace, 3), at: Self.t0)).contains(
+                "location Berlin, Munich only; user 'cat' is at location Paris"
+            )
+        )
+        let unknown = session(4, "zed", unit: "/global/ou1", costCentre: "", location: "Berlin")
+        #expect(Self.message(ledger.checkOut(Self.request(unknown, 4), at: Self.t0)).contains("user 'zed' is in no cost centre"))
+        let otherUnit = session(5, "bob", unit: "/global/ou2", costCentre: "CC-100", location: "Berlin")
+        #expect(Self.code(ledger.checkOut(Self.request(otherUnit, 5), at: Self.t0)) == .userNotAllowed)
     }
 
     @Test("a reservation for a group is not consumable by non-members")

@@ -1,4 +1,5 @@
 import Foundation
+import LicenseDirectory
 import LicenseServer
 import Testing
 
@@ -74,6 +75,41 @@ struct ServerConfigurationTests {
             let configuration = try ServerConfiguration.load(yaml: text, environment: [:], arguments: [])
             #expect(configuration.clusterNodeID == "licence-\(node)")
             #expect(configuration.clusterEtcdEndpoints.count == 3)
+        }
+    }
+
+    @Test("the directory section, its variables and flags; bad directory settings name the option")
+    func directorySection() throws {
+        let yaml = """
+            directory:
+              urls: [ldaps://dc1.corp.example.com, ldaps://dc2.corp.example.com]
+              base_dn: DC=corp,DC=example
+              user_attribute: sAMAccountName
+              disabled_filter: (userAccountControl:1.2.840.113556.1.4.803:=2)
+              sync_seconds: 300
+            """
+        let configuration = try ServerConfiguration.load(yaml: yaml, environment: [:], arguments: [])
+        #expect(configuration.directory.urls == ["ldaps://dc1.corp.example.com", "ldaps://dc2.corp.example.com"])
+        #expect(configuration.directory.baseDN == "DC=corp,DC=example")
+        #expect(configuration.directory.userAttribute == "sAMAccountName")
+        #expect(configuration.directory.disabledFilter == "(userAccountControl:1.2.840.113556.1.4.803:=2)")
+        #expect(configuration.directorySyncSeconds == 300)
+        let flags = try ServerConfiguration.load(
+            yaml: "",
+            environment: ["LICENSED_DIRECTORY_BASE_DN": "o=Global"],
+            arguments: ["--directory-urls", "ldap://a:389,ldap://b:389", "--directory-dry-run", "true"]
+        )
+        #expect(flags.directory.urls == ["ldap://a:389", "ldap://b:389"] && flags.directory.baseDN == "o=Global" && flags.directoryDryRun)
+        for (bad, named) in [
+            ("directory: {urls: [http://x], base_dn: o=G}", "directory_urls"),
+            ("directory: {urls: [ldap://x]}", "directory_base_dn"),
+            ("directory: {urls: [ldap://x], base_dn: o=G, disabled_filter: 'employeeType=disabled'}", "directory_disabled_filter"),
+            ("directory: {urls: [ldap://x], base_dn: o=G, sync_seconds: 1}", "directory_sync_seconds"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) {
+                try ServerConfiguration.load(yaml: bad, environment: [:], arguments: [])
+            }
+            #expect(error?.message.contains(named) == true, "\(error?.message ?? "")")
         }
     }
 

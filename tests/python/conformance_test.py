@@ -347,6 +347,42 @@ operator.expect_error("fulfil", activation_pb2.FulfilRequest(request=Offline(act
 returned = operator.call("fulfil", activation_pb2.FulfilRequest(request=Offline(action=Offline.RETURN, activation_id=offline_id,
                                                                                 fingerprint=["fp-o1", "fp-o2"])))
 check(returned.deactivated_activation_id == offline_id, "Fulfil of a return frees the activation")
+# The directory (slapd, started by scripts/test-python): the tree in Status, cost centres from it,
+# a leaver disabled in slapd — listed by a dry run, its lease revoked by a sync, then refused —
+# and the role a sync needs.
+deadline = time.time() + 10
+while time.time() < deadline:
+    directory = auditor.call("status", floating_pb2.StatusRequest(features=["-"])).directory
+    if directory.users == 2:
+        break
+    time.sleep(0.1)
+check(directory.configured and directory.users == 2 and directory.units == 2 and directory.disabled == 0 and directory.source.startswith("ldap://"),
+      f"Status: the directory's tree (2 users, 2 units, from {directory.source})")
+staff = Connection(TOKENS["client"], user="py-staff", host="staff-ws")
+check(checkout(staff, "cc.tool").license_id == "py-cc", "a user of cost centre CC-7 (from the directory) gets the CC-7 licence")
+outsider = Connection(TOKENS["client"], user="jo-outside", host="jo-ws")
+refused = outsider.expect_error("check_out", floating_pb2.CheckOutRequest(feature="cc.tool"), Code.USER_NOT_ALLOWED,
+                                "a user in no cost centre is refused the CC-7 licence")
+check(refused is not None and "cost centre" in refused.message, "... the refusal names the dimension")
+outsider.close()
+leaver_conn = Connection(TOKENS["client"], user="py-leaver", host="leaver-ws")
+leaver_lease = checkout(leaver_conn, "cc.tool")
+subprocess.run(["ldapmodify", "-x", "-H", os.environ["SLAPD_URL"], "-D", os.environ["SLAPD_ADMIN"], "-w", "directory-secret"],
+               input=f"dn: uid=py-leaver,ou=Staff,o=Conformance\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n",
+               text=True, check=True, capture_output=True)
+auditor.expect_error("directory_sync", admin_pb2.DirectorySyncRequest(dry_run=True), Code.PERMISSION_DENIED, "an auditor asking for a directory sync")
+dry = operator.call("directory_sync", admin_pb2.DirectorySyncRequest(dry_run=True))
+leaver = [r for r in dry.reclaimed if r.user == "py-leaver"]
+check(dry.dry_run and dry.directory.disabled == 1 and leaver and leaver[0].reason == "disabled in the directory"
+      and list(leaver[0].lease_ids) == [leaver_lease.lease_id], "DirectorySync (dry run): the disabled user and the lease it would lose")
+check(len(auditor.call("leases", admin_pb2.LeasesRequest(user="py-leaver")).leases) == 1, "... and the lease is still held")
+synced = operator.call("directory_sync", admin_pb2.DirectorySyncRequest())
+check(not synced.dry_run and synced.directory.disabled == 1 and [r.user for r in synced.reclaimed] == ["py-leaver"],
+      "DirectorySync: the leaver's lease is revoked")
+event = leaver_conn.wait_event(protocol_pb2.Event.LEASE_REVOKED)
+check(event is not None and "disabled in the directory" in event.message, f"... and its holder is told why ({event.message if event else 'no event'})")
+leaver_conn.expect_error("check_out", floating_pb2.CheckOutRequest(feature="cc.tool"), Code.USER_NOT_ALLOWED, "a user disabled in the directory")
+leaver_conn.close()
 # A single node answers ClusterStatus for itself (a cluster's nodes answer from etcd).
 cluster = auditor.call("cluster_status", admin_pb2.ClusterStatusRequest())
 check(cluster.cluster == "" and len(cluster.nodes) == 1 and cluster.nodes[0].role == "single"

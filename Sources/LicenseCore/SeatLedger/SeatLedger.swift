@@ -347,6 +347,12 @@ public struct SeatLedger: Sendable {
         return ids.compactMap { self.leases[$0] }.filter { $0.baseLeaseID == baseID }.sorted { $0.grantedAtMs < $1.grantedAtMs }
     }
 
+    /// Gives every session the identity `refresh` makes of it (a directory sync changed groups,
+    /// cost centres or locations). Leases keep the identity they were granted with.
+    public mutating func refreshIdentities(_ refresh: (ClientIdentity) -> ClientIdentity) {
+        for id in Array(self.sessions.keys) { self.sessions[id]!.identity = refresh(self.sessions[id]!.identity) }
+    }
+
     /// The identity of session `id`.
     public func identity(ofSession id: SessionID) -> ClientIdentity? { self.sessions[id]?.identity }
 

@@ -555,6 +555,81 @@ public nonisolated struct Licensed_V1_SubscribeResponse: Sendable {
   public init() {}
 }
 
+/// Read the organisation from the directory now (`licensectl directory sync`; the daemon also
+/// syncs every directory_sync_seconds), swap the new tree in, and reclaim from leavers: users
+/// disabled in the directory or gone from it lose their leases at once (holders told) and their
+/// activations after directory_activation_grace_seconds. Operator or admin.
+public nonisolated struct Licensed_V1_DirectorySyncRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only report what would be reclaimed; change nothing (the tree is not swapped in either).
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What a sync found and did.
+public nonisolated struct Licensed_V1_DirectorySyncResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The directory as it stands after the sync (or, on a dry run, as it was read).
+  public var directory: Licensed_V1_DirectoryStatus {
+    get {_directory ?? Licensed_V1_DirectoryStatus()}
+    set {_directory = newValue}
+  }
+  /// Returns true if `directory` has been explicitly set.
+  public var hasDirectory: Bool {self._directory != nil}
+  /// Clears the value of `directory`. Subsequent reads from it will return its default value.
+  public mutating func clearDirectory() {self._directory = nil}
+
+  /// Per leaver: what was (or, on a dry run, would be) reclaimed.
+  public var reclaimed: [Licensed_V1_DirectoryReclaim] = []
+
+  /// True for a dry run.
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _directory: Licensed_V1_DirectoryStatus? = nil
+}
+
+/// A leaver and what is taken back from it.
+public nonisolated struct Licensed_V1_DirectoryReclaim: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The user.
+  public var user: String = String()
+
+  /// "disabled in the directory" or "no longer in the directory".
+  public var reason: String = String()
+
+  /// Leases revoked (or to be revoked).
+  public var leaseIds: [Data] = []
+
+  /// Activations deactivated (or to be) now that the grace period is over.
+  public var activationIds: [String] = []
+
+  /// Activations still in their grace period, and when it ends.
+  public var activationsInGrace: [String] = []
+
+  /// When the grace period of activations_in_grace ends.
+  public var graceEndsMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// The nodes of the cluster this server belongs to, as etcd holds them (`licensectl cluster status`).
 public nonisolated struct Licensed_V1_ClusterStatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1595,6 +1670,135 @@ nonisolated extension Licensed_V1_SubscribeResponse: SwiftProtobuf.Message, Swif
   public static func ==(lhs: Licensed_V1_SubscribeResponse, rhs: Licensed_V1_SubscribeResponse) -> Bool {
     if lhs.thresholdsPercent != rhs.thresholdsPercent {return false}
     if lhs.levelsPercent != rhs.levelsPercent {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_DirectorySyncRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DirectorySyncRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_DirectorySyncRequest, rhs: Licensed_V1_DirectorySyncRequest) -> Bool {
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_DirectorySyncResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DirectorySyncResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}directory\0\u{1}reclaimed\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._directory) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.reclaimed) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._directory {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.reclaimed.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.reclaimed, fieldNumber: 2)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_DirectorySyncResponse, rhs: Licensed_V1_DirectorySyncResponse) -> Bool {
+    if lhs._directory != rhs._directory {return false}
+    if lhs.reclaimed != rhs.reclaimed {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_DirectoryReclaim: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DirectoryReclaim"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}user\0\u{1}reason\0\u{3}lease_ids\0\u{3}activation_ids\0\u{3}activations_in_grace\0\u{3}grace_ends_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeRepeatedBytesField(value: &self.leaseIds) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.activationIds) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.activationsInGrace) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.graceEndsMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if !self.leaseIds.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.leaseIds, fieldNumber: 3)
+    }
+    if !self.activationIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.activationIds, fieldNumber: 4)
+    }
+    if !self.activationsInGrace.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.activationsInGrace, fieldNumber: 5)
+    }
+    if self.graceEndsMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.graceEndsMs, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_DirectoryReclaim, rhs: Licensed_V1_DirectoryReclaim) -> Bool {
+    if lhs.user != rhs.user {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.leaseIds != rhs.leaseIds {return false}
+    if lhs.activationIds != rhs.activationIds {return false}
+    if lhs.activationsInGrace != rhs.activationsInGrace {return false}
+    if lhs.graceEndsMs != rhs.graceEndsMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

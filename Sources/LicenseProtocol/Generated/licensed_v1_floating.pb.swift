@@ -401,64 +401,156 @@ public nonisolated struct Licensed_V1_RejectedLicense: Sendable {
   public init() {}
 }
 
+/// The directory as the server holds it (also in StatusResponse.directory).
+public nonisolated struct Licensed_V1_DirectoryStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A directory is configured (directory_urls).
+  public var configured: Bool = false
+
+  /// When the tree in use was read (0 = never).
+  public var syncedAtMs: Int64 = 0
+
+  /// Users, organisational units and disabled users in it.
+  public var users: UInt32 = 0
+
+  public var units: UInt32 = 0
+
+  public var disabled: UInt32 = 0
+
+  /// The server it was read from.
+  public var source: String = String()
+
+  /// How long that sync took.
+  public var durationMs: Int64 = 0
+
+  /// The last attempt, and its error when it failed (the last good tree keeps serving).
+  public var lastAttemptMs: Int64 = 0
+
+  public var lastError: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// What is licensed and in use.
-public nonisolated struct Licensed_V1_StatusResponse: Sendable {
+public nonisolated struct Licensed_V1_StatusResponse: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Per feature.
-  public var features: [Licensed_V1_FeatureStatus] = []
+  public var features: [Licensed_V1_FeatureStatus] {
+    get {_storage._features}
+    set {_uniqueStorage()._features = newValue}
+  }
 
   /// Per loaded licence.
-  public var licenses: [Licensed_V1_LicenseStatus] = []
+  public var licenses: [Licensed_V1_LicenseStatus] {
+    get {_storage._licenses}
+    set {_uniqueStorage()._licenses = newValue}
+  }
 
   /// Licence blocks rejected at the last load.
-  public var rejected: [Licensed_V1_RejectedLicense] = []
+  public var rejected: [Licensed_V1_RejectedLicense] {
+    get {_storage._rejected}
+    set {_uniqueStorage()._rejected = newValue}
+  }
 
   /// The server's Ed25519 public key (32 raw bytes).
-  public var serverPublicKey: Data = Data()
+  public var serverPublicKey: Data {
+    get {_storage._serverPublicKey}
+    set {_uniqueStorage()._serverPublicKey = newValue}
+  }
 
   /// Server software version.
-  public var serverVersion: String = String()
+  public var serverVersion: String {
+    get {_storage._serverVersion}
+    set {_uniqueStorage()._serverVersion = newValue}
+  }
 
   /// Sessions connected now.
-  public var sessions: UInt32 = 0
+  public var sessions: UInt32 {
+    get {_storage._sessions}
+    set {_uniqueStorage()._sessions = newValue}
+  }
 
   /// The audit trail's last written record: its sequence number and SHA-256 (hex). Set for
   /// auditor, operator and admin sessions only; `licensectl audit verify` compares the files with it
   /// (a trail cut short at its end still chains, but no longer reaches this record).
-  public var auditSequence: UInt64 = 0
+  public var auditSequence: UInt64 {
+    get {_storage._auditSequence}
+    set {_uniqueStorage()._auditSequence = newValue}
+  }
 
   /// See audit_sequence.
-  public var auditHash: String = String()
+  public var auditHash: String {
+    get {_storage._auditHash}
+    set {_uniqueStorage()._auditHash = newValue}
+  }
 
   /// The server's wall clock now.
-  public var serverTimeMs: Int64 = 0
+  public var serverTimeMs: Int64 {
+    get {_storage._serverTimeMs}
+    set {_uniqueStorage()._serverTimeMs = newValue}
+  }
 
   /// The newest time the server has seen: its durable high-water mark of the wall clock, its
   /// licences' issued_at and its audit trail's last record.
-  public var clockReferenceMs: Int64 = 0
+  public var clockReferenceMs: Int64 {
+    get {_storage._clockReferenceMs}
+    set {_uniqueStorage()._clockReferenceMs = newValue}
+  }
 
   /// How far the clock is behind clock_reference_ms while that is beyond the tolerance (a
   /// clock-setback episode: time-limited licences grant nothing); 0 otherwise.
-  public var clockSetbackMs: Int64 = 0
+  public var clockSetbackMs: Int64 {
+    get {_storage._clockSetbackMs}
+    set {_uniqueStorage()._clockSetbackMs = newValue}
+  }
 
   /// On a node of a cluster: "active" or "standby" (empty for a single server).
-  public var clusterRole: String = String()
+  public var clusterRole: String {
+    get {_storage._clusterRole}
+    set {_uniqueStorage()._clusterRole = newValue}
+  }
 
   /// On a node of a cluster: its node id.
-  public var clusterNode: String = String()
+  public var clusterNode: String {
+    get {_storage._clusterNode}
+    set {_uniqueStorage()._clusterNode = newValue}
+  }
 
   /// When this server last wrote a snapshot of its ledger (0 = not since it started).
-  public var lastSnapshotMs: Int64 = 0
+  public var lastSnapshotMs: Int64 {
+    get {_storage._lastSnapshotMs}
+    set {_uniqueStorage()._lastSnapshotMs = newValue}
+  }
 
   /// The last change that snapshot holds.
-  public var lastSnapshotSequence: UInt64 = 0
+  public var lastSnapshotSequence: UInt64 {
+    get {_storage._lastSnapshotSequence}
+    set {_uniqueStorage()._lastSnapshotSequence = newValue}
+  }
+
+  /// The directory the organisation comes from, when one is configured.
+  public var directory: Licensed_V1_DirectoryStatus {
+    get {_storage._directory ?? Licensed_V1_DirectoryStatus()}
+    set {_uniqueStorage()._directory = newValue}
+  }
+  /// Returns true if `directory` has been explicitly set.
+  public var hasDirectory: Bool {_storage._directory != nil}
+  /// Clears the value of `directory`. Subsequent reads from it will return its default value.
+  public mutating func clearDirectory() {_uniqueStorage()._directory = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// What a borrow token vouches for; serialized and signed by the server key over
@@ -1086,9 +1178,9 @@ nonisolated extension Licensed_V1_RejectedLicense: SwiftProtobuf.Message, SwiftP
   }
 }
 
-nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0\u{3}server_time_ms\0\u{3}clock_reference_ms\0\u{3}clock_setback_ms\0\u{3}cluster_role\0\u{3}cluster_node\0\u{3}last_snapshot_ms\0\u{3}last_snapshot_sequence\0")
+nonisolated extension Licensed_V1_DirectoryStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DirectoryStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}configured\0\u{3}synced_at_ms\0\u{1}users\0\u{1}units\0\u{1}disabled\0\u{1}source\0\u{3}duration_ms\0\u{3}last_attempt_ms\0\u{3}last_error\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1096,91 +1188,236 @@ nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftPr
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.features) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.licenses) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.rejected) }()
-      case 4: try { try decoder.decodeSingularBytesField(value: &self.serverPublicKey) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.serverVersion) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.sessions) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.auditSequence) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.auditHash) }()
-      case 9: try { try decoder.decodeSingularInt64Field(value: &self.serverTimeMs) }()
-      case 10: try { try decoder.decodeSingularInt64Field(value: &self.clockReferenceMs) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.clockSetbackMs) }()
-      case 12: try { try decoder.decodeSingularStringField(value: &self.clusterRole) }()
-      case 13: try { try decoder.decodeSingularStringField(value: &self.clusterNode) }()
-      case 14: try { try decoder.decodeSingularInt64Field(value: &self.lastSnapshotMs) }()
-      case 15: try { try decoder.decodeSingularUInt64Field(value: &self.lastSnapshotSequence) }()
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.configured) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.syncedAtMs) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.users) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.units) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.disabled) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.durationMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.lastAttemptMs) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.features.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.features, fieldNumber: 1)
+    if self.configured != false {
+      try visitor.visitSingularBoolField(value: self.configured, fieldNumber: 1)
     }
-    if !self.licenses.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.licenses, fieldNumber: 2)
+    if self.syncedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.syncedAtMs, fieldNumber: 2)
     }
-    if !self.rejected.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.rejected, fieldNumber: 3)
+    if self.users != 0 {
+      try visitor.visitSingularUInt32Field(value: self.users, fieldNumber: 3)
     }
-    if !self.serverPublicKey.isEmpty {
-      try visitor.visitSingularBytesField(value: self.serverPublicKey, fieldNumber: 4)
+    if self.units != 0 {
+      try visitor.visitSingularUInt32Field(value: self.units, fieldNumber: 4)
     }
-    if !self.serverVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.serverVersion, fieldNumber: 5)
+    if self.disabled != 0 {
+      try visitor.visitSingularUInt32Field(value: self.disabled, fieldNumber: 5)
     }
-    if self.sessions != 0 {
-      try visitor.visitSingularUInt32Field(value: self.sessions, fieldNumber: 6)
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 6)
     }
-    if self.auditSequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.auditSequence, fieldNumber: 7)
+    if self.durationMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.durationMs, fieldNumber: 7)
     }
-    if !self.auditHash.isEmpty {
-      try visitor.visitSingularStringField(value: self.auditHash, fieldNumber: 8)
+    if self.lastAttemptMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastAttemptMs, fieldNumber: 8)
     }
-    if self.serverTimeMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.serverTimeMs, fieldNumber: 9)
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 9)
     }
-    if self.clockReferenceMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.clockReferenceMs, fieldNumber: 10)
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_DirectoryStatus, rhs: Licensed_V1_DirectoryStatus) -> Bool {
+    if lhs.configured != rhs.configured {return false}
+    if lhs.syncedAtMs != rhs.syncedAtMs {return false}
+    if lhs.users != rhs.users {return false}
+    if lhs.units != rhs.units {return false}
+    if lhs.disabled != rhs.disabled {return false}
+    if lhs.source != rhs.source {return false}
+    if lhs.durationMs != rhs.durationMs {return false}
+    if lhs.lastAttemptMs != rhs.lastAttemptMs {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_StatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}features\0\u{1}licenses\0\u{1}rejected\0\u{3}server_public_key\0\u{3}server_version\0\u{1}sessions\0\u{3}audit_sequence\0\u{3}audit_hash\0\u{3}server_time_ms\0\u{3}clock_reference_ms\0\u{3}clock_setback_ms\0\u{3}cluster_role\0\u{3}cluster_node\0\u{3}last_snapshot_ms\0\u{3}last_snapshot_sequence\0\u{1}directory\0")
+
+  fileprivate class _StorageClass {
+    var _features: [Licensed_V1_FeatureStatus] = []
+    var _licenses: [Licensed_V1_LicenseStatus] = []
+    var _rejected: [Licensed_V1_RejectedLicense] = []
+    var _serverPublicKey: Data = Data()
+    var _serverVersion: String = String()
+    var _sessions: UInt32 = 0
+    var _auditSequence: UInt64 = 0
+    var _auditHash: String = String()
+    var _serverTimeMs: Int64 = 0
+    var _clockReferenceMs: Int64 = 0
+    var _clockSetbackMs: Int64 = 0
+    var _clusterRole: String = String()
+    var _clusterNode: String = String()
+    var _lastSnapshotMs: Int64 = 0
+    var _lastSnapshotSequence: UInt64 = 0
+    var _directory: Licensed_V1_DirectoryStatus? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _features = source._features
+      _licenses = source._licenses
+      _rejected = source._rejected
+      _serverPublicKey = source._serverPublicKey
+      _serverVersion = source._serverVersion
+      _sessions = source._sessions
+      _auditSequence = source._auditSequence
+      _auditHash = source._auditHash
+      _serverTimeMs = source._serverTimeMs
+      _clockReferenceMs = source._clockReferenceMs
+      _clockSetbackMs = source._clockSetbackMs
+      _clusterRole = source._clusterRole
+      _clusterNode = source._clusterNode
+      _lastSnapshotMs = source._lastSnapshotMs
+      _lastSnapshotSequence = source._lastSnapshotSequence
+      _directory = source._directory
     }
-    if self.clockSetbackMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.clockSetbackMs, fieldNumber: 11)
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
     }
-    if !self.clusterRole.isEmpty {
-      try visitor.visitSingularStringField(value: self.clusterRole, fieldNumber: 12)
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeRepeatedMessageField(value: &_storage._features) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._licenses) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._rejected) }()
+        case 4: try { try decoder.decodeSingularBytesField(value: &_storage._serverPublicKey) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._serverVersion) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._sessions) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._auditSequence) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._auditHash) }()
+        case 9: try { try decoder.decodeSingularInt64Field(value: &_storage._serverTimeMs) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._clockReferenceMs) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._clockSetbackMs) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._clusterRole) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._clusterNode) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._lastSnapshotMs) }()
+        case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastSnapshotSequence) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._directory) }()
+        default: break
+        }
+      }
     }
-    if !self.clusterNode.isEmpty {
-      try visitor.visitSingularStringField(value: self.clusterNode, fieldNumber: 13)
-    }
-    if self.lastSnapshotMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.lastSnapshotMs, fieldNumber: 14)
-    }
-    if self.lastSnapshotSequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastSnapshotSequence, fieldNumber: 15)
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._features.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._features, fieldNumber: 1)
+      }
+      if !_storage._licenses.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._licenses, fieldNumber: 2)
+      }
+      if !_storage._rejected.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._rejected, fieldNumber: 3)
+      }
+      if !_storage._serverPublicKey.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._serverPublicKey, fieldNumber: 4)
+      }
+      if !_storage._serverVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._serverVersion, fieldNumber: 5)
+      }
+      if _storage._sessions != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sessions, fieldNumber: 6)
+      }
+      if _storage._auditSequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._auditSequence, fieldNumber: 7)
+      }
+      if !_storage._auditHash.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._auditHash, fieldNumber: 8)
+      }
+      if _storage._serverTimeMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._serverTimeMs, fieldNumber: 9)
+      }
+      if _storage._clockReferenceMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._clockReferenceMs, fieldNumber: 10)
+      }
+      if _storage._clockSetbackMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._clockSetbackMs, fieldNumber: 11)
+      }
+      if !_storage._clusterRole.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clusterRole, fieldNumber: 12)
+      }
+      if !_storage._clusterNode.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clusterNode, fieldNumber: 13)
+      }
+      if _storage._lastSnapshotMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastSnapshotMs, fieldNumber: 14)
+      }
+      if _storage._lastSnapshotSequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lastSnapshotSequence, fieldNumber: 15)
+      }
+      try { if let v = _storage._directory {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_StatusResponse, rhs: Licensed_V1_StatusResponse) -> Bool {
-    if lhs.features != rhs.features {return false}
-    if lhs.licenses != rhs.licenses {return false}
-    if lhs.rejected != rhs.rejected {return false}
-    if lhs.serverPublicKey != rhs.serverPublicKey {return false}
-    if lhs.serverVersion != rhs.serverVersion {return false}
-    if lhs.sessions != rhs.sessions {return false}
-    if lhs.auditSequence != rhs.auditSequence {return false}
-    if lhs.auditHash != rhs.auditHash {return false}
-    if lhs.serverTimeMs != rhs.serverTimeMs {return false}
-    if lhs.clockReferenceMs != rhs.clockReferenceMs {return false}
-    if lhs.clockSetbackMs != rhs.clockSetbackMs {return false}
-    if lhs.clusterRole != rhs.clusterRole {return false}
-    if lhs.clusterNode != rhs.clusterNode {return false}
-    if lhs.lastSnapshotMs != rhs.lastSnapshotMs {return false}
-    if lhs.lastSnapshotSequence != rhs.lastSnapshotSequence {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._features != rhs_storage._features {return false}
+        if _storage._licenses != rhs_storage._licenses {return false}
+        if _storage._rejected != rhs_storage._rejected {return false}
+        if _storage._serverPublicKey != rhs_storage._serverPublicKey {return false}
+        if _storage._serverVersion != rhs_storage._serverVersion {return false}
+        if _storage._sessions != rhs_storage._sessions {return false}
+        if _storage._auditSequence != rhs_storage._auditSequence {return false}
+        if _storage._auditHash != rhs_storage._auditHash {return false}
+        if _storage._serverTimeMs != rhs_storage._serverTimeMs {return false}
+        if _storage._clockReferenceMs != rhs_storage._clockReferenceMs {return false}
+        if _storage._clockSetbackMs != rhs_storage._clockSetbackMs {return false}
+        if _storage._clusterRole != rhs_storage._clusterRole {return false}
+        if _storage._clusterNode != rhs_storage._clusterNode {return false}
+        if _storage._lastSnapshotMs != rhs_storage._lastSnapshotMs {return false}
+        if _storage._lastSnapshotSequence != rhs_storage._lastSnapshotSequence {return false}
+        if _storage._directory != rhs_storage._directory {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -556,6 +556,20 @@ public nonisolated struct Licensed_V1_License: @unchecked Sendable {
     set {_uniqueStorage()._clientEnvironments = newValue}
   }
 
+  /// Cost centres whose users may use it, as the directory gives them (directory_cost_centre_attribute);
+  /// empty = every cost centre. With allowed_groups (organisational units) and allowed_locations,
+  /// Matrix42's three pool dimensions: a user must match each one the licence sets.
+  public var allowedCostCentres: [String] {
+    get {_storage._allowedCostCentres}
+    set {_uniqueStorage()._allowedCostCentres = newValue}
+  }
+
+  /// Locations whose users may use it (directory_location_attribute); empty = every location.
+  public var allowedLocations: [String] {
+    get {_storage._allowedLocations}
+    set {_uniqueStorage()._allowedLocations = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -775,7 +789,7 @@ nonisolated extension Licensed_V1_UsageLimit: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".License"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}issued_at_ms\0\u{1}issuer\0\u{1}licensee\0\u{1}product\0\u{1}features\0\u{1}model\0\u{3}not_before_ms\0\u{3}not_after_ms\0\u{3}grace_period_ms\0\u{3}trial_days\0\u{3}maintenance_until_ms\0\u{1}overage\0\u{1}lease\0\u{3}max_activations\0\u{3}max_devices_per_user\0\u{3}dup_group\0\u{1}requires\0\u{3}token_pool\0\u{3}server_hostids\0\u{3}allowed_networks\0\u{3}allowed_groups\0\u{3}excluded_groups\0\u{1}reservations\0\u{1}limits\0\u{3}fingerprint_match\0\u{3}allowed_users\0\u{3}excluded_users\0\u{3}allowed_hosts\0\u{3}excluded_hosts\0\u{3}server_environments\0\u{3}client_environments\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}issued_at_ms\0\u{1}issuer\0\u{1}licensee\0\u{1}product\0\u{1}features\0\u{1}model\0\u{3}not_before_ms\0\u{3}not_after_ms\0\u{3}grace_period_ms\0\u{3}trial_days\0\u{3}maintenance_until_ms\0\u{1}overage\0\u{1}lease\0\u{3}max_activations\0\u{3}max_devices_per_user\0\u{3}dup_group\0\u{1}requires\0\u{3}token_pool\0\u{3}server_hostids\0\u{3}allowed_networks\0\u{3}allowed_groups\0\u{3}excluded_groups\0\u{1}reservations\0\u{1}limits\0\u{3}fingerprint_match\0\u{3}allowed_users\0\u{3}excluded_users\0\u{3}allowed_hosts\0\u{3}excluded_hosts\0\u{3}server_environments\0\u{3}client_environments\0\u{3}allowed_cost_centres\0\u{3}allowed_locations\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -810,6 +824,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
     var _excludedHosts: [String] = []
     var _serverEnvironments: [String] = []
     var _clientEnvironments: [String] = []
+    var _allowedCostCentres: [String] = []
+    var _allowedLocations: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -852,6 +868,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
       _excludedHosts = source._excludedHosts
       _serverEnvironments = source._serverEnvironments
       _clientEnvironments = source._clientEnvironments
+      _allowedCostCentres = source._allowedCostCentres
+      _allowedLocations = source._allowedLocations
     }
   }
 
@@ -902,6 +920,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
         case 30: try { try decoder.decodeRepeatedStringField(value: &_storage._excludedHosts) }()
         case 31: try { try decoder.decodeRepeatedStringField(value: &_storage._serverEnvironments) }()
         case 32: try { try decoder.decodeRepeatedStringField(value: &_storage._clientEnvironments) }()
+        case 33: try { try decoder.decodeRepeatedStringField(value: &_storage._allowedCostCentres) }()
+        case 34: try { try decoder.decodeRepeatedStringField(value: &_storage._allowedLocations) }()
         default: break
         }
       }
@@ -1010,6 +1030,12 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._clientEnvironments.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._clientEnvironments, fieldNumber: 32)
       }
+      if !_storage._allowedCostCentres.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._allowedCostCentres, fieldNumber: 33)
+      }
+      if !_storage._allowedLocations.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._allowedLocations, fieldNumber: 34)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1051,6 +1077,8 @@ nonisolated extension Licensed_V1_License: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._excludedHosts != rhs_storage._excludedHosts {return false}
         if _storage._serverEnvironments != rhs_storage._serverEnvironments {return false}
         if _storage._clientEnvironments != rhs_storage._clientEnvironments {return false}
+        if _storage._allowedCostCentres != rhs_storage._allowedCostCentres {return false}
+        if _storage._allowedLocations != rhs_storage._allowedLocations {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -269,6 +269,15 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     set {body = .fulfil(newValue)}
   }
 
+  /// Read the directory now (operator or admin).
+  public var directorySync: Licensed_V1_DirectorySyncRequest {
+    get {
+      if case .directorySync(let v)? = body {return v}
+      return Licensed_V1_DirectorySyncRequest()
+    }
+    set {body = .directorySync(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The request.
@@ -311,6 +320,8 @@ public nonisolated struct Licensed_V1_ClientMessage: Sendable {
     case clusterStatus(Licensed_V1_ClusterStatusRequest)
     /// Operator: activate (or return) on an air-gapped machine's behalf.
     case fulfil(Licensed_V1_FulfilRequest)
+    /// Read the directory now (operator or admin).
+    case directorySync(Licensed_V1_DirectorySyncRequest)
 
   }
 
@@ -500,6 +511,15 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     set {body = .fulfil(newValue)}
   }
 
+  /// Answers DirectorySyncRequest.
+  public var directorySync: Licensed_V1_DirectorySyncResponse {
+    get {
+      if case .directorySync(let v)? = body {return v}
+      return Licensed_V1_DirectorySyncResponse()
+    }
+    set {body = .directorySync(newValue)}
+  }
+
   /// The request failed; nothing changed on the server.
   public var error: Licensed_V1_Error {
     get {
@@ -560,6 +580,8 @@ public nonisolated struct Licensed_V1_ServerMessage: Sendable {
     case clusterStatus(Licensed_V1_ClusterStatusResponse)
     /// Answers FulfilRequest.
     case fulfil(Licensed_V1_FulfilResponse)
+    /// Answers DirectorySyncRequest.
+    case directorySync(Licensed_V1_DirectorySyncResponse)
     /// The request failed; nothing changed on the server.
     case error(Licensed_V1_Error)
     /// Pushed by the server (request_id 0).
@@ -959,7 +981,7 @@ nonisolated extension Licensed_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProvi
 
 nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClientMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0\u{1}fulfil\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{b}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0\u{1}fulfil\0\u{3}directory_sync\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1215,6 +1237,19 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .fulfil(v)
         }
       }()
+      case 31: try {
+        var v: Licensed_V1_DirectorySyncRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .directorySync(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .directorySync(v)
+        }
+      }()
       default: break
       }
     }
@@ -1305,6 +1340,10 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
       guard case .fulfil(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
     }()
+    case .directorySync?: try {
+      guard case .directorySync(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1320,7 +1359,7 @@ nonisolated extension Licensed_V1_ClientMessage: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServerMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0\u{1}fulfil\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}hello\0\u{3}check_out\0\u{3}check_in\0\u{1}heartbeat\0\u{1}activate\0\u{1}deactivate\0\u{3}validate_activation\0\u{1}status\0\u{2}\u{6}error\0\u{1}event\0\u{2}\u{4}leases\0\u{1}revoke\0\u{1}reload\0\u{1}snapshot\0\u{1}queue\0\u{1}assign\0\u{1}activations\0\u{1}history\0\u{1}subscribe\0\u{3}cluster_status\0\u{1}fulfil\0\u{3}directory_sync\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1602,6 +1641,19 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
           self.body = .fulfil(v)
         }
       }()
+      case 31: try {
+        var v: Licensed_V1_DirectorySyncResponse?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .directorySync(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .directorySync(v)
+        }
+      }()
       default: break
       }
     }
@@ -1699,6 +1751,10 @@ nonisolated extension Licensed_V1_ServerMessage: SwiftProtobuf.Message, SwiftPro
     case .fulfil?: try {
       guard case .fulfil(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
+    case .directorySync?: try {
+      guard case .directorySync(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
     }()
     case nil: break
     }

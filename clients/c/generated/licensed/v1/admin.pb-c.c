@@ -1093,6 +1093,141 @@ void   licensed__v1__subscribe_response__free_unpacked
   assert(message->base.descriptor == &licensed__v1__subscribe_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   licensed__v1__directory_sync_request__init
+                     (Licensed__V1__DirectorySyncRequest         *message)
+{
+  static const Licensed__V1__DirectorySyncRequest init_value = LICENSED__V1__DIRECTORY_SYNC_REQUEST__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__directory_sync_request__get_packed_size
+                     (const Licensed__V1__DirectorySyncRequest *message)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_sync_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__directory_sync_request__pack
+                     (const Licensed__V1__DirectorySyncRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_sync_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__directory_sync_request__pack_to_buffer
+                     (const Licensed__V1__DirectorySyncRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_sync_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__DirectorySyncRequest *
+       licensed__v1__directory_sync_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__DirectorySyncRequest *)
+     protobuf_c_message_unpack (&licensed__v1__directory_sync_request__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__directory_sync_request__free_unpacked
+                     (Licensed__V1__DirectorySyncRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__directory_sync_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__directory_sync_response__init
+                     (Licensed__V1__DirectorySyncResponse         *message)
+{
+  static const Licensed__V1__DirectorySyncResponse init_value = LICENSED__V1__DIRECTORY_SYNC_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__directory_sync_response__get_packed_size
+                     (const Licensed__V1__DirectorySyncResponse *message)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_sync_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__directory_sync_response__pack
+                     (const Licensed__V1__DirectorySyncResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_sync_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__directory_sync_response__pack_to_buffer
+                     (const Licensed__V1__DirectorySyncResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_sync_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__DirectorySyncResponse *
+       licensed__v1__directory_sync_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__DirectorySyncResponse *)
+     protobuf_c_message_unpack (&licensed__v1__directory_sync_response__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__directory_sync_response__free_unpacked
+                     (Licensed__V1__DirectorySyncResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__directory_sync_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   licensed__v1__directory_reclaim__init
+                     (Licensed__V1__DirectoryReclaim         *message)
+{
+  static const Licensed__V1__DirectoryReclaim init_value = LICENSED__V1__DIRECTORY_RECLAIM__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__directory_reclaim__get_packed_size
+                     (const Licensed__V1__DirectoryReclaim *message)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_reclaim__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__directory_reclaim__pack
+                     (const Licensed__V1__DirectoryReclaim *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_reclaim__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__directory_reclaim__pack_to_buffer
+                     (const Licensed__V1__DirectoryReclaim *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_reclaim__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__DirectoryReclaim *
+       licensed__v1__directory_reclaim__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__DirectoryReclaim *)
+     protobuf_c_message_unpack (&licensed__v1__directory_reclaim__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__directory_reclaim__free_unpacked
+                     (Licensed__V1__DirectoryReclaim *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__directory_reclaim__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   licensed__v1__cluster_status_request__init
                      (Licensed__V1__ClusterStatusRequest         *message)
 {
@@ -2740,6 +2875,211 @@ const ProtobufCMessageDescriptor licensed__v1__subscribe_response__descriptor =
   licensed__v1__subscribe_response__field_indices_by_name,
   1,  licensed__v1__subscribe_response__number_ranges,
   (ProtobufCMessageInit) licensed__v1__subscribe_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__directory_sync_request__field_descriptors[1] =
+{
+  {
+    "dry_run",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectorySyncRequest, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__directory_sync_request__field_indices_by_name[] = {
+  0,   /* field[0] = dry_run */
+};
+static const ProtobufCIntRange licensed__v1__directory_sync_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor licensed__v1__directory_sync_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.DirectorySyncRequest",
+  "DirectorySyncRequest",
+  "Licensed__V1__DirectorySyncRequest",
+  "licensed.v1",
+  sizeof(Licensed__V1__DirectorySyncRequest),
+  1,
+  licensed__v1__directory_sync_request__field_descriptors,
+  licensed__v1__directory_sync_request__field_indices_by_name,
+  1,  licensed__v1__directory_sync_request__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__directory_sync_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__directory_sync_response__field_descriptors[3] =
+{
+  {
+    "directory",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectorySyncResponse, directory),
+    &licensed__v1__directory_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reclaimed",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__DirectorySyncResponse, n_reclaimed),
+    offsetof(Licensed__V1__DirectorySyncResponse, reclaimed),
+    &licensed__v1__directory_reclaim__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dry_run",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectorySyncResponse, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__directory_sync_response__field_indices_by_name[] = {
+  0,   /* field[0] = directory */
+  2,   /* field[2] = dry_run */
+  1,   /* field[1] = reclaimed */
+};
+static const ProtobufCIntRange licensed__v1__directory_sync_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor licensed__v1__directory_sync_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.DirectorySyncResponse",
+  "DirectorySyncResponse",
+  "Licensed__V1__DirectorySyncResponse",
+  "licensed.v1",
+  sizeof(Licensed__V1__DirectorySyncResponse),
+  3,
+  licensed__v1__directory_sync_response__field_descriptors,
+  licensed__v1__directory_sync_response__field_indices_by_name,
+  1,  licensed__v1__directory_sync_response__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__directory_sync_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__directory_reclaim__field_descriptors[6] =
+{
+  {
+    "user",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryReclaim, user),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryReclaim, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lease_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Licensed__V1__DirectoryReclaim, n_lease_ids),
+    offsetof(Licensed__V1__DirectoryReclaim, lease_ids),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activation_ids",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__DirectoryReclaim, n_activation_ids),
+    offsetof(Licensed__V1__DirectoryReclaim, activation_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "activations_in_grace",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__DirectoryReclaim, n_activations_in_grace),
+    offsetof(Licensed__V1__DirectoryReclaim, activations_in_grace),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grace_ends_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryReclaim, grace_ends_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__directory_reclaim__field_indices_by_name[] = {
+  3,   /* field[3] = activation_ids */
+  4,   /* field[4] = activations_in_grace */
+  5,   /* field[5] = grace_ends_ms */
+  2,   /* field[2] = lease_ids */
+  1,   /* field[1] = reason */
+  0,   /* field[0] = user */
+};
+static const ProtobufCIntRange licensed__v1__directory_reclaim__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor licensed__v1__directory_reclaim__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.DirectoryReclaim",
+  "DirectoryReclaim",
+  "Licensed__V1__DirectoryReclaim",
+  "licensed.v1",
+  sizeof(Licensed__V1__DirectoryReclaim),
+  6,
+  licensed__v1__directory_reclaim__field_descriptors,
+  licensed__v1__directory_reclaim__field_indices_by_name,
+  1,  licensed__v1__directory_reclaim__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__directory_reclaim__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 #define licensed__v1__cluster_status_request__field_descriptors NULL

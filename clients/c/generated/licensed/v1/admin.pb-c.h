@@ -41,6 +41,9 @@ typedef struct Licensed__V1__HistoryResponse Licensed__V1__HistoryResponse;
 typedef struct Licensed__V1__SubscribeRequest Licensed__V1__SubscribeRequest;
 typedef struct Licensed__V1__SubscribeResponse Licensed__V1__SubscribeResponse;
 typedef struct Licensed__V1__SubscribeResponse__LevelsPercentEntry Licensed__V1__SubscribeResponse__LevelsPercentEntry;
+typedef struct Licensed__V1__DirectorySyncRequest Licensed__V1__DirectorySyncRequest;
+typedef struct Licensed__V1__DirectorySyncResponse Licensed__V1__DirectorySyncResponse;
+typedef struct Licensed__V1__DirectoryReclaim Licensed__V1__DirectoryReclaim;
 typedef struct Licensed__V1__ClusterStatusRequest Licensed__V1__ClusterStatusRequest;
 typedef struct Licensed__V1__ClusterStatusResponse Licensed__V1__ClusterStatusResponse;
 typedef struct Licensed__V1__ClusterNodeStatus Licensed__V1__ClusterNodeStatus;
@@ -647,6 +650,89 @@ struct  Licensed__V1__SubscribeResponse
 
 
 /*
+ * Read the organisation from the directory now (`licensectl directory sync`; the daemon also
+ * syncs every directory_sync_seconds), swap the new tree in, and reclaim from leavers: users
+ * disabled in the directory or gone from it lose their leases at once (holders told) and their
+ * activations after directory_activation_grace_seconds. Operator or admin.
+ */
+struct  Licensed__V1__DirectorySyncRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Only report what would be reclaimed; change nothing (the tree is not swapped in either).
+   */
+  protobuf_c_boolean dry_run;
+};
+#define LICENSED__V1__DIRECTORY_SYNC_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__directory_sync_request__descriptor) \
+    , 0 }
+
+
+/*
+ * What a sync found and did.
+ */
+struct  Licensed__V1__DirectorySyncResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The directory as it stands after the sync (or, on a dry run, as it was read).
+   */
+  Licensed__V1__DirectoryStatus *directory;
+  /*
+   * Per leaver: what was (or, on a dry run, would be) reclaimed.
+   */
+  size_t n_reclaimed;
+  Licensed__V1__DirectoryReclaim **reclaimed;
+  /*
+   * True for a dry run.
+   */
+  protobuf_c_boolean dry_run;
+};
+#define LICENSED__V1__DIRECTORY_SYNC_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__directory_sync_response__descriptor) \
+    , NULL, 0,NULL, 0 }
+
+
+/*
+ * A leaver and what is taken back from it.
+ */
+struct  Licensed__V1__DirectoryReclaim
+{
+  ProtobufCMessage base;
+  /*
+   * The user.
+   */
+  char *user;
+  /*
+   * "disabled in the directory" or "no longer in the directory".
+   */
+  char *reason;
+  /*
+   * Leases revoked (or to be revoked).
+   */
+  size_t n_lease_ids;
+  ProtobufCBinaryData *lease_ids;
+  /*
+   * Activations deactivated (or to be) now that the grace period is over.
+   */
+  size_t n_activation_ids;
+  char **activation_ids;
+  /*
+   * Activations still in their grace period, and when it ends.
+   */
+  size_t n_activations_in_grace;
+  char **activations_in_grace;
+  /*
+   * When the grace period of activations_in_grace ends.
+   */
+  int64_t grace_ends_ms;
+};
+#define LICENSED__V1__DIRECTORY_RECLAIM__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__directory_reclaim__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0 }
+
+
+/*
  * The nodes of the cluster this server belongs to, as etcd holds them (`licensectl cluster status`).
  */
 struct  Licensed__V1__ClusterStatusRequest
@@ -1198,6 +1284,63 @@ Licensed__V1__SubscribeResponse *
 void   licensed__v1__subscribe_response__free_unpacked
                      (Licensed__V1__SubscribeResponse *message,
                       ProtobufCAllocator *allocator);
+/* Licensed__V1__DirectorySyncRequest methods */
+void   licensed__v1__directory_sync_request__init
+                     (Licensed__V1__DirectorySyncRequest         *message);
+size_t licensed__v1__directory_sync_request__get_packed_size
+                     (const Licensed__V1__DirectorySyncRequest   *message);
+size_t licensed__v1__directory_sync_request__pack
+                     (const Licensed__V1__DirectorySyncRequest   *message,
+                      uint8_t             *out);
+size_t licensed__v1__directory_sync_request__pack_to_buffer
+                     (const Licensed__V1__DirectorySyncRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__DirectorySyncRequest *
+       licensed__v1__directory_sync_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__directory_sync_request__free_unpacked
+                     (Licensed__V1__DirectorySyncRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__DirectorySyncResponse methods */
+void   licensed__v1__directory_sync_response__init
+                     (Licensed__V1__DirectorySyncResponse         *message);
+size_t licensed__v1__directory_sync_response__get_packed_size
+                     (const Licensed__V1__DirectorySyncResponse   *message);
+size_t licensed__v1__directory_sync_response__pack
+                     (const Licensed__V1__DirectorySyncResponse   *message,
+                      uint8_t             *out);
+size_t licensed__v1__directory_sync_response__pack_to_buffer
+                     (const Licensed__V1__DirectorySyncResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__DirectorySyncResponse *
+       licensed__v1__directory_sync_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__directory_sync_response__free_unpacked
+                     (Licensed__V1__DirectorySyncResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Licensed__V1__DirectoryReclaim methods */
+void   licensed__v1__directory_reclaim__init
+                     (Licensed__V1__DirectoryReclaim         *message);
+size_t licensed__v1__directory_reclaim__get_packed_size
+                     (const Licensed__V1__DirectoryReclaim   *message);
+size_t licensed__v1__directory_reclaim__pack
+                     (const Licensed__V1__DirectoryReclaim   *message,
+                      uint8_t             *out);
+size_t licensed__v1__directory_reclaim__pack_to_buffer
+                     (const Licensed__V1__DirectoryReclaim   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__DirectoryReclaim *
+       licensed__v1__directory_reclaim__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__directory_reclaim__free_unpacked
+                     (Licensed__V1__DirectoryReclaim *message,
+                      ProtobufCAllocator *allocator);
 /* Licensed__V1__ClusterStatusRequest methods */
 void   licensed__v1__cluster_status_request__init
                      (Licensed__V1__ClusterStatusRequest         *message);
@@ -1332,6 +1475,15 @@ typedef void (*Licensed__V1__SubscribeResponse__LevelsPercentEntry_Closure)
 typedef void (*Licensed__V1__SubscribeResponse_Closure)
                  (const Licensed__V1__SubscribeResponse *message,
                   void *closure_data);
+typedef void (*Licensed__V1__DirectorySyncRequest_Closure)
+                 (const Licensed__V1__DirectorySyncRequest *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__DirectorySyncResponse_Closure)
+                 (const Licensed__V1__DirectorySyncResponse *message,
+                  void *closure_data);
+typedef void (*Licensed__V1__DirectoryReclaim_Closure)
+                 (const Licensed__V1__DirectoryReclaim *message,
+                  void *closure_data);
 typedef void (*Licensed__V1__ClusterStatusRequest_Closure)
                  (const Licensed__V1__ClusterStatusRequest *message,
                   void *closure_data);
@@ -1372,6 +1524,9 @@ extern const ProtobufCMessageDescriptor licensed__v1__history_response__descript
 extern const ProtobufCMessageDescriptor licensed__v1__subscribe_request__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__subscribe_response__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__subscribe_response__levels_percent_entry__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__directory_sync_request__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__directory_sync_response__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__directory_reclaim__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__cluster_status_request__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__cluster_status_response__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__cluster_node_status__descriptor;

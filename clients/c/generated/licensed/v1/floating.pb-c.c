@@ -502,6 +502,51 @@ void   licensed__v1__rejected_license__free_unpacked
   assert(message->base.descriptor == &licensed__v1__rejected_license__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   licensed__v1__directory_status__init
+                     (Licensed__V1__DirectoryStatus         *message)
+{
+  static const Licensed__V1__DirectoryStatus init_value = LICENSED__V1__DIRECTORY_STATUS__INIT;
+  *message = init_value;
+}
+size_t licensed__v1__directory_status__get_packed_size
+                     (const Licensed__V1__DirectoryStatus *message)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t licensed__v1__directory_status__pack
+                     (const Licensed__V1__DirectoryStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t licensed__v1__directory_status__pack_to_buffer
+                     (const Licensed__V1__DirectoryStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &licensed__v1__directory_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Licensed__V1__DirectoryStatus *
+       licensed__v1__directory_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Licensed__V1__DirectoryStatus *)
+     protobuf_c_message_unpack (&licensed__v1__directory_status__descriptor,
+                                allocator, len, data);
+}
+void   licensed__v1__directory_status__free_unpacked
+                     (Licensed__V1__DirectoryStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &licensed__v1__directory_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   licensed__v1__status_response__init
                      (Licensed__V1__StatusResponse         *message)
 {
@@ -1691,7 +1736,149 @@ const ProtobufCMessageDescriptor licensed__v1__rejected_license__descriptor =
   (ProtobufCMessageInit) licensed__v1__rejected_license__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descriptors[15] =
+static const ProtobufCFieldDescriptor licensed__v1__directory_status__field_descriptors[9] =
+{
+  {
+    "configured",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, configured),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "synced_at_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, synced_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "users",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, users),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "units",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, units),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "disabled",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, disabled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, duration_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_attempt_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, last_attempt_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_error",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__DirectoryStatus, last_error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__directory_status__field_indices_by_name[] = {
+  0,   /* field[0] = configured */
+  4,   /* field[4] = disabled */
+  6,   /* field[6] = duration_ms */
+  7,   /* field[7] = last_attempt_ms */
+  8,   /* field[8] = last_error */
+  5,   /* field[5] = source */
+  1,   /* field[1] = synced_at_ms */
+  3,   /* field[3] = units */
+  2,   /* field[2] = users */
+};
+static const ProtobufCIntRange licensed__v1__directory_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor licensed__v1__directory_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.DirectoryStatus",
+  "DirectoryStatus",
+  "Licensed__V1__DirectoryStatus",
+  "licensed.v1",
+  sizeof(Licensed__V1__DirectoryStatus),
+  9,
+  licensed__v1__directory_status__field_descriptors,
+  licensed__v1__directory_status__field_indices_by_name,
+  1,  licensed__v1__directory_status__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__directory_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descriptors[16] =
 {
   {
     "features",
@@ -1873,6 +2060,18 @@ static const ProtobufCFieldDescriptor licensed__v1__status_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "directory",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__StatusResponse, directory),
+    &licensed__v1__directory_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__status_response__field_indices_by_name[] = {
   7,   /* field[7] = audit_hash */
@@ -1881,6 +2080,7 @@ static const unsigned licensed__v1__status_response__field_indices_by_name[] = {
   10,   /* field[10] = clock_setback_ms */
   12,   /* field[12] = cluster_node */
   11,   /* field[11] = cluster_role */
+  15,   /* field[15] = directory */
   0,   /* field[0] = features */
   13,   /* field[13] = last_snapshot_ms */
   14,   /* field[14] = last_snapshot_sequence */
@@ -1894,7 +2094,7 @@ static const unsigned licensed__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor =
 {
@@ -1904,7 +2104,7 @@ const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor =
   "Licensed__V1__StatusResponse",
   "licensed.v1",
   sizeof(Licensed__V1__StatusResponse),
-  15,
+  16,
   licensed__v1__status_response__field_descriptors,
   licensed__v1__status_response__field_indices_by_name,
   1,  licensed__v1__status_response__number_ranges,

@@ -27,6 +27,7 @@ typedef struct Licensed__V1__Holder Licensed__V1__Holder;
 typedef struct Licensed__V1__FeatureStatus Licensed__V1__FeatureStatus;
 typedef struct Licensed__V1__LicenseStatus Licensed__V1__LicenseStatus;
 typedef struct Licensed__V1__RejectedLicense Licensed__V1__RejectedLicense;
+typedef struct Licensed__V1__DirectoryStatus Licensed__V1__DirectoryStatus;
 typedef struct Licensed__V1__StatusResponse Licensed__V1__StatusResponse;
 typedef struct Licensed__V1__BorrowClaims Licensed__V1__BorrowClaims;
 typedef struct Licensed__V1__BorrowToken Licensed__V1__BorrowToken;
@@ -443,6 +444,45 @@ struct  Licensed__V1__RejectedLicense
 
 
 /*
+ * The directory as the server holds it (also in StatusResponse.directory).
+ */
+struct  Licensed__V1__DirectoryStatus
+{
+  ProtobufCMessage base;
+  /*
+   * A directory is configured (directory_urls).
+   */
+  protobuf_c_boolean configured;
+  /*
+   * When the tree in use was read (0 = never).
+   */
+  int64_t synced_at_ms;
+  /*
+   * Users, organisational units and disabled users in it.
+   */
+  uint32_t users;
+  uint32_t units;
+  uint32_t disabled;
+  /*
+   * The server it was read from.
+   */
+  char *source;
+  /*
+   * How long that sync took.
+   */
+  int64_t duration_ms;
+  /*
+   * The last attempt, and its error when it failed (the last good tree keeps serving).
+   */
+  int64_t last_attempt_ms;
+  char *last_error;
+};
+#define LICENSED__V1__DIRECTORY_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__directory_status__descriptor) \
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+/*
  * What is licensed and in use.
  */
 struct  Licensed__V1__StatusResponse
@@ -515,10 +555,14 @@ struct  Licensed__V1__StatusResponse
    * The last change that snapshot holds.
    */
   uint64_t last_snapshot_sequence;
+  /*
+   * The directory the organisation comes from, when one is configured.
+   */
+  Licensed__V1__DirectoryStatus *directory;
 };
 #define LICENSED__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__status_response__descriptor) \
-    , 0,NULL, 0,NULL, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+    , 0,NULL, 0,NULL, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, NULL }
 
 
 /*
@@ -795,6 +839,25 @@ Licensed__V1__RejectedLicense *
 void   licensed__v1__rejected_license__free_unpacked
                      (Licensed__V1__RejectedLicense *message,
                       ProtobufCAllocator *allocator);
+/* Licensed__V1__DirectoryStatus methods */
+void   licensed__v1__directory_status__init
+                     (Licensed__V1__DirectoryStatus         *message);
+size_t licensed__v1__directory_status__get_packed_size
+                     (const Licensed__V1__DirectoryStatus   *message);
+size_t licensed__v1__directory_status__pack
+                     (const Licensed__V1__DirectoryStatus   *message,
+                      uint8_t             *out);
+size_t licensed__v1__directory_status__pack_to_buffer
+                     (const Licensed__V1__DirectoryStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Licensed__V1__DirectoryStatus *
+       licensed__v1__directory_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   licensed__v1__directory_status__free_unpacked
+                     (Licensed__V1__DirectoryStatus *message,
+                      ProtobufCAllocator *allocator);
 /* Licensed__V1__StatusResponse methods */
 void   licensed__v1__status_response__init
                      (Licensed__V1__StatusResponse         *message);
@@ -887,6 +950,9 @@ typedef void (*Licensed__V1__LicenseStatus_Closure)
 typedef void (*Licensed__V1__RejectedLicense_Closure)
                  (const Licensed__V1__RejectedLicense *message,
                   void *closure_data);
+typedef void (*Licensed__V1__DirectoryStatus_Closure)
+                 (const Licensed__V1__DirectoryStatus *message,
+                  void *closure_data);
 typedef void (*Licensed__V1__StatusResponse_Closure)
                  (const Licensed__V1__StatusResponse *message,
                   void *closure_data);
@@ -914,6 +980,7 @@ extern const ProtobufCMessageDescriptor licensed__v1__feature_status__descriptor
 extern const ProtobufCMessageDescriptor licensed__v1__license_status__descriptor;
 extern const ProtobufCEnumDescriptor    licensed__v1__license_status__state__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__rejected_license__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__directory_status__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__status_response__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__borrow_claims__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__borrow_token__descriptor;

@@ -559,7 +559,7 @@ const ProtobufCMessageDescriptor licensed__v1__usage_limit__descriptor =
   (ProtobufCMessageInit) licensed__v1__usage_limit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__license__field_descriptors[32] =
+static const ProtobufCFieldDescriptor licensed__v1__license__field_descriptors[34] =
 {
   {
     "id",
@@ -945,10 +945,36 @@ static const ProtobufCFieldDescriptor licensed__v1__license__field_descriptors[3
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "allowed_cost_centres",
+    33,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__License, n_allowed_cost_centres),
+    offsetof(Licensed__V1__License, allowed_cost_centres),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "allowed_locations",
+    34,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Licensed__V1__License, n_allowed_locations),
+    offsetof(Licensed__V1__License, allowed_locations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__license__field_indices_by_name[] = {
+  32,   /* field[32] = allowed_cost_centres */
   21,   /* field[21] = allowed_groups */
   28,   /* field[28] = allowed_hosts */
+  33,   /* field[33] = allowed_locations */
   20,   /* field[20] = allowed_networks */
   26,   /* field[26] = allowed_users */
   31,   /* field[31] = client_environments */
@@ -983,7 +1009,7 @@ static const unsigned licensed__v1__license__field_indices_by_name[] = {
 static const ProtobufCIntRange licensed__v1__license__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 32 }
+  { 0, 34 }
 };
 const ProtobufCMessageDescriptor licensed__v1__license__descriptor =
 {
@@ -993,7 +1019,7 @@ const ProtobufCMessageDescriptor licensed__v1__license__descriptor =
   "Licensed__V1__License",
   "licensed.v1",
   sizeof(Licensed__V1__License),
-  32,
+  34,
   licensed__v1__license__field_descriptors,
   licensed__v1__license__field_indices_by_name,
   1,  licensed__v1__license__number_ranges,

@@ -385,10 +385,22 @@ struct  Licensed__V1__License
    */
   size_t n_client_environments;
   char **client_environments;
+  /*
+   * Cost centres whose users may use it, as the directory gives them (directory_cost_centre_attribute);
+   * empty = every cost centre. With allowed_groups (organisational units) and allowed_locations,
+   * Matrix42's three pool dimensions: a user must match each one the licence sets.
+   */
+  size_t n_allowed_cost_centres;
+  char **allowed_cost_centres;
+  /*
+   * Locations whose users may use it (directory_location_attribute); empty = every location.
+   */
+  size_t n_allowed_locations;
+  char **allowed_locations;
 };
 #define LICENSED__V1__LICENSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__license__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, LICENSED__V1__LICENSE_MODEL__LICENSE_MODEL_UNSPECIFIED, 0, 0, 0, 0, 0, LICENSED__V1__OVERAGE_POLICY__OVERAGE_POLICY_UNSPECIFIED, NULL, 0, 0, LICENSED__V1__DUP_GROUP__DUP_GROUP_UNSPECIFIED, 0,NULL, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, LICENSED__V1__FINGERPRINT_MATCH__FINGERPRINT_MATCH_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, LICENSED__V1__LICENSE_MODEL__LICENSE_MODEL_UNSPECIFIED, 0, 0, 0, 0, 0, LICENSED__V1__OVERAGE_POLICY__OVERAGE_POLICY_UNSPECIFIED, NULL, 0, 0, LICENSED__V1__DUP_GROUP__DUP_GROUP_UNSPECIFIED, 0,NULL, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, LICENSED__V1__FINGERPRINT_MATCH__FINGERPRINT_MATCH_UNSPECIFIED, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*

@@ -277,7 +277,7 @@ void   licensed__v1__event__free_unpacked
   assert(message->base.descriptor == &licensed__v1__event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descriptors[20] =
+static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descriptors[21] =
 {
   {
     "request_id",
@@ -519,6 +519,18 @@ static const ProtobufCFieldDescriptor licensed__v1__client_message__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "directory_sync",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ClientMessage, body_case),
+    offsetof(Licensed__V1__ClientMessage, directory_sync),
+    &licensed__v1__directory_sync_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__client_message__field_indices_by_name[] = {
   5,   /* field[5] = activate */
@@ -528,6 +540,7 @@ static const unsigned licensed__v1__client_message__field_indices_by_name[] = {
   2,   /* field[2] = check_out */
   18,   /* field[18] = cluster_status */
   6,   /* field[6] = deactivate */
+  20,   /* field[20] = directory_sync */
   19,   /* field[19] = fulfil */
   4,   /* field[4] = heartbeat */
   1,   /* field[1] = hello */
@@ -546,7 +559,7 @@ static const ProtobufCIntRange licensed__v1__client_message__number_ranges[2 + 1
 {
   { 1, 0 },
   { 20, 9 },
-  { 0, 20 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor licensed__v1__client_message__descriptor =
 {
@@ -556,14 +569,14 @@ const ProtobufCMessageDescriptor licensed__v1__client_message__descriptor =
   "Licensed__V1__ClientMessage",
   "licensed.v1",
   sizeof(Licensed__V1__ClientMessage),
-  20,
+  21,
   licensed__v1__client_message__field_descriptors,
   licensed__v1__client_message__field_indices_by_name,
   2,  licensed__v1__client_message__number_ranges,
   (ProtobufCMessageInit) licensed__v1__client_message__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descriptors[22] =
+static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descriptors[23] =
 {
   {
     "request_id",
@@ -829,6 +842,18 @@ static const ProtobufCFieldDescriptor licensed__v1__server_message__field_descri
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "directory_sync",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Licensed__V1__ServerMessage, body_case),
+    offsetof(Licensed__V1__ServerMessage, directory_sync),
+    &licensed__v1__directory_sync_response__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__server_message__field_indices_by_name[] = {
   5,   /* field[5] = activate */
@@ -838,6 +863,7 @@ static const unsigned licensed__v1__server_message__field_indices_by_name[] = {
   2,   /* field[2] = check_out */
   20,   /* field[20] = cluster_status */
   6,   /* field[6] = deactivate */
+  22,   /* field[22] = directory_sync */
   9,   /* field[9] = error */
   10,   /* field[10] = event */
   21,   /* field[21] = fulfil */
@@ -859,7 +885,7 @@ static const ProtobufCIntRange licensed__v1__server_message__number_ranges[3 + 1
   { 1, 0 },
   { 15, 9 },
   { 20, 11 },
-  { 0, 22 }
+  { 0, 23 }
 };
 const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
 {
@@ -869,7 +895,7 @@ const ProtobufCMessageDescriptor licensed__v1__server_message__descriptor =
   "Licensed__V1__ServerMessage",
   "licensed.v1",
   sizeof(Licensed__V1__ServerMessage),
-  22,
+  23,
   licensed__v1__server_message__field_descriptors,
   licensed__v1__server_message__field_indices_by_name,
   3,  licensed__v1__server_message__number_ranges,

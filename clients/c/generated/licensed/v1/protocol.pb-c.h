@@ -210,7 +210,8 @@ typedef enum {
   LICENSED__V1__CLIENT_MESSAGE__BODY_HISTORY = 27,
   LICENSED__V1__CLIENT_MESSAGE__BODY_SUBSCRIBE = 28,
   LICENSED__V1__CLIENT_MESSAGE__BODY_CLUSTER_STATUS = 29,
-  LICENSED__V1__CLIENT_MESSAGE__BODY_FULFIL = 30
+  LICENSED__V1__CLIENT_MESSAGE__BODY_FULFIL = 30,
+  LICENSED__V1__CLIENT_MESSAGE__BODY_DIRECTORY_SYNC = 31
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__CLIENT_MESSAGE__BODY__CASE)
 } Licensed__V1__ClientMessage__BodyCase;
 
@@ -303,6 +304,10 @@ struct  Licensed__V1__ClientMessage
      * Operator: activate (or return) on an air-gapped machine's behalf.
      */
     Licensed__V1__FulfilRequest *fulfil;
+    /*
+     * Read the directory now (operator or admin).
+     */
+    Licensed__V1__DirectorySyncRequest *directory_sync;
   };
 };
 #define LICENSED__V1__CLIENT_MESSAGE__INIT \
@@ -331,6 +336,7 @@ typedef enum {
   LICENSED__V1__SERVER_MESSAGE__BODY_SUBSCRIBE = 28,
   LICENSED__V1__SERVER_MESSAGE__BODY_CLUSTER_STATUS = 29,
   LICENSED__V1__SERVER_MESSAGE__BODY_FULFIL = 30,
+  LICENSED__V1__SERVER_MESSAGE__BODY_DIRECTORY_SYNC = 31,
   LICENSED__V1__SERVER_MESSAGE__BODY_ERROR = 15,
   LICENSED__V1__SERVER_MESSAGE__BODY_EVENT = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LICENSED__V1__SERVER_MESSAGE__BODY__CASE)
@@ -424,6 +430,10 @@ struct  Licensed__V1__ServerMessage
      * Answers FulfilRequest.
      */
     Licensed__V1__FulfilResponse *fulfil;
+    /*
+     * Answers DirectorySyncRequest.
+     */
+    Licensed__V1__DirectorySyncResponse *directory_sync;
     /*
      * The request failed; nothing changed on the server.
      */
