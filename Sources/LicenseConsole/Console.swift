@@ -274,6 +274,16 @@ struct Console: Sendable {
             live["auditHash"] = String(status.auditHash.prefix(16)) + "…"
         }
         if !status.clusterRole.isEmpty { live["cluster"] = "\(status.clusterRole) (node \(status.clusterNode))" }
+        if status.directory.configured {
+            let directory = status.directory
+            var text =
+                directory.syncedAtMs == 0
+                ? "no tree read yet"
+                : "\(directory.users) users in \(directory.units) units (\(directory.disabled) disabled), read \(Timestamp.iso8601(directory.syncedAtMs)) from \(directory.source)"
+            if !directory.lastError.isEmpty { text += "; the last sync failed: \(directory.lastError)" }
+            live["directory"] = text
+            live["directoryClass"] = directory.lastError.isEmpty ? "good" : "bad"
+        }
         live["snapshot"] =
             status.lastSnapshotMs == 0
             ? "none since the ledger began"

@@ -60,6 +60,7 @@ enum ConsoleTemplates {
         <dt>Version</dt><dd>{{version}}</dd>
         <dt>Sessions</dt><dd id="sessions">{{sessions}}</dd>
         {{#cluster}}<dt>Cluster role</dt><dd id="cluster-role">{{cluster}}</dd>{{/cluster}}
+        {{#directory}}<dt>Directory</dt><dd id="directory" class="{{directoryClass}}">{{directory}}</dd>{{/directory}}
         <dt>Last snapshot</dt><dd id="last-snapshot">{{snapshot}}</dd>
         {{#auditSequence}}<dt>Audit trail head</dt><dd>record {{auditSequence}} <code>{{auditHash}}</code></dd>{{/auditSequence}}
         {{#clockSetback}}<dt>Clock</dt><dd class="bad">{{clockSetback}}</dd>{{/clockSetback}}
