@@ -47,10 +47,13 @@ extension LedgerHost {
         return LicenseError(.userNotAllowed, "user '\(user)' is \(leaver.reason) (since \(Timestamp.iso8601(leaver.sinceMs)))")
     }
 
-    var directoryStatus: Licensed_V1_DirectoryStatus {
+    var directoryStatus: Licensed_V1_DirectoryStatus { self.directoryStatus(of: self.directory.tree) }
+
+    /// The directory's status with `tree` as its tree.
+    func directoryStatus(of tree: DirectoryTree?) -> Licensed_V1_DirectoryStatus {
         var status = Licensed_V1_DirectoryStatus()
         status.configured = self.context.configuration.directory.enabled
-        if let tree = self.directory.tree {
+        if let tree {
             status.syncedAtMs = tree.syncedAtMs
             status.users = UInt32(tree.users.count)
             status.units = UInt32(tree.units.count)
@@ -114,15 +117,8 @@ extension LedgerHost {
         }
         if response.dryRun {
             // Nothing changes: not the tree, not the leavers, not a lease.
-            var status = self.directoryStatus
-            status.syncedAtMs = tree.syncedAtMs
-            status.users = UInt32(tree.users.count)
-            status.units = UInt32(tree.units.count)
-            status.disabled = UInt32(tree.disabledCount)
-            status.source = tree.source
-            status.durationMs = tree.durationMs
-            status.lastError = ""
-            response.directory = status
+            response.directory = self.directoryStatus(of: tree)
+            response.directory.lastError = ""
             self.logger.notice(
                 "directory dry run",
                 metadata: ["users": "\(tree.users.count)", "would_reclaim": "\(response.reclaimed.map(\.user).joined(separator: ","))"]
@@ -135,7 +131,8 @@ extension LedgerHost {
         self.directory.lastError = nil
         self.directory.leavers = leavers
         self.ledger.refreshIdentities { self.directoryIdentity($0) }
-        for reclaim in response.reclaimed {
+        // A standby of a cluster keeps the tree and its leavers; the active node reclaims.
+        for reclaim in response.reclaimed where self.mayWrite {
             let details: [(String, AuditEvent.Value)] = [("user", .string(reclaim.user)), ("reason", .string(reclaim.reason))]
             if self.directory.leavers[reclaim.user]?.sinceMs == now {
                 self.audit("directory_leaver", actor: Self.directoryActor, subject: "user:\(reclaim.user)", details: details)
