@@ -95,14 +95,25 @@ extension LedgerHost {
             if let user = tree.users[name], !user.disabled { leavers[name] = nil }
         }
         let grace = Int64(self.context.configuration.directoryActivationGraceSeconds) * 1000
+        // One pass over the leases and one over the activations for every leaver together (a
+        // directory may hold thousands of disabled accounts; the ledger a million leases).
+        var leasesOf: [String: [LeaseID]] = [:]
+        var activationsOf: [String: [String]] = [:]
+        if !leavers.isEmpty {
+            for lease in self.ledger.leases.values where !lease.lingering && leavers[lease.identity.user] != nil {
+                leasesOf[lease.identity.user, default: []].append(lease.id)
+            }
+            for activation in self.ledger.allActivations where leavers[activation.user] != nil {
+                activationsOf[activation.user, default: []].append(activation.id)
+            }
+        }
         for name in leavers.keys.sorted() {
             let (since, reason) = leavers[name]!
             var reclaim = Licensed_V1_DirectoryReclaim()
             reclaim.user = name
             reclaim.reason = reason
-            let leases = self.ledger.leases.values.filter { $0.identity.user == name && !$0.lingering }
-            reclaim.leaseIds = leases.map { .init($0.id.bytes) }
-            let activations = self.ledger.allActivations.filter { $0.user == name }.map(\.id)
+            reclaim.leaseIds = (leasesOf[name] ?? []).sorted().map { .init($0.bytes) }
+            let activations = activationsOf[name] ?? []
             if now >= since + grace {
                 reclaim.activationIds = activations
             } else {
