@@ -98,7 +98,9 @@ struct Bench: AsyncParsableCommand {
                                         maximumFrameLength: 1 << 20
                                     )
                                     let recorder = recorders[ObjectIdentifier(channel.eventLoop)]!
-                                    try channel.pipeline.syncOperations.addHandler(BenchHandler(settings: settings, recorder: recorder))
+                                    try channel.pipeline.syncOperations.addHandler(
+                                        BenchHandler(settings: settings, recorder: recorder, index: index, of: self.connections)
+                                    )
                                 }
                             }
                             .connect(host: host, port: port)
