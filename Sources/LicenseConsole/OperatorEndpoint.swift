@@ -70,11 +70,7 @@ public struct OperatorEndpoint: Service {
     /// HTTP/1.1, with TLS 1.2+ when `operator_tls_certificate` is set.
     static func serverBuilder(certificate: String, privateKey: String) throws -> HTTPServerBuilder {
         guard !certificate.isEmpty else { return .http1() }
-        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try NIOSSLPrivateKey(file: privateKey, format: .pem)
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = TLSVersion.tlsv12
-        return try .tls(.http1(), tlsConfiguration: tls)
+        return try .tls(.http1(), tlsConfiguration: LicenseServer.serverTLS(certificate: certificate, privateKey: privateKey))
     }
 
     static func text(_ body: [UInt8], type: String = "text/plain", status: HTTPResponse.Status = .ok) -> Response {

@@ -11,8 +11,8 @@ public enum ActivationTables {
             columns: ["Part Name", "Part ID", "Assigned Date", "Status", "Device ID", "Device Name", "User", "Last Seen"],
             rows: activations.map { a in
                 [
-                    .text(a.partName), .text(a.licenseID), .text(Self.time(a.activatedAtMs)), .text(a.status), .text(a.activationID),
-                    .text(a.machineName), .text(a.user), .text(Self.time(a.lastSeenMs)),
+                    .text(a.partName), .text(a.licenseID), .text(Timestamp.iso8601(a.activatedAtMs)), .text(a.status),
+                    .text(a.activationID), .text(a.machineName), .text(a.user), .text(Timestamp.iso8601(a.lastSeenMs)),
                 ]
             }
         )
@@ -25,7 +25,7 @@ public enum ActivationTables {
             rows: runs.flatMap { run in
                 run.results.map { r -> [ReportTable.Cell] in
                     [
-                        .text(run.runID), .text(Self.time(run.atMs)), .text(run.actor), .text(run.part),
+                        .text(run.runID), .text(Timestamp.iso8601(run.atMs)), .text(run.actor), .text(run.part),
                         .text(run.revoke ? "revoke" : "assign"), .int(Int64(r.row)), .text(r.device),
                         .text(r.applied ? "applied" : "failed"),
                         .text(r.reason), .text(r.activationID),
@@ -34,6 +34,4 @@ public enum ActivationTables {
             }
         )
     }
-
-    static func time(_ ms: Int64) -> String { Timestamp.iso8601(ms) }
 }

@@ -8,7 +8,7 @@ import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
-import NIOSSL
+public import NIOSSL
 import Prometheus
 public import ServiceLifecycle
 
@@ -255,14 +255,21 @@ public final class LicenseServer: Service {
         self.context.logger.info("stopped")
     }
 
+    /// A TLS 1.2+ server configuration presenting the PEM chain `certificate` with its PEM
+    /// `privateKey` (the protocol listener's and the operator listener's).
+    public static func serverTLS(certificate: String, privateKey: String) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: privateKey, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        return tls
+    }
+
     /// The TLS context of the protocol listener, when configured: the certificate chain and key,
     /// and with `tls_client_ca` client certificates required and checked against that CA.
     static func makeTLSContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext? {
         guard configuration.tlsEnabled else { return nil }
-        let chain = try NIOSSLCertificate.fromPEMFile(configuration.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try NIOSSLPrivateKey(file: configuration.tlsPrivateKey, format: .pem)
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv12
+        var tls = try Self.serverTLS(certificate: configuration.tlsCertificate, privateKey: configuration.tlsPrivateKey)
         if !configuration.tlsClientCA.isEmpty {
             tls.trustRoots = .file(configuration.tlsClientCA)
             tls.certificateVerification = .noHostnameVerification

@@ -45,7 +45,7 @@ CONF
 }
 
 slapd_stop() {
-    [ -f "$SLAPD_DIR/slapd.pid" ] || return 0
+    [ -n "${SLAPD_DIR:-}" ] && [ -f "$SLAPD_DIR/slapd.pid" ] || return 0
     kill "$(cat "$SLAPD_DIR/slapd.pid")" 2>/dev/null
     for _ in $(seq 100); do [ -f "$SLAPD_DIR/slapd.pid" ] || return 0; sleep 0.1; done
 }
