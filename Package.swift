@@ -47,6 +47,10 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
+        // Micro-benchmarks of the request path (Benchmarks/HotPath): mallocs, time and throughput
+        // per operation. Only the malloc interposer: the runtime interposer's package is not in
+        // this machine's mirror, and the benchmark needs no ARC counts from it.
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
@@ -308,6 +312,35 @@ let package = Package(
             name: "licensed-cluster-drill",
             dependencies: ["LicenseClient", "LicenseTestSupport"],
             path: "Drills/ClusterDrill",
+            swiftSettings: swiftSettings
+        ),
+        // The request path's units, one operation at a time (a check-out, a check-in, a
+        // heartbeat, a write-ahead log record, an audit record, a request decoded and its reply
+        // encoded): measured by the HotPath benchmarks and, under callgrind, by licensed-micro.
+        .target(
+            name: "HotPathOperations",
+            dependencies: [
+                "LicenseCore", "LicenseProtocol", "LicenseStore", "LicenseAudit", "LicenseServer",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/HotPathOperations",
+            swiftSettings: swiftSettings
+        ),
+        // ordo-one/benchmark: `swift package --allow-writing-to-package-directory benchmark` (scripts/bench-micro).
+        .executableTarget(
+            name: "HotPath",
+            dependencies: ["HotPathOperations", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/HotPath",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // Instructions per operation under valgrind's callgrind (perf counters are not available
+        // on every machine of this kind): `licensed-micro OPERATION COUNT` (scripts/bench-micro).
+        .executableTarget(
+            name: "licensed-micro",
+            dependencies: ["HotPathOperations", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/InstructionCount",
             swiftSettings: swiftSettings
         ),
         // Scale measurements of the reports (a million audit records).

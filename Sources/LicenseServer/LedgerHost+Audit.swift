@@ -1,5 +1,5 @@
-import LicenseAudit
-import LicenseCore
+package import LicenseAudit
+package import LicenseCore
 import LicenseProtocol
 import LicenseStore
 import Logging
@@ -129,7 +129,7 @@ extension LedgerHost {
         )
     }
 
-    static func leaseDetails(_ lease: Lease) -> [(String, AuditEvent.Value)] {
+    package static func leaseDetails(_ lease: Lease) -> [(String, AuditEvent.Value)] {
         [
             ("lease", .string(lease.id.description)), ("feature", .string(lease.feature)), ("license", .string(lease.licenseID)),
             ("count", .int(Int64(lease.count))), ("user", .string(lease.identity.user)), ("host", .string(lease.identity.host)),
@@ -137,7 +137,7 @@ extension LedgerHost {
         ]
     }
 
-    static func auditEvent(
+    package static func auditEvent(
         for change: LedgerChange,
         actor: String,
         leases: [Lease],

@@ -17,7 +17,7 @@ import SwiftProtobuf
 /// holds the replies that acknowledge changes until the log reports them durable, and keeps the
 /// sessions' connections to push events to. Requests are handled in extensions by subject
 /// (`+FloatingSeats`, `+Queues`, `+Activations`, `+Administration`), dispatched by `+Requests`.
-final class LedgerHost {
+package final class LedgerHost {
     let eventLoop: any EventLoop
     let context: ServerContext
     var logger: Logger
