@@ -68,12 +68,12 @@ public struct LedgerOperations {
     }
 }
 
-/// A write-ahead log record as the writer thread makes it: the change's `WalRecord` serialized,
-/// then framed (length, CRC-32C, sequence) into the batch's buffer.
+/// A write-ahead log record as the writer thread makes it: the change's `WalRecord` serialized
+/// (`WalRecordEncoder`; before it, `change.record.serializedBytes()`), then framed (length,
+/// CRC-32C, sequence) into the batch's buffer.
 public enum WalRecordOperation {
     public static func append(_ change: LedgerChange, sequence: UInt64, into buffer: inout [UInt8]) {
-        let body: [UInt8] = try! change.record.serializedBytes()
-        LogSegment.encode(sequence: sequence, body: body, into: &buffer)
+        LogSegment.encode(sequence: sequence, body: WalRecordEncoder.bytes(of: change), into: &buffer)
     }
 }
 

@@ -34,8 +34,7 @@ package struct ReplicatedBatch: Sendable, Equatable {
         records: [Data]? = nil,
         audit: [AuditEvent]
     ) {
-        // Serializing a message of known fields cannot fail.
-        self.records = records ?? changes.map { try! $0.record.serializedData() }
+        self.records = records ?? changes.map { Data(WalRecordEncoder.bytes(of: $0)) }
         self.firstSequence = firstSequence
         self.part = part
         self.epoch = epoch

@@ -289,8 +289,7 @@ package final class ReplicatedLog: CommitLog {
                 queue.pending.removeFirst()
                 switch item {
                 case .change(let change):
-                    // Serializing a message of known fields cannot fail.
-                    let record = try! change.record.serializedData()
+                    let record = Data(WalRecordEncoder.bytes(of: change))
                     changes.append(change)
                     records.append(record)
                     bytes += record.count

@@ -4,15 +4,8 @@ import COpenSSL
 public enum SHA256 {
     /// The 32-byte digest of `data`.
     public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let bytes = Array(data)
-        let ok = bytes.withUnsafeBufferPointer { buf in
-            EVP_Digest(buf.baseAddress, buf.count, &digest, &length, EVP_sha256(), nil)
-        }
-        // EVP_Digest with SHA-256 on memory cannot fail short of OpenSSL being unusable.
-        precondition(ok == 1 && length == 32, "OpenSSL SHA-256 failed")
-        return digest
+        if let digest = data.withContiguousStorageIfAvailable({ Self.hash(bytes: UnsafeRawBufferPointer($0)) }) { return digest }
+        return Array(data).withUnsafeBytes { Self.hash(bytes: $0) }
     }
 }
 
@@ -56,10 +49,9 @@ extension Array where Element == UInt8 {
 extension SHA256 {
     /// The 32-byte digest of the bytes at `buffer`, without copying them.
     public static func hash(bytes buffer: UnsafeRawBufferPointer) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let ok = EVP_Digest(buffer.baseAddress, buffer.count, &digest, &length, EVP_sha256(), nil)
-        precondition(ok == 1 && length == 32, "OpenSSL SHA-256 failed")
-        return digest
+        [UInt8](unsafeUninitializedCapacity: 32) { digest, count in
+            licensed_sha256(buffer.baseAddress, buffer.count, digest.baseAddress!)
+            count = 32
+        }
     }
 }

@@ -124,7 +124,7 @@ extension SeatLedger {
         let key = PoolKey(licenseID: lease.licenseID, feature: lease.feature)
         let all = PoolKey(licenseID: lease.licenseID, feature: "*")
         adjust(&self.seatsInUse[key, default: 0])
-        if self.seatsInUse[key] == 0 { self.seatsInUse[key] = nil }
+        if sign < 0, self.seatsInUse[key] == 0 { self.seatsInUse[key] = nil }
         if lease.overage {
             adjust(&self.overageInUse[key, default: 0])
             if self.overageInUse[key] == 0 { self.overageInUse[key] = nil }
@@ -134,14 +134,39 @@ extension SeatLedger {
             let current = self.tokensInUse[lease.licenseID] ?? 0
             self.tokensInUse[lease.licenseID] = sign > 0 ? current + tokens : (current > tokens ? current - tokens : 0)
         }
-        // Every group a holder is within, once (no set built when there are no groups).
-        var lineage = Set<String>()
-        for group in groups { lineage.formUnion(GroupPath.lineage(group)) }
         adjust(&self.seatsByUser[key, default: [:]][user, default: 0])
         adjust(&self.seatsByUser[all, default: [:]][user, default: 0])
-        for group in lineage {
+        for group in self.lineage(of: groups) {
             adjust(&self.seatsByGroup[key, default: [:]][group, default: 0])
             adjust(&self.seatsByGroup[all, default: [:]][group, default: 0])
         }
+    }
+
+    /// Every group a holder is within, once ("/emea/sales" is within "/emea/sales" and "/emea").
+    /// Each path's lineage is worked out once and kept: a check-out and its check-in would
+    /// otherwise split and join the same paths every time.
+    private mutating func lineage(of groups: [String]) -> [String] {
+        switch groups.count {
+        case 0: return []
+        case 1: return self.lineage(of: groups[0])
+        default:
+            // A few groups (the usual case): a linear check is cheaper than hashing into a set.
+            var all: [String] = []
+            var seen = groups.count > 8 ? Set<String>() : nil
+            for group in groups {
+                for path in self.lineage(of: group) {
+                    if seen == nil ? !all.contains(path) : seen!.insert(path).inserted { all.append(path) }
+                }
+            }
+            return all
+        }
+    }
+
+    private mutating func lineage(of group: String) -> [String] {
+        if let known = self.lineages[group] { return known }
+        let lineage = GroupPath.lineage(group)
+        // Bounded: an organisation has far fewer distinct group paths; past the bound, work it out.
+        if self.lineages.count < Self.maxKeptLineages { self.lineages[group] = lineage }
+        return lineage
     }
 }

@@ -191,6 +191,10 @@ public struct SeatLedger: Sendable {
     /// Seats held per licence, feature ("*" = all) and group, counting every group a holder is
     /// within ("/emea/sales" also counts for "/emea").
     var seatsByGroup: [PoolKey: [String: UInt32]] = [:]
+    /// Each group path's lineage (itself and every group above it), worked out once: a cache,
+    /// not state (nothing reads it but `charge`).
+    var lineages: [String: [String]] = [:]
+    static let maxKeptLineages = 65_536
     var dupGroups: [DupKey: DupGroup] = [:]
     /// Every live lease.
     public internal(set) var leases = LeaseTable()
