@@ -13,7 +13,8 @@ import SwiftProtobuf
 /// spread over the cores: protobuf allows a repeated field's elements anywhere in the message,
 /// so the fields other than the leases are one `Snapshot` and each lease is its own field-3 entry.
 /// Leases are written shard by shard as the table holds them; only those that share seats are
-/// sorted (into grant order, and written last), since only their replay order matters.
+/// sorted (into grant order, and written last), since only their replay order matters. Each lease
+/// is laid out and read by `StoredLeaseWire` (the same bytes as SwiftProtobuf's `StoredLease`).
 public enum SnapshotFile {
     static let magic = Array("LICSNAP1".utf8)
     /// Leases per chunk parsed by one worker.
@@ -96,9 +97,11 @@ public enum SnapshotFile {
                 let shard = chunk < leases.shardCount ? leases.leases(inShard: chunk) : ContiguousArray(shared)
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(shard.count * 120)
+                var body: [UInt8] = []
+                body.reserveCapacity(512)
                 for lease in shard where chunk == leases.shardCount || lease.sharedSeats == 0 {
-                    // Serializing a message of known fields cannot fail.
-                    let body: [UInt8] = try! lease.stored.serializedBytes()
+                    body.removeAll(keepingCapacity: true)
+                    StoredLeaseWire.append(lease, to: &body)
                     bytes.append(Self.leaseTag)
                     Self.appendVarint(UInt64(body.count), to: &bytes)
                     bytes.append(contentsOf: body)
@@ -191,12 +194,14 @@ public enum SnapshotFile {
             DispatchQueue.concurrentPerform(iterations: chunkCount) { chunk in
                 var leases: [Lease] = []
                 leases.reserveCapacity(Self.chunkSize)
-                for range in ranges[(chunk * Self.chunkSize)..<min((chunk + 1) * Self.chunkSize, ranges.count)] {
-                    guard let stored = try? Licensed_V1_StoredLease(serializedBytes: bytes[range]), let lease = Lease(stored: stored) else {
-                        return  // left nil: reported below
+                let parsed = bytes.withUnsafeBytes { file -> Bool in
+                    for range in ranges[(chunk * Self.chunkSize)..<min((chunk + 1) * Self.chunkSize, ranges.count)] {
+                        guard let lease = StoredLeaseWire.lease(from: UnsafeRawBufferPointer(rebasing: file[range])) else { return false }
+                        leases.append(lease)
                     }
-                    leases.append(lease)
+                    return true
                 }
+                guard parsed else { return }  // left nil: reported below
                 output.value[chunk] = leases
             }
         }

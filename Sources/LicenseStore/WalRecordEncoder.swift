@@ -20,7 +20,7 @@ public enum WalRecordEncoder {
         case .granted(let lease):
             var leaseBytes: [UInt8] = []
             leaseBytes.reserveCapacity(160)
-            Self.append(lease, to: &leaseBytes)
+            StoredLeaseWire.append(lease, to: &leaseBytes)
             // WalRecord { granted (1) { lease (1) { … } } }
             var granted: [UInt8] = []
             granted.reserveCapacity(leaseBytes.count + 8)
@@ -45,36 +45,9 @@ public enum WalRecordEncoder {
         }
     }
 
-    /// `StoredLease`'s fields, as `Lease.stored` fills them.
-    private static func append(_ lease: Lease, to out: inout [UInt8]) {
-        Self.identifier(1, lease.id, &out)
-        Self.identifier(2, lease.sessionID, &out)
-        Self.string(3, lease.feature, &out)
-        Self.string(4, lease.licenseID, &out)
-        Self.varint(5, UInt64(lease.count), &out)
-        Self.string(6, lease.identity.user, &out)
-        Self.string(7, lease.identity.host, &out)
-        Self.string(8, lease.identity.clientName, &out)
-        Self.string(9, lease.identity.clientVersion, &out)
-        Self.varint(10, UInt64(bitPattern: lease.grantedAtMs), &out)
-        Self.varint(11, UInt64(bitPattern: lease.expiresAtMs), &out)
-        Self.varint(12, UInt64(bitPattern: lease.ttlMs), &out)
-        Self.varint(13, lease.overage ? 1 : 0, &out)
-        Self.varint(14, lease.fencingToken, &out)
-        if !lease.checkoutKey.isEmpty { Self.lengthDelimited(15, lease.checkoutKey, &out) }
-        Self.varint(16, lease.borrowed ? 1 : 0, &out)
-        Self.varint(17, lease.lingering ? 1 : 0, &out)
-        if let base = lease.baseLeaseID { Self.identifier(18, base, &out) }
-        Self.varint(19, UInt64(lease.sharedSeats), &out)
-        Self.string(20, lease.dupIdentity, &out)
-        Self.varint(21, UInt64(lease.tokenCost), &out)
-        for group in lease.identity.groups { Self.string(22, group, &out, always: true) }
-        Self.string(23, lease.identity.address, &out)
-    }
-
     // MARK: - Wire format (proto3: fields at their default value are left out)
 
-    private static func rawVarint(_ value: UInt64, _ out: inout [UInt8]) {
+    static func rawVarint(_ value: UInt64, _ out: inout [UInt8]) {
         var value = value
         while value >= 0x80 {
             out.append(UInt8(truncatingIfNeeded: value) | 0x80)
@@ -83,23 +56,23 @@ public enum WalRecordEncoder {
         out.append(UInt8(value))
     }
 
-    private static func tag(_ field: Int, wireType: UInt64, _ out: inout [UInt8]) {
+    static func tag(_ field: Int, wireType: UInt64, _ out: inout [UInt8]) {
         Self.rawVarint(UInt64(field) << 3 | wireType, &out)
     }
 
-    private static func varint(_ field: Int, _ value: UInt64, _ out: inout [UInt8]) {
+    static func varint(_ field: Int, _ value: UInt64, _ out: inout [UInt8]) {
         guard value != 0 else { return }
         Self.tag(field, wireType: 0, &out)
         Self.rawVarint(value, &out)
     }
 
-    private static func lengthDelimited(_ field: Int, _ bytes: [UInt8], _ out: inout [UInt8]) {
+    static func lengthDelimited(_ field: Int, _ bytes: [UInt8], _ out: inout [UInt8]) {
         Self.tag(field, wireType: 2, &out)
         Self.rawVarint(UInt64(bytes.count), &out)
         out.append(contentsOf: bytes)
     }
 
-    private static func identifier(_ field: Int, _ id: ID128, _ out: inout [UInt8]) {
+    static func identifier(_ field: Int, _ id: ID128, _ out: inout [UInt8]) {
         Self.tag(field, wireType: 2, &out)
         out.append(16)
         withUnsafeBytes(of: id.high.bigEndian) { out.append(contentsOf: $0) }
@@ -107,7 +80,7 @@ public enum WalRecordEncoder {
     }
 
     /// A string field; a repeated one's elements are written even when empty (`always`).
-    private static func string(_ field: Int, _ text: String, _ out: inout [UInt8], always: Bool = false) {
+    static func string(_ field: Int, _ text: String, _ out: inout [UInt8], always: Bool = false) {
         let utf8 = text.utf8
         guard always || !utf8.isEmpty else { return }
         Self.tag(field, wireType: 2, &out)
