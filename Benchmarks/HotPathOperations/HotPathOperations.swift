@@ -69,11 +69,11 @@ public struct LedgerOperations {
 }
 
 /// A write-ahead log record as the writer thread makes it: the change's `WalRecord` serialized
-/// (`WalRecordEncoder`; before it, `change.record.serializedBytes()`), then framed (length,
+/// (`WalRecordWire`; before it, `change.record.serializedBytes()`), then framed (length,
 /// CRC-32C, sequence) into the batch's buffer.
 public enum WalRecordOperation {
     public static func append(_ change: LedgerChange, sequence: UInt64, into buffer: inout [UInt8]) {
-        LogSegment.encode(sequence: sequence, body: WalRecordEncoder.bytes(of: change), into: &buffer)
+        LogSegment.encode(sequence: sequence, body: WalRecordWire.bytes(of: change), into: &buffer)
     }
 }
 

@@ -34,7 +34,7 @@ package struct ReplicatedBatch: Sendable, Equatable {
         records: [Data]? = nil,
         audit: [AuditEvent]
     ) {
-        self.records = records ?? changes.map { Data(WalRecordEncoder.bytes(of: $0)) }
+        self.records = records ?? changes.map { Data(WalRecordWire.bytes(of: $0)) }
         self.firstSequence = firstSequence
         self.part = part
         self.epoch = epoch
@@ -77,7 +77,7 @@ package struct ReplicatedBatch: Sendable, Equatable {
         var changes: [LedgerChange] = []
         changes.reserveCapacity(stored.changes.count)
         for (index, bytes) in stored.changes.enumerated() {
-            guard let record = try? Licensed_V1_WalRecord(serializedBytes: bytes), let change = LedgerChange(record: record) else {
+            guard let change = WalRecordWire.change(from: [UInt8](bytes)) else {
                 throw ClusterError("log batch \(stored.firstSequence): change \(index) is malformed")
             }
             changes.append(change)

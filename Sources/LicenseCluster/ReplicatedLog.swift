@@ -289,7 +289,7 @@ package final class ReplicatedLog: CommitLog {
                 queue.pending.removeFirst()
                 switch item {
                 case .change(let change):
-                    let record = Data(WalRecordEncoder.bytes(of: change))
+                    let record = Data(WalRecordWire.bytes(of: change))
                     changes.append(change)
                     records.append(record)
                     bytes += record.count

@@ -151,7 +151,7 @@ extension LedgerStore {
                 gap = "the next record in the log is \(record.sequence) (\(place))"
                 break
             }
-            guard let decoded = try? Licensed_V1_WalRecord(serializedBytes: record.body), let change = LedgerChange(record: decoded) else {
+            guard let change = WalRecordWire.change(from: record.body) else {
                 gap = "record \(record.sequence) (\(place)) has a valid checksum but is not a known change"
                 break
             }

@@ -62,7 +62,7 @@ extension LedgerStore {
                 for index in part {
                     sequence += 1
                     // Serializing a message of known fields cannot fail.
-                    let body = batch.records[index] ?? WalRecordEncoder.bytes(of: batch.changes[index])
+                    let body = batch.records[index] ?? WalRecordWire.bytes(of: batch.changes[index])
                     LogSegment.encode(sequence: sequence, body: body, into: &bytes)
                 }
             }

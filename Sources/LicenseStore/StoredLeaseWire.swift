@@ -3,7 +3,7 @@ public import LicenseCore
 
 /// A lease as a `StoredLease` message (store.proto), laid out and read by hand: the write-ahead
 /// log's grant records and every lease of a snapshot. The bytes are SwiftProtobuf's for the same
-/// message (`WalRecordEncoderTests`), and the reader accepts what SwiftProtobuf's does: any field
+/// message (`WalRecordWireTests`), and the reader accepts what SwiftProtobuf's does: any field
 /// order, a field repeated (the last wins), fields it does not know (skipped). Whenever it
 /// returns a lease, that is the lease the generated decoder and `Lease(stored:)` give — checked
 /// on generated leases and on many thousands of damaged ones (`StoredLeaseWireTests`). It refuses
@@ -14,7 +14,7 @@ public import LicenseCore
 public enum StoredLeaseWire {
     /// Appends `lease`'s `StoredLease` fields (the message body, without tag or length).
     public static func append(_ lease: Lease, to out: inout [UInt8]) {
-        typealias W = WalRecordEncoder
+        typealias W = WalRecordWire
         W.identifier(1, lease.id, &out)
         W.identifier(2, lease.sessionID, &out)
         W.string(3, lease.feature, &out)

@@ -9,7 +9,7 @@ import Testing
 /// message SwiftProtobuf writes, and never a different one for damaged bytes.
 @Suite("StoredLease wire format")
 struct StoredLeaseWireTests {
-    typealias Generator = WalRecordEncoderTests.Generator
+    typealias Generator = WalRecordWireTests.Generator
 
     /// What the generated decoder and `Lease(stored:)` make of `bytes` (nil where either refuses).
     static func generated(_ bytes: [UInt8]) -> Lease? {
@@ -24,7 +24,7 @@ struct StoredLeaseWireTests {
     func roundTrip(seed: UInt64) throws {
         var g = Generator(state: seed)
         for _ in 0..<1_000 {
-            let lease = WalRecordEncoderTests.lease(&g)
+            let lease = WalRecordWireTests.lease(&g)
             let generated: [UInt8] = try lease.stored.serializedBytes()
             var laid: [UInt8] = []
             StoredLeaseWire.append(lease, to: &laid)
@@ -38,7 +38,7 @@ struct StoredLeaseWireTests {
     @Test("unknown fields are skipped, a repeated field's last value wins, fields in any order")
     func tolerance() throws {
         var g = Generator(state: 21)
-        let lease = WalRecordEncoderTests.lease(&g)
+        let lease = WalRecordWireTests.lease(&g)
         var bytes: [UInt8] = []
         // Unknown fields of every wire type a writer may use, then the lease, then a second user.
         bytes += [0xA0, 0x06, 0x2A]  // field 100, varint 42
@@ -58,7 +58,7 @@ struct StoredLeaseWireTests {
         var agreed = 0
         var refusedOnlyHere = 0
         for round in 0..<20_000 {
-            let lease = WalRecordEncoderTests.lease(&g)
+            let lease = WalRecordWireTests.lease(&g)
             var bytes: [UInt8] = try lease.stored.serializedBytes()
             // Flip, drop, insert or cut bytes.
             for _ in 0...g.below(3) {
@@ -93,7 +93,7 @@ struct StoredLeaseWireTests {
         var g = Generator(state: 41)
         var table = LeaseTable()
         for _ in 0..<2_000 {
-            var lease = WalRecordEncoderTests.lease(&g)
+            var lease = WalRecordWireTests.lease(&g)
             lease.sharedSeats = 0
             table[lease.id] = lease
         }

@@ -7,7 +7,7 @@ import Testing
 /// The hand-laid grant and release records must be SwiftProtobuf's bytes for the same
 /// `WalRecord`, and read back as the same change.
 @Suite("WAL record encoder")
-struct WalRecordEncoderTests {
+struct WalRecordWireTests {
     /// A small deterministic generator (SplitMix64), so a failure names its seed.
     struct Generator {
         var state: UInt64
@@ -69,7 +69,7 @@ struct WalRecordEncoderTests {
 
     func check(_ change: LedgerChange) throws {
         let generated: [UInt8] = try change.record.serializedBytes()
-        let laid = WalRecordEncoder.bytes(of: change)
+        let laid = WalRecordWire.bytes(of: change)
         #expect(laid == generated, "\(change)")
         let read = LedgerChange(record: try Licensed_V1_WalRecord(serializedBytes: laid))
         #expect(read == LedgerChange(record: try Licensed_V1_WalRecord(serializedBytes: generated)))
@@ -94,5 +94,52 @@ struct WalRecordEncoderTests {
         try self.check(.lingered(ID128(high: 1, low: 2), untilMs: 5))
         try self.check(.clockMarked(atMs: 1_790_000_000_000))
         try self.check(.trialStarted(licenseID: "trial", atMs: 7))
+    }
+}
+
+/// Reading records back: the hand-read path gives what the generated decoder gives, for every
+/// record written and for damaged ones.
+@Suite("WAL record reader")
+struct WalRecordReaderTests {
+    typealias Generator = WalRecordWireTests.Generator
+
+    static func generated(_ bytes: [UInt8]) -> LedgerChange? {
+        (try? Licensed_V1_WalRecord(serializedBytes: bytes)).flatMap { LedgerChange(record: $0) }
+    }
+
+    @Test("grants, releases and other changes read back as written")
+    func roundTrip() throws {
+        var g = Generator(state: 51)
+        var changes: [LedgerChange] = (0..<500).map { _ in .granted(WalRecordWireTests.lease(&g)) }
+        for cause in [ReleaseCause.checkedIn, .expired, .revoked, .baseReleased] {
+            changes += (0..<50).map { _ in .released(g.id(), cause, atMs: g.int64()) }
+        }
+        changes += [.lingered(ID128(high: 1, low: 2), untilMs: 5), .clockMarked(atMs: 9), .trialStarted(licenseID: "t", atMs: 3)]
+        for change in changes {
+            let bytes = WalRecordWire.bytes(of: change)
+            #expect(WalRecordWire.change(from: bytes) == Self.generated(bytes))
+            #expect(WalRecordWire.change(from: bytes) != nil)
+        }
+    }
+
+    @Test("damaged records: never a crash, always the generated decoder's answer")
+    func damaged() throws {
+        var g = Generator(state: 61)
+        for round in 0..<20_000 {
+            let change: LedgerChange =
+                g.flag() ? .granted(WalRecordWireTests.lease(&g)) : .released(g.id(), g.flag() ? .checkedIn : .expired, atMs: g.int64())
+            var bytes = WalRecordWire.bytes(of: change)
+            for _ in 0...g.below(3) {
+                guard !bytes.isEmpty else { break }
+                let at = g.below(bytes.count)
+                switch g.below(4) {
+                case 0: bytes[at] ^= UInt8(truncatingIfNeeded: 1 << g.below(8))
+                case 1: bytes.remove(at: at)
+                case 2: bytes.insert(UInt8(truncatingIfNeeded: g.next()), at: at)
+                default: bytes.removeSubrange(at...)
+                }
+            }
+            #expect(WalRecordWire.change(from: bytes) == Self.generated(bytes), "round \(round): \(bytes)")
+        }
     }
 }
