@@ -175,6 +175,7 @@ public final class LicenseServer: Service {
                 .serverChannelOption(.backlog, value: 1024)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.recvAllocator, value: Self.receiveBuffers)
                 .bind(host: configuration.listenHost, port: configuration.port) { [host] channel in
                     channel.eventLoop.makeCompletedFuture {
                         let peer = channel.remoteAddress?.description ?? "unknown"
@@ -267,6 +268,10 @@ public final class LicenseServer: Service {
 
     /// The TLS context of the protocol listener, when configured: the certificate chain and key,
     /// and with `tls_client_ca` client certificates required and checked against that CA.
+    /// Read buffers per connection: NIO's adaptive sizing from 256 bytes (a heartbeat or check-out
+    /// frame is tens of bytes) instead of its default 2,048, growing to 64 KiB for a busy client.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536)
+
     static func makeTLSContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext? {
         guard configuration.tlsEnabled else { return nil }
         var tls = try Self.serverTLS(certificate: configuration.tlsCertificate, privateKey: configuration.tlsPrivateKey)

