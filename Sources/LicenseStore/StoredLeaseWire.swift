@@ -44,8 +44,8 @@ public enum StoredLeaseWire {
     /// malformed (as `Lease(stored:)`).
     public static func lease(from body: UnsafeRawBufferPointer) -> Lease? {
         var reader = Reader(bytes: body)
-        var id: [UInt8] = []
-        var session: [UInt8] = []
+        var id: ID128?? = nil
+        var session: ID128?? = nil
         var feature = ""
         var licenseID = ""
         var count: UInt32 = 0
@@ -61,7 +61,7 @@ public enum StoredLeaseWire {
         var checkoutKey: [UInt8] = []
         var borrowed = false
         var lingering = false
-        var base: [UInt8] = []
+        var base: ID128?? = nil
         var sharedSeats: UInt32 = 0
         var dupIdentity = ""
         var tokenCost: UInt32 = 0
@@ -72,8 +72,8 @@ public enum StoredLeaseWire {
             let field = Int(key >> 3)
             let wireType = key & 7
             switch (field, wireType) {
-            case (1, 2): guard let v = reader.data() else { return nil }; id = v
-            case (2, 2): guard let v = reader.data() else { return nil }; session = v
+            case (1, 2): guard let v = reader.identifier() else { return nil }; id = v
+            case (2, 2): guard let v = reader.identifier() else { return nil }; session = v
             case (3, 2): guard let v = reader.string() else { return nil }; feature = v
             case (4, 2): guard let v = reader.string() else { return nil }; licenseID = v
             case (5, 0): guard let v = reader.varint() else { return nil }; count = UInt32(truncatingIfNeeded: v)
@@ -89,7 +89,7 @@ public enum StoredLeaseWire {
             case (15, 2): guard let v = reader.data() else { return nil }; checkoutKey = v
             case (16, 0): guard let v = reader.varint() else { return nil }; borrowed = v != 0
             case (17, 0): guard let v = reader.varint() else { return nil }; lingering = v != 0
-            case (18, 2): guard let v = reader.data() else { return nil }; base = v
+            case (18, 2): guard let v = reader.identifier() else { return nil }; base = v
             case (19, 0): guard let v = reader.varint() else { return nil }; sharedSeats = UInt32(truncatingIfNeeded: v)
             case (20, 2): guard let v = reader.string() else { return nil }; dupIdentity = v
             case (21, 0): guard let v = reader.varint() else { return nil }; tokenCost = UInt32(truncatingIfNeeded: v)
@@ -99,10 +99,10 @@ public enum StoredLeaseWire {
             default: guard reader.skip(wireType: wireType) else { return nil }
             }
         }
-        guard id.count == 16, session.count == 16 else { return nil }
+        guard case .some(.some(let id)) = id, case .some(.some(let session)) = session else { return nil }
         var lease = Lease(
-            id: LeaseID(bytes: Data(id))!,
-            sessionID: SessionID(bytes: Data(session))!,
+            id: id,
+            sessionID: session,
             feature: feature,
             licenseID: licenseID,
             count: count,
@@ -123,7 +123,7 @@ public enum StoredLeaseWire {
         )
         lease.borrowed = borrowed
         lease.lingering = lingering
-        lease.baseLeaseID = base.count == 16 ? LeaseID(bytes: Data(base)) : nil
+        lease.baseLeaseID = base ?? nil
         lease.sharedSeats = sharedSeats
         lease.dupIdentity = dupIdentity
         lease.tokenCost = tokenCost
@@ -156,6 +156,16 @@ public enum StoredLeaseWire {
             let start = self.offset
             self.offset += Int(length)
             return start..<self.offset
+        }
+
+        /// A bytes field holding an id: `.some(id)` for 16 bytes, `.some(nil)` for any other
+        /// length (a malformed id, as `LeaseID(bytes:)` reads it), nil when it does not parse.
+        mutating func identifier() -> ID128?? {
+            guard let range = self.range() else { return nil }
+            guard range.count == 16 else { return .some(nil) }
+            let high = UInt64(bigEndian: self.bytes.loadUnaligned(fromByteOffset: range.lowerBound, as: UInt64.self))
+            let low = UInt64(bigEndian: self.bytes.loadUnaligned(fromByteOffset: range.lowerBound + 8, as: UInt64.self))
+            return .some(ID128(high: high, low: low))
         }
 
         mutating func data() -> [UInt8]? {
