@@ -18,6 +18,13 @@ extension LedgerHost {
 
     /// The counter of `label` and `dimensions`, made on first use.
     func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        if dimensions.count == 1 {
+            let key = OneDimensionCounter(label: label, name: dimensions[0].0, value: dimensions[0].1)
+            if let counter = self.oneDimensionCounters[key] { return counter }
+            let counter = self.context.metrics.counter(label, dimensions)
+            self.oneDimensionCounters[key] = counter
+            return counter
+        }
         let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
         if let counter = self.counters[key] { return counter }
         let counter = self.context.metrics.counter(label, dimensions)
@@ -107,4 +114,11 @@ extension LedgerHost {
         let inUse = self.ledger.seatsInUseTotal
         return "\(inUse) seat(s) in use, \(self.ledger.leases.count) lease(s), \(self.ledger.sessionCount) session(s)"
     }
+}
+
+/// The key of a counter with one dimension.
+struct OneDimensionCounter: Hashable {
+    var label: String
+    var name: String
+    var value: String
 }
