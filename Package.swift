@@ -56,10 +56,6 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
-        // Micro-benchmarks of the request path (Benchmarks/HotPath): mallocs, time and throughput
-        // per operation. Only the malloc interposer: the runtime interposer's package is not in
-        // this machine's mirror, and the benchmark needs no ARC counts from it.
-        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
@@ -336,14 +332,6 @@ let package = Package(
             path: "Benchmarks/HotPathOperations",
             swiftSettings: swiftSettings
         ),
-        // ordo-one/benchmark: `swift package --allow-writing-to-package-directory benchmark` (scripts/bench-micro).
-        .executableTarget(
-            name: "HotPath",
-            dependencies: ["HotPathOperations", .product(name: "Benchmark", package: "benchmark")],
-            path: "Benchmarks/HotPath",
-            swiftSettings: swiftSettings,
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        ),
         // Instructions per operation under valgrind's callgrind (perf counters are not available
         // on every machine of this kind): `licensed-micro OPERATION COUNT` (scripts/bench-micro).
         .executableTarget(
@@ -441,6 +429,25 @@ let package = Package(
         ),
     ]
 )
+
+// Micro-benchmarks of the request path (Benchmarks/HotPath) with ordo-one/benchmark: mallocs,
+// time and throughput per operation (`swift package --allow-writing-to-package-directory benchmark
+// --target HotPath`, scripts/bench-micro). Only its malloc interposer: the runtime interposer's
+// package is not in this machine's mirror, and the benchmarks need no ARC counts from it. Not in
+// a fuzzing build: `--sanitize=fuzzer` would link libFuzzer's `main` into the benchmark plugin's
+// own tool as well.
+if ProcessInfo.processInfo.environment["LICENSED_FUZZ"] == nil {
+    package.dependencies.append(.package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]))
+    package.targets.append(
+        .executableTarget(
+            name: "HotPath",
+            dependencies: ["HotPathOperations", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/HotPath",
+            swiftSettings: swiftSettings,
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        )
+    )
+}
 
 // libFuzzer targets (Fuzz/), only when LICENSED_FUZZ is set: `--sanitize=fuzzer` supplies their
 // `main`, so an ordinary build must not see them. `scripts/fuzz` builds and runs them.
