@@ -103,7 +103,7 @@ public enum SnapshotFile {
                     body.removeAll(keepingCapacity: true)
                     StoredLeaseWire.append(lease, to: &body)
                     bytes.append(Self.leaseTag)
-                    Self.appendVarint(UInt64(body.count), to: &bytes)
+                    WalRecordWire.rawVarint(UInt64(body.count), &bytes)
                     bytes.append(contentsOf: body)
                 }
                 output.value[chunk] = bytes
@@ -212,15 +212,6 @@ public enum SnapshotFile {
             leases.append(contentsOf: chunk)
         }
         return Decoded(snapshot: snapshot, leases: leases)
-    }
-
-    static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
-        var value = value
-        while value >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        bytes.append(UInt8(value))
     }
 
     static func readVarint(_ bytes: [UInt8], _ offset: inout Int) -> UInt64? {

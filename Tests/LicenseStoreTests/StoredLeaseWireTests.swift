@@ -60,17 +60,7 @@ struct StoredLeaseWireTests {
         for round in 0..<20_000 {
             let lease = WalRecordWireTests.lease(&g)
             var bytes: [UInt8] = try lease.stored.serializedBytes()
-            // Flip, drop, insert or cut bytes.
-            for _ in 0...g.below(3) {
-                guard !bytes.isEmpty else { break }
-                let at = g.below(bytes.count)
-                switch g.below(4) {
-                case 0: bytes[at] ^= UInt8(truncatingIfNeeded: 1 << g.below(8))
-                case 1: bytes.remove(at: at)
-                case 2: bytes.insert(UInt8(truncatingIfNeeded: g.next()), at: at)
-                default: bytes.removeSubrange(at...)
-                }
-            }
+            g.damage(&bytes)
             let expected = Self.generated(bytes)
             let laid = Self.laid(bytes)
             if let laid {

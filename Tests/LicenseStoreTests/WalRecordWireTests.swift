@@ -34,6 +34,19 @@ struct WalRecordWireTests {
         }
         mutating func uint32() -> UInt32 { self.flag() ? UInt32(self.below(3)) : UInt32(truncatingIfNeeded: self.next()) }
         mutating func id() -> ID128 { ID128(high: self.flag() ? 0 : self.next(), low: self.next()) }
+        /// Flips, drops, inserts or cuts up to four bytes.
+        mutating func damage(_ bytes: inout [UInt8]) {
+            for _ in 0...self.below(3) {
+                guard !bytes.isEmpty else { break }
+                let at = self.below(bytes.count)
+                switch self.below(4) {
+                case 0: bytes[at] ^= UInt8(truncatingIfNeeded: 1 << self.below(8))
+                case 1: bytes.remove(at: at)
+                case 2: bytes.insert(UInt8(truncatingIfNeeded: self.next()), at: at)
+                default: bytes.removeSubrange(at...)
+                }
+            }
+        }
     }
 
     static func lease(_ g: inout Generator) -> Lease {
@@ -129,16 +142,7 @@ struct WalRecordReaderTests {
             let change: LedgerChange =
                 g.flag() ? .granted(WalRecordWireTests.lease(&g)) : .released(g.id(), g.flag() ? .checkedIn : .expired, atMs: g.int64())
             var bytes = WalRecordWire.bytes(of: change)
-            for _ in 0...g.below(3) {
-                guard !bytes.isEmpty else { break }
-                let at = g.below(bytes.count)
-                switch g.below(4) {
-                case 0: bytes[at] ^= UInt8(truncatingIfNeeded: 1 << g.below(8))
-                case 1: bytes.remove(at: at)
-                case 2: bytes.insert(UInt8(truncatingIfNeeded: g.next()), at: at)
-                default: bytes.removeSubrange(at...)
-                }
-            }
+            g.damage(&bytes)
             #expect(WalRecordWire.change(from: bytes) == Self.generated(bytes), "round \(round): \(bytes)")
         }
     }

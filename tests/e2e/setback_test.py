@@ -34,7 +34,8 @@ def start(offset, name):
                        FAKETIME_DONT_FAKE_MONOTONIC="1", DONT_FAKE_MONOTONIC="1")
     # Through sh's exec: see clock_test.py.
     daemon = subprocess.Popen(["/bin/sh", "-c", 'exec "$0" "$@"', licensed, "--config", config], stdout=log, stderr=log, env=environment)
-    if not wait_for_port(port):
+    # Both listeners: the operator one (/readyz, /metrics) may come up a moment after the protocol's.
+    if not wait_for_port(port) or not wait_for_port(metrics_port):
         print(open(log.name, "rb").read().decode(errors="replace")[-2000:])
         raise SystemExit(f"the daemon did not start at {offset}")
     return daemon, log
