@@ -22,9 +22,6 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     private var state = State.awaitingHello
-    /// The server's context, the host's one copy: a copy per connection cost about 1.5 KB of every
-    /// idle session (it is read at Hello only).
-    private var context: ServerContext { self.host.context }
     private let host: LedgerHost
     private let authority: TokenAuthority
     private var logger: Logger
@@ -38,6 +35,8 @@ final class SessionHandler: ChannelInboundHandler {
     /// True on the local admin socket: whoever can connect to it is an administrator.
     private let localAdmin: Bool
 
+    /// Reads the server's settings through `host.context` (one copy for all connections: a copy
+    /// per handler cost about 1.5 KB of every idle session).
     init(context: ServerContext, host: LedgerHost, peer: String, localAdmin: Bool = false) {
         self.host = host
         self.localAdmin = localAdmin
@@ -104,7 +103,7 @@ final class SessionHandler: ChannelInboundHandler {
             return
         }
         self.admittedAddress = address
-        let timeout = TimeAmount.milliseconds(Int64(self.context.configuration.helloTimeoutMs))
+        let timeout = TimeAmount.milliseconds(Int64(self.host.context.configuration.helloTimeoutMs))
         self.helloTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             guard case .awaitingHello = self.state else { return }
             self.fail(context, requestID: 0, .resourceExhausted, "no Hello within \(timeout.nanoseconds / 1_000_000) ms; closing")
@@ -191,7 +190,7 @@ final class SessionHandler: ChannelInboundHandler {
         let refusal: String? =
             if self.localAdmin { nil } else if presented == nil {
                 "the token is not valid for this server"
-            } else if hello.token.isEmpty && self.context.configuration.requireClientToken {
+            } else if hello.token.isEmpty && self.host.context.configuration.requireClientToken {
                 "this server requires a token; ask its administrator for one"
             } else {
                 nil
@@ -265,10 +264,10 @@ final class SessionHandler: ChannelInboundHandler {
         var response = Licensed_V1_HelloResponse()
         response.serverVersion = ServerContext.serverVersion
         response.sessionID = .init(id.bytes)
-        response.heartbeatIntervalMs = UInt32(self.context.configuration.heartbeatIntervalMs)
-        response.leaseTtlMs = UInt32(self.context.configuration.leaseTTLMs)
-        response.serverTimeMs = self.context.clock.nowMs()
-        response.serverPublicKey = .init(self.context.serverPublicKey)
+        response.heartbeatIntervalMs = UInt32(self.host.context.configuration.heartbeatIntervalMs)
+        response.leaseTtlMs = UInt32(self.host.context.configuration.leaseTTLMs)
+        response.serverTimeMs = self.host.context.clock.nowMs()
+        response.serverPublicKey = .init(self.host.context.serverPublicKey)
         response.resumed = resumed
         response.role = role.rawValue
         var reply = Licensed_V1_ServerMessage()
