@@ -61,6 +61,7 @@ let package = Package(
         // The system OpenSSL (libssl-dev): every signature and digest goes through it.
         // glibc's malloc_trim: the daemon hands the memory of a recovery back to the system.
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
+        .systemLibrary(name: "CCRC32C", path: "Sources/CCRC32C"),
         // The system zlib (zlib1g-dev): rotated audit files are gzip-compressed and read back through it.
         .systemLibrary(
             name: "CZlib",
@@ -148,7 +149,7 @@ let package = Package(
         .target(
             name: "LicenseStore",
             dependencies: [
-                "LicenseFiles", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseCrypto",
+                "LicenseFiles", "LicenseAudit", "LicenseCore", "LicenseProtocol", "LicenseCrypto", "CCRC32C",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: serverSwiftSettings

@@ -1,6 +1,12 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as used by iSCSI, ext4 and etcd's WAL.
-/// Slicing-by-8 tables: eight bytes per step.
+/// The processor's CRC-32C instruction where it has one (SSE 4.2, Arm's CRC extension: about
+/// 15 times the tables' speed here), slicing-by-8 tables (eight bytes per step) elsewhere.
 public enum CRC32C {
+    /// True when this processor computes CRC-32C itself.
+    static let hardware = licensed_crc32c_hardware() != 0
+
     static let tables: [[UInt32]] = {
         var tables = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for i in 0..<256 {
@@ -16,6 +22,12 @@ public enum CRC32C {
 
     /// The checksum of `bytes`, continuing from `crc` (0 to start).
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard Self.hardware, let base = bytes.baseAddress else { return Self.tableChecksum(bytes, continuing: crc) }
+        return ~licensed_crc32c_update(~crc, base, bytes.count)
+    }
+
+    /// The checksum by the portable tables (any processor; the tests compare the two).
+    static func tableChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var crc = ~crc
         var i = 0
         let n = bytes.count

@@ -113,7 +113,7 @@ extension LedgerStore {
         var damaged: [String] = []
         for snapshot in snapshots {
             if recovery.snapshotFile != nil {
-                if let problem = SnapshotFile.checkIntegrity(try FileIO.readAll(snapshot.path), file: snapshot.path) {
+                if let problem = try SnapshotFile.checkIntegrity(path: snapshot.path) {
                     recovery.damagedOlder.append(problem)
                     damaged.append(snapshot.path)
                 }

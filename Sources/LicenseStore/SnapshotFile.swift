@@ -138,18 +138,39 @@ public enum SnapshotFile {
     }
 
     /// What is wrong with the file's header, length or checksum (nil: whole and unaltered), naming
-    /// the file and the byte range that fails. Cheaper than decoding: recovery checks the older
-    /// snapshots it does not need with it.
+    /// the file and the byte range that fails.
     public static func checkIntegrity(_ bytes: [UInt8], file: String) -> String? {
-        guard bytes.count >= 20, Array(bytes[0..<8]) == magic else { return "snapshot \(file) has no LICSNAP1 header at offset 0" }
-        let crc = LogSegment.uint32(bytes, 8)
-        var length: UInt64 = 0
-        for i in 0..<8 { length = length << 8 | UInt64(bytes[12 + i]) }
-        guard length == UInt64(bytes.count - 20) else {
-            return "snapshot \(file) is \(bytes.count) bytes but its header at offset 12 promises \(length + 20)"
+        let checksum = bytes.count < 20 ? 0 : bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[20...])) }
+        return Self.integrityProblem(header: bytes.prefix(20), size: bytes.count, checksum: checksum, file: file)
+    }
+
+    /// As `checkIntegrity(_:file:)`, for the file at `path` read piece by piece: cheaper than
+    /// decoding, and it never holds the whole file (recovery checks the older snapshots it does
+    /// not need with it).
+    public static func checkIntegrity(path: String) throws -> String? {
+        var header: [UInt8] = []
+        var size = 0
+        var checksum: UInt32 = 0
+        try FileIO.forEachChunk(of: path) { chunk in
+            size += chunk.count
+            let headerPart = min(20 - header.count, chunk.count)
+            header.append(contentsOf: chunk.prefix(headerPart))
+            checksum = chunk.dropFirst(headerPart).withUnsafeBytes { CRC32C.checksum($0, continuing: checksum) }
+            return true
         }
-        let checksum = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[20...])) }
-        guard checksum == crc else { return "snapshot \(file) fails its checksum (CRC-32C of bytes 20–\(bytes.count - 1))" }
+        return Self.integrityProblem(header: header[...], size: size, checksum: checksum, file: path)
+    }
+
+    private static func integrityProblem(header: ArraySlice<UInt8>, size: Int, checksum: UInt32, file: String) -> String? {
+        let header = Array(header)
+        guard size >= 20, Array(header[0..<8]) == magic else { return "snapshot \(file) has no LICSNAP1 header at offset 0" }
+        let crc = LogSegment.uint32(header, 8)
+        var length: UInt64 = 0
+        for i in 0..<8 { length = length << 8 | UInt64(header[12 + i]) }
+        guard length == UInt64(size - 20) else {
+            return "snapshot \(file) is \(size) bytes but its header at offset 12 promises \(length + 20)"
+        }
+        guard checksum == crc else { return "snapshot \(file) fails its checksum (CRC-32C of bytes 20–\(size - 1))" }
         return nil
     }
 

@@ -1,5 +1,6 @@
-import LicenseStore
 import Testing
+
+@testable import LicenseStore
 
 @Suite("CRC-32C")
 struct CRC32CTests {
@@ -19,5 +20,25 @@ struct CRC32CTests {
         for split in 0...data.count {
             #expect(CRC32C.checksum(Array(data[split...]), continuing: CRC32C.checksum(Array(data[..<split]))) == whole)
         }
+    }
+}
+
+@Suite("CRC-32C by instruction and by table")
+struct CRC32CHardwareTests {
+    @Test("the processor's instruction and the tables agree on every length, alignment and continuation")
+    func agree() {
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<4_096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        data.withUnsafeBytes { all in
+            for start in 0..<16 {
+                for length in [0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 64, 100, 1_000, 4_000] where start + length <= all.count {
+                    let piece = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    let seed = UInt32.random(in: 0...UInt32.max, using: &generator)
+                    #expect(CRC32C.checksum(piece, continuing: seed) == CRC32C.tableChecksum(piece, continuing: seed))
+                }
+            }
+        }
+        // The vectors through the table path too (the other suite exercises whichever this processor uses).
+        #expect("123456789".utf8.withContiguousStorageIfAvailable { CRC32C.tableChecksum(UnsafeRawBufferPointer($0)) } == 0xE306_9283)
     }
 }
