@@ -393,6 +393,7 @@ let package = Package(
             dependencies: [
                 "LicenseCore", "LicenseCrypto", "LicenseProtocol", "LicenseTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),

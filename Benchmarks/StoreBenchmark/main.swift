@@ -83,7 +83,7 @@ var recoveredCount = 0
 let logRecovery = try seconds {
     let (reopened, recovery) = try LedgerStore.open(directory: directory, sync: .none, onDurable: { _ in }, onFatal: { fatalError($0) })
     var recovered = SeatLedger(configuration: .init(defaultLeaseTTLMs: 120_000), licenses: licenses)
-    replayTime = seconds { for change in recovery.changes { recovered.apply(change) } }
+    replayTime = seconds { recovered.apply(contentsOf: recovery.changes) }
     recovered.renewAll(at: t0 + 1)
     recoveredCount = recovered.leases.count
     reopened.close()
@@ -142,7 +142,7 @@ let snapshotRecovery = try seconds {
     var recovered = SeatLedger(configuration: .init(defaultLeaseTTLMs: 120_000), licenses: licenses)
     applyTime = seconds {
         recovered.reserveCapacity(leases: recovery.changes.count)
-        for change in recovery.changes { recovered.apply(change) }
+        recovered.apply(contentsOf: recovery.changes)
         recovered.renewAll(at: t0 + 1)
     }
     recoveredCount = recovered.leases.count

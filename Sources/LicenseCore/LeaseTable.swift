@@ -53,6 +53,19 @@ public struct LeaseTable: Sendable, Equatable {
         }
     }
 
+    /// Stores `lease` under its id, replacing a lease with the same id (as assigning to the
+    /// subscript does, without the copy into an optional).
+    public mutating func insert(_ lease: consuming Lease) {
+        let shard = Self.shard(lease.id)
+        if let position = self.shards[shard].positions[lease.id] {
+            self.shards[shard].leases[Int(position)] = lease
+        } else {
+            self.shards[shard].positions[lease.id] = Int32(self.shards[shard].leases.count)
+            self.shards[shard].leases.append(lease)
+            self.count += 1
+        }
+    }
+
     /// Removes and returns the lease with `id` (the shard's last lease takes its place).
     @discardableResult
     public mutating func removeValue(forKey id: LeaseID) -> Lease? {

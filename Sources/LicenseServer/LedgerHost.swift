@@ -95,7 +95,7 @@ package final class LedgerHost {
         rules.clockSetbackToleranceMs = Int64(settings.clockSetbackToleranceHours) * 3_600_000
         self.ledger = SeatLedger(configuration: rules, licenses: licenses.effective)
         self.ledger.reserveCapacity(leases: recovered.count)
-        for change in recovered { self.ledger.apply(change) }
+        self.ledger.apply(contentsOf: recovered)
         self.ledger.observedTimeMs = log.auditHead?.timeMs ?? 0
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: self.nowMs)

@@ -119,20 +119,24 @@ extension LedgerStore {
                 }
                 continue
             }
-            let file: SnapshotFile.Decoded
-            do { file = try SnapshotFile.decodeLeases(try FileIO.readAll(snapshot.path), file: snapshot.path) } catch let error
-                as StoreError
-            {
+            let decoded: Licensed_V1_Snapshot
+            do {
+                // The snapshot's leases as grants, with room for the rest and the log after it.
+                (decoded, recovery.changes) = try SnapshotFile.decodeChanges(
+                    try FileIO.readAll(snapshot.path),
+                    file: snapshot.path,
+                    moreChanges: logged.count
+                )
+            } catch let error as StoreError {
                 recovery.passedOver.append(error.message)
                 damaged.append(snapshot.path)
                 continue
             }
-            let decoded = file.snapshot
-            recovery.changes.reserveCapacity(file.leases.count + decoded.trialStartedMs.count + decoded.activations.count)
+            // Grants do not depend on trial starts, activations or runs (nor they on grants): these
+            // follow the leases so that the leases are decoded straight into the array of changes.
             for (licenseID, atMs) in decoded.trialStartedMs.sorted(by: { $0.key < $1.key }) {
                 recovery.changes.append(.trialStarted(licenseID: licenseID, atMs: atMs))
             }
-            for lease in file.leases { recovery.changes.append(.granted(lease)) }
             for stored in decoded.activations { recovery.changes.append(.activated(Activation(stored: stored))) }
             for run in decoded.assignmentRuns { recovery.changes.append(.assignmentRun(run)) }
             if decoded.clockHighWaterMs > 0 { recovery.changes.append(.clockMarked(atMs: decoded.clockHighWaterMs)) }

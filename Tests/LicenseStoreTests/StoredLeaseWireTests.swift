@@ -1,9 +1,10 @@
 import Foundation
 import LicenseCore
 import LicenseProtocol
-import LicenseStore
 import SwiftProtobuf
 import Testing
+
+@testable import LicenseStore
 
 /// The hand-written `StoredLease` reader against the generated decoder: the same lease for every
 /// message SwiftProtobuf writes, and never a different one for damaged bytes.
@@ -32,6 +33,27 @@ struct StoredLeaseWireTests {
             let expected = Self.generated(generated)
             #expect(expected != nil)
             #expect(Self.laid(generated) == expected)
+        }
+    }
+
+    @Test("strings: valid UTF-8 exactly when String(validating:) says so")
+    func utf8() {
+        var cases: [[UInt8]] = [
+            [], Array("F".utf8), Array("ada.lovelace@ws-0042".utf8), Array("Zoë Ångström 数据 🎛".utf8),
+            [0x80], [0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xFF],
+            [0xF0, 0x9F, 0x98, 0x61], [0x61, 0xE2, 0x82], [0xEF, 0xBF, 0xBD], Array("ok".utf8) + [0xC3],
+        ]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5_000 {
+            let length = Int.random(in: 0...12, using: &generator)
+            cases.append(
+                (0..<length).map { _ in [0x41, 0x7F, 0x80, 0xBF, 0xC2, 0xE2, 0xED, 0xF0, 0xF4, 0xFF].randomElement(using: &generator)! }
+            )
+        }
+        for bytes in cases {
+            let expected = String(validating: bytes, as: UTF8.self)
+            let actual = bytes.withUnsafeBytes { StoredLeaseWire.Reader.utf8String($0) }
+            #expect(actual == expected, "\(bytes)")
         }
     }
 

@@ -117,7 +117,7 @@ extension SeatLedger {
     }
 
     /// Adds (sign 1) or removes (sign -1) `seats` of `lease`'s licence and feature from every counter.
-    private mutating func charge(_ lease: Lease, seats: UInt32, user: String, groups: [String], sign: Int) {
+    mutating func charge(_ lease: Lease, seats: UInt32, user: String, groups: [String], sign: Int) {
         func adjust(_ value: inout UInt32) {
             value = sign > 0 ? value + seats : (value > seats ? value - seats : 0)
         }
