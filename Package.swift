@@ -62,6 +62,7 @@ let package = Package(
         // glibc's malloc_trim: the daemon hands the memory of a recovery back to the system.
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .systemLibrary(name: "CCRC32C", path: "Sources/CCRC32C"),
+        .systemLibrary(name: "CWriteback", path: "Sources/CWriteback"),
         // The system zlib (zlib1g-dev): rotated audit files are gzip-compressed and read back through it.
         .systemLibrary(
             name: "CZlib",
@@ -134,7 +135,7 @@ let package = Package(
         // fsync, gzip through zlib, and the errors that name the file.
         .target(
             name: "LicenseFiles",
-            dependencies: ["CZlib"],
+            dependencies: ["CZlib", "CWriteback"],
             swiftSettings: swiftSettings
         ),
         // The audit trail: records and their hash chain, the log with rotation, compression and

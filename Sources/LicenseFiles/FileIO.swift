@@ -1,3 +1,5 @@
+import CWriteback
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -71,6 +73,12 @@ package enum FileIO {
             }
             offset += n
         }
+    }
+
+    /// Asks the kernel to start writing `count` bytes of `fd` from `offset` to disk, without
+    /// waiting (a hint: only fsync makes them durable; an error is ignored).
+    package static func startWriteback(_ fd: Int32, offset: Int, count: Int) {
+        _ = licensed_start_writeback(fd, Int64(offset), Int64(count))
     }
 
     package static func syncDirectory(_ path: String) throws {

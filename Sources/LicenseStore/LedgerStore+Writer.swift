@@ -148,9 +148,14 @@ extension LedgerStore {
             let started = DispatchTime.now()
             let result: Result<SnapshotResult, StoreError>
             do {
-                let bytes = try SnapshotFile.encode(rotation.content, sequence: rotation.sequence, takenAtMs: rotation.takenAtMs)
                 let path = Self.snapshotPath(directory, sequence: rotation.sequence)
-                try FileIO.writeAtomically(bytes, to: path, directory: directory)
+                let size = try SnapshotFile.write(
+                    rotation.content,
+                    sequence: rotation.sequence,
+                    takenAtMs: rotation.takenAtMs,
+                    to: path,
+                    directory: directory
+                )
                 // The snapshot is durable: keep it and the next newest ones, and the log since the
                 // oldest kept, so that recovery can fall back when one snapshot is damaged.
                 try Self.prune(directory, retaining: retained)
@@ -159,7 +164,7 @@ extension LedgerStore {
                     SnapshotResult(
                         sequence: rotation.sequence,
                         file: path,
-                        sizeBytes: bytes.count,
+                        sizeBytes: size,
                         durationMs: elapsed,
                         leases: rotation.content.leases.count
                     )

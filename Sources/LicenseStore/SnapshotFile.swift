@@ -3,6 +3,11 @@ public import LicenseCore
 import LicenseFiles
 public import LicenseProtocol
 import SwiftProtobuf
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Snapshot files: "LICSNAP1", a u32 CRC-32C and a u64 length (big-endian) of the serialized
 /// `Snapshot` that follows.
@@ -78,6 +83,70 @@ public enum SnapshotFile {
 
     /// Encodes `content` as of `sequence`.
     public static func encode(_ content: Content, sequence: UInt64, takenAtMs: Int64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 20)
+        let (length, crc) = try Self.encode(content, sequence: sequence, takenAtMs: takenAtMs) { piece in
+            bytes.append(contentsOf: piece)
+        }
+        let header = Self.header(length: length, crc: crc)
+        bytes.replaceSubrange(0..<20, with: header)
+        return bytes
+    }
+
+    /// Writes `content` as of `sequence` to `path` crash-safely (a temporary file, fsync, rename,
+    /// fsync of `directory`) and returns the file's size. The file is written as its chunks are
+    /// encoded, and the kernel is asked to start writing each chunk to disk at once, so that
+    /// encoding, copying and the disk's work overlap and the final fsync waits for the last chunks
+    /// only (encoding everything, then writing and syncing 100 MB, was two thirds of a snapshot's
+    /// time at a million leases).
+    public static func write(_ content: Content, sequence: UInt64, takenAtMs: Int64, to path: String, directory: String) throws -> Int {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError.errno("cannot create", temporary) }
+        let length: Int
+        do {
+            // The header's length and checksum are known at the end: its place is kept.
+            var offset = 20
+            guard lseek(fd, off_t(offset), SEEK_SET) == off_t(offset) else { throw StoreError.errno("cannot seek in", temporary) }
+            let crc: UInt32
+            (length, crc) = try Self.encode(content, sequence: sequence, takenAtMs: takenAtMs) { piece in
+                try piece.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: temporary) }
+                FileIO.startWriteback(fd, offset: offset, count: piece.count)
+                offset += piece.count
+            }
+            let header = Self.header(length: length, crc: crc)
+            guard header.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, 0) }) == header.count else {
+                throw StoreError.errno("cannot write the header of", temporary)
+            }
+            guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on", temporary) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else { throw StoreError.errno("cannot rename into", path) }
+        try FileIO.syncDirectory(directory)
+        return 20 + length
+    }
+
+    /// "LICSNAP1", the checksum and the length of what follows.
+    static func header(length: Int, crc: UInt32) -> [UInt8] {
+        var bytes = magic
+        LogSegment.appendUInt32(crc, to: &bytes)
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: UInt64(length) >> (56 - 8 * UInt64(i)))) }
+        return bytes
+    }
+
+    /// Encodes the body of the file (everything after the header) and hands it to `output` piece
+    /// by piece, in order: the message's other fields, then one chunk per shard of the lease
+    /// table, encoded in parallel — each chunk goes out as soon as it and every chunk before it
+    /// are done, from whichever worker finished it. Returns the body's length and CRC-32C.
+    static func encode(
+        _ content: Content,
+        sequence: UInt64,
+        takenAtMs: Int64,
+        output: ([UInt8]) throws -> Void
+    ) throws -> (length: Int, crc: UInt32) {
         let leases = content.leases
         var head = Licensed_V1_Snapshot()
         head.sequence = sequence
@@ -87,13 +156,16 @@ public enum SnapshotFile {
         head.assignmentRuns = content.runs
         head.clockHighWaterMs = content.clockHighWaterMs
         let headBytes: [UInt8] = try head.serializedBytes()
-        // One chunk per shard of the table, encoded in parallel; leases that share a seat go last,
-        // in grant order (the only leases whose replay order matters: the first of a group sets it up).
+        try output(headBytes)
+        let headCRC = CRC32C.checksum(headBytes)
+        // One chunk per shard of the table; leases that share a seat go last, in grant order (the
+        // only leases whose replay order matters: the first of a group sets it up).
         let shared = Self.sharedSeatLeases(leases)
-        var chunks = [[UInt8]](repeating: [], count: leases.shardCount + 1)
-        chunks.withUnsafeMutableBufferPointer { output in
+        let chunkCount = leases.shardCount + 1
+        let order = Mutex(ChunkOrder(crc: headCRC))
+        withoutActuallyEscaping(output) { output in
             let output = UnsafeSendable(output)
-            DispatchQueue.concurrentPerform(iterations: leases.shardCount + 1) { chunk in
+            DispatchQueue.concurrentPerform(iterations: chunkCount) { chunk in
                 let shard = chunk < leases.shardCount ? leases.leases(inShard: chunk) : ContiguousArray(shared)
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(shard.count * 120)
@@ -106,21 +178,59 @@ public enum SnapshotFile {
                     WalRecordWire.rawVarint(UInt64(body.count), &bytes)
                     bytes.append(contentsOf: body)
                 }
-                output.value[chunk] = bytes
+                // Hand over every chunk that is now next in order; one worker at a time does.
+                var next = order.withLock { $0.finished(chunk, bytes) }
+                while let (piece, crc, failed) = next {
+                    var failure: StoreError?
+                    if !failed {
+                        do { try output.value(piece) } catch { failure = (error as? StoreError) ?? StoreError("\(error)") }
+                    }
+                    let continued = CRC32C.checksum(piece, continuing: crc)
+                    next = order.withLock { $0.written(piece.count, crc: continued, failure: failure) }
+                }
             }
         }
-        let length = headBytes.count + chunks.reduce(0) { $0 + $1.count }
-        var crc = CRC32C.checksum(headBytes)
-        for chunk in chunks { crc = CRC32C.checksum(chunk, continuing: crc) }
-        var bytes = magic
-        bytes.reserveCapacity(20 + length)
-        LogSegment.appendUInt32(crc, to: &bytes)
-        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: UInt64(length) >> (56 - 8 * UInt64(i)))) }
-        bytes.append(contentsOf: headBytes)
-        for chunk in chunks { bytes.append(contentsOf: chunk) }
-        return bytes
+        let (length, crc, failure) = order.withLock { ($0.length, $0.crc, $0.failure) }
+        if let failure { throw failure }
+        return (headBytes.count + length, crc)
     }
 
+    /// The order in which encoded chunks go out: chunk i after every chunk before it, by one
+    /// worker at a time (the one holding `writing`), with the running length and checksum.
+    struct ChunkOrder {
+        var pending: [Int: [UInt8]] = [:]
+        var next = 0
+        var writing = false
+        var length = 0
+        var crc: UInt32
+        var failure: StoreError?
+
+        init(crc: UInt32) { self.crc = crc }
+
+        /// Chunk `chunk` is encoded: the next piece for this worker to write, if it is the writer now.
+        mutating func finished(_ chunk: Int, _ bytes: [UInt8]) -> (piece: [UInt8], crc: UInt32, failed: Bool)? {
+            self.pending[chunk] = bytes
+            return self.writing ? nil : self.takeNext()
+        }
+
+        /// The writer wrote a piece: the next one for it, or nil (and it is no longer the writer).
+        mutating func written(_ count: Int, crc: UInt32, failure: StoreError?) -> (piece: [UInt8], crc: UInt32, failed: Bool)? {
+            self.length += count
+            self.crc = crc
+            if self.failure == nil { self.failure = failure }
+            return self.takeNext()
+        }
+
+        private mutating func takeNext() -> (piece: [UInt8], crc: UInt32, failed: Bool)? {
+            guard let piece = self.pending.removeValue(forKey: self.next) else {
+                self.writing = false
+                return nil
+            }
+            self.writing = true
+            self.next += 1
+            return (piece, self.crc, self.failure != nil)
+        }
+    }
     /// The leases that share seats, in grant order per feature (fencing tokens increase with
     /// each grant): replaying them in this order rebuilds their groups exactly as they were.
     static func sharedSeatLeases(_ leases: LeaseTable) -> [Lease] {

@@ -1,6 +1,8 @@
 import Foundation
 import LicenseCore
+import LicenseFiles
 import LicenseProtocol
+import LicenseTestSupport
 import SwiftProtobuf
 import Testing
 
@@ -113,5 +115,43 @@ struct StoredLeaseWireTests {
         let decoded = try SnapshotFile.decodeLeases(bytes, file: "t.snap")
         #expect(decoded.leases.count == 2_000)
         for lease in decoded.leases { #expect(Self.generated(try lease.stored.serializedBytes()) == table[lease.id]) }
+    }
+
+    @Test("a snapshot written to disk as it is encoded is the encoded snapshot, byte for byte")
+    func written() throws {
+        var g = Generator(state: 43)
+        var table = LeaseTable()
+        for index in 0..<5_000 {
+            var lease = WalRecordWireTests.lease(&g)
+            // Some share seats: they are written last, in grant order, by their own chunk.
+            lease.sharedSeats = index % 7 == 0 ? 2 : 0
+            table[lease.id] = lease
+        }
+        let content = SnapshotFile.Content(leases: table, trialStarts: ["T": 5])
+        let directory = try TemporaryDirectory()
+        let path = directory.path("snapshot.snap")
+        let size = try SnapshotFile.write(content, sequence: 12, takenAtMs: 3, to: path, directory: directory.url.path)
+        let expected = try SnapshotFile.encode(content, sequence: 12, takenAtMs: 3)
+        let onDisk = try FileIO.readAll(path)
+        #expect(size == onDisk.count)
+        #expect(onDisk == expected)
+        #expect(try SnapshotFile.decodeLeases(onDisk, file: path).leases.count == 5_000)
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+    }
+
+    @Test("a snapshot that cannot be written throws, naming the file, and leaves nothing behind")
+    func unwritable() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("missing/snapshot.snap")
+        #expect(throws: StoreError.self) {
+            try SnapshotFile.write(
+                SnapshotFile.Content(leases: LeaseTable()),
+                sequence: 1,
+                takenAtMs: 1,
+                to: path,
+                directory: directory.path("missing")
+            )
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).isEmpty)
     }
 }
