@@ -20,7 +20,7 @@ public struct ClientIdentity: Sendable, Hashable, Codable {
         init(_ fields: Fields) { self.fields = fields }
     }
 
-    private var box: Box
+    private(set) var box: Box
 
     /// Operating-system user name.
     public var user: String {

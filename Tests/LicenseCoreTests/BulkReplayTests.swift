@@ -14,7 +14,9 @@ struct BulkReplayTests {
     /// A random history. With `foundersKept`, leases that share seats all carry one identity per
     /// user, so that a group of them charges the same holder whichever member founded it: a
     /// snapshot re-founds a group from its oldest live member (the founder may be gone).
-    static func history(seed: UInt64, length: Int, foundersKept: Bool = false) -> [LedgerChange] {
+    /// With `plainFirst`, the history begins with that many grants that neither share nor linger
+    /// (as a snapshot's leases do: the first run into an empty ledger).
+    static func history(seed: UInt64, length: Int, foundersKept: Bool = false, plainFirst: Int = 0) -> [LedgerChange] {
         var random = SeededGenerator(seed: seed)
         let sessions = (1...6).map { ID128(high: 0x5e55, low: $0) }
         let groupChoices: [[String]] = [[], ["/emea/sales"], ["/emea/sales", "/emea"], ["/us/eng", "/emea/sales/north"]]
@@ -28,7 +30,8 @@ struct BulkReplayTests {
             )
         }
         let sessionIdentity = Dictionary(uniqueKeysWithValues: sessions.map { ($0, identity()) })
-        var live: [LeaseID: Lease] = [:]
+        var live: [LeaseID] = []  // in grant order, for choices that repeat with the seed
+        var newest: [SessionID: LeaseID] = [:]
         var changes: [LedgerChange] = []
         var next: UInt64 = 1
         var time: Int64 = 1_790_000_000_000
@@ -36,7 +39,8 @@ struct BulkReplayTests {
             time += Int64(random.next() % 5_000)
             let roll = random.next() % 20
             // Mostly grants, often in long runs (a snapshot is one run of them).
-            let grants = roll < 12 ? 1 : (roll < 14 ? Int(random.next() % 200) : 0)
+            let plain = changes.count < plainFirst
+            let grants = plain ? plainFirst : (roll < 12 ? 1 : (roll < 14 ? Int(random.next() % 200) : 0))
             for _ in 0..<grants {
                 let session = sessions.randomElement(using: &random)!
                 var lease = Lease(
@@ -55,21 +59,26 @@ struct BulkReplayTests {
                 )
                 next += 1
                 if random.next() % 5 == 0 { lease.tokenCost = 2 }
-                if random.next() % 8 == 0 {
+                if !plain, random.next() % 8 == 0 {
                     lease.sharedSeats = 2
                     if foundersKept { lease.identity = ClientIdentity(user: lease.identity.user, host: "shared", groups: ["/emea"]) }
                     lease.dupIdentity = lease.identity.user
                 }
-                if random.next() % 10 == 0 { lease.lingering = true }
-                if random.next() % 6 == 0, let base = live.values.first(where: { $0.sessionID == session }) { lease.baseLeaseID = base.id }
-                live[lease.id] = lease
+                if !plain, random.next() % 10 == 0 { lease.lingering = true }
+                if !plain, random.next() % 6 == 0, let base = newest[session] { lease.baseLeaseID = base }
+                if plain, random.next() % 6 == 0 { lease.baseLeaseID = ID128(high: 0xba5e, low: next) }
+                live.append(lease.id)
+                newest[session] = lease.id
                 changes.append(.granted(lease))
             }
-            guard let some = live.keys.sorted().randomElement(using: &random) else { continue }
+            guard !live.isEmpty else { continue }
+            let chosen = Int(random.next() % UInt64(live.count))
+            let some = live[chosen]
             switch roll {
             case 14, 15:
                 changes.append(.released(some, [.checkedIn, .expired, .revoked].randomElement(using: &random)!, atMs: time))
-                live[some] = nil
+                live.swapAt(chosen, live.count - 1)
+                live.removeLast()
             case 16: changes.append(.lingered(some, untilMs: time + 30_000))
             case 17: changes.append(.rebound(some, to: sessions.randomElement(using: &random)!))
             case 18: changes.append(.trialStarted(licenseID: "L1", atMs: time))
@@ -114,6 +123,31 @@ struct BulkReplayTests {
         let expected = Self.state(oneByOne)
         let actual = Self.state(bulk)
         for (line, (want, got)) in zip(expected, actual).enumerated() { #expect(got == want, "seed \(seed), field \(line)") }
+    }
+
+    @Test("a long first run of grants into an empty ledger (a snapshot at start-up): the same ledger, identities shared", arguments: 0..<2)
+    func parallelLoad(seed: UInt64) {
+        let leading = 20_000
+        let changes = Self.history(seed: seed &+ 1_000, length: leading + 2_000, plainFirst: leading)
+        var oneByOne = SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: [])
+        for change in changes { oneByOne.apply(change) }
+        var bulk = SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: [])
+        bulk.apply(contentsOf: changes)
+        #expect(oneByOne.leases.count > leading / 2)
+        let expected = Self.state(oneByOne)
+        let actual = Self.state(bulk)
+        for (line, (want, got)) in zip(expected, actual).enumerated() { #expect(got == want, "seed \(seed), field \(line)") }
+        // Loaded leases share their session's identity (one object per identity, not one per lease).
+        var loaded = SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: [])
+        loaded.apply(contentsOf: Array(changes.prefix(leading)))
+        var shared = 0
+        for (id, record) in loaded.sessions {
+            for leaseID in record.leases where loaded.leases[leaseID]!.identity == record.identity {
+                #expect(loaded.leases[leaseID]!.identity.box === record.identity.box, "session \(id)")
+                shared += 1
+            }
+        }
+        #expect(shared > leading / 2)
     }
 
     @Test("a snapshot's leases replayed in bulk rebuild the ledger they came from")
