@@ -125,7 +125,7 @@ extension LedgerStore {
                 (decoded, recovery.changes) = try SnapshotFile.decodeChanges(
                     try FileIO.readAll(snapshot.path),
                     file: snapshot.path,
-                    moreChanges: logged.count
+                    moreChanges: logged.reduce(0) { $0 + ($1.record.sequence > snapshot.sequence ? 1 : 0) }
                 )
             } catch let error as StoreError {
                 recovery.passedOver.append(error.message)

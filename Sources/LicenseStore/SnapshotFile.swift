@@ -231,6 +231,7 @@ public enum SnapshotFile {
             return (piece, self.crc, self.failure != nil)
         }
     }
+
     /// The leases that share seats, in grant order per feature (fencing tokens increase with
     /// each grant): replaying them in this order rebuilds their groups exactly as they were.
     static func sharedSeatLeases(_ leases: LeaseTable) -> [Lease] {
