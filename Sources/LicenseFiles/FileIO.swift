@@ -90,11 +90,20 @@ package enum FileIO {
 
     /// Writes `bytes` to `path` crash-safely: temp file, fsync, rename, fsync of the directory.
     package static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+        try Self.writeAtomically(to: path, directory: directory) { fd, temporary in
+            try bytes.withUnsafeBytes { try Self.writeAll(fd, $0, path: temporary) }
+        }
+    }
+
+    /// Writes a file crash-safely: `write` fills a temporary file next to `path` (given its
+    /// descriptor and path), which is then fsynced and renamed to `path`, and `directory` fsynced.
+    /// On an error the temporary file is removed and `path` is untouched.
+    package static func writeAtomically(to path: String, directory: String, _ write: (Int32, String) throws -> Void) throws {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.errno("cannot create", temporary) }
         do {
-            try bytes.withUnsafeBytes { try Self.writeAll(fd, $0, path: temporary) }
+            try write(fd, temporary)
             guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on", temporary) }
         } catch {
             close(fd)

@@ -99,11 +99,8 @@ public enum SnapshotFile {
     /// only (encoding everything, then writing and syncing 100 MB, was two thirds of a snapshot's
     /// time at a million leases).
     public static func write(_ content: Content, sequence: UInt64, takenAtMs: Int64, to path: String, directory: String) throws -> Int {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.errno("cannot create", temporary) }
-        let length: Int
-        do {
+        var length = 0
+        try FileIO.writeAtomically(to: path, directory: directory) { fd, temporary in
             // The header's length and checksum are known at the end: its place is kept.
             var offset = 20
             guard lseek(fd, off_t(offset), SEEK_SET) == off_t(offset) else { throw StoreError.errno("cannot seek in", temporary) }
@@ -117,15 +114,7 @@ public enum SnapshotFile {
             guard header.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, 0) }) == header.count else {
                 throw StoreError.errno("cannot write the header of", temporary)
             }
-            guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on", temporary) }
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
         }
-        close(fd)
-        guard rename(temporary, path) == 0 else { throw StoreError.errno("cannot rename into", path) }
-        try FileIO.syncDirectory(directory)
         return 20 + length
     }
 
