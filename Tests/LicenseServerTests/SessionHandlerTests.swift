@@ -15,7 +15,7 @@ import Testing
 /// the test's to take, with no socket, thread or timer.
 @Suite("Session handler on an embedded channel")
 struct SessionHandlerTests {
-    /// A channel with the daemon's pipeline (bounded frame decoder, session handler) over a host
+    /// A channel with the daemon's pipeline (the session handler, which frames the bytes) over a host
     /// opened by the daemon's own factory on the channel's loop.
     struct Fixture {
         let channel: EmbeddedChannel
@@ -41,8 +41,7 @@ struct SessionHandlerTests {
             let host = try LedgerHost.open(context: context, licenses: loaded, log: log.source, on: loop).host
             self.host = host
             self.channel = EmbeddedChannel(loop: loop)
-            try self.channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: 4096)))
-            try self.channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value, peer: "test"))
+            try self.channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value))
             try self.channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
             self.log = log
         }
@@ -54,6 +53,11 @@ struct SessionHandlerTests {
             var buffer = self.channel.allocator.buffer(capacity: 64)
             try buffer.writeFrame(message)
             try self.channel.writeInbound(buffer)
+        }
+
+        /// The session handler in the channel's pipeline.
+        var handler: SessionHandler {
+            get throws { try self.channel.pipeline.syncOperations.handler(type: SessionHandler.self) }
         }
 
         /// Every reply written so far, decoded.
@@ -130,5 +134,59 @@ struct SessionHandlerTests {
         let failed = try fixture.replies()
         #expect(failed.first?.error.code == .invalidArgument)
         #expect(!fixture.channel.isActive)
+    }
+
+    /// Hello and three heartbeats, each as the frame a client sends.
+    static func helloAndHeartbeats() throws -> [[UInt8]] {
+        try ([(UInt64(1), Fixture.hello())] + (2...4).map { (UInt64($0), Licensed_V1_ClientMessage.OneOf_Body.heartbeat(.init())) }).map {
+            var message = Licensed_V1_ClientMessage()
+            message.requestID = $0.0
+            message.body = $0.1
+            var frame = ByteBuffer()
+            try frame.writeFrame(message)
+            return Array(frame.readableBytesView)
+        }
+    }
+
+    @Test("frames cut anywhere across reads, or several in one read, are each answered in order; between frames nothing is kept")
+    func framing() throws {
+        let bytes = try Self.helloAndHeartbeats().flatMap { $0 }
+        // Every place for one cut, and one byte per read.
+        let splits: [[ArraySlice<UInt8>]] =
+            (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] } + [bytes.indices.map { bytes[$0...$0] }]
+        for reads in splits {
+            let fixture = try Fixture()
+            for read in reads where !read.isEmpty {
+                try fixture.channel.writeInbound(fixture.channel.allocator.buffer(bytes: read))
+            }
+            let replies = try fixture.replies()
+            #expect(replies.map(\.requestID) == [1, 2, 3, 4])
+            #expect(replies.first?.hello.sessionID.count == 16)
+            #expect(replies.dropFirst().allSatisfy { if case .heartbeat = $0.body { true } else { false } })
+            #expect(try fixture.handler.partialFrame == nil)
+            #expect(fixture.channel.isActive)
+        }
+    }
+
+    @Test("a frame cut off by the client's half-close is refused; so is a length over the maximum, before its body arrives")
+    func truncatedAndOversized() throws {
+        let frames = try Self.helloAndHeartbeats()
+        let truncated = try Fixture()
+        try truncated.channel.writeInbound(truncated.channel.allocator.buffer(bytes: frames.flatMap { $0 }.dropLast(2)))
+        #expect(try truncated.replies().map(\.requestID) == [1, 2, 3])
+        #expect(try truncated.handler.partialFrame?.readableBytes == frames[3].count - 2)
+        truncated.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let cut = try truncated.replies()
+        #expect(cut.map(\.error.code) == [.invalidArgument])
+        #expect(cut.first?.error.message.contains("middle of a frame") == true)
+        #expect(!truncated.channel.isActive)
+
+        let oversized = try Fixture()
+        var announce = oversized.channel.allocator.buffer(capacity: 4)
+        announce.writeInteger(UInt32(oversized.host.value.context.configuration.maxFrameBytes + 1), endianness: .big)
+        try oversized.channel.writeInbound(announce)
+        let refused = try oversized.replies()
+        #expect(refused.map(\.error.code) == [.resourceExhausted])
+        #expect(!oversized.channel.isActive)
     }
 }
