@@ -92,12 +92,22 @@ public final class AuditLog {
         var latestTimeMs: Int64 = 0
         // The newest file with a record gives the chain's head; the newest file is appended to.
         for (index, file) in files.enumerated().reversed() {
-            var bytes = try AuditTrail.contents(of: file.path)
+            // All that is needed of a file is its last line and whatever follows it: read from
+            // the end until the bytes hold the newline before the last one (or the file's start).
+            var (bytes, offset) =
+                file.compressed
+                ? (try AuditTrail.contents(of: file.path), 0)
+                : try FileIO.readTail(file.path) { tail in
+                    guard let last = tail.lastIndex(of: 0x0A) else { return false }
+                    return tail[..<last].contains(0x0A)
+                }
             if file.compressed {
                 // Written whole before it replaced the original: nothing torn to cut.
             } else if let newline = bytes.lastIndex(of: 0x0A), newline != bytes.count - 1 {
                 let dropped = bytes.count - newline - 1
-                guard truncate(file.path, off_t(newline + 1)) == 0 else { throw StoreError.errno("cannot cut the torn tail of", file.path) }
+                guard truncate(file.path, off_t(offset + newline + 1)) == 0 else {
+                    throw StoreError.errno("cannot cut the torn tail of", file.path)
+                }
                 cut = (file.path, dropped)
                 bytes.removeLast(dropped)
             } else if bytes.lastIndex(of: 0x0A) == nil, !bytes.isEmpty {
@@ -105,7 +115,7 @@ public final class AuditLog {
                 cut = (file.path, bytes.count)
                 bytes = []
             }
-            if index == files.count - 1 { fileBytes = bytes.count }
+            if index == files.count - 1 { fileBytes = offset + bytes.count }
             guard !bytes.isEmpty else { continue }
             let end = bytes.count - 1
             let start = (bytes[..<end].lastIndex(of: 0x0A).map { $0 + 1 }) ?? 0

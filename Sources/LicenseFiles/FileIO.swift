@@ -10,6 +10,18 @@ import Darwin
 package enum FileIO {
     /// The whole file, read into one buffer of its size (a snapshot of a million leases is
     /// 100 MB: grown chunk by chunk, it was copied again at each doubling).
+    /// Asks the kernel to back the 2 MiB-aligned part of a large, not yet touched buffer with
+    /// huge pages (where transparent huge pages are enabled, even only "madvise"): filling it then
+    /// takes one page fault per 2 MiB instead of one per 4 KiB. Recovery fills a few hundred
+    /// megabytes this way. Only advice: where it is refused, nothing changes.
+    package static func adviseHugePages(_ start: UnsafeMutableRawPointer, count: Int) {
+        let huge = 2 << 20
+        let first = (Int(bitPattern: start) + huge - 1) & ~(huge - 1)
+        let end = (Int(bitPattern: start) + count) & ~(huge - 1)
+        guard end > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(pointer, end - first, MADV_HUGEPAGE)
+    }
+
     package static func readAll(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
@@ -19,6 +31,7 @@ package enum FileIO {
         let expected = max(0, Int(status.st_size))
         var failed = false
         var result = [UInt8](unsafeUninitializedCapacity: expected) { buffer, count in
+            if expected > 0 { Self.adviseHugePages(buffer.baseAddress!, count: expected) }
             while count < expected {
                 let n = read(fd, buffer.baseAddress! + count, expected - count)
                 if n < 0 {
@@ -44,6 +57,38 @@ package enum FileIO {
             result.append(contentsOf: chunk[0..<n])
         }
         return result
+    }
+
+    /// The end of a file: its last bytes from `offset` on, read further back (doubling from
+    /// 64 KiB) until `enough` accepts them or they reach the file's start. Finding a log's last
+    /// record this way reads kilobytes, not the whole file.
+    package static func readTail(_ path: String, enough: ([UInt8]) -> Bool) throws -> (bytes: [UInt8], offset: Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw StoreError.errno("cannot stat", path) }
+        let size = max(0, Int(status.st_size))
+        var want = 1 << 16
+        while true {
+            let offset = max(0, size - want)
+            var failed = false
+            let bytes = [UInt8](unsafeUninitializedCapacity: size - offset) { buffer, count in
+                while count < buffer.count {
+                    let n = pread(fd, buffer.baseAddress! + count, buffer.count - count, off_t(offset + count))
+                    if n < 0 {
+                        if Glibc.errno == EINTR { continue }
+                        failed = true
+                        return
+                    }
+                    if n == 0 { return }  // shorter than it was a moment ago
+                    count += n
+                }
+            }
+            guard !failed else { throw StoreError.errno("cannot read", path) }
+            if offset == 0 || enough(bytes) { return (bytes, offset) }
+            want *= 2
+        }
     }
 
     /// Calls `body` with the file's bytes, 256 KiB at a time, until it returns false.

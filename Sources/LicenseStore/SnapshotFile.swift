@@ -342,7 +342,9 @@ public enum SnapshotFile {
         // leaves its slots uninitialised (and deinitialises what it wrote), and then every
         // chunk's slots are deinitialised before throwing, so the array is never half-made.
         var parsed = [Bool](repeating: false, count: chunkCount)
-        let elements = try [Element](unsafeUninitializedCapacity: ranges.count + extraCapacity(snapshot)) { output, count in
+        let capacity = ranges.count + extraCapacity(snapshot)
+        let elements = try [Element](unsafeUninitializedCapacity: capacity) { output, count in
+            if capacity > 0 { FileIO.adviseHugePages(output.baseAddress!, count: capacity * MemoryLayout<Element>.stride) }
             parsed.withUnsafeMutableBufferPointer { parsed in
                 let output = UnsafeSendable(output)
                 let parsedOutput = UnsafeSendable(parsed)

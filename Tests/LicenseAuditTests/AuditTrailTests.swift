@@ -184,6 +184,33 @@ struct AuditTrailTests {
         #expect(result.failure?.reason.contains("no signed checkpoint") == true)
     }
 
+    @Test("reopening a file far longer than what is read of its end: a torn line is cut at the right place, the chain goes on")
+    func reopenLongFile() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        _ = try Self.writeTrail(directory, count: 1_000)
+        let file = try #require(try AuditTrail.files(in: directory).last).path
+        let size = try FileManager.default.attributesOfItem(atPath: file)[.size] as! Int
+        #expect(size > 4 * 65_536)
+        // Half a line longer than the first piece read from the end.
+        let handle = try #require(FileHandle(forWritingAtPath: file))
+        handle.seekToEndOfFile()
+        let torn = Data(("{\"seq\":1001,\"details\":\"" + String(repeating: "x", count: 100_000)).utf8)
+        handle.write(torn)
+        try handle.close()
+        let log = try AuditLog.open(directory: directory, maxFileBytes: 1 << 26, syncs: true)
+        #expect(log.cutTail?.file == file)
+        #expect(log.cutTail?.droppedBytes == torn.count)
+        #expect(log.lastSequence == 1_000)
+        #expect(try FileManager.default.attributesOfItem(atPath: file)[.size] as! Int == size)
+        try log.write([AuditEvent(timeMs: Self.t0, action: "reload", actor: "signal")])
+        try log.sync()
+        log.close()
+        let result = try Self.verify(directory)
+        #expect(result.failure == nil)
+        #expect(result.records == 1_001)
+    }
+
     @Test("a CSV export reads back into the same records, whose chain still verifies")
     func csvRoundTrip() throws {
         let scratch = try TemporaryDirectory()

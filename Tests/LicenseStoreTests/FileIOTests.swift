@@ -3,7 +3,7 @@ import LicenseFiles
 import LicenseTestSupport
 import Testing
 
-@Suite("Reading whole files")
+@Suite("Reading whole files and their ends")
 struct FileIOTests {
     @Test("readAll returns every byte, for empty, small and multi-megabyte files")
     func roundTrip() throws {
@@ -22,5 +22,30 @@ struct FileIOTests {
         let path = directory.path("absent")
         #expect(throws: StoreError.self) { try FileIO.readAll(path) }
         do { _ = try FileIO.readAll(path) } catch let error as StoreError { #expect(error.message.contains(path)) }
+    }
+
+    @Test("readTail reads back from the end, doubling, until the bytes are enough or reach the start")
+    func tail() throws {
+        let directory = try TemporaryDirectory()
+        // Newlines at 10 and 200,000 in a file of 300,000 bytes.
+        var bytes = [UInt8](repeating: 0x61, count: 300_000)
+        bytes[10] = 0x0A
+        bytes[200_000] = 0x0A
+        let path = directory.path("file")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        var asked: [Int] = []
+        let one = try FileIO.readTail(path) {
+            asked.append($0.count); return $0.contains(0x0A)
+        }
+        #expect(asked == [65_536, 131_072])
+        #expect(one.offset == 300_000 - 131_072)
+        #expect(one.bytes == Array(bytes[one.offset...]))
+        let two = try FileIO.readTail(path) { $0.filter { $0 == 0x0A }.count >= 2 }
+        #expect(two.offset == 0 && two.bytes == bytes)
+        let small = directory.path("small")
+        try Data("ab\ncd".utf8).write(to: URL(fileURLWithPath: small))
+        let whole = try FileIO.readTail(small) { _ in false }
+        #expect(whole.offset == 0 && whole.bytes == Array("ab\ncd".utf8))
+        #expect(throws: StoreError.self) { try FileIO.readTail(directory.path("absent")) { _ in true } }
     }
 }
