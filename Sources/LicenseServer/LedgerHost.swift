@@ -95,6 +95,7 @@ package final class LedgerHost {
         rules.clockSetbackToleranceMs = Int64(settings.clockSetbackToleranceHours) * 3_600_000
         self.ledger = SeatLedger(configuration: rules, licenses: licenses.effective)
         self.ledger.reserveCapacity(leases: recovered.count)
+        let recoveredCount = recovered.count
         self.ledger.apply(contentsOf: recovered)
         self.ledger.observedTimeMs = log.auditHead?.timeMs ?? 0
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
@@ -110,7 +111,7 @@ package final class LedgerHost {
         self.audit(
             "start",
             actor: "server",
-            details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recovered.count)))] + recoveryDetails
+            details: [("version", .string(ServerContext.serverVersion)), ("recovered", .int(Int64(recoveredCount)))] + recoveryDetails
         )
         self.auditLicenses(licenses, actor: "server")
         self.watchClock()

@@ -10,14 +10,23 @@ extension SeatLedger {
     /// long), instead of a dozen hash lookups and a heap insertion per lease. Counters and
     /// fencing high-water marks only grow during such a run, so adding them up first gives the
     /// same values; anything else ends the run and is applied as it comes.
-    public mutating func apply(contentsOf changes: [LedgerChange]) {
+    ///
+    /// The changes are consumed: each is moved out of the array (a trivial placeholder takes its
+    /// place), so that a lease goes into the table without being copied and the array is freed
+    /// without destroying a million leases (at a start-up, a copy and a release per lease were
+    /// about 0.15 s).
+    public mutating func apply(contentsOf changes: consuming [LedgerChange]) {
         var run = GrantRun()
-        for index in changes.indices {
-            if case .granted(let lease) = changes[index], lease.sharedSeats == 0, !lease.lingering {
-                self.load(lease, into: &run)
-            } else {
-                if !run.isEmpty { self.finish(&run) }
-                self.apply(changes[index])
+        changes.withUnsafeMutableBufferPointer { buffer in
+            for slot in buffer.indices {
+                let change = (buffer.baseAddress! + slot).move()
+                (buffer.baseAddress! + slot).initialize(to: .clockMarked(atMs: 0))
+                if case .granted(let lease) = change, lease.sharedSeats == 0, !lease.lingering {
+                    self.load(lease, into: &run)
+                } else {
+                    if !run.isEmpty { self.finish(&run) }
+                    self.apply(change)
+                }
             }
         }
         if !run.isEmpty { self.finish(&run) }
