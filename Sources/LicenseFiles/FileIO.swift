@@ -23,72 +23,67 @@ package enum FileIO {
     }
 
     package static func readAll(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
-        defer { close(fd) }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { throw StoreError.errno("cannot stat", path) }
-        let expected = max(0, Int(status.st_size))
-        var failed = false
-        var result = [UInt8](unsafeUninitializedCapacity: expected) { buffer, count in
-            if expected > 0 { Self.adviseHugePages(buffer.baseAddress!, count: expected) }
-            while count < expected {
-                let n = read(fd, buffer.baseAddress! + count, expected - count)
+        try Self.withOpenFile(path) { fd, size in
+            var result = try Self.readBytes(fd, count: size, at: 0, path: path, adviseHugePages: true)
+            // A file that grew since: the rest, as it comes.
+            guard result.count == size else { return result }
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(result.count)) }
                 if n < 0 {
                     if Glibc.errno == EINTR { continue }
-                    failed = true
-                    return
+                    throw StoreError.errno("cannot read", path)
                 }
-                if n == 0 { return }  // shorter than it was a moment ago
-                count += n
+                if n == 0 { return result }
+                result.append(contentsOf: chunk[0..<n])
             }
         }
-        guard !failed else { throw StoreError.errno("cannot read", path) }
-        // A file that grew since: the rest, as it comes.
-        guard result.count == expected else { return result }
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if Glibc.errno == EINTR { continue }
-                throw StoreError.errno("cannot read", path)
-            }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
-        }
-        return result
     }
 
     /// The end of a file: its last bytes from `offset` on, read further back (doubling from
     /// 64 KiB) until `enough` accepts them or they reach the file's start. Finding a log's last
     /// record this way reads kilobytes, not the whole file.
     package static func readTail(_ path: String, enough: ([UInt8]) -> Bool) throws -> (bytes: [UInt8], offset: Int) {
+        try Self.withOpenFile(path) { fd, size in
+            var want = 1 << 16
+            while true {
+                let offset = max(0, size - want)
+                let bytes = try Self.readBytes(fd, count: size - offset, at: offset, path: path)
+                if offset == 0 || enough(bytes) { return (bytes, offset) }
+                want *= 2
+            }
+        }
+    }
+
+    /// Calls `body` with a descriptor of `path` open for reading and the file's size now.
+    private static func withOpenFile<T>(_ path: String, _ body: (Int32, Int) throws -> T) throws -> T {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0 else { throw StoreError.errno("cannot stat", path) }
-        let size = max(0, Int(status.st_size))
-        var want = 1 << 16
-        while true {
-            let offset = max(0, size - want)
-            var failed = false
-            let bytes = [UInt8](unsafeUninitializedCapacity: size - offset) { buffer, count in
-                while count < buffer.count {
-                    let n = pread(fd, buffer.baseAddress! + count, buffer.count - count, off_t(offset + count))
-                    if n < 0 {
-                        if Glibc.errno == EINTR { continue }
-                        failed = true
-                        return
-                    }
-                    if n == 0 { return }  // shorter than it was a moment ago
-                    count += n
+        return try body(fd, max(0, Int(status.st_size)))
+    }
+
+    /// `count` bytes from `offset` into an array of that size, or fewer when the file is shorter
+    /// than it was a moment ago.
+    private static func readBytes(_ fd: Int32, count: Int, at offset: Int, path: String, adviseHugePages: Bool = false) throws -> [UInt8] {
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
+            if adviseHugePages, count > 0 { Self.adviseHugePages(buffer.baseAddress!, count: count) }
+            while filled < count {
+                let n = pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset + filled))
+                if n < 0 {
+                    if Glibc.errno == EINTR { continue }
+                    failed = true
+                    return
                 }
+                if n == 0 { return }
+                filled += n
             }
-            guard !failed else { throw StoreError.errno("cannot read", path) }
-            if offset == 0 || enough(bytes) { return (bytes, offset) }
-            want *= 2
         }
+        guard !failed else { throw StoreError.errno("cannot read", path) }
+        return bytes
     }
 
     /// Calls `body` with the file's bytes, 256 KiB at a time, until it returns false.
