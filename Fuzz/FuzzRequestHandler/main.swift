@@ -1,4 +1,4 @@
-// libFuzzer target: the server's request handler (frame decoder + session handler) on a real
+// libFuzzer target: the server's request handler (the session handler, which also frames the bytes) on a real
 // ledger with a write-ahead log and audit trail, served by a real event loop; each input is one
 // connection (a socketpair), written by the fuzzer and half-closed, then read to the end.
 //
@@ -119,8 +119,7 @@ final class Harness: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: 4096)))
-                    try channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value, peer: "fuzz"))
+                    try channel.pipeline.syncOperations.addHandler(SessionHandler(context: context, host: host.value))
                 }
             }
             .withConnectedSocket(fds[0])
