@@ -69,6 +69,13 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // libdeflate (libdeflate-dev): rotated audit files are compressed through it, a gzip member
+        // per chunk (zlib reads them back as one stream).
+        .systemLibrary(
+            name: "CDeflate",
+            pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]
+        ),
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
@@ -132,10 +139,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // File primitives of the durable modules: whole writes, atomic replacement, directory
-        // fsync, gzip through zlib, and the errors that name the file.
+        // fsync, gzip (written through libdeflate, read through zlib), and the errors that name the file.
         .target(
             name: "LicenseFiles",
-            dependencies: ["CZlib", "CWriteback"],
+            dependencies: ["CZlib", "CDeflate", "CWriteback"],
             swiftSettings: swiftSettings
         ),
         // The audit trail: records and their hash chain, the log with rotation, compression and

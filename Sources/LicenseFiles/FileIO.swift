@@ -86,12 +86,15 @@ package enum FileIO {
         return bytes
     }
 
-    /// Calls `body` with the file's bytes, 256 KiB at a time, until it returns false.
+    /// The size of the chunks `forEachChunk` reads.
+    package static let chunkSize = 1 << 18
+
+    /// Calls `body` with the file's bytes, `chunkSize` at a time, until it returns false.
     package static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.errno("cannot open", path) }
         defer { close(fd) }
-        var chunk = [UInt8](repeating: 0, count: 1 << 18)
+        var chunk = [UInt8](repeating: 0, count: Self.chunkSize)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
