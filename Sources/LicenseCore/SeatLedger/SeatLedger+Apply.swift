@@ -27,8 +27,8 @@ extension SeatLedger {
             } else {
                 self.charge(lease, seats: lease.count, user: lease.identity.user, groups: lease.identity.groups, sign: 1)
             }
-            if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = lease.id }
-            self.fencing[lease.feature] = max(self.fencing[lease.feature] ?? 0, lease.fencingToken)
+            if !lease.checkoutKey.isEmpty { self.leaseByKey[CheckoutKey(lease.checkoutKey)] = lease.id }
+            Self.raise(&self.fencing[lease.feature, default: 0], to: lease.fencingToken)
             self.clockHighWaterMs = max(self.clockHighWaterMs, lease.grantedAtMs)
             if lease.lingering {
                 self.lingering.insert(lease.id)
@@ -57,7 +57,7 @@ extension SeatLedger {
             } else {
                 self.charge(lease, seats: lease.count, user: lease.identity.user, groups: lease.identity.groups, sign: -1)
             }
-            if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = nil }
+            if !lease.checkoutKey.isEmpty { self.leaseByKey[CheckoutKey(lease.checkoutKey)] = nil }
             self.lingering.remove(id)
             self.removeFromSession(id, lease.sessionID)
             // The lease's expiry entry stays until it surfaces (a heap cannot drop it cheaply).
@@ -121,25 +121,27 @@ extension SeatLedger {
         func adjust(_ value: inout UInt32) {
             value = sign > 0 ? value + seats : (value > seats ? value - seats : 0)
         }
-        let key = PoolKey(licenseID: lease.licenseID, feature: lease.feature)
-        let all = PoolKey(licenseID: lease.licenseID, feature: "*")
-        adjust(&self.seatsInUse[key, default: 0])
-        if sign < 0, self.seatsInUse[key] == 0 { self.seatsInUse[key] = nil }
-        if lease.overage {
-            adjust(&self.overageInUse[key, default: 0])
-            if self.overageInUse[key] == 0 { self.overageInUse[key] = nil }
-        }
         if lease.tokenCost > 0 {
             let tokens = seats * lease.tokenCost
             let current = self.tokensInUse[lease.licenseID] ?? 0
             self.tokensInUse[lease.licenseID] = sign > 0 ? current + tokens : (current > tokens ? current - tokens : 0)
         }
-        adjust(&self.seatsByUser[key, default: [:]][user, default: 0])
-        adjust(&self.seatsByUser[all, default: [:]][user, default: 0])
-        for group in self.lineage(of: groups) {
-            adjust(&self.seatsByGroup[key, default: [:]][group, default: 0])
-            adjust(&self.seatsByGroup[all, default: [:]][group, default: 0])
+        let lineage = self.lineage(of: groups)
+        func hold(_ usage: inout PoolUsage, counted: Bool) {
+            if counted {
+                adjust(&usage.seats)
+                if lease.overage { adjust(&usage.overage) }
+            }
+            adjust(&usage.byUser[user, default: 0])
+            for group in lineage { adjust(&usage.byGroup[group, default: 0]) }
         }
+        hold(&self.usage[PoolKey(licenseID: lease.licenseID, feature: lease.feature), default: PoolUsage()], counted: true)
+        hold(&self.usage[PoolKey(licenseID: lease.licenseID, feature: "*"), default: PoolUsage()], counted: false)
+    }
+
+    /// Raises a high-water mark in place (one lookup of its dictionary key, not two).
+    static func raise(_ mark: inout UInt64, to value: UInt64) {
+        if value > mark { mark = value }
     }
 
     /// Every group a holder is within, once ("/emea/sales" is within "/emea/sales" and "/emea").

@@ -27,7 +27,8 @@ extension SeatLedger {
             return .failure(LicenseError(.invalidArgument, "unknown session; say Hello first"))
         }
         // A retry of a check-out already granted: the same lease, never a second seat.
-        if !request.checkoutKey.isEmpty, let existing = self.leaseByKey[request.checkoutKey], let lease = self.leases[existing] {
+        if !request.checkoutKey.isEmpty, let existing = self.leaseByKey[CheckoutKey(request.checkoutKey)], let lease = self.leases[existing]
+        {
             guard lease.feature == request.feature else {
                 return .failure(LicenseError(.invalidArgument, "checkout_key was already used for feature '\(lease.feature)'"))
             }

@@ -15,11 +15,11 @@ extension SeatLedger {
         if cost > 0 {
             return (self.tokensInUse[pool.id] ?? 0) + seats * cost <= pool.license.tokenPool
         }
-        let used = self.seatsInUse[key] ?? 0
+        let used = self.usage[key]?.seats ?? 0
         var reserved: UInt32 = 0
         for reservation in pool.license.reservations where reservation.feature.isEmpty || reservation.feature == feature {
             if identity.groups.contains(where: { GroupPath.isWithin($0, reservation.group) }) { continue }
-            let takenByMembers = self.seatsByGroup[key]?[GroupPath.normalized(reservation.group)] ?? 0
+            let takenByMembers = self.usage[key]?.byGroup[GroupPath.normalized(reservation.group)] ?? 0
             reserved += reservation.count > takenByMembers ? reservation.count - takenByMembers : 0
         }
         let capacity = pool.capacity(feature)
@@ -34,7 +34,7 @@ extension SeatLedger {
             let key = PoolKey(licenseID: pool.id, feature: limit.feature.isEmpty ? "*" : feature)
             switch limit.kind {
             case "user" where limit.name.isEmpty || limit.name == identity.user:
-                let held = self.seatsByUser[key]?[identity.user] ?? 0
+                let held = self.usage[key]?.byUser[identity.user] ?? 0
                 if held + seats > limit.max {
                     return LicenseError(
                         .noSeats,
@@ -44,7 +44,7 @@ extension SeatLedger {
             case "group":
                 let groups = limit.name.isEmpty ? identity.groups.map(GroupPath.normalized) : [GroupPath.normalized(limit.name)]
                 for group in groups where identity.groups.contains(where: { GroupPath.isWithin($0, group) }) {
-                    let held = self.seatsByGroup[key]?[group] ?? 0
+                    let held = self.usage[key]?.byGroup[group] ?? 0
                     if held + seats > limit.max {
                         return LicenseError(
                             .noSeats,
@@ -83,7 +83,7 @@ extension SeatLedger {
             if r.maxPerUser > 0 {
                 var held: UInt32 = 0
                 for id in self.poolsByFeature[feature] ?? [] {
-                    held += self.seatsByUser[PoolKey(licenseID: id, feature: feature)]?[identity.user] ?? 0
+                    held += self.usage[PoolKey(licenseID: id, feature: feature)]?.byUser[identity.user] ?? 0
                 }
                 if held >= r.maxPerUser {
                     return LicenseError(
@@ -106,14 +106,14 @@ extension SeatLedger {
             let pool = self.pools[id]!
             if pool.unlimited { return true }
             capacity += pool.capacity(feature)
-            used += self.seatsInUse[PoolKey(licenseID: id, feature: feature)] ?? 0
+            used += self.usage[PoolKey(licenseID: id, feature: feature)]?.seats ?? 0
         }
         var reserved: UInt32 = 0
         for rule in rules {
             for (group, count) in rule.reservations where !identity.groups.contains(where: { GroupPath.isWithin($0, group) }) {
                 var taken: UInt32 = 0
                 for id in self.poolsByFeature[feature] ?? [] {
-                    taken += self.seatsByGroup[PoolKey(licenseID: id, feature: feature)]?[GroupPath.normalized(group)] ?? 0
+                    taken += self.usage[PoolKey(licenseID: id, feature: feature)]?.byGroup[GroupPath.normalized(group)] ?? 0
                 }
                 reserved += count > taken ? count - taken : 0
             }

@@ -61,7 +61,7 @@ extension SeatLedger {
             Self.join(&record, &lease)
             self.sessions[lease.sessionID] = record
         }
-        if !lease.checkoutKey.isEmpty { self.leaseByKey[lease.checkoutKey] = lease.id }
+        if !lease.checkoutKey.isEmpty { self.leaseByKey[CheckoutKey(lease.checkoutKey)] = lease.id }
         self.clockHighWaterMs = max(self.clockHighWaterMs, lease.grantedAtMs)
         run.expiries.append(Expiry(atMs: lease.expiresAtMs, leaseID: lease.id))
         let key = ChargeKey(
@@ -98,7 +98,7 @@ extension SeatLedger {
                 self.charge(total.lease, seats: part, user: key.user, groups: key.groups, sign: 1)
                 seats -= UInt64(part)
             } while seats > 0
-            self.fencing[key.feature] = max(self.fencing[key.feature] ?? 0, total.fencing)
+            Self.raise(&self.fencing[key.feature, default: 0], to: total.fencing)
         }
         self.expiries.insert(contentsOf: run.expiries)
         run = GrantRun()

@@ -14,7 +14,7 @@ extension SeatLedger {
         // Licensed features, and any feature still held (every lease charges its pool's counter;
         // a walk over the leases cost 100 ms a request at a million leases).
         var featureNames = Set(self.poolsByFeature.keys)
-        for key in self.seatsInUse.keys { featureNames.insert(key.feature) }
+        for (key, usage) in self.usage where usage.seats > 0 { featureNames.insert(key.feature) }
         var holdersByFeature: [String: [Licensed_V1_Holder]] = [:]
         if includeHolders {
             for lease in self.leases.values where wanted.isEmpty || wanted.contains(lease.feature) {
@@ -28,7 +28,7 @@ extension SeatLedger {
             feature.unlimited = capacity == nil
             feature.capacity = capacity ?? 0
             feature.inUse = self.seatsInUse(of: name)
-            feature.overage = self.overageInUse.filter { $0.key.feature == name }.values.reduce(0, +)
+            feature.overage = self.usage.reduce(0) { $0 + ($1.key.feature == name ? $1.value.overage : 0) }
             feature.queued = UInt32(self.queues[name]?.count ?? 0)
             feature.holders = (holdersByFeature[name] ?? []).sorted {
                 $0.sinceMs != $1.sinceMs ? $0.sinceMs < $1.sinceMs : $0.leaseID.lexicographicallyPrecedes($1.leaseID)
@@ -50,7 +50,7 @@ extension SeatLedger {
             if includeLicenses { status.license = pool.license }
             if status.state == .compliant, pool.hard,
                 pool.features.contains(where: {
-                    (self.seatsInUse[PoolKey(licenseID: id, feature: $0.key)] ?? 0) > $0.value.count && $0.value.tokenCost == 0
+                    (self.usage[PoolKey(licenseID: id, feature: $0.key)]?.seats ?? 0) > $0.value.count && $0.value.tokenCost == 0
                 })
             {
                 status.state = .atRisk

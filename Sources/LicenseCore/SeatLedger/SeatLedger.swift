@@ -128,6 +128,29 @@ public struct SeatLedger: Sendable {
         public var lost: [LeaseID]
     }
 
+    /// A client's check-out key, as the key of `leaseByKey`: hashed as one run of bytes, where
+    /// `[UInt8]`'s own hashing feeds the hasher a byte at a time (1,800 instructions for the
+    /// 16 bytes of a key, in every check-out and every replayed lease). Still SipHash with the
+    /// process's seed: the bytes are the client's choice.
+    struct CheckoutKey: Hashable, CustomStringConvertible {
+        var bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        static func == (a: CheckoutKey, b: CheckoutKey) -> Bool { a.bytes == b.bytes }
+        func hash(into hasher: inout Hasher) { self.bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+        var description: String { self.bytes.description }
+    }
+
+    /// What is held under one pool key: seats and overage seats (a dup group counts once; kept
+    /// for a feature's key, 0 under "*"), and seats per user and per group, counting every group
+    /// a holder is within ("/emea/sales" also counts for "/emea"). One entry per key, so that a
+    /// charge hashes each key once, not once per counter.
+    struct PoolUsage {
+        var seats: UInt32 = 0
+        var overage: UInt32 = 0
+        var byUser: [String: UInt32] = [:]
+        var byGroup: [String: UInt32] = [:]
+    }
+
     struct PoolKey: Hashable {
         var licenseID: String
         var feature: String
@@ -181,16 +204,10 @@ public struct SeatLedger: Sendable {
     var pools: [String: LicensePool] = [:]
     /// Licence ids granting each feature, soonest expiry first.
     var poolsByFeature: [String: [String]] = [:]
-    /// Seats held per licence and feature (a dup group counts once).
-    var seatsInUse: [PoolKey: UInt32] = [:]
-    var overageInUse: [PoolKey: UInt32] = [:]
+    /// What is held under each licence's feature, and ("*") under all of its features.
+    var usage: [PoolKey: PoolUsage] = [:]
     /// Token-pool seats held per licence.
     var tokensInUse: [String: UInt32] = [:]
-    /// Seats held per licence, feature ("*" = all features) and user.
-    var seatsByUser: [PoolKey: [String: UInt32]] = [:]
-    /// Seats held per licence, feature ("*" = all) and group, counting every group a holder is
-    /// within ("/emea/sales" also counts for "/emea").
-    var seatsByGroup: [PoolKey: [String: UInt32]] = [:]
     /// Each group path's lineage (itself and every group above it), worked out once: a cache,
     /// not state (nothing reads it but `charge`).
     var lineages: [String: [String]] = [:]
@@ -199,7 +216,7 @@ public struct SeatLedger: Sendable {
     /// Every live lease.
     public internal(set) var leases = LeaseTable()
     var sessions: [SessionID: SessionRecord] = [:]
-    var leaseByKey: [[UInt8]: LeaseID] = [:]
+    var leaseByKey: [CheckoutKey: LeaseID] = [:]
     var fencing: [String: UInt64] = [:]
     var expiries = Heap<Expiry>()
     /// First grant of each trial licence.
@@ -292,7 +309,7 @@ public struct SeatLedger: Sendable {
     /// Seats of `feature` held now.
     public func seatsInUse(of feature: String) -> UInt32 {
         var total: UInt32 = 0
-        for (key, seats) in self.seatsInUse where key.feature == feature { total += seats }
+        for (key, usage) in self.usage where key.feature == feature { total += usage.seats }
         return total
     }
 
@@ -340,7 +357,7 @@ public struct SeatLedger: Sendable {
     }
 
     /// Seats held in all (a shared seat counts once), without a walk over the leases.
-    public var seatsInUseTotal: Int { self.seatsInUse.values.reduce(0) { $0 + Int($1) } }
+    public var seatsInUseTotal: Int { self.usage.values.reduce(0) { $0 + Int($1.seats) } }
 
     /// How many leases session `id` holds (without building them).
     public func leaseCount(ofSession id: SessionID) -> Int { self.sessions[id]?.leases.count ?? 0 }
