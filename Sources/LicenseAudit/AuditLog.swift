@@ -183,26 +183,29 @@ public final class AuditLog {
     /// Numbers, chains and writes `events` (not yet synced: see `sync()`).
     public func write(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(events.count * 400)
+        var buffer = ByteWriter(capacity: events.count * 512)
         for event in events {
             let sequence = self.lastSequence + 1
             let before = buffer.count
             let hash = self.renderer.append(sequence: sequence, event: event, previousHash: self.lastHashBytes, to: &buffer)
+            // The next record's `prev`, copied in place (64 bytes, no array per record).
+            let hashBytes = buffer.bytes(hash)
+            if self.lastHashBytes.count == hashBytes.count {
+                self.lastHashBytes.withUnsafeMutableBytes { $0.copyMemory(from: hashBytes) }
+            } else {
+                self.lastHashBytes = Array(hashBytes)
+            }
             let length = buffer.count - before
             if self.fileBytes + before > 0, self.fileBytes + before + length > self.maxFileBytes {
                 // The record starts the next file: write what precedes it, rotate, keep it.
-                let record = Array(buffer[before...])
-                buffer.removeSubrange(before...)
-                try self.flush(&buffer)
+                try self.flush(buffer.bytes(0..<before))
+                buffer.removeFirst(before)
                 try self.rotate(firstSequence: sequence)
-                buffer = record
             }
             self.lastSequence = sequence
-            self.lastHashBytes = hash
             self.latestTimeMs = max(self.latestTimeMs, event.timeMs)
         }
-        try self.flush(&buffer)
+        try self.flush(buffer.written)
     }
 
     /// Makes everything written durable (when the policy syncs).
@@ -220,12 +223,11 @@ public final class AuditLog {
         self.waitForMaintenance()
     }
 
-    private func flush(_ buffer: inout [UInt8]) throws {
-        guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { try FileIO.writeAll(self.fd, $0, path: self.path) }
-        self.fileBytes += buffer.count
+    private func flush(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !bytes.isEmpty else { return }
+        try FileIO.writeAll(self.fd, bytes, path: self.path)
+        self.fileBytes += bytes.count
         self.unsynced = true
-        buffer.removeAll(keepingCapacity: true)
     }
 
     private func rotate(firstSequence: UInt64) throws {

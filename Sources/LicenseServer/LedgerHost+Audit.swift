@@ -130,11 +130,22 @@ extension LedgerHost {
     }
 
     package static func leaseDetails(_ lease: Lease) -> [(String, AuditEvent.Value)] {
-        [
-            ("lease", .string(lease.id.description)), ("feature", .string(lease.feature)), ("license", .string(lease.licenseID)),
-            ("count", .int(Int64(lease.count))), ("user", .string(lease.identity.user)), ("host", .string(lease.identity.host)),
-            ("groups", .strings(lease.identity.groups)),
-        ]
+        Self.leaseDetails(lease, id: lease.id.description, room: 0)
+    }
+
+    /// The lease's details with room for `room` more (the records of the hot path are built in
+    /// an array of their final size: no growth, no concatenation).
+    static func leaseDetails(_ lease: Lease, id: String, room: Int) -> [(String, AuditEvent.Value)] {
+        var details: [(String, AuditEvent.Value)] = []
+        details.reserveCapacity(7 + room)
+        details.append(("lease", .string(id)))
+        details.append(("feature", .string(lease.feature)))
+        details.append(("license", .string(lease.licenseID)))
+        details.append(("count", .int(Int64(lease.count))))
+        details.append(("user", .string(lease.identity.user)))
+        details.append(("host", .string(lease.identity.host)))
+        details.append(("groups", .strings(lease.identity.groups)))
+        return details
     }
 
     package static func auditEvent(
@@ -149,13 +160,15 @@ extension LedgerHost {
         case .granted(let lease):
             // The hot path: the record is built on the writer thread from the captured lease.
             return AuditEvent(timeMs: now, action: "grant") {
-                var details = Self.leaseDetails(lease)
+                let id = lease.id.description
+                var details = Self.leaseDetails(lease, id: id, room: 5 + extra.count)
                 details.append(("granted_ms", .int(lease.grantedAtMs)))
                 details.append(("expires_ms", .int(lease.expiresAtMs)))
                 details.append(("overage", .bool(lease.overage)))
                 details.append(("borrowed", .bool(lease.borrowed)))
                 if let waitedMs { details.append(("waited_ms", .int(waitedMs))) }
-                return (actor, "lease:\(lease.id)", details + extra)
+                details.append(contentsOf: extra)
+                return (actor, "lease:" + id, details)
             }
         case .released(let id, let cause, let atMs):
             let action: String
@@ -166,16 +179,18 @@ extension LedgerHost {
             }
             let lease = leases.first(where: { $0.id == id })
             return AuditEvent(timeMs: now, action: action) {
+                let text = id.description
                 var details: [(String, AuditEvent.Value)]
                 if let lease {
-                    details = Self.leaseDetails(lease)
+                    details = Self.leaseDetails(lease, id: text, room: 3 + extra.count)
                     details.append(("granted_ms", .int(lease.grantedAtMs)))
                     details.append(("held_ms", .int(atMs - lease.grantedAtMs)))
                 } else {
-                    details = [("lease", .string(id.description))]
+                    details = [("lease", .string(text))]
                 }
                 details.append(("cause", .string(cause.rawValue)))
-                return (actor, "lease:\(id)", details + extra)
+                details.append(contentsOf: extra)
+                return (actor, "lease:" + text, details)
             }
         case .rebound(let id, let session):
             return AuditEvent(
