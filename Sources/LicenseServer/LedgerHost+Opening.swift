@@ -27,12 +27,17 @@ extension LedgerHost {
             case .critical: logger.critical("\(message)")
             }
         }
+        // Moved out, so that the host's replay holds the only reference and takes each change
+        // out of the array in place: a second reference made it copy the whole array first
+        // (about 100 MB at a million leases, written to freshly faulted pages).
+        let changes = recovered.changes
+        recovered.changes = []
         let host = LedgerHost(
             eventLoop: eventLoop,
             context: context,
             licenses: licenses,
             log: log,
-            recovered: recovered.changes,
+            recovered: consume changes,
             recoveryDetails: recovered.auditDetails
         )
         var summary = Logger.Metadata()
@@ -41,10 +46,9 @@ extension LedgerHost {
         logger.info("ledger recovered", metadata: summary)
         let needsSnapshot = recovered.needsSnapshot
         let ledger = host.ledger
-        // The recovered changes are applied: free them, and give their memory back to the system
+        // The recovered changes are applied and freed: give their memory back to the system
         // (glibc keeps freed heap otherwise: 596 MB of RSS after recovering a million leases
         // instead of the 480 MB the same ledger takes when built by requests).
-        recovered.changes = []
         malloc_trim(0)
         let box = NIOLoopBoundBox.makeBoxSendingValue(host, eventLoop: eventLoop)
         let metrics = context.metrics

@@ -74,7 +74,7 @@ package final class LedgerHost {
         context: ServerContext,
         licenses: LicenseLoadResult,
         log: any CommitLog,
-        recovered: [LedgerChange],
+        recovered: consuming [LedgerChange],
         recoveryDetails: [(String, AuditEvent.Value)] = []
     ) {
         self.eventLoop = eventLoop
@@ -94,9 +94,9 @@ package final class LedgerHost {
         rules.restrictions = settings.restrictions
         rules.clockSetbackToleranceMs = Int64(settings.clockSetbackToleranceHours) * 3_600_000
         self.ledger = SeatLedger(configuration: rules, licenses: licenses.effective)
-        self.ledger.reserveCapacity(leases: recovered.count)
         let recoveredCount = recovered.count
-        self.ledger.apply(contentsOf: recovered)
+        self.ledger.reserveCapacity(leases: recoveredCount)
+        self.ledger.apply(contentsOf: consume recovered)
         self.ledger.observedTimeMs = log.auditHead?.timeMs ?? 0
         // Heartbeats are not logged: every recovered lease gets one full TTL to be renewed.
         self.ledger.renewAll(at: self.nowMs)
