@@ -10,9 +10,28 @@ extension ByteBuffer {
         return written + self.writeBytes(body)
     }
 
-    /// Decodes the readable bytes as one protobuf message of type `M`.
+    /// Decodes the readable bytes as one protobuf message of type `M`, in place.
     public func decodeMessage<M: SwiftProtobuf.Message>(as type: M.Type = M.self) throws -> M {
-        // swift-protobuf parses from its own contiguous-bytes types; one copy of the body.
-        try M(serializedBytes: self.getBytes(at: self.readerIndex, length: self.readableBytes) ?? [])
+        try M(serializedBytes: ReadableBytes(self))
+    }
+}
+
+/// A buffer's readable bytes as swift-protobuf's contiguous bytes: a message decodes from the
+/// frame where it lies, not from a copy into an array (a malloc and a copy per request).
+struct ReadableBytes: SwiftProtobufContiguousBytes {
+    var buffer: ByteBuffer
+
+    init(_ buffer: ByteBuffer) { self.buffer = buffer }
+    init(repeating: UInt8, count: Int) { self.buffer = ByteBuffer(repeating: repeating, count: count) }
+    init<S: Sequence>(_ sequence: S) where S.Element == UInt8 { self.buffer = ByteBuffer(bytes: sequence) }
+
+    var count: Int { self.buffer.readableBytes }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try self.buffer.withUnsafeReadableBytes(body)
+    }
+
+    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try self.buffer.withUnsafeMutableReadableBytes(body)
     }
 }
