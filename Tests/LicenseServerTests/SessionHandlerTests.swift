@@ -148,6 +148,60 @@ struct SessionHandlerTests {
         }
     }
 
+    @Test("the replies to one read, and those one durable batch releases, go out gathered in one buffer each, in order")
+    func gatheredReplies() throws {
+        let fixture = try Fixture()
+        // Hello and three heartbeats in one read: one buffer of four frames.
+        try fixture.channel.writeInbound(fixture.channel.allocator.buffer(bytes: try Self.helloAndHeartbeats().flatMap { $0 }))
+        var buffers = try Self.outboundBuffers(fixture.channel)
+        #expect(buffers.count == 1)
+        #expect(try buffers.flatMap(Self.frames).map(\.requestID) == [1, 2, 3, 4])
+        fixture.log.makeDurable()
+        // A check-out (held until durable), one refused at once (the only seat is taken), a heartbeat.
+        let burst = try [(UInt64(5), Fixture.checkOut()), (6, Fixture.checkOut()), (7, .heartbeat(.init()))].flatMap { id, body in
+            var message = Licensed_V1_ClientMessage()
+            message.requestID = id
+            message.body = body
+            var frame = ByteBuffer()
+            try frame.writeFrame(message)
+            return Array(frame.readableBytesView)
+        }
+        try fixture.channel.writeInbound(fixture.channel.allocator.buffer(bytes: burst))
+        buffers = try Self.outboundBuffers(fixture.channel)
+        #expect(buffers.count == 1)
+        let answered = try buffers.flatMap(Self.frames)
+        #expect(answered.map(\.requestID) == [6, 7])
+        #expect(answered.first?.error.code == .noSeats)
+        fixture.log.makeDurable()
+        fixture.channel.embeddedEventLoop.run()
+        buffers = try Self.outboundBuffers(fixture.channel)
+        #expect(buffers.count == 1)
+        let granted = try buffers.flatMap(Self.frames)
+        #expect(granted.map(\.requestID) == [5])
+        #expect(granted.first?.checkOut.leaseID.count == 16)
+        #expect(try fixture.handler.isConnected)
+    }
+
+    /// The buffers written to the channel since the last call, as written.
+    static func outboundBuffers(_ channel: EmbeddedChannel) throws -> [ByteBuffer] {
+        var buffers: [ByteBuffer] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { buffers.append(buffer) }
+        return buffers
+    }
+
+    /// The frames of one buffer, decoded.
+    static func frames(_ buffer: ByteBuffer) throws -> [Licensed_V1_ServerMessage] {
+        var buffer = buffer
+        var out: [Licensed_V1_ServerMessage] = []
+        while let length = buffer.readInteger(endianness: .big, as: UInt32.self) {
+            let slice = buffer.readSlice(length: Int(length))
+            let body = try #require(slice)
+            out.append(try body.decodeMessage())
+        }
+        #expect(buffer.readableBytes == 0)
+        return out
+    }
+
     @Test("frames cut anywhere across reads, or several in one read, are each answered in order; between frames nothing is kept")
     func framing() throws {
         let bytes = try Self.helloAndHeartbeats().flatMap { $0 }
