@@ -1,6 +1,7 @@
-// libFuzzer target: the server's request handler (the session handler, which also frames the bytes) on a real
-// ledger with a write-ahead log and audit trail, served by a real event loop; each input is one
-// connection (a socketpair), written by the fuzzer and half-closed, then read to the end.
+// libFuzzer target: the server's request handler (the session handler, which also frames the
+// bytes) on a real ledger with a write-ahead log and audit trail, served by a real event loop;
+// each input is one connection (a socketpair), written by the fuzzer and half-closed, then read
+// to the end.
 //
 // The first input byte picks how the connection starts (bits 0-1: no token, a client token, an
 // admin token or a wrong one; bit 2: the harness sends a valid Hello first, so the fuzzer spends

@@ -8,8 +8,6 @@ import Darwin
 
 /// Thin POSIX file operations with errors that name the file.
 package enum FileIO {
-    /// The whole file, read into one buffer of its size (a snapshot of a million leases is
-    /// 100 MB: grown chunk by chunk, it was copied again at each doubling).
     /// Asks the kernel to back the 2 MiB-aligned part of a large, not yet touched buffer with
     /// huge pages (where transparent huge pages are enabled, even only "madvise"): filling it then
     /// takes one page fault per 2 MiB instead of one per 4 KiB. Recovery fills a few hundred
@@ -22,6 +20,8 @@ package enum FileIO {
         _ = madvise(pointer, end - first, MADV_HUGEPAGE)
     }
 
+    /// The whole file, read into one buffer of its size (a snapshot of a million leases is
+    /// 100 MB: grown chunk by chunk, it was copied again at each doubling).
     package static func readAll(_ path: String) throws -> [UInt8] {
         try Self.withOpenFile(path) { fd, size in
             var result = try Self.readBytes(fd, count: size, at: 0, path: path, adviseHugePages: true)

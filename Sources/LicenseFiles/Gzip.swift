@@ -10,8 +10,6 @@ import Glibc
 /// 256 KiB and its bound, not the file twice over (which glibc then kept: 260 MB of daemon RSS
 /// after the first rotations).
 package enum Gzip {
-    package static let chunkSize = 1 << 18
-
     /// Compresses the file at `source` into `destination` (written crash-safely: a temporary file,
     /// fsync, rename, fsync of the directory), through libdeflate at level 1, one gzip member per
     /// 256 KiB chunk (concatenated members are one gzip stream to zlib, `gzip -d` and `zcat`).
@@ -48,7 +46,7 @@ package enum Gzip {
     package static func forEachChunk(of path: String, _ body: (ArraySlice<UInt8>) throws -> Bool) throws {
         guard let gz = gzopen(path, "rb") else { throw StoreError.errno("cannot open", path) }
         defer { gzclose(gz) }
-        var chunk = [UInt8](repeating: 0, count: Self.chunkSize)
+        var chunk = [UInt8](repeating: 0, count: FileIO.chunkSize)
         while true {
             let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
             guard n >= 0 else { throw StoreError("\(path) is not a whole gzip file (zlib gzread failed)") }
