@@ -40,6 +40,23 @@ package enum FileIO {
         }
     }
 
+    /// Calls `body` with the whole file mapped read-only (unmapped after; `body` must not keep
+    /// the bytes). Reading a 100 MB snapshot this way maps the page cache's own pages instead of
+    /// faulting in and copying to a fresh buffer of that size (0.1 s of a restart with a million
+    /// leases). Only for files no other process writes: one cut short under the mapping would
+    /// fault (SIGBUS) on the pages past its new end.
+    package static func withMappedFile<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        try Self.withOpenFile(path) { fd, size in
+            guard size > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            // MAP_POPULATE maps every page now, in one pass, rather than one fault per 64 KiB.
+            guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0), mapped != MAP_FAILED else {
+                throw StoreError.errno("cannot map", path)
+            }
+            defer { munmap(mapped, size) }
+            return try body(UnsafeRawBufferPointer(start: mapped, count: size))
+        }
+    }
+
     /// The end of a file: its last bytes from `offset` on, read further back (doubling from
     /// 64 KiB) until `enough` accepts them or they reach the file's start. Finding a log's last
     /// record this way reads kilobytes, not the whole file.

@@ -122,11 +122,10 @@ extension LedgerStore {
             let decoded: Licensed_V1_Snapshot
             do {
                 // The snapshot's leases as grants, with room for the rest and the log after it.
-                (decoded, recovery.changes) = try SnapshotFile.decodeChanges(
-                    try FileIO.readAll(snapshot.path),
-                    file: snapshot.path,
-                    moreChanges: logged.reduce(0) { $0 + ($1.record.sequence > snapshot.sequence ? 1 : 0) }
-                )
+                let moreChanges = logged.reduce(0) { $0 + ($1.record.sequence > snapshot.sequence ? 1 : 0) }
+                (decoded, recovery.changes) = try FileIO.withMappedFile(snapshot.path) {
+                    try SnapshotFile.decodeChanges($0, file: snapshot.path, moreChanges: moreChanges)
+                }
             } catch let error as StoreError {
                 recovery.passedOver.append(error.message)
                 damaged.append(snapshot.path)

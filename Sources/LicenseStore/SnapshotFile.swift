@@ -240,8 +240,12 @@ public enum SnapshotFile {
     /// What is wrong with the file's header, length or checksum (nil: whole and unaltered), naming
     /// the file and the byte range that fails.
     public static func checkIntegrity(_ bytes: [UInt8], file: String) -> String? {
-        let checksum = bytes.count < 20 ? 0 : bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[20...])) }
-        return Self.integrityProblem(header: bytes.prefix(20), size: bytes.count, checksum: checksum, file: file)
+        bytes.withUnsafeBytes { Self.checkIntegrity($0, file: file) }
+    }
+
+    static func checkIntegrity(_ bytes: UnsafeRawBufferPointer, file: String) -> String? {
+        let checksum = bytes.count < 20 ? 0 : CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[20...]))
+        return Self.integrityProblem(header: ArraySlice(bytes.prefix(20)), size: bytes.count, checksum: checksum, file: file)
     }
 
     /// As `checkIntegrity(_:file:)`, for the file at `path` read piece by piece: cheaper than
@@ -277,21 +281,23 @@ public enum SnapshotFile {
     /// Decodes a snapshot file; throws when it is truncated, its checksum fails, it does not
     /// parse or holds a malformed lease.
     public static func decodeLeases(_ bytes: [UInt8], file: String) throws -> Decoded {
-        let (snapshot, leases) = try Self.decode(bytes, file: file, extraCapacity: { _ in 0 }, leaseAs: { $0 })
+        let (snapshot, leases) = try bytes.withUnsafeBytes { bytes in
+            try Self.decode(bytes, file: file, extraCapacity: { _ in 0 }, leaseAs: { (lease: consuming Lease) in lease })
+        }
         return Decoded(snapshot: snapshot, leases: leases)
     }
 
     /// Decodes a snapshot file for recovery: everything but the leases as a message, and the
     /// leases as `.granted` changes, in an array with room for the changes of the message's
     /// other fields and `moreChanges` more (the log after the snapshot). Throws as `decodeLeases`.
-    public static func decodeChanges(_ bytes: [UInt8], file: String, moreChanges: Int) throws -> (
+    public static func decodeChanges(_ bytes: UnsafeRawBufferPointer, file: String, moreChanges: Int) throws -> (
         snapshot: Licensed_V1_Snapshot, changes: [LedgerChange]
     ) {
         let (snapshot, changes) = try Self.decode(
             bytes,
             file: file,
             extraCapacity: { $0.trialStartedMs.count + $0.activations.count + $0.assignmentRuns.count + 1 + moreChanges },
-            leaseAs: { LedgerChange.granted($0) }
+            leaseAs: { (lease: consuming Lease) in LedgerChange.granted(lease) }
         )
         return (snapshot, changes)
     }
@@ -301,10 +307,10 @@ public enum SnapshotFile {
     /// per-worker arrays into one and then into another of changes copied 300 MB and faulted in
     /// the pages for it: half a second of a restart).
     static func decode<Element>(
-        _ bytes: [UInt8],
+        _ bytes: UnsafeRawBufferPointer,
         file: String,
         extraCapacity: (Licensed_V1_Snapshot) -> Int,
-        leaseAs makeElement: @Sendable (Lease) -> Element
+        leaseAs makeElement: @Sendable (consuming Lease) -> Element
     ) throws -> (snapshot: Licensed_V1_Snapshot, elements: [Element]) {
         if let problem = Self.checkIntegrity(bytes, file: file) { throw StoreError(problem) }
         // Split the body: lease entries (their ranges) and every other field (copied, parsed as one message).
@@ -337,6 +343,7 @@ public enum SnapshotFile {
             throw StoreError("snapshot \(file) does not parse: \(error)")
         }
         let ranges = leaseRanges
+        let source = UnsafeSendable(bytes)
         let chunkCount = (ranges.count + Self.chunkSize - 1) / Self.chunkSize
         // Each chunk's worker initialises its own slots; a chunk that meets a malformed lease
         // leaves its slots uninitialised (and deinitialises what it wrote), and then every
@@ -352,15 +359,16 @@ public enum SnapshotFile {
                     let first = chunk * Self.chunkSize
                     let slots = output.value.baseAddress! + first
                     var written = 0
-                    let whole = bytes.withUnsafeBytes { file -> Bool in
-                        for range in ranges[first..<min(first + Self.chunkSize, ranges.count)] {
-                            guard let lease = StoredLeaseWire.lease(from: UnsafeRawBufferPointer(rebasing: file[range])) else {
-                                return false
-                            }
-                            (slots + written).initialize(to: makeElement(lease))
-                            written += 1
+                    var whole = true
+                    var identities: [SessionID: ClientIdentity]? = [:]
+                    for range in ranges[first..<min(first + Self.chunkSize, ranges.count)] {
+                        let body = UnsafeRawBufferPointer(rebasing: source.value[range])
+                        guard let lease = StoredLeaseWire.lease(from: body, sharing: &identities) else {
+                            whole = false
+                            break
                         }
-                        return true
+                        (slots + written).initialize(to: makeElement(consume lease))
+                        written += 1
                     }
                     if whole { parsedOutput.value[chunk] = true } else { slots.deinitialize(count: written) }
                 }
@@ -377,7 +385,7 @@ public enum SnapshotFile {
         return (snapshot, elements)
     }
 
-    static func readVarint(_ bytes: [UInt8], _ offset: inout Int) -> UInt64? {
+    static func readVarint(_ bytes: UnsafeRawBufferPointer, _ offset: inout Int) -> UInt64? {
         var value: UInt64 = 0
         var shift: UInt64 = 0
         while offset < bytes.count, shift < 64 {

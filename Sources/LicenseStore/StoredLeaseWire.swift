@@ -43,16 +43,27 @@ public enum StoredLeaseWire {
     /// The lease in a `StoredLease` message body; nil when it does not parse or its ids are
     /// malformed (as `Lease(stored:)`).
     public static func lease(from body: UnsafeRawBufferPointer) -> Lease? {
+        var identities: [SessionID: ClientIdentity]? = nil
+        return Self.lease(from: body, sharing: &identities)
+    }
+
+    /// As `lease(from:)`; with `identities`, a lease whose identity is byte for byte that of the
+    /// last lease read for its session shares that lease's identity instead of making its own
+    /// (a snapshot holds a session's identity once per lease: making each one cost an allocation
+    /// for the identity and one per string longer than 15 bytes, and freeing the copies when the
+    /// ledger shares them again).
+    public static func lease(from body: UnsafeRawBufferPointer, sharing identities: inout [SessionID: ClientIdentity]?) -> Lease? {
         var reader = Reader(bytes: body)
         var id: ID128?? = nil
         var session: ID128?? = nil
         var feature = ""
         var licenseID = ""
         var count: UInt32 = 0
-        var user = ""
-        var host = ""
-        var clientName = ""
-        var clientVersion = ""
+        // The identity's strings, as ranges of `body` until it is known whether they are needed.
+        var user = 0..<0
+        var host = 0..<0
+        var clientName = 0..<0
+        var clientVersion = 0..<0
         var grantedAtMs: Int64 = 0
         var expiresAtMs: Int64 = 0
         var ttlMs: Int64 = 0
@@ -65,8 +76,8 @@ public enum StoredLeaseWire {
         var sharedSeats: UInt32 = 0
         var dupIdentity = ""
         var tokenCost: UInt32 = 0
-        var groups: [String] = []
-        var address = ""
+        var groups: [Range<Int>] = []
+        var address = 0..<0
         while !reader.atEnd {
             guard let key = reader.varint(), key >> 3 > 0, key >> 3 <= UInt64(Int32.max) else { return nil }
             let field = Int(key >> 3)
@@ -77,10 +88,10 @@ public enum StoredLeaseWire {
             case (3, 2): guard let v = reader.string() else { return nil }; feature = v
             case (4, 2): guard let v = reader.string() else { return nil }; licenseID = v
             case (5, 0): guard let v = reader.varint() else { return nil }; count = UInt32(truncatingIfNeeded: v)
-            case (6, 2): guard let v = reader.string() else { return nil }; user = v
-            case (7, 2): guard let v = reader.string() else { return nil }; host = v
-            case (8, 2): guard let v = reader.string() else { return nil }; clientName = v
-            case (9, 2): guard let v = reader.string() else { return nil }; clientVersion = v
+            case (6, 2): guard let v = reader.range() else { return nil }; user = v
+            case (7, 2): guard let v = reader.range() else { return nil }; host = v
+            case (8, 2): guard let v = reader.range() else { return nil }; clientName = v
+            case (9, 2): guard let v = reader.range() else { return nil }; clientVersion = v
             case (10, 0): guard let v = reader.varint() else { return nil }; grantedAtMs = Int64(bitPattern: v)
             case (11, 0): guard let v = reader.varint() else { return nil }; expiresAtMs = Int64(bitPattern: v)
             case (12, 0): guard let v = reader.varint() else { return nil }; ttlMs = Int64(bitPattern: v)
@@ -93,27 +104,50 @@ public enum StoredLeaseWire {
             case (19, 0): guard let v = reader.varint() else { return nil }; sharedSeats = UInt32(truncatingIfNeeded: v)
             case (20, 2): guard let v = reader.string() else { return nil }; dupIdentity = v
             case (21, 0): guard let v = reader.varint() else { return nil }; tokenCost = UInt32(truncatingIfNeeded: v)
-            case (22, 2): guard let v = reader.string() else { return nil }; groups.append(v)
-            case (23, 2): guard let v = reader.string() else { return nil }; address = v
+            case (22, 2): guard let v = reader.range() else { return nil }; groups.append(v)
+            case (23, 2): guard let v = reader.range() else { return nil }; address = v
             case (1...23, _): return nil  // a known field with another wire type
             default: guard reader.skip(wireType: wireType) else { return nil }
             }
         }
         guard case .some(.some(let id)) = id, case .some(.some(let session)) = session else { return nil }
+        let identity: ClientIdentity
+        if let shared = identities?[session],
+            Self.same(shared.user, body, user), Self.same(shared.host, body, host),
+            Self.same(shared.clientName, body, clientName), Self.same(shared.clientVersion, body, clientVersion),
+            Self.same(shared.address, body, address), shared.groups.count == groups.count,
+            zip(shared.groups, groups).allSatisfy({ Self.same($0, body, $1) }),
+            shared.costCentre.isEmpty, shared.location.isEmpty
+        {
+            identity = shared
+        } else {
+            func text(_ range: Range<Int>) -> String? { Reader.utf8String(UnsafeRawBufferPointer(rebasing: body[range])) }
+            guard let user = text(user), let host = text(host), let clientName = text(clientName),
+                let clientVersion = text(clientVersion), let address = text(address)
+            else { return nil }
+            var groupNames: [String] = []
+            groupNames.reserveCapacity(groups.count)
+            for range in groups {
+                guard let name = text(range) else { return nil }
+                groupNames.append(name)
+            }
+            identity = ClientIdentity(
+                user: user,
+                host: host,
+                clientName: clientName,
+                clientVersion: clientVersion,
+                groups: groupNames,
+                address: address
+            )
+            if identities != nil { identities![session] = identity }
+        }
         var lease = Lease(
             id: id,
             sessionID: session,
             feature: feature,
             licenseID: licenseID,
             count: count,
-            identity: ClientIdentity(
-                user: user,
-                host: host,
-                clientName: clientName,
-                clientVersion: clientVersion,
-                groups: groups,
-                address: address
-            ),
+            identity: identity,
             grantedAtMs: grantedAtMs,
             expiresAtMs: expiresAtMs,
             ttlMs: ttlMs,
@@ -128,6 +162,15 @@ public enum StoredLeaseWire {
         lease.dupIdentity = dupIdentity
         lease.tokenCost = tokenCost
         return lease
+    }
+
+    /// True when `string`'s UTF-8 is `body[range]`.
+    private static func same(_ string: String, _ body: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        var string = string
+        return string.withUTF8 { utf8 in
+            utf8.count == range.count
+                && (range.isEmpty || memcmp(utf8.baseAddress!, body.baseAddress! + range.lowerBound, range.count) == 0)
+        }
     }
 
     /// Reads protobuf's wire format from a buffer; every read is bounds-checked and nil past the end.

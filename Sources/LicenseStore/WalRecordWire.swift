@@ -50,6 +50,11 @@ public enum WalRecordWire {
     /// The change in a serialized `WalRecord`; nil when it does not parse or is not a change this
     /// version knows.
     public static func change(from record: [UInt8]) -> LedgerChange? {
+        Self.change(from: record[...])
+    }
+
+    /// As `change(from:)`, for a record read in place from a segment's bytes.
+    public static func change(from record: ArraySlice<UInt8>) -> LedgerChange? {
         let fast = record.withUnsafeBytes { bytes -> LedgerChange? in
             var reader = StoredLeaseWire.Reader(bytes: bytes)
             // Exactly one top-level field (the oneof), filling the record.
@@ -91,7 +96,7 @@ public enum WalRecordWire {
             }
         }
         if let fast { return fast }
-        guard let decoded = try? Licensed_V1_WalRecord(serializedBytes: record) else { return nil }
+        guard let decoded = try? Licensed_V1_WalRecord(serializedBytes: Array(record)) else { return nil }
         return LedgerChange(record: decoded)
     }
 

@@ -23,7 +23,7 @@ struct LogSegmentTests {
         let result = try LogSegment.read(bytes, file: "t.log")
         #expect(result.records.map(\.sequence) == Array(1...20))
         #expect(result.records.map(\.offset) == offsets)
-        #expect(result.records[4].body == Array("record 5 ".utf8) + [5, 5, 5, 5, 5])
+        #expect(Array(result.records[4].body) == Array("record 5 ".utf8) + [5, 5, 5, 5, 5])
         #expect(!result.tornTail)
         #expect(result.validLength == bytes.count)
     }

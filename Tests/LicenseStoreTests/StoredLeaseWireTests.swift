@@ -117,6 +117,45 @@ struct StoredLeaseWireTests {
         for lease in decoded.leases { #expect(Self.generated(try lease.stored.serializedBytes()) == table[lease.id]) }
     }
 
+    @Test("leases of a session share the identity they have in common and keep their own where it differs")
+    func sharedIdentities() throws {
+        var g = Generator(state: 47)
+        // Five sessions, 400 leases each; one lease in four differs from its session's identity
+        // in one field (a string one byte longer or shorter, another group, no group).
+        let sessions = (0..<5).map { _ in (id: g.id(), identity: WalRecordWireTests.lease(&g).identity) }
+        var table = LeaseTable()
+        for index in 0..<2_000 {
+            var lease = WalRecordWireTests.lease(&g)
+            let session = sessions[index % sessions.count]
+            lease.sessionID = session.id
+            lease.sharedSeats = 0
+            lease.identity = session.identity
+            switch g.below(16) {
+            case 0: lease.identity.host += "x"
+            case 1: lease.identity.user = String(lease.identity.user.dropLast())
+            case 2: lease.identity.groups.append("/extra")
+            case 3: lease.identity.groups = []
+            default: break
+            }
+            table[lease.id] = lease
+        }
+        let bytes = try SnapshotFile.encode(leases: table, sequence: 9, takenAtMs: 1)
+        let decoded = try SnapshotFile.decodeLeases(bytes, file: "t.snap")
+        #expect(decoded.leases.count == 2_000)
+        for lease in decoded.leases { #expect(lease == table[lease.id]) }
+
+        // Read one by one with a cache: one identity per session remembered, each lease its own.
+        var identities: [SessionID: ClientIdentity]? = [:]
+        for lease in table.values {
+            var body: [UInt8] = []
+            StoredLeaseWire.append(lease, to: &body)
+            let read = body.withUnsafeBytes { StoredLeaseWire.lease(from: $0, sharing: &identities) }
+            #expect(read == lease)
+            #expect(identities?[lease.sessionID] == lease.identity)
+        }
+        #expect(identities?.count == sessions.count)
+    }
+
     @Test("a snapshot written to disk as it is encoded is the encoded snapshot, byte for byte")
     func written() throws {
         var g = Generator(state: 43)
