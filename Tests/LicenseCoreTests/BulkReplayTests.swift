@@ -133,6 +133,24 @@ struct BulkReplayTests {
         for (line, (want, got)) in zip(expected, actual).enumerated() { #expect(got == want, "seed \(seed), field \(line)") }
     }
 
+    @Test("runs of grants moved into the table on a thread of their own, started and stopped many times: the same ledger", arguments: 0..<8)
+    func filledTable(seed: UInt64) {
+        // A filler for every run with at least `threshold` changes left: long runs have up to 200
+        // grants, and every other change stops the filler before it applies.
+        let changes = Self.history(seed: seed &* 40_503 &+ 3, length: 3_000, plainFirst: 500)
+        var oneByOne = SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: [])
+        for change in changes { oneByOne.apply(change) }
+        for threshold in [1, 64] {
+            var bulk = SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: [])
+            bulk.apply(contentsOf: changes, fillingFrom: threshold)
+            let expected = Self.state(oneByOne)
+            let actual = Self.state(bulk)
+            for (line, (want, got)) in zip(expected, actual).enumerated() {
+                #expect(got == want, "seed \(seed), threshold \(threshold), field \(line)")
+            }
+        }
+    }
+
     @Test("a long first run of grants into an empty ledger (a snapshot at start-up): the same ledger, identities shared", arguments: 0..<2)
     func parallelLoad(seed: UInt64) {
         let leading = 20_000

@@ -1,4 +1,6 @@
+import Foundation
 import HeapModule
+import Synchronization
 
 /// Replaying many changes at once: a restart applies a snapshot's leases (a million of them) and
 /// the log after it before it serves.
@@ -14,22 +16,57 @@ extension SeatLedger {
     /// The changes are consumed: each is moved out of the array (a trivial placeholder takes its
     /// place), so that a lease goes into the table without being copied and the array is freed
     /// without destroying a million leases (at a start-up, a copy and a release per lease were
-    /// about 0.15 s).
+    /// about 0.15 s). A run with `fillerThreshold` changes or more left at its start goes into
+    /// the lease table on a second thread (`TableFiller`) while this one does the rest.
     public mutating func apply(contentsOf changes: consuming [LedgerChange]) {
+        self.apply(contentsOf: changes, fillingFrom: Self.fillerThreshold)
+    }
+
+    /// Runs at least this long are moved into the lease table by a `TableFiller`.
+    static let fillerThreshold = 16_384
+
+    /// `apply(contentsOf:)`, with a `TableFiller` for a run of grants when at least
+    /// `fillerThreshold` changes remain at its start (tests make it small to start and stop many).
+    mutating func apply(contentsOf changes: consuming [LedgerChange], fillingFrom fillerThreshold: Int) {
         var run = GrantRun()
         changes.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            var filler: TableFiller?
             for slot in buffer.indices {
-                let change = (buffer.baseAddress! + slot).move()
-                (buffer.baseAddress! + slot).initialize(to: .clockMarked(atMs: 0))
-                if case .granted(let lease) = change, lease.sharedSeats == 0, !lease.lingering {
-                    self.load(lease, into: &run)
+                let change = (base + slot).move()
+                if case .granted(var lease) = change, lease.sharedSeats == 0, !lease.lingering {
+                    self.load(&lease, into: &run)
+                    if filler == nil, buffer.count - slot >= fillerThreshold {
+                        filler = TableFiller(table: self.takeLeases(), changes: base, from: slot)
+                    }
+                    if let filler {
+                        // Back in its slot, for the filler to move into the table.
+                        (base + slot).initialize(to: .granted(lease))
+                        filler.published(slot + 1)
+                    } else {
+                        (base + slot).initialize(to: .clockMarked(atMs: 0))
+                        self.leases.insert(lease)
+                    }
                 } else {
+                    (base + slot).initialize(to: .clockMarked(atMs: 0))
+                    if let running = filler {
+                        self.leases = running.finish()
+                        filler = nil
+                    }
                     if !run.isEmpty { self.finish(&run) }
                     self.apply(change)
                 }
             }
+            if let filler { self.leases = filler.finish() }
         }
         if !run.isEmpty { self.finish(&run) }
+    }
+
+    /// The lease table, leaving an empty one in its place (moved, not copied).
+    private mutating func takeLeases() -> LeaseTable {
+        var taken = LeaseTable()
+        swap(&taken, &self.leases)
+        return taken
     }
 
     /// What a run of grants adds to the counters, per pool, holder and cost.
@@ -51,8 +88,9 @@ extension SeatLedger {
     }
 
     /// `apply(.granted(lease))` for a lease that neither shares seats nor lingers, less its
-    /// charge, fencing mark and expiry entry, which `finish` makes for the whole run.
-    private mutating func load(_ lease: consuming Lease, into run: inout GrantRun) {
+    /// charge, fencing mark and expiry entry, which `finish` makes for the whole run, and its
+    /// place in the table, which the caller makes.
+    private mutating func load(_ lease: inout Lease, into run: inout GrantRun) {
         if let session = self.sessions.index(forKey: lease.sessionID) {
             Self.join(&self.sessions.values[session], &lease)
         } else {
@@ -78,7 +116,6 @@ extension SeatLedger {
         } else {
             run.charges[key] = (lease, UInt64(lease.count), lease.fencingToken)
         }
-        self.leases.insert(lease)
     }
 
     /// Adds `lease` to its session's record (in place: a copy of the record would copy its sets).
@@ -102,5 +139,76 @@ extension SeatLedger {
         }
         self.expiries.insert(contentsOf: run.expiries)
         run = GrantRun()
+    }
+}
+
+/// Moves a run of loaded grants from the array of changes into a lease table on a thread of its
+/// own, while the replaying thread goes on with the rest of each grant (sessions, counters,
+/// expiries): at a million leases, the table's share of a restart's replay — copying each lease
+/// into its shard and indexing it — runs on the second core instead of after the rest.
+///
+/// The replaying thread loads the grant in slot `i`, puts it back and publishes `i + 1`; the
+/// filler moves the grants of the slots published (leaving a trivial change in each) and never
+/// touches a slot beyond. `finish` waits for the last published slot and hands the table back.
+private final class TableFiller: @unchecked Sendable {
+    /// Published slots are handed over this many at a time (one wake-up each).
+    private static let step = 4_096
+    private let changes: UnsafeMutablePointer<LedgerChange>
+    /// The filler thread's until `finish` returns it.
+    private var table: LeaseTable
+    /// The end of the slots published, and whether the replay is done with the filler.
+    private let state: Mutex<(published: Int, finishing: Bool)>
+    private let work = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    /// The replaying thread's: the end of the slots loaded, and of those published.
+    private var loaded: Int
+    private var publishedEnd: Int
+
+    init(table: consuming LeaseTable, changes: UnsafeMutablePointer<LedgerChange>, from first: Int) {
+        self.table = table
+        self.changes = changes
+        self.loaded = first
+        self.publishedEnd = first
+        self.state = Mutex((first, false))
+        Thread.detachNewThread { [self] in self.fill(from: first) }
+    }
+
+    /// The grants before `end` are loaded and back in their slots; published every `step`.
+    func published(_ end: Int) {
+        self.loaded = end
+        guard end - self.publishedEnd >= Self.step else { return }
+        self.publishedEnd = end
+        self.state.withLock { $0.published = end }
+        self.work.signal()
+    }
+
+    /// Publishes the rest, waits until every published grant is in the table, returns the table.
+    func finish() -> LeaseTable {
+        let end = self.loaded
+        self.state.withLock { $0 = (end, true) }
+        self.work.signal()
+        self.finished.wait()
+        var table = LeaseTable()
+        swap(&table, &self.table)
+        return table
+    }
+
+    private func fill(from first: Int) {
+        var moved = first
+        while true {
+            self.work.wait()
+            let (end, finishing) = self.state.withLock { ($0.published, $0.finishing) }
+            while moved < end {
+                let change = (self.changes + moved).move()
+                (self.changes + moved).initialize(to: .clockMarked(atMs: 0))
+                guard case .granted(let lease) = consume change else { preconditionFailure("a published slot holds a grant") }
+                self.table.insert(lease)
+                moved += 1
+            }
+            if finishing {
+                self.finished.signal()
+                return
+            }
+        }
     }
 }
