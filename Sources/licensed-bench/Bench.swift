@@ -80,6 +80,7 @@ struct Bench: AsyncParsableCommand {
         let sslContext = try tls?.makeContext()
         let serverName = tls?.serverName(forHost: host)
         let started = DispatchTime.now()
+        let startedCPU = processCPUSeconds()
         do {
             // Connected 256 at a time (one at a time, 19,000 connections took 30 s).
             for batchStart in stride(from: 0, to: self.connections, by: 256) {
@@ -114,6 +115,7 @@ struct Bench: AsyncParsableCommand {
         }
         for channel in channels { try? await channel.closeFuture.get() }
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        let generatorCPU = processCPUSeconds() - startedCPU
         let openLoop = self.rate > 0
         for loop in loops {
             let recorder = recorders[ObjectIdentifier(loop)]!
@@ -127,7 +129,8 @@ struct Bench: AsyncParsableCommand {
             }.get()
         }
         try? await group.shutdownGracefully()
-        let summary = results.summary(elapsed: elapsed)
+        var summary = results.summary(elapsed: elapsed)
+        summary.generatorCPUSeconds = generatorCPU
         if self.options.json {
             try printJSON(summary.json(operation: self.operation.rawValue, connections: self.connections, depth: self.depth))
         } else {

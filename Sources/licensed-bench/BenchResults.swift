@@ -17,6 +17,9 @@ final class BenchResults: Sendable {
         var errors: [String: UInt64]
         var elapsed: Double
         var histogram: Histogram<UInt64>
+        /// The generator's own CPU time over the run (user + system, every thread), in seconds:
+        /// near the cores it may use, the row measures the generator, not the server.
+        var generatorCPUSeconds: Double = 0
 
         func percentileMicros(_ p: Double) -> Double { Double(self.histogram.valueAtPercentile(p)) / 1000 }
 
@@ -25,6 +28,7 @@ final class BenchResults: Sendable {
                 "operation": operation, "connections": connections, "depth": depth, "seconds": self.elapsed,
                 "operations": self.operations, "operations_per_second": Double(self.operations) / self.elapsed,
                 "requests_per_second": Double(self.requests) / self.elapsed, "errors": self.errors,
+                "generator_cpu_s_per_s": self.generatorCPUSeconds / self.elapsed,
                 "latency_us": [
                     "p50": self.percentileMicros(50), "p90": self.percentileMicros(90), "p99": self.percentileMicros(99),
                     "p99.9": self.percentileMicros(99.9), "max": Double(self.histogram.max) / 1000,
@@ -53,6 +57,7 @@ final class BenchResults: Sendable {
                     Double(self.histogram.max) / 1000
                 )
             )
+            Swift.print(String(format: "  generator CPU %.2f s/s", self.generatorCPUSeconds / self.elapsed))
             for (code, count) in self.errors.sorted(by: { $0.key < $1.key }) { Swift.print("  error \(code): \(count)") }
         }
     }
@@ -91,4 +96,12 @@ final class BenchRecorder: @unchecked Sendable {
     var operations: UInt64 = 0
     var requests: UInt64 = 0
     var errors: [String: UInt64] = [:]
+}
+
+/// This process's CPU time so far (user + system, every thread), in seconds.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
