@@ -88,10 +88,10 @@ public enum StoredLeaseWire {
             case (3, 2): guard let v = reader.string() else { return nil }; feature = v
             case (4, 2): guard let v = reader.string() else { return nil }; licenseID = v
             case (5, 0): guard let v = reader.varint() else { return nil }; count = UInt32(truncatingIfNeeded: v)
-            case (6, 2): guard let v = reader.range() else { return nil }; user = v
-            case (7, 2): guard let v = reader.range() else { return nil }; host = v
-            case (8, 2): guard let v = reader.range() else { return nil }; clientName = v
-            case (9, 2): guard let v = reader.range() else { return nil }; clientVersion = v
+            case (6, 2): guard let v = reader.text() else { return nil }; user = v
+            case (7, 2): guard let v = reader.text() else { return nil }; host = v
+            case (8, 2): guard let v = reader.text() else { return nil }; clientName = v
+            case (9, 2): guard let v = reader.text() else { return nil }; clientVersion = v
             case (10, 0): guard let v = reader.varint() else { return nil }; grantedAtMs = Int64(bitPattern: v)
             case (11, 0): guard let v = reader.varint() else { return nil }; expiresAtMs = Int64(bitPattern: v)
             case (12, 0): guard let v = reader.varint() else { return nil }; ttlMs = Int64(bitPattern: v)
@@ -104,8 +104,8 @@ public enum StoredLeaseWire {
             case (19, 0): guard let v = reader.varint() else { return nil }; sharedSeats = UInt32(truncatingIfNeeded: v)
             case (20, 2): guard let v = reader.string() else { return nil }; dupIdentity = v
             case (21, 0): guard let v = reader.varint() else { return nil }; tokenCost = UInt32(truncatingIfNeeded: v)
-            case (22, 2): guard let v = reader.range() else { return nil }; groups.append(v)
-            case (23, 2): guard let v = reader.range() else { return nil }; address = v
+            case (22, 2): guard let v = reader.text() else { return nil }; groups.append(v)
+            case (23, 2): guard let v = reader.text() else { return nil }; address = v
             case (1...23, _): return nil  // a known field with another wire type
             default: guard reader.skip(wireType: wireType) else { return nil }
             }
@@ -215,6 +215,13 @@ public enum StoredLeaseWire {
             self.range().map { [UInt8](UnsafeRawBufferPointer(rebasing: self.bytes[$0])) }
         }
 
+        /// A string field's bytes, as a range of the buffer: nil unless they are valid UTF-8 (each
+        /// occurrence checked as it is read, as the generated decoder does).
+        mutating func text() -> Range<Int>? {
+            guard let range = self.range(), Self.isValidUTF8(UnsafeRawBufferPointer(rebasing: self.bytes[range])) else { return nil }
+            return range
+        }
+
         /// A string field: nil unless it is valid UTF-8 (as the generated decoder requires).
         mutating func string() -> String? {
             guard let range = self.range() else { return nil }
@@ -229,13 +236,22 @@ public enum StoredLeaseWire {
         static func utf8String(_ bytes: UnsafeRawBufferPointer) -> String? {
             let units = bytes.assumingMemoryBound(to: UInt8.self)
             let string = String(decoding: units, as: UTF8.self)
-            var high: UInt8 = 0
-            for byte in units { high |= byte }
-            if high < 0x80 { return string }
+            if Self.isASCII(units) { return string }
             var same = true
             var copy = string
             copy.withUTF8 { decoded in same = decoded.count == units.count && decoded.elementsEqual(units) }
             return same ? string : nil
+        }
+
+        /// True when `bytes` are valid UTF-8: ASCII without making a string, else as `utf8String`.
+        static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+            Self.isASCII(bytes.assumingMemoryBound(to: UInt8.self)) || Self.utf8String(bytes) != nil
+        }
+
+        private static func isASCII(_ units: UnsafeBufferPointer<UInt8>) -> Bool {
+            var high: UInt8 = 0
+            for byte in units { high |= byte }
+            return high < 0x80
         }
 
         mutating func skip(wireType: UInt64) -> Bool {

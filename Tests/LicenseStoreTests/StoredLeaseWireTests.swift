@@ -74,6 +74,19 @@ struct StoredLeaseWireTests {
         let expected = Self.generated(bytes)
         #expect(expected?.identity.user == "eve")
         #expect(Self.laid(bytes) == expected)
+
+        // An identity string that is not UTF-8 refuses the lease even when a valid one follows it
+        // (the generated decoder checks every occurrence), with or without identities to share.
+        for field: UInt8 in [6, 7, 8, 9, 22, 23] {
+            var damaged: [UInt8] = []
+            StoredLeaseWire.append(lease, to: &damaged)
+            damaged += [field << 3 | 2, 0x02, 0xC3, 0x28]  // an invalid two-byte sequence
+            damaged += [field << 3 | 2, 0x03] + Array("eve".utf8)
+            #expect(Self.generated(damaged) == nil, "field \(field)")
+            #expect(Self.laid(damaged) == nil, "field \(field)")
+            var identities: [SessionID: ClientIdentity]? = [lease.sessionID: lease.identity]
+            #expect(damaged.withUnsafeBytes { StoredLeaseWire.lease(from: $0, sharing: &identities) } == nil, "field \(field)")
+        }
     }
 
     @Test("damaged messages: never a crash, never a lease the generated decoder would not give")
