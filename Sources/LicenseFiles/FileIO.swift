@@ -44,7 +44,9 @@ package enum FileIO {
     /// the bytes). Reading a 100 MB snapshot this way maps the page cache's own pages instead of
     /// faulting in and copying to a fresh buffer of that size (0.1 s of a restart with a million
     /// leases). Only for files no other process writes: one cut short under the mapping would
-    /// fault (SIGBUS) on the pages past its new end.
+    /// fault (SIGBUS) on the pages past its new end, and so would a medium error under a page
+    /// (where `read` returns EIO): read such a file through first where an error must stay an
+    /// error (recovery checksums a snapshot with `forEachChunk` before mapping it).
     package static func withMappedFile<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         try Self.withOpenFile(path) { fd, size in
             guard size > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
