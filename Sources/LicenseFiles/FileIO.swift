@@ -46,7 +46,7 @@ package enum FileIO {
     /// leases). Only for files no other process writes: one cut short under the mapping would
     /// fault (SIGBUS) on the pages past its new end, and so would a medium error under a page
     /// (where `read` returns EIO): read such a file through first where an error must stay an
-    /// error (recovery checksums a snapshot with `forEachChunk` before mapping it).
+    /// error (recovery reads a snapshot through with `forEachChunk` before mapping it).
     package static func withMappedFile<T>(_ path: String, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         try Self.withOpenFile(path) { fd, size in
             guard size > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }

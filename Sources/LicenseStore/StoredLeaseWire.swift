@@ -121,23 +121,17 @@ public enum StoredLeaseWire {
         {
             identity = shared
         } else {
-            func text(_ range: Range<Int>) -> String? { Reader.utf8String(UnsafeRawBufferPointer(rebasing: body[range])) }
-            guard let user = text(user), let host = text(host), let clientName = text(clientName),
-                let clientVersion = text(clientVersion), let address = text(address)
-            else { return nil }
-            var groupNames: [String] = []
-            groupNames.reserveCapacity(groups.count)
-            for range in groups {
-                guard let name = text(range) else { return nil }
-                groupNames.append(name)
+            // Every range was checked for UTF-8 as it was read.
+            func text(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeRawBufferPointer(rebasing: body[range]).assumingMemoryBound(to: UInt8.self), as: UTF8.self)
             }
             identity = ClientIdentity(
-                user: user,
-                host: host,
-                clientName: clientName,
-                clientVersion: clientVersion,
-                groups: groupNames,
-                address: address
+                user: text(user),
+                host: text(host),
+                clientName: text(clientName),
+                clientVersion: text(clientVersion),
+                groups: groups.map(text),
+                address: text(address)
             )
             if identities != nil { identities![session] = identity }
         }
