@@ -19,8 +19,9 @@ public struct AuditEvent: Sendable, Equatable {
     public var subject: String
     /// The particulars, in a fixed order.
     public var details: [(String, Value)]
-    /// Who, what and the particulars, computed later (see `init(timeMs:action:deferred:)`).
-    private var deferred: (@Sendable () -> Parts)?
+    /// A lease's record, rendered from the lease itself (see `init(timeMs:lease:)`).
+    public var leaseRecord: AuditLeaseRecord? { self.leaseBox?.record }
+    private var leaseBox: LeaseBox?
 
     /// Actor, subject and details.
     public typealias Parts = (actor: String, subject: String, details: [(String, Value)])
@@ -34,23 +35,30 @@ public struct AuditEvent: Sendable, Equatable {
         self.details = details
     }
 
-    /// Creates an event whose actor, subject and details are built by `deferred` when the record is
-    /// written (on the store's writer thread), so the serving loop only captures the values they
-    /// come from.
-    public init(timeMs: Int64, action: String, deferred: @escaping @Sendable () -> Parts) {
+    /// Creates a lease's record (grant, check-in, reclaim, revoke): the serving loop only captures
+    /// the lease, and the writer thread renders the record from it (`AuditLeaseRecord`). Actor,
+    /// subject and details are empty until `resolved`.
+    public init(timeMs: Int64, lease record: AuditLeaseRecord) {
         self.timeMs = timeMs
-        self.action = action
+        self.action = record.action
         self.actor = ""
         self.subject = ""
         self.details = []
-        self.deferred = deferred
+        self.leaseBox = LeaseBox(record)
     }
 
-    /// The event with any deferred parts computed.
+    /// The event with a lease record's actor, subject and details filled in.
     public var resolved: AuditEvent {
-        guard let deferred else { return self }
-        let parts = deferred()
+        guard let record = self.leaseRecord else { return self }
+        let parts = record.parts
         return AuditEvent(timeMs: self.timeMs, action: self.action, actor: parts.actor, subject: parts.subject, details: parts.details)
+    }
+
+    /// One allocation holds the lease's record, as a closure's context would: the event stays
+    /// small as it moves through the log's queue.
+    private final class LeaseBox: Sendable {
+        let record: AuditLeaseRecord
+        init(_ record: AuditLeaseRecord) { self.record = record }
     }
 
     public static func == (a: AuditEvent, b: AuditEvent) -> Bool {

@@ -1,3 +1,4 @@
+import LicenseCore
 import LicenseCrypto
 
 /// Renders audit records straight into bytes, for the writer thread: the same bytes as
@@ -10,7 +11,6 @@ struct AuditRenderer {
     /// Appends `event` as record `sequence` after `previousHash` (64 hex bytes) to `out`, newline
     /// included, and returns where in `out` its hash is (64 hex bytes).
     mutating func append(sequence: UInt64, event: AuditEvent, previousHash: [UInt8], to out: inout ByteWriter) -> Range<Int> {
-        let event = event.resolved
         let start = out.count
         Self.ascii("{\"seq\":", &out)
         Self.decimal(Int64(sequence), &out)
@@ -20,40 +20,123 @@ struct AuditRenderer {
         Self.decimal(event.timeMs, &out)
         Self.ascii(",\"action\":", &out)
         Self.string(event.action, &out)
+        if let record = event.leaseRecord {
+            Self.lease(record, &out)
+        } else {
+            Self.ascii(",\"actor\":", &out)
+            Self.string(event.actor, &out)
+            Self.ascii(",\"subject\":", &out)
+            Self.string(event.subject, &out)
+            Self.ascii(",\"details\":{", &out)
+            Self.details(event.details, first: true, &out)
+        }
+        Self.ascii("},\"prev\":\"", &out)
+        previousHash.withUnsafeBytes { out.write($0) }
+        out.write(UInt8(ascii: "\""))
+        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digest) { SHA256.hash(bytes: out.bytes(start..<out.count), into: $0) }
+        Self.ascii(",\"hash\":\"", &out)
+        let hex = out.count
+        out.write(count: 64) { digits in
+            Self.hex(UInt64(bigEndian: digest.0), digits)
+            Self.hex(UInt64(bigEndian: digest.1), digits + 16)
+            Self.hex(UInt64(bigEndian: digest.2), digits + 32)
+            Self.hex(UInt64(bigEndian: digest.3), digits + 48)
+        }
+        Self.ascii("\"}\n", &out)
+        return hex..<hex + 64
+    }
+
+    /// Actor, subject and details of a lease's record, written from the lease: the fields and
+    /// their order of `AuditLeaseRecord.parts`.
+    private static func lease(_ record: AuditLeaseRecord, _ out: inout ByteWriter) {
         Self.ascii(",\"actor\":", &out)
-        Self.string(event.actor, &out)
-        Self.ascii(",\"subject\":", &out)
-        Self.string(event.subject, &out)
-        Self.ascii(",\"details\":{", &out)
-        for (index, (key, value)) in event.details.enumerated() {
-            if index > 0 { out.write(UInt8(ascii: ",")) }
+        Self.string(record.actor, &out)
+        Self.ascii(",\"subject\":\"lease:", &out)
+        Self.hex(record.id, &out)
+        Self.ascii("\",\"details\":{\"lease\":\"", &out)
+        Self.hex(record.id, &out)
+        out.write(UInt8(ascii: "\""))
+        if let lease = record.lease {
+            Self.ascii(",\"feature\":", &out)
+            Self.string(lease.feature, &out)
+            Self.ascii(",\"license\":", &out)
+            Self.string(lease.licenseID, &out)
+            Self.ascii(",\"count\":", &out)
+            Self.decimal(Int64(lease.count), &out)
+            Self.ascii(",\"user\":", &out)
+            Self.string(lease.identity.user, &out)
+            Self.ascii(",\"host\":", &out)
+            Self.string(lease.identity.host, &out)
+            Self.ascii(",\"groups\":", &out)
+            Self.strings(lease.identity.groups, &out)
+            Self.ascii(",\"granted_ms\":", &out)
+            Self.decimal(lease.grantedAtMs, &out)
+        }
+        switch record.kind {
+        case .grant(let waitedMs):
+            if let lease = record.lease {
+                Self.ascii(",\"expires_ms\":", &out)
+                Self.decimal(lease.expiresAtMs, &out)
+                Self.ascii(lease.overage ? ",\"overage\":true" : ",\"overage\":false", &out)
+                Self.ascii(lease.borrowed ? ",\"borrowed\":true" : ",\"borrowed\":false", &out)
+            }
+            if let waitedMs {
+                Self.ascii(",\"waited_ms\":", &out)
+                Self.decimal(waitedMs, &out)
+            }
+        case .release(let cause, let atMs):
+            if let lease = record.lease {
+                Self.ascii(",\"held_ms\":", &out)
+                Self.decimal(atMs - lease.grantedAtMs, &out)
+            }
+            Self.ascii(",\"cause\":", &out)
+            Self.string(cause.rawValue, &out)
+        }
+        Self.details(record.extra, first: false, &out)
+    }
+
+    /// `"key":value` for each of `details`, comma-separated (a comma first unless `first`).
+    private static func details(_ details: [(String, AuditEvent.Value)], first: Bool, _ out: inout ByteWriter) {
+        for (index, (key, value)) in details.enumerated() {
+            if index > 0 || !first { out.write(UInt8(ascii: ",")) }
             Self.string(key, &out)
             out.write(UInt8(ascii: ":"))
             switch value {
             case .string(let text): Self.string(text, &out)
             case .int(let number): Self.decimal(number, &out)
             case .bool(let flag): Self.ascii(flag ? "true" : "false", &out)
-            case .strings(let list):
-                out.write(UInt8(ascii: "["))
-                for (i, item) in list.enumerated() {
-                    if i > 0 { out.write(UInt8(ascii: ",")) }
-                    Self.string(item, &out)
-                }
-                out.write(UInt8(ascii: "]"))
+            case .strings(let list): Self.strings(list, &out)
             }
         }
-        Self.ascii("},\"prev\":\"", &out)
-        previousHash.withUnsafeBytes { out.write($0) }
-        out.write(UInt8(ascii: "\""))
-        let digest = SHA256.hash(bytes: out.bytes(start..<out.count))
-        Self.ascii(",\"hash\":\"", &out)
-        let hex = out.count
-        for byte in digest {
-            out.write(Self.hexDigits[Int(byte >> 4)])
-            out.write(Self.hexDigits[Int(byte & 0x0F)])
+    }
+
+    private static func strings(_ list: [String], _ out: inout ByteWriter) {
+        out.write(UInt8(ascii: "["))
+        for (index, item) in list.enumerated() {
+            if index > 0 { out.write(UInt8(ascii: ",")) }
+            Self.string(item, &out)
         }
-        Self.ascii("\"}\n", &out)
-        return hex..<hex + 64
+        out.write(UInt8(ascii: "]"))
+    }
+
+    /// An id's 32 lower-case hex digits (as `ID128.description`).
+    private static func hex(_ id: ID128, _ out: inout ByteWriter) {
+        out.write(count: 32) { digits in
+            Self.hex(id.high, digits)
+            Self.hex(id.low, digits + 16)
+        }
+    }
+
+    /// `word`'s 16 lower-case hex digits, most significant first, at `digits`.
+    @inline(__always)
+    private static func hex(_ word: UInt64, _ digits: UnsafeMutablePointer<UInt8>) {
+        var rest = word
+        for index in (0..<16).reversed() {
+            let nibble = UInt8(truncatingIfNeeded: rest & 0xF)
+            digits[index] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
+            rest >>= 4
+        }
     }
 
     private static func ascii(_ text: StaticString, _ out: inout ByteWriter) {

@@ -58,6 +58,14 @@ struct ByteWriter: ~Copyable {
         self.write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Writes `count` bytes that `fill` stores at the pointer it is given (all of them).
+    @inline(__always)
+    mutating func write(count: Int, _ fill: (UnsafeMutablePointer<UInt8>) -> Void) {
+        self.reserve(count)
+        fill(self.base + self.count)
+        self.count += count
+    }
+
     /// The bytes at `range` of the written ones.
     func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
         precondition(range.lowerBound >= 0 && range.upperBound <= self.count)

@@ -54,4 +54,11 @@ extension SHA256 {
             count = 32
         }
     }
+
+    /// Stores the 32-byte digest of the bytes at `buffer` at `digest` (32 bytes or more): no
+    /// array per digest, for the audit writer's two hashes per check-out and check-in.
+    public static func hash(bytes buffer: UnsafeRawBufferPointer, into digest: UnsafeMutableRawBufferPointer) {
+        precondition(digest.count >= 32)
+        licensed_sha256(buffer.baseAddress, buffer.count, digest.baseAddress!.assumingMemoryBound(to: UInt8.self))
+    }
 }

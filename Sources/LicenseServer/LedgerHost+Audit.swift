@@ -130,22 +130,7 @@ extension LedgerHost {
     }
 
     package static func leaseDetails(_ lease: Lease) -> [(String, AuditEvent.Value)] {
-        Self.leaseDetails(lease, id: lease.id.description, room: 0)
-    }
-
-    /// The lease's details with room for `room` more (the records of the hot path are built in
-    /// an array of their final size: no growth, no concatenation).
-    static func leaseDetails(_ lease: Lease, id: String, room: Int) -> [(String, AuditEvent.Value)] {
-        var details: [(String, AuditEvent.Value)] = []
-        details.reserveCapacity(7 + room)
-        details.append(("lease", .string(id)))
-        details.append(("feature", .string(lease.feature)))
-        details.append(("license", .string(lease.licenseID)))
-        details.append(("count", .int(Int64(lease.count))))
-        details.append(("user", .string(lease.identity.user)))
-        details.append(("host", .string(lease.identity.host)))
-        details.append(("groups", .strings(lease.identity.groups)))
-        return details
+        AuditLeaseRecord.details(of: lease, id: lease.id.description)
     }
 
     package static func auditEvent(
@@ -158,40 +143,19 @@ extension LedgerHost {
     ) -> AuditEvent? {
         switch change {
         case .granted(let lease):
-            // The hot path: the record is built on the writer thread from the captured lease.
-            return AuditEvent(timeMs: now, action: "grant") {
-                let id = lease.id.description
-                var details = Self.leaseDetails(lease, id: id, room: 5 + extra.count)
-                details.append(("granted_ms", .int(lease.grantedAtMs)))
-                details.append(("expires_ms", .int(lease.expiresAtMs)))
-                details.append(("overage", .bool(lease.overage)))
-                details.append(("borrowed", .bool(lease.borrowed)))
-                if let waitedMs { details.append(("waited_ms", .int(waitedMs))) }
-                details.append(contentsOf: extra)
-                return (actor, "lease:" + id, details)
-            }
+            // The hot path: the writer thread renders the record from the captured lease.
+            return AuditEvent(
+                timeMs: now,
+                lease: AuditLeaseRecord(lease: lease, actor: actor, kind: .grant(waitedMs: waitedMs), extra: extra)
+            )
         case .released(let id, let cause, let atMs):
-            let action: String
-            switch cause {
-            case .checkedIn, .baseReleased: action = "checkin"
-            case .expired: action = "reclaim"
-            case .revoked: action = "revoke"
-            }
-            let lease = leases.first(where: { $0.id == id })
-            return AuditEvent(timeMs: now, action: action) {
-                let text = id.description
-                var details: [(String, AuditEvent.Value)]
-                if let lease {
-                    details = Self.leaseDetails(lease, id: text, room: 3 + extra.count)
-                    details.append(("granted_ms", .int(lease.grantedAtMs)))
-                    details.append(("held_ms", .int(atMs - lease.grantedAtMs)))
+            let record =
+                if let lease = leases.first(where: { $0.id == id }) {
+                    AuditLeaseRecord(lease: lease, actor: actor, kind: .release(cause: cause, atMs: atMs), extra: extra)
                 } else {
-                    details = [("lease", .string(text))]
+                    AuditLeaseRecord(id: id, actor: actor, cause: cause, atMs: atMs, extra: extra)
                 }
-                details.append(("cause", .string(cause.rawValue)))
-                details.append(contentsOf: extra)
-                return (actor, "lease:" + text, details)
-            }
+            return AuditEvent(timeMs: now, lease: record)
         case .rebound(let id, let session):
             return AuditEvent(
                 timeMs: now,

@@ -1,3 +1,5 @@
+import LicenseCore
+import LicenseTestSupport
 import Testing
 
 @testable import LicenseAudit
@@ -42,5 +44,135 @@ struct AuditRendererTests {
         #expect(Array(writer.written) == Array(expected[1_000...]))
         writer.removeFirst(writer.count)
         #expect(writer.count == 0)
+    }
+}
+
+@Suite("Audit renderer: lease records written from the lease")
+struct AuditLeaseRecordRenderingTests {
+    /// Lease records of every kind and shape: grants with and without a wait, releases of every
+    /// cause with and without the lease, extra particulars, strings that need escaping, empty and
+    /// long group lists, extreme ids and times.
+    static func records() -> [AuditEvent] {
+        let t0: Int64 = 1_790_000_000_000
+        let ids = [ID128(high: 0, low: 0), ID128(high: .max, low: .max), ID128(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210)]
+        let identities = [
+            ClientIdentity(user: "alice", host: "ws1", groups: []),
+            ClientIdentity(user: "o'brien \"x\"\\\u{1}", host: "tab\there\nü", groups: ["/emea", "/emea/sales", "quote\"d"]),
+            ClientIdentity(user: "", host: "", groups: [""]),
+        ]
+        let features = ["cad", "sim\ttab\nnewline ü\u{7F}", ""]
+        let extras: [[(String, AuditEvent.Value)]] = [
+            [], [("reason", .string("admin said \"no\"")), ("n", .int(-7)), ("flag", .bool(true)), ("list", .strings(["a", "b\\"]))],
+        ]
+        var events: [AuditEvent] = []
+        for (i, id) in ids.enumerated() {
+            for (j, identity) in identities.enumerated() {
+                var lease = Lease(
+                    id: id,
+                    sessionID: ID128(high: 1, low: UInt64(j)),
+                    feature: features[(i + j) % features.count],
+                    licenseID: j == 1 ? "lic\"ence" : "bench",
+                    count: j == 2 ? .max : UInt32(i + 1),
+                    identity: identity,
+                    grantedAtMs: i == 2 ? -1_234 : t0 + Int64(i),
+                    expiresAtMs: t0 + 60_000,
+                    ttlMs: 60_000,
+                    overage: j == 1,
+                    fencingToken: 1,
+                    checkoutKey: []
+                )
+                lease.borrowed = i == 1
+                for extra in extras {
+                    let actor = j == 1 ? "o'brien \"the admin\"@ws\u{1}" : "\(identity.user)@\(identity.host)"
+                    for waited: Int64? in [nil, 0, 12_345] {
+                        events.append(
+                            AuditEvent(
+                                timeMs: t0,
+                                lease: AuditLeaseRecord(lease: lease, actor: actor, kind: .grant(waitedMs: waited), extra: extra)
+                            )
+                        )
+                    }
+                    for cause in [ReleaseCause.checkedIn, .baseReleased, .expired, .revoked] {
+                        let at = t0 + 999
+                        events.append(
+                            AuditEvent(
+                                timeMs: at,
+                                lease: AuditLeaseRecord(lease: lease, actor: actor, kind: .release(cause: cause, atMs: at), extra: extra)
+                            )
+                        )
+                        events.append(
+                            AuditEvent(timeMs: at, lease: AuditLeaseRecord(id: id, actor: actor, cause: cause, atMs: at, extra: extra))
+                        )
+                    }
+                }
+            }
+        }
+        return events
+    }
+
+    /// The lines an audit log writes for `events`.
+    static func lines(_ events: [AuditEvent], in directory: TemporaryDirectory, _ name: String) throws -> [String] {
+        let path = directory.path(name)
+        let log = try AuditLog.open(directory: path, maxFileBytes: 1 << 26, syncs: false)
+        try log.write(events)
+        log.close()
+        let files = try AuditTrail.files(in: path)
+        #expect(try AuditTrail.verify(files).failure == nil)
+        return try files.flatMap {
+            String(decoding: try AuditTrail.contents(of: $0.path), as: UTF8.self).split(separator: "\n").map(String.init)
+        }
+    }
+
+    @Test("a lease record renders to the same bytes as its particulars listed, and parses back to them")
+    func sameBytes() throws {
+        let events = Self.records()
+        let scratch = try TemporaryDirectory()
+        let direct = try Self.lines(events, in: scratch, "direct")
+        let listed = try Self.lines(events.map(\.resolved), in: scratch, "listed")
+        #expect(direct.count == events.count)
+        #expect(direct == listed)
+        for (line, event) in zip(direct, events) {
+            let parsed = try #require(AuditRecord.parse(Array(line.utf8)[...]))
+            #expect(parsed.hashMatches)
+            #expect(parsed.record.line == line)
+            let resolved = event.resolved
+            #expect(parsed.record.action == resolved.action)
+            #expect(parsed.record.actor == resolved.actor)
+            #expect(parsed.record.subject == resolved.subject)
+        }
+    }
+
+    @Test("a lease record's particulars: the fields of the lease, then the kind's, then the extra ones")
+    func particulars() {
+        let lease = Lease(
+            id: ID128(high: 0xAB, low: 0xCD),
+            sessionID: ID128(high: 1, low: 2),
+            feature: "cad",
+            licenseID: "L1",
+            count: 2,
+            identity: ClientIdentity(user: "u", host: "h", groups: ["g"]),
+            grantedAtMs: 1_000,
+            expiresAtMs: 61_000,
+            ttlMs: 60_000,
+            overage: false,
+            fencingToken: 1,
+            checkoutKey: []
+        )
+        let grant = AuditLeaseRecord(lease: lease, actor: "u@h", kind: .grant(waitedMs: 5), extra: [("x", .int(1))])
+        #expect(grant.action == "grant")
+        #expect(grant.parts.subject == "lease:00000000000000ab00000000000000cd")
+        #expect(
+            grant.parts.details.map(\.0) == [
+                "lease", "feature", "license", "count", "user", "host", "groups", "granted_ms", "expires_ms", "overage", "borrowed",
+                "waited_ms", "x",
+            ]
+        )
+        let release = AuditLeaseRecord(lease: lease, actor: "server", kind: .release(cause: .expired, atMs: 4_000))
+        #expect(release.action == "reclaim")
+        #expect(release.parts.details.last?.1 == .string("expired"))
+        #expect(release.parts.details.first(where: { $0.0 == "held_ms" })?.1 == .int(3_000))
+        let unknown = AuditLeaseRecord(id: lease.id, actor: "admin-socket", cause: .revoked, atMs: 4_000)
+        #expect(unknown.action == "revoke")
+        #expect(unknown.parts.details.map(\.0) == ["lease", "cause"])
     }
 }
