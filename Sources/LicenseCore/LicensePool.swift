@@ -3,7 +3,7 @@ public import LicenseProtocol
 /// A floating licence as the ledger uses it: its terms parsed once at load.
 public struct LicensePool: Sendable {
     /// The verified licence.
-    public var verified: VerifiedLicense
+    public let verified: VerifiedLicense
     /// Its features by name.
     public var features: [String: Licensed_V1_Feature]
     /// No capacity at all (UNLIMITED overage or SITE model).
@@ -23,6 +23,21 @@ public struct LicensePool: Sendable {
     /// Networks that did not parse (the licence grants to no network then: failing closed).
     public var invalidNetworks: [String]
 
+    /// Read from the licence once: a generated message's getter costs about 85 instructions
+    /// (storage access, exclusivity check), and every check-out asked these again.
+    private let notBeforeMs: Int64
+    private let notAfterMs: Int64
+    private let graceMs: Int64
+    /// Days of a trial licence (0 = not a trial).
+    let trialDays: UInt32
+    /// Some list limits who may use it (networks, users, hosts, groups, cost centres,
+    /// locations): without one, `refusal(for:)` has nothing to check.
+    private let restricted: Bool
+    /// Scoped to groups (`allowed_groups`).
+    private let scoped: Bool
+    /// Seats kept for groups.
+    let reservations: [Licensed_V1_Reservation]
+
     var license: Licensed_V1_License { self.verified.license }
     var id: String { self.verified.license.id }
 
@@ -40,6 +55,26 @@ public struct LicensePool: Sendable {
         self.expiryOrder = license.notAfterMs == 0 ? Int64.max : license.notAfterMs
         self.networks = license.allowedNetworks.compactMap(NetworkRange.init)
         self.invalidNetworks = license.allowedNetworks.filter { NetworkRange($0) == nil }
+        self.notBeforeMs = license.notBeforeMs
+        self.notAfterMs = license.notAfterMs
+        self.graceMs = license.gracePeriodMs
+        self.trialDays = license.trialDays
+        self.reservations = license.reservations
+        self.scoped = !license.allowedGroups.isEmpty
+        self.restricted =
+            self.scoped || !license.allowedNetworks.isEmpty || !license.excludedUsers.isEmpty || !license.allowedUsers.isEmpty
+            || !license.excludedHosts.isEmpty || !license.allowedHosts.isEmpty || !license.excludedGroups.isEmpty
+            || !license.allowedCostCentres.isEmpty || !license.allowedLocations.isEmpty
+    }
+
+    /// Bounded in time, and its end less than `windowMs` after `nowMs`.
+    func expiresWithin(_ windowMs: Int64, of nowMs: Int64) -> Bool {
+        self.notAfterMs != 0 && self.notAfterMs - nowMs < windowMs
+    }
+
+    /// Where the licence stands at `nowMs` (as `VerifiedLicense.state(at:)`).
+    func validity(at nowMs: Int64) -> Licensed_V1_LicenseStatus.State {
+        VerifiedLicense.state(at: nowMs, notBeforeMs: self.notBeforeMs, notAfterMs: self.notAfterMs, graceMs: self.graceMs)
     }
 
     /// Seats of `feature` this licence grants.
@@ -51,8 +86,8 @@ public struct LicensePool: Sendable {
     /// Levels from the client's nearest group up to this licence's scope; nil = not in scope;
     /// Int.max = a global (unscoped) pool, chosen last.
     func scopeDistance(for identity: ClientIdentity) -> Int? {
+        guard self.scoped else { return Int.max }
         let scopes = self.license.allowedGroups
-        guard !scopes.isEmpty else { return Int.max }
         var best: Int? = nil
         for group in identity.groups {
             for scope in scopes {
@@ -64,6 +99,7 @@ public struct LicensePool: Sendable {
 
     /// Why `identity` may not use this licence, or nil when it may (networks, users, hosts, groups).
     func refusal(for identity: ClientIdentity) -> LicenseError? {
+        guard self.restricted else { return nil }
         let license = self.license
         if !license.allowedNetworks.isEmpty, !self.networks.contains(where: { $0.contains(identity.address) }) {
             return LicenseError(

@@ -21,9 +21,20 @@ public struct VerifiedLicense: Sendable, Hashable {
 
     /// Where the licence stands at `nowMs`.
     public func state(at nowMs: Int64) -> Licensed_V1_LicenseStatus.State {
-        if self.license.notBeforeMs != 0, nowMs < self.license.notBeforeMs { return .notYetValid }
-        if self.license.notAfterMs != 0, nowMs > self.license.notAfterMs {
-            return nowMs > self.license.notAfterMs + self.license.gracePeriodMs ? .expired : .expiring
+        Self.state(
+            at: nowMs,
+            notBeforeMs: self.license.notBeforeMs,
+            notAfterMs: self.license.notAfterMs,
+            graceMs: self.license.gracePeriodMs
+        )
+    }
+
+    /// Where a licence valid from `notBeforeMs` to `notAfterMs` (0: unbounded) with `graceMs` of
+    /// grace stands at `nowMs`.
+    static func state(at nowMs: Int64, notBeforeMs: Int64, notAfterMs: Int64, graceMs: Int64) -> Licensed_V1_LicenseStatus.State {
+        if notBeforeMs != 0, nowMs < notBeforeMs { return .notYetValid }
+        if notAfterMs != 0, nowMs > notAfterMs {
+            return nowMs > notAfterMs + graceMs ? .expired : .expiring
         }
         return .compliant
     }

@@ -30,13 +30,19 @@ struct HeldReplies<Target: AnyObject> {
 
     /// The log reports `sequence` durable: the replies it releases, in order.
     mutating func release(upTo sequence: UInt64) -> [(target: Target, reply: Licensed_V1_ServerMessage)] {
-        self.durable = max(self.durable, sequence)
         var released: [(target: Target, reply: Licensed_V1_ServerMessage)] = []
-        while let first = self.waiting.first, first.sequence <= self.durable {
-            self.waiting.removeFirst()
-            released.append((first.target, first.reply))
-        }
+        self.release(upTo: sequence) { released.append(($0, $1)) }
         return released
+    }
+
+    /// The log reports `sequence` durable: hands each reply it releases to `deliver`, in order,
+    /// moved out of the queue (a copy of a reply retains every message it holds).
+    mutating func release(upTo sequence: UInt64, _ deliver: (Target, consuming Licensed_V1_ServerMessage) -> Void) {
+        self.durable = max(self.durable, sequence)
+        while !self.waiting.isEmpty, self.waiting[self.waiting.startIndex].sequence <= self.durable {
+            let held = self.waiting.removeFirst()
+            deliver(held.target, held.reply)
+        }
     }
 
     /// Every reply still held (the log failed: none of them will be released).

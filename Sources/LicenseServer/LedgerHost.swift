@@ -131,7 +131,11 @@ package final class LedgerHost {
 
     /// The log reports `sequence` durable: release the replies waiting for it, one flush per connection.
     func durable(upTo sequence: UInt64) {
-        Self.send(self.replies.release(upTo: sequence))
+        var touched: [SessionHandler] = []
+        self.replies.release(upTo: sequence) { handler, reply in
+            if handler.writeDeferred(reply) { touched.append(handler) }
+        }
+        for handler in touched { handler.flushDeferred() }
     }
 
     /// The log can no longer make changes durable: every reply still waiting is answered
@@ -156,12 +160,9 @@ package final class LedgerHost {
 
     /// Writes `replies`, then flushes each connection once.
     private static func send(_ replies: [(target: SessionHandler, reply: Licensed_V1_ServerMessage)]) {
-        var touched: [ObjectIdentifier: SessionHandler] = [:]
-        for (handler, reply) in replies {
-            handler.writeDeferred(reply)
-            touched[ObjectIdentifier(handler)] = handler
-        }
-        for handler in touched.values { handler.flushDeferred() }
+        var touched: [SessionHandler] = []
+        for (handler, reply) in replies where handler.writeDeferred(reply) { touched.append(handler) }
+        for handler in touched { handler.flushDeferred() }
     }
 
     /// The refusal of every request once the log failed.

@@ -336,10 +336,16 @@ final class SessionHandler: ChannelInboundHandler {
     /// True while the connection is open.
     var isConnected: Bool { self.channelContext != nil }
 
-    /// Writes a reply that waited for durability (flushed by `flushDeferred`).
-    func writeDeferred(_ reply: Licensed_V1_ServerMessage) {
-        guard let context = self.channelContext else { return }
+    /// Writes a reply that waited for durability (flushed by `flushDeferred`). True when it is the
+    /// first reply gathered since the last flush: the caller flushes each connection it was true
+    /// for, once; otherwise whoever gathered the first one flushes (every write is followed by a
+    /// flush, or is made in a read, which `channelReadComplete` flushes).
+    @discardableResult
+    func writeDeferred(_ reply: borrowing Licensed_V1_ServerMessage) -> Bool {
+        guard let context = self.channelContext else { return false }
+        let first = self.outgoing == nil
         self.write(context, reply)
+        return first
     }
 
     /// Flushes replies written by `writeDeferred`.

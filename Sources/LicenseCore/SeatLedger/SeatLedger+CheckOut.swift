@@ -63,7 +63,7 @@ extension SeatLedger {
         case .success(let choice):
             let pool = self.pools[choice.licenseID]!
             var changes: [LedgerChange] = []
-            if pool.license.trialDays > 0, self.trialStarts[pool.id] == nil {
+            if pool.trialDays > 0, self.trialStarts[pool.id] == nil {
                 changes.append(.trialStarted(licenseID: pool.id, atMs: nowMs))
             }
             let borrowed = request.borrowMs > 0

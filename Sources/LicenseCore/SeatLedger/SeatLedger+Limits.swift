@@ -11,18 +11,20 @@ extension SeatLedger {
     func hasRoom(_ pool: LicensePool, feature: String, identity: ClientIdentity, seats: UInt32) -> Bool {
         if pool.unlimited { return true }
         let key = PoolKey(licenseID: pool.id, feature: feature)
-        let cost = pool.tokenCost(feature)
+        let terms = pool.features[feature]
+        let cost = terms?.tokenCost ?? 0
         if cost > 0 {
             return (self.tokensInUse[pool.id] ?? 0) + seats * cost <= pool.license.tokenPool
         }
-        let used = self.usage[key]?.seats ?? 0
+        let usage = self.usage[key]
+        let used = usage?.seats ?? 0
         var reserved: UInt32 = 0
-        for reservation in pool.license.reservations where reservation.feature.isEmpty || reservation.feature == feature {
+        for reservation in pool.reservations where reservation.feature.isEmpty || reservation.feature == feature {
             if identity.groups.contains(where: { GroupPath.isWithin($0, reservation.group) }) { continue }
-            let takenByMembers = self.usage[key]?.byGroup[GroupPath.normalized(reservation.group)] ?? 0
+            let takenByMembers = usage?.byGroup[GroupPath.normalized(reservation.group)] ?? 0
             reserved += reservation.count > takenByMembers ? reservation.count - takenByMembers : 0
         }
-        let capacity = pool.capacity(feature)
+        let capacity = terms?.count ?? 0
         guard capacity >= used + reserved else { return false }
         guard capacity - used - reserved >= seats else { return false }
         return self.restrictionHasRoom(feature: feature, identity: identity, seats: seats)
@@ -123,8 +125,14 @@ extension SeatLedger {
 
     func warnings(for pool: LicensePool, overage: Bool, at nowMs: Int64) -> [String] {
         var warnings: [String] = []
+        // The usual grant has nothing to warn of: decided on the pool's own fields.
+        let state = pool.validity(at: nowMs)
+        guard state == .expiring || pool.expiresWithin(self.configuration.expiryWarningMs, of: nowMs) || pool.trialDays > 0 || overage
+        else {
+            return warnings
+        }
         let license = pool.license
-        if pool.verified.state(at: nowMs) == .expiring {
+        if state == .expiring {
             warnings.append(
                 "licence '\(license.id)' expired on \(Timestamp.iso8601(license.notAfterMs)); "
                     + "its grace period ends \(Timestamp.iso8601(license.notAfterMs + license.gracePeriodMs))"

@@ -276,9 +276,9 @@ public struct SeatLedger: Sendable {
     /// Where licence `id` stands at `nowMs`, counting a trial from its first grant.
     func state(of pool: LicensePool, at nowMs: Int64) -> Licensed_V1_LicenseStatus.State {
         if pool.isTimeLimited, self.clockSetbackMs(at: nowMs) > 0 { return .clockSetback }
-        let state = pool.verified.state(at: nowMs)
-        if pool.license.trialDays > 0, let started = self.trialStarts[pool.id],
-            nowMs > started + Int64(pool.license.trialDays) * 86_400_000
+        let state = pool.validity(at: nowMs)
+        if pool.trialDays > 0, let started = self.trialStarts[pool.id],
+            nowMs > started + Int64(pool.trialDays) * 86_400_000
         {
             return .expired
         }
