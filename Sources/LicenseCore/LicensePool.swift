@@ -1,27 +1,29 @@
 public import LicenseProtocol
 
-/// A floating licence as the ledger uses it: its terms parsed once at load.
-public struct LicensePool: Sendable {
+/// A floating licence as the ledger uses it: its terms parsed once at load. A class of constants:
+/// the ledger looks a pool up several times per check-out, and a copy of a struct of this size
+/// retained and released every array and string in it (about 2,500 instructions a check-out).
+public final class LicensePool: Sendable {
     /// The verified licence.
     public let verified: VerifiedLicense
     /// Its features by name.
-    public var features: [String: Licensed_V1_Feature]
+    public let features: [String: Licensed_V1_Feature]
     /// No capacity at all (UNLIMITED overage or SITE model).
-    public var unlimited: Bool
+    public let unlimited: Bool
     /// HARD (or unspecified) overage policy.
-    public var hard: Bool
+    public let hard: Bool
     /// TRUE_UP overage policy.
-    public var trueUp: Bool
+    public let trueUp: Bool
     /// TTL a heartbeat renews for.
-    public var ttlMs: Int64
+    public let ttlMs: Int64
     /// not_after, with perpetual licences last.
-    public var expiryOrder: Int64
+    public let expiryOrder: Int64
     /// See `License.isTimeLimited`.
     public var isTimeLimited: Bool { self.license.isTimeLimited }
     /// Parsed allowed_networks.
-    public var networks: [NetworkRange]
+    public let networks: [NetworkRange]
     /// Networks that did not parse (the licence grants to no network then: failing closed).
-    public var invalidNetworks: [String]
+    public let invalidNetworks: [String]
 
     /// Read from the licence once: a generated message's getter costs about 85 instructions
     /// (storage access, exclusivity check), and every check-out asked these again.
