@@ -5,6 +5,19 @@ extension ByteBuffer {
     /// Appends `message` as one frame: its 4-byte big-endian length, then its protobuf bytes.
     @discardableResult
     public mutating func writeFrame(_ message: some SwiftProtobuf.Message) throws -> Int {
+        try self.writeSerializedFrame(message)
+    }
+
+    /// Appends a server's reply as one frame: the replies of the hot path laid out by hand
+    /// (`ServerMessageWire`, the same bytes), any other through SwiftProtobuf.
+    @discardableResult
+    public mutating func writeFrame(_ message: Licensed_V1_ServerMessage) throws -> Int {
+        let start = self.writerIndex
+        if ServerMessageWire.writeFrame(message, to: &self) { return self.writerIndex - start }
+        return try self.writeSerializedFrame(message)
+    }
+
+    private mutating func writeSerializedFrame(_ message: some SwiftProtobuf.Message) throws -> Int {
         let body: [UInt8] = try message.serializedBytes()
         let written = self.writeInteger(UInt32(body.count), endianness: .big)
         return written + self.writeBytes(body)
