@@ -79,7 +79,7 @@ extension LedgerHost {
         let lease = grant.lease
         self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs)
         if !grant.replayed {
-            self.count("licensed_checkouts_total", [("feature", lease.feature)])
+            self.counters(of: lease.feature).checkouts.increment()
             self.logger.info(
                 "check-out granted",
                 metadata: [
@@ -130,7 +130,7 @@ extension LedgerHost {
                 leases: [checkIn.lease] + checkIn.releasedAddOns,
                 details: details
             )
-            self.count("licensed_checkins_total", [("feature", checkIn.lease.feature)])
+            self.counters(of: checkIn.lease.feature).checkins.increment()
             let lease = checkIn.lease
             self.logger.info(
                 "checked in",

@@ -46,6 +46,8 @@ package final class LedgerHost {
     /// Counters of one dimension (a check-out's and a check-in's), found without building a key
     /// string: building one per request cost 2% of the daemon's CPU under full load.
     var oneDimensionCounters: [OneDimensionCounter: Counter] = [:]
+    /// The check-out and check-in counters of each feature, by the feature alone (two per pair).
+    var featureCounters: [String: FeatureCounters] = [:]
     var reaper: RepeatedTask?
     var reapTicks = 0
     var snapshotRunning = false
