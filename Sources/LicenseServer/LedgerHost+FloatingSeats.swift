@@ -40,7 +40,7 @@ extension LedgerHost {
             version: request.version,
             count: request.count,
             checkoutKey: [UInt8](request.checkoutKey),
-            newLeaseID: LeaseID(bytes: SecureRandom.bytes(16))!,
+            newLeaseID: self.newID(),
             borrowMs: Int64(request.borrowMs),
             buildDateMs: request.buildDateMs
         )

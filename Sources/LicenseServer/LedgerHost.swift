@@ -48,6 +48,8 @@ package final class LedgerHost {
     var oneDimensionCounters: [OneDimensionCounter: Counter] = [:]
     /// The check-out and check-in counters of each feature, by the feature alone (two per pair).
     var featureCounters: [String: FeatureCounters] = [:]
+    /// Lease and session ids, drawn from the CSPRNG in batches.
+    var randomIDs = RandomIDs()
     var reaper: RepeatedTask?
     var reapTicks = 0
     var snapshotRunning = false
@@ -217,8 +219,14 @@ package final class LedgerHost {
 
     // MARK: - Sessions
 
+    /// A new random id (a lease's, a session's).
+    func newID() -> ID128 {
+        let words = self.randomIDs.next()
+        return ID128(high: words.high, low: words.low)
+    }
+
     func open(_ identity: ClientIdentity, connection: SessionHandler) -> SessionID {
-        let id = SessionID(bytes: SecureRandom.bytes(16))!
+        let id = self.newID()
         self.ledger.openSession(id, identity: identity)
         self.connections[id] = connection
         return id
