@@ -134,7 +134,7 @@ public struct RequestOperations {
 
     /// Decodes the frame, answers it with a grant of `lease`, and returns the encoded reply.
     public func answer(with lease: Lease) -> ByteBuffer {
-        let message: Licensed_V1_ClientMessage = try! self.frame.decodeMessage()
+        let message = try! self.frame.decodeClientMessage()
         guard case .checkOut(let request) = message.body else { fatalError("not a check-out") }
         var response = Licensed_V1_CheckOutResponse()
         response.leaseID = .init(lease.id.bytes)

@@ -181,7 +181,7 @@ final class SessionHandler: ChannelInboundHandler {
     private func received(_ context: ChannelHandlerContext, frame: ByteBuffer) {
         let message: Licensed_V1_ClientMessage
         do {
-            message = try frame.decodeMessage()
+            message = try frame.decodeClientMessage()
         } catch {
             self.fail(context, requestID: 0, .invalidArgument, "frame of \(frame.readableBytes) bytes is not a valid ClientMessage")
             return
