@@ -105,7 +105,7 @@ public enum ServerMessageWire {
         let size = Self.varintSize(1, requestID) + Self.tagSize(field) + Self.varintLength(UInt64(bodySize)) + bodySize
         buffer.writeInteger(UInt32(size), endianness: .big)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            var out = Writer(base: raw.baseAddress!)
+            var out = Writer(base: raw.baseAddress!, capacity: raw.count)
             out.varint(1, requestID)
             out.tag(field, wireType: 2)
             out.rawVarint(UInt64(bodySize))
@@ -125,12 +125,15 @@ public enum ServerMessageWire {
     /// An element of a repeated field: written even when empty.
     static func repeatedSize(_ tagLength: Int, _ count: Int) -> Int { tagLength + Self.varintLength(UInt64(count)) + count }
 
-    /// Writes through a pointer into room reserved for exactly the message.
+    /// Writes through a pointer into room reserved for exactly the message (and checks that it
+    /// stays in the room: a size worked out wrong stops the process, never writes past it).
     struct Writer {
         let base: UnsafeMutableRawPointer
+        let capacity: Int
         var offset = 0
 
         mutating func byte(_ value: UInt8) {
+            precondition(self.offset < self.capacity)
             self.base.storeBytes(of: value, toByteOffset: self.offset, as: UInt8.self)
             self.offset += 1
         }
@@ -154,6 +157,7 @@ public enum ServerMessageWire {
 
         mutating func raw(_ bytes: UnsafeRawBufferPointer) {
             guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
+            precondition(self.offset + bytes.count <= self.capacity)
             (self.base + self.offset).copyMemory(from: source, byteCount: bytes.count)
             self.offset += bytes.count
         }
