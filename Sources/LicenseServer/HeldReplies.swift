@@ -28,13 +28,6 @@ struct HeldReplies<Target: AnyObject> {
         return true
     }
 
-    /// The log reports `sequence` durable: the replies it releases, in order.
-    mutating func release(upTo sequence: UInt64) -> [(target: Target, reply: Licensed_V1_ServerMessage)] {
-        var released: [(target: Target, reply: Licensed_V1_ServerMessage)] = []
-        self.release(upTo: sequence) { released.append(($0, $1)) }
-        return released
-    }
-
     /// The log reports `sequence` durable: hands each reply it releases to `deliver`, in order,
     /// moved out of the queue (a copy of a reply retains every message it holds).
     mutating func release(upTo sequence: UInt64, _ deliver: (Target, consuming Licensed_V1_ServerMessage) -> Void) {

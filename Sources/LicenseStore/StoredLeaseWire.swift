@@ -1,5 +1,6 @@
 import Foundation
 public import LicenseCore
+import LicenseProtocol
 
 /// A lease as a `StoredLease` message (store.proto), laid out and read by hand: the write-ahead
 /// log's grant records and every lease of a snapshot. The bytes are SwiftProtobuf's for the same
@@ -167,98 +168,19 @@ public enum StoredLeaseWire {
         }
     }
 
-    /// Reads protobuf's wire format from a buffer; every read is bounds-checked and nil past the end.
-    struct Reader {
-        let bytes: UnsafeRawBufferPointer
-        var offset = 0
+    /// Protobuf's wire format read from a buffer (shared with the protocol's request reader).
+    typealias Reader = WireReader
 
-        var atEnd: Bool { self.offset >= self.bytes.count }
+}
 
-        mutating func varint() -> UInt64? {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while self.offset < self.bytes.count, shift < 70 {
-                let byte = self.bytes[self.offset]
-                self.offset += 1
-                value |= UInt64(byte & 0x7f) << shift
-                if byte < 0x80 { return value }
-                shift += 7
-            }
-            return nil
-        }
-
-        /// A length-delimited field's bytes, as a range of the buffer.
-        mutating func range() -> Range<Int>? {
-            guard let length = self.varint(), length <= UInt64(self.bytes.count - self.offset) else { return nil }
-            let start = self.offset
-            self.offset += Int(length)
-            return start..<self.offset
-        }
-
-        /// A bytes field holding an id: `.some(id)` for 16 bytes, `.some(nil)` for any other
-        /// length (a malformed id, as `LeaseID(bytes:)` reads it), nil when it does not parse.
-        mutating func identifier() -> ID128?? {
-            guard let range = self.range() else { return nil }
-            guard range.count == 16 else { return .some(nil) }
-            let high = UInt64(bigEndian: self.bytes.loadUnaligned(fromByteOffset: range.lowerBound, as: UInt64.self))
-            let low = UInt64(bigEndian: self.bytes.loadUnaligned(fromByteOffset: range.lowerBound + 8, as: UInt64.self))
-            return .some(ID128(high: high, low: low))
-        }
-
-        mutating func data() -> [UInt8]? {
-            self.range().map { [UInt8](UnsafeRawBufferPointer(rebasing: self.bytes[$0])) }
-        }
-
-        /// A string field's bytes, as a range of the buffer: nil unless they are valid UTF-8 (each
-        /// occurrence checked as it is read, as the generated decoder does).
-        mutating func text() -> Range<Int>? {
-            guard let range = self.range(), Self.isValidUTF8(UnsafeRawBufferPointer(rebasing: self.bytes[range])) else { return nil }
-            return range
-        }
-
-        /// A string field: nil unless it is valid UTF-8 (as the generated decoder requires).
-        mutating func string() -> String? {
-            guard let range = self.range() else { return nil }
-            return Self.utf8String(UnsafeRawBufferPointer(rebasing: self.bytes[range]))
-        }
-
-        /// `bytes` as a string when they are valid UTF-8, else nil. `String(validating:as:)` did
-        /// the same but looked up generic metadata on every call: 70% of the time of reading a
-        /// snapshot's lease. Decoding repairs invalid UTF-8 (U+FFFD in place of each bad
-        /// sequence), so the bytes are valid exactly when decoding gives them back unchanged;
-        /// ASCII, the usual case, is valid without that comparison.
-        static func utf8String(_ bytes: UnsafeRawBufferPointer) -> String? {
-            let units = bytes.assumingMemoryBound(to: UInt8.self)
-            let string = String(decoding: units, as: UTF8.self)
-            if Self.isASCII(units) { return string }
-            var same = true
-            var copy = string
-            copy.withUTF8 { decoded in same = decoded.count == units.count && decoded.elementsEqual(units) }
-            return same ? string : nil
-        }
-
-        /// True when `bytes` are valid UTF-8: ASCII without making a string, else as `utf8String`.
-        static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
-            Self.isASCII(bytes.assumingMemoryBound(to: UInt8.self)) || Self.utf8String(bytes) != nil
-        }
-
-        private static func isASCII(_ units: UnsafeBufferPointer<UInt8>) -> Bool {
-            var high: UInt8 = 0
-            for byte in units { high |= byte }
-            return high < 0x80
-        }
-
-        mutating func skip(wireType: UInt64) -> Bool {
-            switch wireType {
-            case 0: return self.varint() != nil
-            case 1, 5:
-                let size = wireType == 1 ? 8 : 4
-                guard self.bytes.count - self.offset >= size else { return false }
-                self.offset += size
-                return true
-            case 2: return self.range() != nil
-            default: return false  // groups (3, 4) and the undefined 6 and 7
-            }
-        }
+extension WireReader {
+    /// A bytes field holding an id: `.some(id)` for 16 bytes, `.some(nil)` for any other
+    /// length (a malformed id, as `LeaseID(bytes:)` reads it), nil when it does not parse.
+    mutating func identifier() -> ID128?? {
+        guard let range = self.range() else { return nil }
+        guard range.count == 16 else { return .some(nil) }
+        let high = UInt64(bigEndian: self.bytes.loadUnaligned(fromByteOffset: range.lowerBound, as: UInt64.self))
+        let low = UInt64(bigEndian: self.bytes.loadUnaligned(fromByteOffset: range.lowerBound + 8, as: UInt64.self))
+        return .some(ID128(high: high, low: low))
     }
 }

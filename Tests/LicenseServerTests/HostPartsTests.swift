@@ -90,6 +90,15 @@ struct HostPartsTests {
         return reply
     }
 
+    /// The replies `release(upTo:)` hands over, in order.
+    static func release(_ replies: inout HeldReplies<Connection>, upTo sequence: UInt64) -> [(
+        target: Connection, reply: Licensed_V1_ServerMessage
+    )] {
+        var released: [(target: Connection, reply: Licensed_V1_ServerMessage)] = []
+        replies.release(upTo: sequence) { released.append(($0, $1)) }
+        return released
+    }
+
     @Test("held replies: released in order once what precedes them is durable; nothing held when all is durable")
     func heldReplies() {
         let a = Connection()
@@ -102,16 +111,16 @@ struct HostPartsTests {
         replies.lastAppended = 15
         let more = [replies.hold(Self.reply(3), for: b), replies.hold(Self.reply(4), for: a)]
         #expect(held + more == [true, true, true])
-        let none = replies.release(upTo: 11)
+        let none = Self.release(&replies, upTo: 11)
         #expect(none.isEmpty)
-        let first = replies.release(upTo: 14)
+        let first = Self.release(&replies, upTo: 14)
         #expect(first.map(\.reply.requestID) == [2])
         #expect(first.first?.target === a)
         // A report lower than one already made changes nothing.
-        let lower = replies.release(upTo: 13)
+        let lower = Self.release(&replies, upTo: 13)
         #expect(lower.isEmpty)
         #expect(replies.durable == 14)
-        let rest = replies.release(upTo: 15)
+        let rest = Self.release(&replies, upTo: 15)
         #expect(rest.map(\.reply.requestID) == [3, 4])
         #expect(replies.count == 0)
         replies.lastAppended = 16
