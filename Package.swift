@@ -76,6 +76,13 @@ let package = Package(
             pkgConfig: "libdeflate",
             providers: [.apt(["libdeflate-dev"])]
         ),
+        // libzstd (libzstd-dev): rotated audit files are compressed through it by default and read
+        // back through it.
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
@@ -139,10 +146,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // File primitives of the durable modules: whole writes, atomic replacement, directory
-        // fsync, gzip (written through libdeflate, read through zlib), and the errors that name the file.
+        // fsync, compressed files (zstd through libzstd; gzip written through libdeflate, read
+        // through zlib), and the errors that name the file.
         .target(
             name: "LicenseFiles",
-            dependencies: ["CZlib", "CDeflate", "CWriteback"],
+            dependencies: ["CZlib", "CDeflate", "CZstd", "CWriteback"],
             swiftSettings: swiftSettings
         ),
         // The audit trail: records and their hash chain, the log with rotation, compression and

@@ -1,6 +1,6 @@
 import Foundation
 public import LicenseCrypto
-import LicenseFiles
+public import LicenseFiles
 
 #if canImport(Glibc)
 import Glibc
@@ -8,8 +8,9 @@ import Glibc
 
 /// How long the audit trail keeps its rotated files, and whether it compresses them.
 public struct AuditRetention: Sendable {
-    /// gzip each file once the trail has moved on to the next (about 10:1 on audit records).
-    public var compress: Bool
+    /// How each file is compressed once the trail has moved on to the next (zstd about 8:1 on
+    /// audit records, gzip about 7:1); nil keeps them as written.
+    public var compression: FileCompression?
     /// Most files kept, the current one included (0 = no limit).
     public var maxFiles: Int
     /// Most bytes kept on disk, all files together (0 = no limit).
@@ -20,11 +21,17 @@ public struct AuditRetention: Sendable {
     public var signer: Ed25519PrivateKey?
 
     /// Keeps every file as written: no compression, no removal.
-    public static let keepAll = AuditRetention(compress: false)
+    public static let keepAll = AuditRetention(compression: nil)
 
     /// A policy; with any limit set, `signer` is required.
-    public init(compress: Bool = true, maxFiles: Int = 0, maxBytes: Int = 0, maxAgeMs: Int64 = 0, signer: Ed25519PrivateKey? = nil) {
-        self.compress = compress
+    public init(
+        compression: FileCompression? = .zstd,
+        maxFiles: Int = 0,
+        maxBytes: Int = 0,
+        maxAgeMs: Int64 = 0,
+        signer: Ed25519PrivateKey? = nil
+    ) {
+        self.compression = compression
         self.maxFiles = maxFiles
         self.maxBytes = maxBytes
         self.maxAgeMs = maxAgeMs
@@ -32,7 +39,7 @@ public struct AuditRetention: Sendable {
     }
 
     /// True when the policy changes anything on disk.
-    public var isActive: Bool { self.compress || self.removes }
+    public var isActive: Bool { self.compression != nil || self.removes }
     var removes: Bool { self.maxFiles > 0 || self.maxBytes > 0 || self.maxAgeMs > 0 }
 }
 
@@ -55,16 +62,18 @@ public enum AuditArchive {
     public static func maintain(directory: String, currentFirst: UInt64, retention: AuditRetention, nowMs: Int64) throws -> Report {
         var report = Report()
         let names = Set(try FileIO.list(directory))
-        for name in names where name.hasPrefix("audit-") && name.hasSuffix(".gz.tmp") { unlink("\(directory)/\(name)") }
-        // An original left next to its compressed copy (a stop between rename and unlink).
-        for name in names where name.hasPrefix("audit-") && name.hasSuffix(".jsonl") && names.contains(name + ".gz") {
-            unlink("\(directory)/\(name)")
+        for format in FileCompression.allCases {
+            for name in names where name.hasPrefix("audit-") && name.hasSuffix(format.suffix + ".tmp") { unlink("\(directory)/\(name)") }
+            // An original left next to its compressed copy (a stop between rename and unlink).
+            for name in names where name.hasPrefix("audit-") && name.hasSuffix(".jsonl") && names.contains(name + format.suffix) {
+                unlink("\(directory)/\(name)")
+            }
         }
-        if retention.compress {
+        if let format = retention.compression {
             for file in try AuditTrail.files(in: directory) where file.firstSequence < currentFirst && !file.compressed {
-                try Gzip.compressFile(file.path, to: file.path + ".gz", directory: directory)
+                try format.compressFile(file.path, to: file.path + format.suffix, directory: directory)
                 guard unlink(file.path) == 0 else { throw StoreError.errno("cannot remove the compressed original", file.path) }
-                report.compressed.append(file.path + ".gz")
+                report.compressed.append(file.path + format.suffix)
             }
         }
         guard retention.removes else { return report }

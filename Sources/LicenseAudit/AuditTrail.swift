@@ -15,8 +15,8 @@ public enum AuditTrail {
         public var path: String
         /// The sequence number of its first record, from its name.
         public var firstSequence: UInt64
-        /// A rotated file, gzip-compressed (`.jsonl.gz`).
-        public var compressed: Bool { self.path.hasSuffix(".gz") }
+        /// A rotated file, compressed (`.jsonl.zst`, or `.jsonl.gz` when gzip was chosen).
+        public var compressed: Bool { FileCompression(path: self.path) != nil }
     }
 
     /// The first record found out of place.
@@ -66,13 +66,13 @@ public enum AuditTrail {
         "\(directory)/audit-\(FileIO.padded(firstSequence)).jsonl"
     }
 
-    /// The trail's files in `directory`, oldest first: `audit-<first>.jsonl`, or `.jsonl.gz` once
-    /// compressed (when both are there, compression finished but had not yet removed the original:
-    /// the compressed one counts).
+    /// The trail's files in `directory`, oldest first: `audit-<first>.jsonl`, or `.jsonl.zst`
+    /// (`.jsonl.gz`) once compressed (when both are there, compression finished but had not yet
+    /// removed the original: the compressed one counts).
     public static func files(in directory: String) throws -> [File] {
         var byFirst: [UInt64: File] = [:]
         for name in try FileIO.list(directory) where name.hasPrefix("audit-") {
-            let stem = name.hasSuffix(".jsonl.gz") ? name.dropLast(3) : name[...]
+            let stem = FileCompression(path: name).map { name.dropLast($0.suffix.count) } ?? name[...]
             guard stem.hasSuffix(".jsonl"), let first = UInt64(stem.dropFirst(6).dropLast(6)) else { continue }
             let file = File(path: "\(directory)/\(name)", firstSequence: first)
             if byFirst[first]?.compressed != true { byFirst[first] = file }
@@ -82,7 +82,7 @@ public enum AuditTrail {
 
     /// The bytes of one file of the trail, decompressed when it is compressed.
     public static func contents(of path: String) throws -> [UInt8] {
-        path.hasSuffix(".gz") ? try Gzip.decompressFile(path) : try FileIO.readAll(path)
+        try FileCompression.contents(of: path)
     }
 
     /// The first record of one file (nil when it has none yet), reading no further than its line.
@@ -98,7 +98,7 @@ public enum AuditTrail {
             line.append(contentsOf: chunk)
             return true
         }
-        if path.hasSuffix(".gz") { try Gzip.forEachChunk(of: path, scan) } else { try FileIO.forEachChunk(of: path, scan) }
+        try FileCompression.forEachChunk(of: path, scan)
         guard complete else { return nil }
         guard let parsed = AuditRecord.parse(line[...], checkHash: false) else { throw StoreError("\(path):1 is not an audit record") }
         return parsed.record

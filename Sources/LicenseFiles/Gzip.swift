@@ -50,6 +50,8 @@ package enum Gzip {
         while true {
             let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
             guard n >= 0 else { throw StoreError("\(path) is not a whole gzip file (zlib gzread failed)") }
+            // zlib reads a file that is not gzip as it is ("transparent"): not a compressed file.
+            guard gzdirect(gz) == 0 else { throw StoreError("\(path) is not a gzip file") }
             if n == 0 { break }
             guard try body(chunk[0..<Int(n)]) else { return }
         }

@@ -59,7 +59,7 @@ public struct CommitLogSource: Sendable {
                 maxFileBytes: configuration.auditMaxFileBytes,
                 syncs: configuration.sync == .always,
                 retention: AuditRetention(
-                    compress: configuration.auditCompress,
+                    compression: configuration.auditCompression,
                     maxFiles: configuration.auditRetentionFiles,
                     maxBytes: configuration.auditRetentionBytes,
                     maxAgeMs: Int64(configuration.auditRetentionDays) * 86_400_000,

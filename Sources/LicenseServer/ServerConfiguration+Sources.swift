@@ -3,6 +3,7 @@ import Foundation
 import LicenseCore
 import LicenseCrypto
 import LicenseDirectory
+import LicenseFiles
 import LicenseStore
 import Yams
 
@@ -124,8 +125,8 @@ extension ServerConfiguration {
         Option(name: "audit_max_file_bytes", help: "start a new audit file past this size") {
             $0.auditMaxFileBytes = try int($1, "audit_max_file_bytes")
         },
-        Option(name: "audit_compress", help: "gzip rotated audit files (true/false)") {
-            $0.auditCompress = try bool($1, "audit_compress")
+        Option(name: "audit_compress", help: "compress rotated audit files: zstd, gzip or false (true = zstd)") {
+            $0.auditCompression = try compression($1, "audit_compress")
         },
         Option(name: "audit_retention_files", help: "most audit files kept, the current one included (0 = all)") {
             $0.auditRetentionFiles = try int($1, "audit_retention_files")
@@ -405,6 +406,15 @@ private func bool(_ text: String, _ name: String) throws -> Bool {
     case "true", "yes", "on", "1": return true
     case "false", "no", "off", "0": return false
     default: throw ConfigurationError("\(name) must be true or false, not '\(text)'")
+    }
+}
+
+private func compression(_ text: String, _ name: String) throws -> FileCompression? {
+    if let format = FileCompression(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased()) { return format }
+    do {
+        return try bool(text, name) ? .zstd : nil
+    } catch {
+        throw ConfigurationError("\(name) must be zstd, gzip, true (zstd) or false, not '\(text)'")
     }
 }
 

@@ -1,6 +1,7 @@
 import LicenseAudit
 public import LicenseCore
 public import LicenseDirectory
+public import LicenseFiles
 public import LicenseStore
 
 /// Everything the daemon can be told. Each option has one name, used as the YAML key, as the
@@ -106,8 +107,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var auditDir = ""
     /// Start a new audit file once the current one reaches this size.
     public var auditMaxFileBytes = 64 * 1024 * 1024
-    /// gzip rotated audit files (read back transparently by verify, export and reports).
-    public var auditCompress = true
+    /// How rotated audit files are compressed (read back transparently by verify, export and
+    /// reports); nil keeps them as written.
+    public var auditCompression: FileCompression? = .zstd
     /// Most audit files kept, the current one included (0 = keep all).
     public var auditRetentionFiles = 0
     /// Most bytes of audit files kept on disk (0 = no limit).

@@ -76,7 +76,9 @@ struct AuditRetentionTests {
         #expect(none.failure?.reason.contains("no signed checkpoint") == true)
 
         // A compressed file cut short: an error naming it, not a shorter trail.
-        let copy = scratch.path("cut.jsonl.gz")
+        let format = try #require(FileCompression(path: files[1].path))
+        #expect(format == .zstd)
+        let copy = scratch.path("cut.jsonl" + format.suffix)
         try FileManager.default.copyItem(atPath: files[1].path, toPath: copy)
         let handle = try #require(FileHandle(forWritingAtPath: copy))
         try handle.truncate(atOffset: UInt64(try FileManager.default.attributesOfItem(atPath: copy)[.size] as? Int ?? 0) / 2)
@@ -87,6 +89,27 @@ struct AuditRetentionTests {
         // The oldest kept file removed too: the kept records no longer continue the checkpoint.
         let first = try AuditTrail.verify(Array(files.dropFirst()), checkpoint: checkpoint, trustedKey: trusted)
         #expect(first.failure != nil)
+    }
+
+    @Test("a trail compressed with gzip and continued with zstd (an upgrade), or the other way, reads and verifies as one chain")
+    func mixedFormats() throws {
+        for (before, after) in [(FileCompression.gzip, FileCompression.zstd), (.zstd, .gzip)] {
+            let scratch = try TemporaryDirectory()
+            let directory = scratch.path("audit")
+            let first = try Trail.writeTrail(directory, count: 150, maxFileBytes: 4096, retention: AuditRetention(compression: before))
+            let second = try Trail.writeTrail(directory, count: 150, maxFileBytes: 4096, retention: AuditRetention(compression: after))
+            let files = try AuditTrail.files(in: directory)
+            let suffixes = files.dropLast().map { FileCompression(path: $0.path) }
+            #expect(suffixes.contains(before) && suffixes.contains(after), "\(files.map(\.path))")
+            #expect(suffixes.allSatisfy { $0 != nil })
+            // Oldest first, every record once, in order: the second run continued the first's chain.
+            #expect(second.count == 300)
+            #expect(Array(second.prefix(first.count)) == first)
+            #expect(second.enumerated().allSatisfy { $1.hasPrefix("{\"seq\":\($0 + 1),") })
+            let verification = try Trail.verify(directory)
+            #expect(verification.failure == nil)
+            #expect(verification.lastSequence == 300)
+        }
     }
 
     @Test("a checkpoint file that is not JSON is an error naming it")

@@ -1,5 +1,6 @@
 import Foundation
 import LicenseDirectory
+import LicenseFiles
 import LicenseServer
 import Testing
 
@@ -31,6 +32,24 @@ struct ServerConfigurationTests {
         #expect(Set(names).count == names.count)
         #expect(ServerConfiguration.options.first { $0.name == "lease_ttl_ms" }?.environmentVariable == "LICENSED_LEASE_TTL_MS")
         #expect(ServerConfiguration.options.first { $0.name == "lease_ttl_ms" }?.flag == "--lease-ttl-ms")
+    }
+
+    @Test("audit_compress: zstd by default and for true, gzip, none for false; anything else names the option and the choices")
+    func auditCompression() throws {
+        #expect(ServerConfiguration().auditCompression == .zstd)
+        let cases: [(String, FileCompression?)] = [
+            ("zstd", .zstd), ("true", .zstd), ("gzip", .gzip), ("GZIP", .gzip), ("false", nil), ("off", nil),
+        ]
+        for (value, expected) in cases {
+            let config = try ServerConfiguration.load(yaml: "audit_compress: \(value)", environment: [:], arguments: [])
+            #expect(config.auditCompression == expected, "\(value)")
+        }
+        let flag = try ServerConfiguration.load(yaml: "audit_compress: zstd", environment: [:], arguments: ["--audit-compress", "gzip"])
+        #expect(flag.auditCompression == .gzip)
+        let error = #expect(throws: (any Error).self) {
+            try ServerConfiguration.load(yaml: "audit_compress: lz4", environment: [:], arguments: [])
+        }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("audit_compress must be zstd, gzip, true (zstd) or false, not 'lz4'"))
     }
 
     @Test("the example config documents every option and parses")
