@@ -44,6 +44,93 @@ public enum ServerMessageWire {
         return true
     }
 
+    /// A granted check-out's reply, from the lease itself: the server writes it without building
+    /// a `CheckOutResponse` (no lease id copied into `Data`, no message storage), the bytes
+    /// SwiftProtobuf writes for the message `message` returns. A borrow's reply carries a
+    /// signed token and goes through the message.
+    public struct Grant: Sendable {
+        /// The request answered.
+        public var requestID: UInt64
+        /// The lease id's first and last 8 bytes, big-endian.
+        public var leaseID: (high: UInt64, low: UInt64)
+        public var licenseID: String
+        public var feature: String
+        public var count: UInt32
+        public var expiresAtMs: Int64
+        public var overage: Bool
+        public var warnings: [String]
+        public var fencingToken: UInt64
+        public var replayed: Bool
+
+        /// A reply with every field given.
+        public init(
+            requestID: UInt64,
+            leaseID: (high: UInt64, low: UInt64),
+            licenseID: String,
+            feature: String,
+            count: UInt32,
+            expiresAtMs: Int64,
+            overage: Bool,
+            warnings: [String],
+            fencingToken: UInt64,
+            replayed: Bool
+        ) {
+            self.requestID = requestID
+            self.leaseID = leaseID
+            self.licenseID = licenseID
+            self.feature = feature
+            self.count = count
+            self.expiresAtMs = expiresAtMs
+            self.overage = overage
+            self.warnings = warnings
+            self.fencingToken = fencingToken
+            self.replayed = replayed
+        }
+
+        /// The same reply as a generated message (what a test compares with, and what the
+        /// server sends when the log fails before the grant is durable: its request id).
+        public var message: Licensed_V1_ServerMessage {
+            var response = Licensed_V1_CheckOutResponse()
+            withUnsafeBytes(of: (self.leaseID.high.bigEndian, self.leaseID.low.bigEndian)) { response.leaseID = Data($0) }
+            response.licenseID = self.licenseID
+            response.feature = self.feature
+            response.count = self.count
+            response.expiresAtMs = self.expiresAtMs
+            response.overage = self.overage
+            response.warnings = self.warnings
+            response.fencingToken = self.fencingToken
+            response.replayed = self.replayed
+            var message = Licensed_V1_ServerMessage()
+            message.requestID = self.requestID
+            message.checkOut = response
+            return message
+        }
+    }
+
+    /// Appends `grant` as one frame.
+    public static func writeFrame(_ grant: Grant, to buffer: inout ByteBuffer) {
+        let count = UInt64(grant.count)
+        let expires = UInt64(bitPattern: grant.expiresAtMs)
+        let size =
+            18 + Self.bytesSize(1, grant.licenseID.utf8.count) + Self.bytesSize(1, grant.feature.utf8.count)
+            + Self.varintSize(1, count) + Self.varintSize(1, expires) + (grant.overage ? 2 : 0)
+            + grant.warnings.reduce(0) { $0 + Self.repeatedSize(1, $1.utf8.count) } + Self.varintSize(1, grant.fencingToken)
+            + (grant.replayed ? 2 : 0)
+        Self.write(requestID: grant.requestID, field: 3, body: size, to: &buffer) { out in
+            out.tag(1, wireType: 2)
+            out.rawVarint(16)
+            withUnsafeBytes(of: (grant.leaseID.high.bigEndian, grant.leaseID.low.bigEndian)) { out.raw($0) }
+            out.string(2, grant.licenseID)
+            out.string(3, grant.feature)
+            out.varint(4, count)
+            out.varint(5, expires)
+            if grant.overage { out.varint(6, 1) }
+            for warning in grant.warnings { out.repeated(7, warning) }
+            out.varint(9, grant.fencingToken)
+            if grant.replayed { out.varint(10, 1) }
+        }
+    }
+
     /// A check-out reply's fields, read once from the generated message.
     private struct CheckOut {
         var leaseID: Data

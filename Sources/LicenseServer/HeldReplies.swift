@@ -2,15 +2,30 @@ import DequeModule
 import LicenseProtocol
 import NIOCore
 
+/// A reply on its way to a session: a message, or a granted check-out written straight from its
+/// lease (the hot path's reply, which then never becomes a message).
+enum OutgoingReply {
+    case message(Licensed_V1_ServerMessage)
+    case grant(ServerMessageWire.Grant)
+
+    /// The request it answers.
+    var requestID: UInt64 {
+        switch self {
+        case .message(let message): message.requestID
+        case .grant(let grant): grant.requestID
+        }
+    }
+}
+
 /// Replies that acknowledge changes, held until the commit log reports those changes durable.
 /// A reply waits for everything appended before it was held, so replies are released in the
 /// order they were held.
-struct HeldReplies<Target: AnyObject> {
+struct HeldReplies<Target: AnyObject, Reply> {
     /// Highest sequence number the log reported durable.
     private(set) var durable: UInt64
     /// Sequence number of the last change appended (read without asking the log).
     var lastAppended: UInt64
-    private var waiting = Deque<(sequence: UInt64, target: Target, reply: Licensed_V1_ServerMessage)>()
+    private var waiting = Deque<(sequence: UInt64, target: Target, reply: Reply)>()
 
     init(durable: UInt64) {
         self.durable = durable
@@ -22,7 +37,7 @@ struct HeldReplies<Target: AnyObject> {
 
     /// Holds `reply` for `target` until everything appended so far is durable; false (nothing
     /// held) when it already is.
-    mutating func hold(_ reply: Licensed_V1_ServerMessage, for target: Target) -> Bool {
+    mutating func hold(_ reply: Reply, for target: Target) -> Bool {
         guard self.lastAppended > self.durable else { return false }
         self.waiting.append((self.lastAppended, target, reply))
         return true
@@ -30,7 +45,7 @@ struct HeldReplies<Target: AnyObject> {
 
     /// The log reports `sequence` durable: hands each reply it releases to `deliver`, in order,
     /// moved out of the queue (a copy of a reply retains every message it holds).
-    mutating func release(upTo sequence: UInt64, _ deliver: (Target, consuming Licensed_V1_ServerMessage) -> Void) {
+    mutating func release(upTo sequence: UInt64, _ deliver: (Target, consuming Reply) -> Void) {
         self.durable = max(self.durable, sequence)
         while !self.waiting.isEmpty, self.waiting[self.waiting.startIndex].sequence <= self.durable {
             let held = self.waiting.removeFirst()
@@ -39,7 +54,7 @@ struct HeldReplies<Target: AnyObject> {
     }
 
     /// Every reply still held (the log failed: none of them will be released).
-    mutating func abandonAll() -> [(target: Target, reply: Licensed_V1_ServerMessage)] {
+    mutating func abandonAll() -> [(target: Target, reply: Reply)] {
         defer { self.waiting.removeAll() }
         return self.waiting.map { ($0.target, $0.reply) }
     }

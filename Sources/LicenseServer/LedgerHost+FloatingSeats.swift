@@ -15,6 +15,8 @@ extension LedgerHost {
     /// What became of a check-out: answered now, or waiting in the feature's queue.
     enum CheckOutOutcome {
         case answer(Result<Licensed_V1_CheckOutResponse, LicenseError>)
+        /// Granted, the reply written from the lease (a borrow's goes as an answer: it carries a token).
+        case granted(ServerMessageWire.Grant)
         case queued
     }
 
@@ -60,9 +62,29 @@ extension LedgerHost {
             return .queued
         case .failure(let error):
             return .answer(.failure(self.denied(error, command)))
-        case .success(let grant):
+        case .success(let grant) where grant.lease.borrowed:
             return .answer(.success(self.granted(grant, at: now)))
+        case .success(let grant):
+            self.record(grant)
+            return .granted(Self.reply(to: grant, requestID: requestID))
         }
+    }
+
+    /// The reply to a grant, from its lease.
+    static func reply(to grant: SeatLedger.Grant, requestID: UInt64) -> ServerMessageWire.Grant {
+        let lease = grant.lease
+        return ServerMessageWire.Grant(
+            requestID: requestID,
+            leaseID: (lease.id.high, lease.id.low),
+            licenseID: lease.licenseID,
+            feature: lease.feature,
+            count: lease.count,
+            expiresAtMs: lease.expiresAtMs,
+            overage: lease.overage,
+            warnings: grant.warnings,
+            fencingToken: lease.fencingToken,
+            replayed: grant.replayed
+        )
     }
 
     func denied(_ error: LicenseError, _ command: SeatLedger.CheckOut) -> LicenseError {
@@ -76,6 +98,14 @@ extension LedgerHost {
 
     /// Logs a grant, appends its changes to the log, and builds the reply (with a signed token for a borrow).
     func granted(_ grant: SeatLedger.Grant, at now: Int64, waitedMs: Int64? = nil) -> Licensed_V1_CheckOutResponse {
+        self.record(grant, waitedMs: waitedMs)
+        var response = Self.reply(to: grant, requestID: 0).message.checkOut
+        if grant.lease.borrowed { response.borrowToken = self.signer.borrowToken(for: grant.lease) }
+        return response
+    }
+
+    /// Appends a grant's changes to the log (with its audit record), counts and logs it.
+    func record(_ grant: SeatLedger.Grant, waitedMs: Int64? = nil) {
         let lease = grant.lease
         self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs)
         if !grant.replayed {
@@ -89,18 +119,6 @@ extension LedgerHost {
                 ]
             )
         }
-        var response = Licensed_V1_CheckOutResponse()
-        response.leaseID = .init(lease.id.bytes)
-        response.licenseID = lease.licenseID
-        response.feature = lease.feature
-        response.count = lease.count
-        response.expiresAtMs = lease.expiresAtMs
-        response.overage = lease.overage
-        response.warnings = grant.warnings
-        response.fencingToken = lease.fencingToken
-        response.replayed = grant.replayed
-        if lease.borrowed { response.borrowToken = self.signer.borrowToken(for: lease) }
-        return response
     }
 
     /// Checks a lease in: its holder's own, or (a role that may revoke) anyone's — then the holder

@@ -28,6 +28,11 @@ extension LedgerHost {
                 switch self.checkOut(request, session: session, requestID: message.requestID, handler: handler) {
                 case .queued:
                     return  // answered when a seat is granted, or at the deadline
+                case .granted(let grant):
+                    // Acknowledged only once it is on disk (a check-out is not an administration to audit).
+                    let reply = OutgoingReply.grant(grant)
+                    if !self.replies.hold(reply, for: handler) { handler.writeDeferred(reply) }
+                    return
                 case .answer(let answer):
                     result = answer.map { .checkOut($0) }
                 }

@@ -30,7 +30,7 @@ package final class LedgerHost {
     /// Set when the log failed: nothing more is acknowledged or served.
     private(set) var failure: String?
     /// Replies held until their changes are durable.
-    var replies: HeldReplies<SessionHandler>
+    var replies: HeldReplies<SessionHandler, OutgoingReply>
     /// The connection attached to each session, to push events to.
     var connections: [SessionID: SessionHandler] = [:]
     /// Sessions told about threshold crossings.
@@ -130,7 +130,7 @@ package final class LedgerHost {
 
     /// Holds `reply` for `handler` until everything appended so far is durable.
     func replyWhenDurable(_ reply: Licensed_V1_ServerMessage, to handler: SessionHandler) -> Bool {
-        self.replies.hold(reply, for: handler)
+        self.replies.hold(.message(reply), for: handler)
     }
 
     /// The log reports `sequence` durable: release the replies waiting for it, one flush per connection.

@@ -348,6 +348,21 @@ final class SessionHandler: ChannelInboundHandler {
         return first
     }
 
+    /// `writeDeferred` of a reply in either form.
+    @discardableResult
+    func writeDeferred(_ reply: borrowing OutgoingReply) -> Bool {
+        switch reply {
+        case .message(let message):
+            return self.writeDeferred(message)
+        case .grant(let grant):
+            guard let context = self.channelContext else { return false }
+            let first = self.outgoing == nil
+            if first { self.outgoing = context.channel.allocator.buffer(capacity: 256) }
+            ServerMessageWire.writeFrame(grant, to: &self.outgoing!)
+            return first
+        }
+    }
+
     /// Flushes replies written by `writeDeferred`.
     func flushDeferred() {
         guard let context = self.channelContext else { return }

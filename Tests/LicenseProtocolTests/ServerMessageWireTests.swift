@@ -90,6 +90,39 @@ struct ServerMessageWireTests {
         #expect(laidOut == 3_000)
     }
 
+    @Test("a grant written from the lease: the frame SwiftProtobuf writes for the same reply, after what the buffer holds")
+    func grants() throws {
+        var random = Generator(state: 20_261_204)
+        var buffer = ByteBuffer(bytes: [7])
+        var expected: [UInt8] = [7]
+        for _ in 0..<3_000 {
+            let grant = ServerMessageWire.Grant(
+                requestID: random.number(),
+                leaseID: (random.next() << 11 | random.next() & 0x7FF, random.number()),
+                licenseID: random.text(),
+                feature: random.text(),
+                count: UInt32(truncatingIfNeeded: random.number()),
+                expiresAtMs: Int64(bitPattern: random.number()),
+                overage: random.flag(),
+                warnings: (0..<random.below(4)).map { _ in random.text() },
+                fencingToken: random.number(),
+                replayed: random.flag()
+            )
+            var direct = ByteBuffer()
+            ServerMessageWire.writeFrame(grant, to: &direct)
+            let frame = try Self.expectedFrame(grant.message)
+            #expect(Array(direct.readableBytesView) == frame, "\(grant.message)")
+            ServerMessageWire.writeFrame(grant, to: &buffer)
+            expected += frame
+            // The message holds the lease id as its 16 bytes, big-endian.
+            let id = grant.message.checkOut.leaseID
+            #expect(id.count == 16)
+            #expect(id.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } == grant.leaseID.high)
+            #expect(id.suffix(8).reduce(0) { $0 << 8 | UInt64($1) } == grant.leaseID.low)
+        }
+        #expect(Array(buffer.readableBytesView) == expected)
+    }
+
     @Test("any other reply, or one with unknown fields, goes through SwiftProtobuf (the same frame all the same)")
     func leftToSwiftProtobuf() throws {
         var error = Licensed_V1_ServerMessage()

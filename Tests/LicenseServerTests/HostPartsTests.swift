@@ -91,7 +91,7 @@ struct HostPartsTests {
     }
 
     /// The replies `release(upTo:)` hands over, in order.
-    static func release(_ replies: inout HeldReplies<Connection>, upTo sequence: UInt64) -> [(
+    static func release(_ replies: inout HeldReplies<Connection, Licensed_V1_ServerMessage>, upTo sequence: UInt64) -> [(
         target: Connection, reply: Licensed_V1_ServerMessage
     )] {
         var released: [(target: Connection, reply: Licensed_V1_ServerMessage)] = []
@@ -103,7 +103,7 @@ struct HostPartsTests {
     func heldReplies() {
         let a = Connection()
         let b = Connection()
-        var replies = HeldReplies<Connection>(durable: 10)
+        var replies = HeldReplies<Connection, Licensed_V1_ServerMessage>(durable: 10)
         let durableAlready = replies.hold(Self.reply(1), for: a)
         #expect(durableAlready == false)
         replies.lastAppended = 12

@@ -116,6 +116,13 @@ struct SessionHandlerTests {
         #expect(granted.map(\.requestID) == [2])
         #expect(granted.first?.checkOut.leaseID.count == 16)
         #expect(fixture.channel.isActive)
+        // The reply, written from the lease, says what the ledger holds.
+        let reply = try #require(granted.first?.checkOut)
+        let id = try #require(LeaseID(bytes: reply.leaseID))
+        let lease = try #require(fixture.host.value.ledger.leases[id])
+        #expect(reply.licenseID == lease.licenseID && reply.feature == lease.feature && reply.count == lease.count)
+        #expect(reply.expiresAtMs == lease.expiresAtMs && reply.fencingToken == lease.fencingToken && reply.fencingToken > 0)
+        #expect(!reply.overage && !reply.replayed && reply.warnings.isEmpty && reply.borrowToken.isEmpty)
     }
 
     @Test("a request the role may not make is refused and the session stays open; a garbled frame closes it")
