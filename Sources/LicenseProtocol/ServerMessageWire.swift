@@ -117,9 +117,7 @@ public enum ServerMessageWire {
             + grant.warnings.reduce(0) { $0 + Self.repeatedSize(1, $1.utf8.count) } + Self.varintSize(1, grant.fencingToken)
             + (grant.replayed ? 2 : 0)
         Self.write(requestID: grant.requestID, field: 3, body: size, to: &buffer) { out in
-            out.tag(1, wireType: 2)
-            out.rawVarint(16)
-            withUnsafeBytes(of: (grant.leaseID.high.bigEndian, grant.leaseID.low.bigEndian)) { out.raw($0) }
+            out.leaseID(1, grant.leaseID)
             out.string(2, grant.licenseID)
             out.string(3, grant.feature)
             out.varint(4, count)
@@ -128,6 +126,37 @@ public enum ServerMessageWire {
             for warning in grant.warnings { out.repeated(7, warning) }
             out.varint(9, grant.fencingToken)
             if grant.replayed { out.varint(10, 1) }
+        }
+    }
+
+    /// A check-in's reply when it released no add-ons: only the lease id, written from its words.
+    public struct Return: Sendable {
+        /// The request answered.
+        public var requestID: UInt64
+        /// The lease id's first and last 8 bytes, big-endian.
+        public var leaseID: (high: UInt64, low: UInt64)
+
+        /// A reply for the lease `leaseID`.
+        public init(requestID: UInt64, leaseID: (high: UInt64, low: UInt64)) {
+            self.requestID = requestID
+            self.leaseID = leaseID
+        }
+
+        /// The same reply as a generated message.
+        public var message: Licensed_V1_ServerMessage {
+            var response = Licensed_V1_CheckInResponse()
+            withUnsafeBytes(of: (self.leaseID.high.bigEndian, self.leaseID.low.bigEndian)) { response.leaseID = Data($0) }
+            var message = Licensed_V1_ServerMessage()
+            message.requestID = self.requestID
+            message.checkIn = response
+            return message
+        }
+    }
+
+    /// Appends `reply` as one frame.
+    public static func writeFrame(_ reply: Return, to buffer: inout ByteBuffer) {
+        Self.write(requestID: reply.requestID, field: 4, body: 18, to: &buffer) { out in
+            out.leaseID(1, reply.leaseID)
         }
     }
 
@@ -247,6 +276,13 @@ public enum ServerMessageWire {
             precondition(self.offset + bytes.count <= self.capacity)
             (self.base + self.offset).copyMemory(from: source, byteCount: bytes.count)
             self.offset += bytes.count
+        }
+
+        /// A lease id from its two words: 18 bytes (tag, length 16, the id big-endian).
+        mutating func leaseID(_ field: Int, _ id: (high: UInt64, low: UInt64)) {
+            self.tag(field, wireType: 2)
+            self.rawVarint(16)
+            withUnsafeBytes(of: (id.high.bigEndian, id.low.bigEndian)) { self.raw($0) }
         }
 
         mutating func bytes(_ field: Int, _ data: Data) {

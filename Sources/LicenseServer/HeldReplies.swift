@@ -2,17 +2,19 @@ import DequeModule
 import LicenseProtocol
 import NIOCore
 
-/// A reply on its way to a session: a message, or a granted check-out written straight from its
-/// lease (the hot path's reply, which then never becomes a message).
+/// A reply on its way to a session: a message, or a granted check-out or a check-in written
+/// straight from the lease (the hot path's replies, which then never become messages).
 enum OutgoingReply {
     case message(Licensed_V1_ServerMessage)
     case grant(ServerMessageWire.Grant)
+    case `return`(ServerMessageWire.Return)
 
     /// The request it answers.
     var requestID: UInt64 {
         switch self {
         case .message(let message): message.requestID
         case .grant(let grant): grant.requestID
+        case .return(let reply): reply.requestID
         }
     }
 }

@@ -37,7 +37,14 @@ extension LedgerHost {
                     result = answer.map { .checkOut($0) }
                 }
             case .checkIn(let request):
-                result = self.checkIn(request, session: session, role: role).map { .checkIn($0) }
+                let answer = self.checkIn(request, session: session, role: role)
+                if case .success(let response) = answer, response.releasedAddons.isEmpty, let id = LeaseID(bytes: response.leaseID) {
+                    // Acknowledged only once it is on disk, written from the lease id (not an administration to audit).
+                    let reply = OutgoingReply.return(ServerMessageWire.Return(requestID: message.requestID, leaseID: (id.high, id.low)))
+                    if !self.replies.hold(reply, for: handler) { handler.writeDeferred(reply) }
+                    return
+                }
+                result = answer.map { .checkIn($0) }
             case .heartbeat(let request):
                 result = self.heartbeat(request, session: session).map { .heartbeat($0) }
             case .status(let request):

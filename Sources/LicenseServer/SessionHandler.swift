@@ -355,12 +355,19 @@ final class SessionHandler: ChannelInboundHandler {
         case .message(let message):
             return self.writeDeferred(message)
         case .grant(let grant):
-            guard let context = self.channelContext else { return false }
-            let first = self.outgoing == nil
-            if first { self.outgoing = context.channel.allocator.buffer(capacity: 256) }
-            ServerMessageWire.writeFrame(grant, to: &self.outgoing!)
-            return first
+            return self.writeLaidOut { ServerMessageWire.writeFrame(grant, to: &$0) }
+        case .return(let reply):
+            return self.writeLaidOut { ServerMessageWire.writeFrame(reply, to: &$0) }
         }
+    }
+
+    /// Appends a hand-laid reply to the gathered ones; true when it is the first since the last flush.
+    private func writeLaidOut(_ write: (inout ByteBuffer) -> Void) -> Bool {
+        guard let context = self.channelContext else { return false }
+        let first = self.outgoing == nil
+        if first { self.outgoing = context.channel.allocator.buffer(capacity: 256) }
+        write(&self.outgoing!)
+        return first
     }
 
     /// Flushes replies written by `writeDeferred`.

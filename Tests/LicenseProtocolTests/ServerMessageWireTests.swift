@@ -123,6 +123,24 @@ struct ServerMessageWireTests {
         #expect(Array(buffer.readableBytesView) == expected)
     }
 
+    @Test("a check-in's reply written from the lease id: the frame SwiftProtobuf writes for the same reply")
+    func returns() throws {
+        var random = Generator(state: 20_261_205)
+        for _ in 0..<1_000 {
+            let reply = ServerMessageWire.Return(
+                requestID: random.number(),
+                leaseID: (random.number(), random.next() << 11 | random.next() & 0x7FF)
+            )
+            var direct = ByteBuffer(bytes: [1, 2])
+            ServerMessageWire.writeFrame(reply, to: &direct)
+            #expect(Array(direct.readableBytesView) == [1, 2] + (try Self.expectedFrame(reply.message)), "\(reply.message)")
+            let id = reply.message.checkIn.leaseID
+            #expect(id.count == 16 && reply.message.checkIn.releasedAddons.isEmpty)
+            #expect(id.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } == reply.leaseID.high)
+            #expect(id.suffix(8).reduce(0) { $0 << 8 | UInt64($1) } == reply.leaseID.low)
+        }
+    }
+
     @Test("any other reply, or one with unknown fields, goes through SwiftProtobuf (the same frame all the same)")
     func leftToSwiftProtobuf() throws {
         var error = Licensed_V1_ServerMessage()

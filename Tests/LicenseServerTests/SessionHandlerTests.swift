@@ -123,6 +123,17 @@ struct SessionHandlerTests {
         #expect(reply.licenseID == lease.licenseID && reply.feature == lease.feature && reply.count == lease.count)
         #expect(reply.expiresAtMs == lease.expiresAtMs && reply.fencingToken == lease.fencingToken && reply.fencingToken > 0)
         #expect(!reply.overage && !reply.replayed && reply.warnings.isEmpty && reply.borrowToken.isEmpty)
+        // Its check-in: held until durable too, then answered with the lease id.
+        var checkIn = Licensed_V1_CheckInRequest()
+        checkIn.leaseID = reply.leaseID
+        try fixture.send(4, .checkIn(checkIn))
+        #expect(try fixture.replies().isEmpty)
+        fixture.log.makeDurable()
+        fixture.channel.embeddedEventLoop.run()
+        let returned = try fixture.replies()
+        #expect(returned.map(\.requestID) == [4])
+        #expect(returned.first?.checkIn.leaseID == reply.leaseID)
+        #expect(fixture.host.value.ledger.leases[id] == nil)
     }
 
     @Test("a request the role may not make is refused and the session stays open; a garbled frame closes it")
