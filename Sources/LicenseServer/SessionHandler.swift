@@ -157,13 +157,30 @@ final class SessionHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .closing = self.state { return }
         var bytes = Self.unwrapInboundIn(data)
-        if var partial = self.partialFrame {
-            self.partialFrame = nil
-            partial.writeBuffer(&bytes)
-            bytes = partial
-        }
         let maximum = self.host.context.configuration.maxFrameBytes
         do {
+            // A frame begun in an earlier read takes only the bytes it lacks from this one (its
+            // length first, then the body it announces); the rest of the read is framed in place.
+            if var partial = self.partialFrame {
+                self.partialFrame = nil
+                while true {
+                    if let frame = try FrameDecoder.readFrame(from: &partial, maximumFrameLength: maximum) {
+                        self.received(context, frame: frame)
+                        if case .closing = self.state { return }
+                        break
+                    }
+                    let needed =
+                        partial.readableBytes < 4
+                        ? 4 - partial.readableBytes
+                        : 4 + Int(partial.getInteger(at: partial.readerIndex, endianness: .big, as: UInt32.self)!) - partial.readableBytes
+                    guard var piece = bytes.readSlice(length: needed) else {
+                        partial.writeBuffer(&bytes)
+                        self.partialFrame = partial
+                        return
+                    }
+                    partial.writeBuffer(&piece)
+                }
+            }
             while let frame = try FrameDecoder.readFrame(from: &bytes, maximumFrameLength: maximum) {
                 self.received(context, frame: frame)
                 if case .closing = self.state { return }
@@ -173,8 +190,13 @@ final class SessionHandler: ChannelInboundHandler {
             return
         }
         if bytes.readableBytes > 0 {
-            bytes.discardReadBytes()
-            self.partialFrame = bytes
+            // Kept in a buffer of its own, sized for the whole frame when its length is known (at
+            // most the maximum: a longer one was refused above): the read's buffer goes back to
+            // NIO for the next read instead of being held, and later pieces do not regrow it.
+            let announced = bytes.getInteger(at: bytes.readerIndex, endianness: .big, as: UInt32.self).map { 4 + Int($0) } ?? 64
+            var partial = context.channel.allocator.buffer(capacity: max(announced, bytes.readableBytes))
+            partial.writeBuffer(&bytes)
+            self.partialFrame = partial
         }
     }
 

@@ -224,8 +224,12 @@ struct SessionHandlerTests {
     func framing() throws {
         let bytes = try Self.helloAndHeartbeats().flatMap { $0 }
         // Every place for one cut, and one byte per read.
+        // Two cuts close together: a read that ends one frame, holds the next whole and begins a third.
+        let twoCuts: [[ArraySlice<UInt8>]] = [1, 3, 5, 17, 30].flatMap { gap in
+            (0..<max(0, bytes.count - gap)).map { [bytes[..<$0], bytes[$0..<$0 + gap], bytes[($0 + gap)...]] }
+        }
         let splits: [[ArraySlice<UInt8>]] =
-            (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] } + [bytes.indices.map { bytes[$0...$0] }]
+            (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] } + [bytes.indices.map { bytes[$0...$0] }] + twoCuts
         for reads in splits {
             let fixture = try Fixture()
             for read in reads where !read.isEmpty {
@@ -253,12 +257,20 @@ struct SessionHandlerTests {
         #expect(cut.first?.error.message.contains("middle of a frame") == true)
         #expect(!truncated.channel.isActive)
 
-        let oversized = try Fixture()
-        var announce = oversized.channel.allocator.buffer(capacity: 4)
-        announce.writeInteger(UInt32(oversized.host.value.context.configuration.maxFrameBytes + 1), endianness: .big)
-        try oversized.channel.writeInbound(announce)
-        let refused = try oversized.replies()
-        #expect(refused.map(\.error.code) == [.resourceExhausted])
-        #expect(!oversized.channel.isActive)
+        // The length over the maximum arriving whole, or its four bytes cut anywhere across reads
+        // after a frame that ended mid-read.
+        for cut in 0...3 {
+            let oversized = try Fixture()
+            var announce = oversized.channel.allocator.buffer(capacity: 4)
+            announce.writeInteger(UInt32(oversized.host.value.context.configuration.maxFrameBytes + 1), endianness: .big)
+            let length = Array(announce.readableBytesView)
+            try oversized.channel.writeInbound(oversized.channel.allocator.buffer(bytes: frames[0] + length[..<cut]))
+            _ = try oversized.replies()
+            if cut > 0 { #expect(try oversized.handler.partialFrame?.readableBytes == cut) }
+            try oversized.channel.writeInbound(oversized.channel.allocator.buffer(bytes: length[cut...]))
+            let refused = try oversized.replies()
+            #expect(refused.map(\.error.code) == [.resourceExhausted], "cut after \(cut)")
+            #expect(!oversized.channel.isActive)
+        }
     }
 }
