@@ -116,27 +116,75 @@ extension SeatLedger {
         if self.sessions.values[index].leases.isEmpty && !self.sessions.values[index].attached { self.sessions.remove(at: index) }
     }
 
-    /// Adds (sign 1) or removes (sign -1) `seats` of `lease`'s licence and feature from every counter.
+    /// Adds (sign 1) or removes (sign -1) `seats` of `lease`'s licence and feature from every counter:
+    /// the seats (and overage) under the licence's feature, and — when a rule reads them
+    /// (`countsHolders`) — the seats each user and group holds, under the feature and under "*".
     mutating func charge(_ lease: Lease, seats: UInt32, user: String, groups: [String], sign: Int) {
-        func adjust(_ value: inout UInt32) {
-            value = sign > 0 ? value + seats : (value > seats ? value - seats : 0)
-        }
         if lease.tokenCost > 0 {
             let tokens = seats * lease.tokenCost
             let current = self.tokensInUse[lease.licenseID] ?? 0
             self.tokensInUse[lease.licenseID] = sign > 0 ? current + tokens : (current > tokens ? current - tokens : 0)
         }
-        let lineage = self.lineage(of: groups)
-        func hold(_ usage: inout PoolUsage, counted: Bool) {
-            if counted {
-                adjust(&usage.seats)
-                if lease.overage { adjust(&usage.overage) }
-            }
-            adjust(&usage.byUser[user, default: 0])
-            for group in lineage { adjust(&usage.byGroup[group, default: 0]) }
+        let key = PoolKey(licenseID: lease.licenseID, feature: lease.feature)
+        guard self.countsHolders else {
+            // No rule reads who holds seats: the seat counts alone (no user, group or "*" key hashed).
+            self.usage[key, default: PoolUsage()].adjust(seats: seats, overage: lease.overage, sign: sign)
+            return
         }
-        hold(&self.usage[PoolKey(licenseID: lease.licenseID, feature: lease.feature), default: PoolUsage()], counted: true)
-        hold(&self.usage[PoolKey(licenseID: lease.licenseID, feature: "*"), default: PoolUsage()], counted: false)
+        let lineage = self.lineage(of: groups)
+        // One lookup of the feature's key for its seats and its holders.
+        self.usage[key, default: PoolUsage()].adjust(seats: seats, overage: lease.overage, sign: sign, user: user, lineage: lineage)
+        self.usage[PoolKey(licenseID: lease.licenseID, feature: "*"), default: PoolUsage()].adjustHolders(
+            seats: seats,
+            sign: sign,
+            user: user,
+            lineage: lineage
+        )
+    }
+
+    /// Turns the holder counts on or off as the rules in force need them: a licence's MAX limits
+    /// or reservations, or the server's per-user maximum or reservations. Turned on, they are
+    /// counted afresh from the leases held (a reload that brings the first such rule); turned off,
+    /// dropped.
+    mutating func updateHolderCounting() {
+        let needed =
+            self.configuration.restrictions.contains { $0.maxPerUser > 0 || !$0.reservations.isEmpty }
+            || self.pools.values.contains { !$0.license.limits.isEmpty || !$0.reservations.isEmpty }
+        guard needed != self.countsHolders else { return }
+        self.countsHolders = needed
+        self.recountHolders()
+    }
+
+    /// Counts the seats each user and group holds from the leases (and shared-seat groups) held.
+    mutating func recountHolders() {
+        // "*" keys hold nothing but holder counts.
+        self.usage = self.usage.filter { $0.key.feature != "*" }
+        for index in self.usage.indices {
+            self.usage.values[index].byUser = [:]
+            self.usage.values[index].byGroup = [:]
+        }
+        guard self.countsHolders else { return }
+        func count(licenseID: String, feature: String, seats: UInt32, user: String, groups: [String]) {
+            let lineage = self.lineage(of: groups)
+            for key in [PoolKey(licenseID: licenseID, feature: feature), PoolKey(licenseID: licenseID, feature: "*")] {
+                self.usage[key, default: PoolUsage()].adjustHolders(seats: seats, sign: 1, user: user, lineage: lineage)
+            }
+        }
+        for shard in 0..<LeaseTable.shardCount {
+            // Leases sharing seats are counted once, through their group.
+            for lease in self.leases.leases(inShard: shard) where lease.sharedSeats == 0 {
+                count(
+                    licenseID: lease.licenseID,
+                    feature: lease.feature,
+                    seats: lease.count,
+                    user: lease.identity.user,
+                    groups: lease.identity.groups
+                )
+            }
+        }
+        for (key, group) in self.dupGroups {
+            count(licenseID: key.licenseID, feature: key.feature, seats: group.seats, user: group.user, groups: group.groups)
+        }
     }
 
     /// Raises a high-water mark in place (one lookup of its dictionary key, not two).

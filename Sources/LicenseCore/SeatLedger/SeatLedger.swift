@@ -144,11 +144,31 @@ public struct SeatLedger: Sendable {
     /// for a feature's key, 0 under "*"), and seats per user and per group, counting every group
     /// a holder is within ("/emea/sales" also counts for "/emea"). One entry per key, so that a
     /// charge hashes each key once, not once per counter.
-    struct PoolUsage {
+    struct PoolUsage: Equatable {
         var seats: UInt32 = 0
         var overage: UInt32 = 0
         var byUser: [String: UInt32] = [:]
         var byGroup: [String: UInt32] = [:]
+
+        /// Adds (sign 1) or removes (sign -1, never below 0) `seats` from `value`.
+        @inline(__always)
+        static func adjust(_ value: inout UInt32, by seats: UInt32, sign: Int) {
+            value = sign > 0 ? value + seats : (value > seats ? value - seats : 0)
+        }
+
+        /// The seats (and overage) held, and with `user` the seats that user and the groups of
+        /// `lineage` hold.
+        mutating func adjust(seats: UInt32, overage: Bool, sign: Int, user: String? = nil, lineage: [String] = []) {
+            Self.adjust(&self.seats, by: seats, sign: sign)
+            if overage { Self.adjust(&self.overage, by: seats, sign: sign) }
+            if let user { self.adjustHolders(seats: seats, sign: sign, user: user, lineage: lineage) }
+        }
+
+        /// The seats `user` and the groups of `lineage` hold.
+        mutating func adjustHolders(seats: UInt32, sign: Int, user: String, lineage: [String]) {
+            Self.adjust(&self.byUser[user, default: 0], by: seats, sign: sign)
+            for group in lineage { Self.adjust(&self.byGroup[group, default: 0], by: seats, sign: sign) }
+        }
     }
 
     struct PoolKey: Hashable {
@@ -200,12 +220,17 @@ public struct SeatLedger: Sendable {
     }
 
     /// The configuration.
-    public var configuration: Configuration
+    public var configuration: Configuration {
+        didSet { self.updateHolderCounting() }
+    }
     var pools: [String: LicensePool] = [:]
     /// Licence ids granting each feature, soonest expiry first.
     var poolsByFeature: [String: [String]] = [:]
     /// What is held under each licence's feature, and ("*") under all of its features.
     var usage: [PoolKey: PoolUsage] = [:]
+    /// Whether `usage` counts what each user and group holds: only while a rule reads it
+    /// (`updateHolderCounting`); otherwise a grant hashes no user, group or "*" key.
+    var countsHolders = false
     /// Token-pool seats held per licence.
     var tokensInUse: [String: UInt32] = [:]
     /// Each group path's lineage (itself and every group above it), worked out once: a cache,
@@ -271,6 +296,7 @@ public struct SeatLedger: Sendable {
         }
         self.poolsByFeature = byFeature
         self.licensesIssuedMs = licenses.map(\.license.issuedAtMs).max() ?? 0
+        self.updateHolderCounting()
     }
 
     /// Where licence `id` stands at `nowMs`, counting a trial from its first grant.
