@@ -29,9 +29,8 @@ extension LedgerHost {
                 case .queued:
                     return  // answered when a seat is granted, or at the deadline
                 case .granted(let grant):
-                    // Acknowledged only once it is on disk (a check-out is not an administration to audit).
-                    let reply = OutgoingReply.grant(grant)
-                    if !self.replies.hold(reply, for: handler) { handler.writeDeferred(reply) }
+                    // Not an administration to audit.
+                    self.acknowledge(.grant(grant), to: handler)
                     return
                 case .answer(let answer):
                     result = answer.map { .checkOut($0) }
@@ -39,9 +38,11 @@ extension LedgerHost {
             case .checkIn(let request):
                 let answer = self.checkIn(request, session: session, role: role)
                 if case .success(let response) = answer, response.releasedAddons.isEmpty, let id = LeaseID(bytes: response.leaseID) {
-                    // Acknowledged only once it is on disk, written from the lease id (not an administration to audit).
-                    let reply = OutgoingReply.return(ServerMessageWire.Return(requestID: message.requestID, leaseID: (id.high, id.low)))
-                    if !self.replies.hold(reply, for: handler) { handler.writeDeferred(reply) }
+                    // Written from the lease id; not an administration to audit.
+                    self.acknowledge(
+                        .return(ServerMessageWire.Return(requestID: message.requestID, leaseID: (id.high, id.low))),
+                        to: handler
+                    )
                     return
                 }
                 result = answer.map { .checkIn($0) }

@@ -133,6 +133,11 @@ package final class LedgerHost {
         self.replies.hold(.message(reply), for: handler)
     }
 
+    /// Answers a change to `handler` once everything appended so far is durable (at once when it is).
+    func acknowledge(_ reply: OutgoingReply, to handler: SessionHandler) {
+        if !self.replies.hold(reply, for: handler) { handler.writeDeferred(reply) }
+    }
+
     /// The log reports `sequence` durable: release the replies waiting for it, one flush per connection.
     func durable(upTo sequence: UInt64) {
         var touched: [SessionHandler] = []

@@ -190,11 +190,11 @@ final class SessionHandler: ChannelInboundHandler {
             return
         }
         if bytes.readableBytes > 0 {
-            // Kept in a buffer of its own, sized for the whole frame when its length is known (at
-            // most the maximum: a longer one was refused above): the read's buffer goes back to
-            // NIO for the next read instead of being held, and later pieces do not regrow it.
+            // Kept in a buffer of its own, so that the read's buffer goes back to NIO for the next
+            // read instead of being held; sized for the frame when its length is known, up to
+            // 4 KiB (a longer frame grows it as its body arrives, not on its announcement alone).
             let announced = bytes.getInteger(at: bytes.readerIndex, endianness: .big, as: UInt32.self).map { 4 + Int($0) } ?? 64
-            var partial = context.channel.allocator.buffer(capacity: max(announced, bytes.readableBytes))
+            var partial = context.channel.allocator.buffer(capacity: max(min(announced, 4096), bytes.readableBytes))
             partial.writeBuffer(&bytes)
             self.partialFrame = partial
         }
