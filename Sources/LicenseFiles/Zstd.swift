@@ -1,6 +1,6 @@
 import CZstd
 
-/// zstd files (`zstdcat`, `zstd -d` and `journalctl`'s library read them), written and read
+/// zstd files (`zstdcat`, `zstd -d` and anything built on libzstd read them), written and read
 /// through libzstd, streamed in chunks as `Gzip` is. Each file is one frame with its content
 /// checksum, so a damaged or cut file fails to read rather than reading short.
 package enum Zstd {
