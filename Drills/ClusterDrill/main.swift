@@ -73,6 +73,11 @@ final class Gate: @unchecked Sendable {
 let feature = "drill.seat"
 /// A feature only the probes use, so that its seats are free whenever the server serves.
 let probeFeature = "drill.probe"
+/// Its seats: more than the probe check-outs the run can leave behind. A probe check-out made
+/// durable by a node killed before it answered is held by no one the prober knows of, and the
+/// prober's session (resumed on the next active, heartbeating) keeps it for the rest of the run:
+/// one per fault at most, and the run makes about ten faults.
+let probeCapacity = 16
 let capacity = 10
 let ttlSeconds = 3
 
@@ -100,7 +105,7 @@ func main() async throws -> Int32 {
     // The licence: 10 seats, HARD.
     _ = try run(licensectl, ["keys", "generate", "--out", "issuer"], in: work)
     let spec = """
-        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}, {"name": "\(probeFeature)", "count": 4}],
+        {"id": "drill", "licensee": "Drill", "features": [{"name": "\(feature)", "count": \(capacity)}, {"name": "\(probeFeature)", "count": \(probeCapacity)}],
          "model": "LICENSE_MODEL_FLOATING", "overage": "OVERAGE_POLICY_HARD", "lease": {"heartbeat_ttl_ms": 10000}}
         """
     try spec.write(to: work.appendingPathComponent("spec.json"), atomically: true, encoding: .utf8)
@@ -367,6 +372,9 @@ func main() async throws -> Int32 {
                 try await Task.sleep(for: .milliseconds(100))
             } catch let error as LicenseClientError where error.code == .unavailable {
                 refusal = (ContinuousClock.now - lost, error.message)
+            } catch let error as LicenseClientError where error.code == .noSeats {
+                // Still served (a refusal decided, not UNAVAILABLE): probe again.
+                try await Task.sleep(for: .milliseconds(100))
             }
         }
         await probe.close()
