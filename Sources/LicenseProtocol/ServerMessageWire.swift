@@ -87,8 +87,8 @@ public enum ServerMessageWire {
             self.replayed = replayed
         }
 
-        /// The same reply as a generated message (what a test compares with, and what the
-        /// server sends when the log fails before the grant is durable: its request id).
+        /// The same reply as a generated message (what the tests compare with, and what a
+        /// borrow's reply starts from).
         public var message: Licensed_V1_ServerMessage {
             var response = Licensed_V1_CheckOutResponse()
             withUnsafeBytes(of: (self.leaseID.high.bigEndian, self.leaseID.low.bigEndian)) { response.leaseID = Data($0) }
@@ -109,24 +109,8 @@ public enum ServerMessageWire {
 
     /// Appends `grant` as one frame.
     public static func writeFrame(_ grant: Grant, to buffer: inout ByteBuffer) {
-        let count = UInt64(grant.count)
-        let expires = UInt64(bitPattern: grant.expiresAtMs)
-        let size =
-            18 + Self.bytesSize(1, grant.licenseID.utf8.count) + Self.bytesSize(1, grant.feature.utf8.count)
-            + Self.varintSize(1, count) + Self.varintSize(1, expires) + (grant.overage ? 2 : 0)
-            + grant.warnings.reduce(0) { $0 + Self.repeatedSize(1, $1.utf8.count) } + Self.varintSize(1, grant.fencingToken)
-            + (grant.replayed ? 2 : 0)
-        Self.write(requestID: grant.requestID, field: 3, body: size, to: &buffer) { out in
-            out.leaseID(1, grant.leaseID)
-            out.string(2, grant.licenseID)
-            out.string(3, grant.feature)
-            out.varint(4, count)
-            out.varint(5, expires)
-            if grant.overage { out.varint(6, 1) }
-            for warning in grant.warnings { out.repeated(7, warning) }
-            out.varint(9, grant.fencingToken)
-            if grant.replayed { out.varint(10, 1) }
-        }
+        let fields = CheckOut(grant)
+        Self.write(requestID: grant.requestID, field: 3, body: fields.size, to: &buffer) { fields.write(&$0) }
     }
 
     /// A check-in's reply when it released no add-ons: only the lease id, written from its words.
@@ -160,9 +144,16 @@ public enum ServerMessageWire {
         }
     }
 
-    /// A check-out reply's fields, read once from the generated message.
+    /// A check-out reply's fields, read once from the generated message or taken from a grant:
+    /// one list of them, sized and written alike for both.
     private struct CheckOut {
-        var leaseID: Data
+        /// The message's bytes, or a grant's two words (never copied into `Data`).
+        enum LeaseID {
+            case data(Data)
+            case words(high: UInt64, low: UInt64)
+        }
+
+        var leaseID: LeaseID
         var licenseID: String
         var feature: String
         var count: UInt64
@@ -174,7 +165,7 @@ public enum ServerMessageWire {
         var replayed: Bool
 
         init(_ reply: Licensed_V1_CheckOutResponse) {
-            self.leaseID = reply.leaseID
+            self.leaseID = .data(reply.leaseID)
             self.licenseID = reply.licenseID
             self.feature = reply.feature
             self.count = UInt64(reply.count)
@@ -186,8 +177,26 @@ public enum ServerMessageWire {
             self.replayed = reply.replayed
         }
 
+        init(_ grant: Grant) {
+            self.leaseID = .words(high: grant.leaseID.high, low: grant.leaseID.low)
+            self.licenseID = grant.licenseID
+            self.feature = grant.feature
+            self.count = UInt64(grant.count)
+            self.expiresAtMs = UInt64(bitPattern: grant.expiresAtMs)
+            self.overage = grant.overage
+            self.warnings = grant.warnings
+            self.borrowToken = Data()
+            self.fencingToken = grant.fencingToken
+            self.replayed = grant.replayed
+        }
+
         var size: Int {
-            ServerMessageWire.bytesSize(1, self.leaseID) + ServerMessageWire.bytesSize(1, self.licenseID.utf8.count)
+            let leaseID =
+                switch self.leaseID {
+                case .data(let data): ServerMessageWire.bytesSize(1, data)
+                case .words: 18
+                }
+            return leaseID + ServerMessageWire.bytesSize(1, self.licenseID.utf8.count)
                 + ServerMessageWire.bytesSize(1, self.feature.utf8.count) + ServerMessageWire.varintSize(1, self.count)
                 + ServerMessageWire.varintSize(1, self.expiresAtMs) + (self.overage ? 2 : 0)
                 + self.warnings.reduce(0) { $0 + ServerMessageWire.repeatedSize(1, $1.utf8.count) }
@@ -196,7 +205,10 @@ public enum ServerMessageWire {
         }
 
         func write(_ out: inout Writer) {
-            out.bytes(1, self.leaseID)
+            switch self.leaseID {
+            case .data(let data): out.bytes(1, data)
+            case .words(let high, let low): out.leaseID(1, (high, low))
+            }
             out.string(2, self.licenseID)
             out.string(3, self.feature)
             out.varint(4, self.count)
