@@ -60,14 +60,4 @@ package enum Gzip {
         _ = gzerror(gz, &code)
         guard code == Z_OK || code == Z_STREAM_END else { throw StoreError("\(path) is not a whole gzip file (zlib error \(code))") }
     }
-
-    /// The whole decompressed content of `path`.
-    package static func decompressFile(_ path: String) throws -> [UInt8] {
-        var output: [UInt8] = []
-        try Self.forEachChunk(of: path) { chunk in
-            output.append(contentsOf: chunk)
-            return true
-        }
-        return output
-    }
 }
