@@ -39,6 +39,8 @@ public final class LicensePool: Sendable {
     private let scoped: Bool
     /// Seats kept for groups.
     let reservations: [Licensed_V1_Reservation]
+    /// Who shares a seat (`dup_group`).
+    let dupGroup: Licensed_V1_DupGroup
 
     var license: Licensed_V1_License { self.verified.license }
     var id: String { self.verified.license.id }
@@ -62,6 +64,7 @@ public final class LicensePool: Sendable {
         self.graceMs = license.gracePeriodMs
         self.trialDays = license.trialDays
         self.reservations = license.reservations
+        self.dupGroup = license.dupGroup
         self.scoped = !license.allowedGroups.isEmpty
         self.restricted =
             self.scoped || !license.allowedNetworks.isEmpty || !license.excludedUsers.isEmpty || !license.allowedUsers.isEmpty
@@ -78,12 +81,6 @@ public final class LicensePool: Sendable {
     func validity(at nowMs: Int64) -> Licensed_V1_LicenseStatus.State {
         VerifiedLicense.state(at: nowMs, notBeforeMs: self.notBeforeMs, notAfterMs: self.notAfterMs, graceMs: self.graceMs)
     }
-
-    /// Seats of `feature` this licence grants.
-    func capacity(_ feature: String) -> UInt32 { self.features[feature]?.count ?? 0 }
-
-    /// Token cost of one seat of `feature` (0 = counted by its own seats).
-    func tokenCost(_ feature: String) -> UInt32 { self.features[feature]?.tokenCost ?? 0 }
 
     /// Levels from the client's nearest group up to this licence's scope; nil = not in scope;
     /// Int.max = a global (unscoped) pool, chosen last.

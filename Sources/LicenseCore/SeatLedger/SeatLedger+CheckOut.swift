@@ -6,7 +6,8 @@ public import LicenseProtocol
 extension SeatLedger {
     /// Where a check-out's seats come from.
     struct Choice {
-        var licenseID: String
+        /// The licence, with its terms for the feature.
+        var source: FeatureSource
         var overage: Bool
         /// Seats of the dup group joined or started (0 = no sharing).
         var sharedSeats: UInt32 = 0
@@ -61,7 +62,7 @@ extension SeatLedger {
         case .failure(let error):
             return .failure(error)
         case .success(let choice):
-            let pool = self.pools[choice.licenseID]!
+            let pool = choice.source.pool
             var changes: [LedgerChange] = []
             if pool.trialDays > 0, self.trialStarts[pool.id] == nil {
                 changes.append(.trialStarted(licenseID: pool.id, atMs: nowMs))
@@ -71,7 +72,7 @@ extension SeatLedger {
                 id: request.newLeaseID,
                 sessionID: request.sessionID,
                 feature: request.feature,
-                licenseID: choice.licenseID,
+                licenseID: pool.id,
                 count: count,
                 identity: identity,
                 grantedAtMs: nowMs,
@@ -85,7 +86,7 @@ extension SeatLedger {
             lease.baseLeaseID = choice.baseLeaseID
             lease.sharedSeats = choice.sharedSeats
             lease.dupIdentity = choice.dupIdentity
-            lease.tokenCost = pool.tokenCost(request.feature)
+            lease.tokenCost = choice.source.tokenCost
             changes.append(.granted(lease))
             for change in changes { self.apply(change) }
             var warnings = self.warnings(for: pool, overage: choice.overage, at: nowMs)
@@ -133,15 +134,17 @@ extension SeatLedger {
     /// licence as overage; else why not.
     func choose(_ request: CheckOut, identity: ClientIdentity, count: UInt32, at nowMs: Int64) -> Result<Choice, LicenseError> {
         let feature = request.feature
-        guard let ids = self.poolsByFeature[feature], !ids.isEmpty else {
+        guard let sources = self.poolsByFeature[feature], !sources.isEmpty else {
             return .failure(LicenseError(.notFound, "no licence grants feature '\(feature)'"))
         }
         if let refusal = self.restrictionRefusal(feature: feature, identity: identity) { return .failure(refusal) }
         let version = request.version.isEmpty ? identity.clientVersion : request.version
         var refusals: [LicenseError] = []
-        var candidates: [(id: String, distance: Int, expiry: Int64, base: LeaseID?)] = []
-        for id in ids {
-            let pool = self.pools[id]!
+        var candidates: [(source: FeatureSource, distance: Int, base: LeaseID?)] = []
+        candidates.reserveCapacity(sources.count)
+        for source in sources {
+            let pool = source.pool
+            let id = pool.id
             let license = pool.license
             let state = self.state(of: pool, at: nowMs)
             guard Self.isUsable(state) else {
@@ -152,7 +155,7 @@ extension SeatLedger {
                 refusals.append(refusal)
                 continue
             }
-            let ceiling = pool.features[feature]!.version
+            let ceiling = source.version
             guard Version.isAllowed(version, ceiling: ceiling) else {
                 let stated = version.isEmpty ? "no version" : "version \(version)"
                 refusals.append(
@@ -198,23 +201,25 @@ extension SeatLedger {
                     continue
                 }
             }
-            candidates.append((id, pool.scopeDistance(for: identity) ?? Int.max, pool.expiryOrder, base))
+            candidates.append((source, pool.scopeDistance(for: identity) ?? Int.max, base))
         }
         guard !candidates.isEmpty else { return .failure(Self.mostTelling(refusals, feature: feature)) }
         // The comparator captures no `self` (a closure over the ledger copied all of it per check-out).
         if candidates.count > 1 {
-            candidates.sort { a, b in (a.distance, a.expiry, a.id) < (b.distance, b.expiry, b.id) }
+            candidates.sort { a, b in
+                (a.distance, a.source.pool.expiryOrder, a.source.pool.id) < (b.distance, b.source.pool.expiryOrder, b.source.pool.id)
+            }
         }
         var limitRefusal: LicenseError? = nil
         for candidate in candidates {
-            let pool = self.pools[candidate.id]!
+            let pool = candidate.source.pool
             // Seat sharing: an identity that already holds this feature shares its seat.
-            if let dup = Self.dupIdentity(pool.license.dupGroup, identity) {
+            if let dup = Self.dupIdentity(pool.dupGroup, identity) {
                 let key = DupKey(licenseID: pool.id, feature: feature, identity: dup)
                 if let group = self.dupGroups[key], group.seats >= count, request.borrowMs == 0 {
                     return .success(
                         Choice(
-                            licenseID: pool.id,
+                            source: candidate.source,
                             overage: false,
                             sharedSeats: group.seats,
                             dupIdentity: dup,
@@ -228,11 +233,10 @@ extension SeatLedger {
                 limitRefusal = limitRefusal ?? refusal
                 continue
             }
-            if self.hasRoom(pool, feature: feature, identity: identity, seats: count) {
+            if self.hasRoom(candidate.source, identity: identity, seats: count) {
                 return .success(
                     self.newChoice(
-                        pool,
-                        feature: feature,
+                        candidate.source,
                         identity: identity,
                         count: count,
                         overage: false,
@@ -243,12 +247,11 @@ extension SeatLedger {
             }
         }
         if let trueUp = candidates.first(where: {
-            self.pools[$0.id]!.trueUp && self.limitRefusal(self.pools[$0.id]!, feature: feature, identity: identity, seats: count) == nil
+            $0.source.pool.trueUp && self.limitRefusal($0.source.pool, feature: feature, identity: identity, seats: count) == nil
         }) {
             return .success(
                 self.newChoice(
-                    self.pools[trueUp.id]!,
-                    feature: feature,
+                    trueUp.source,
                     identity: identity,
                     count: count,
                     overage: true,
@@ -269,16 +272,15 @@ extension SeatLedger {
     }
 
     func newChoice(
-        _ pool: LicensePool,
-        feature: String,
+        _ source: FeatureSource,
         identity: ClientIdentity,
         count: UInt32,
         overage: Bool,
         base: LeaseID?,
         borrow: Int64
     ) -> Choice {
-        var choice = Choice(licenseID: pool.id, overage: overage, baseLeaseID: base)
-        if borrow == 0, let dup = Self.dupIdentity(pool.license.dupGroup, identity) {
+        var choice = Choice(source: source, overage: overage, baseLeaseID: base)
+        if borrow == 0, let dup = Self.dupIdentity(source.pool.dupGroup, identity) {
             choice.sharedSeats = count
             choice.dupIdentity = dup
         }

@@ -6,17 +6,17 @@ public import LicenseProtocol
 /// The limits a grant must keep: pool capacity, per-user and per-host maxima, the server's own
 /// restrictions by group and network, and the warnings a grant carries.
 extension SeatLedger {
-    /// True when `pool` has `seats` free for `identity` once seats reserved for groups the
-    /// identity is not in are set aside.
-    func hasRoom(_ pool: LicensePool, feature: String, identity: ClientIdentity, seats: UInt32) -> Bool {
+    /// True when `source`'s licence has `seats` of its feature free for `identity` once seats
+    /// reserved for groups the identity is not in are set aside.
+    func hasRoom(_ source: FeatureSource, identity: ClientIdentity, seats: UInt32) -> Bool {
+        let pool = source.pool
         if pool.unlimited { return true }
-        let key = PoolKey(licenseID: pool.id, feature: feature)
-        let terms = pool.features[feature]
-        let cost = terms?.tokenCost ?? 0
+        let feature = source.key.feature
+        let cost = source.tokenCost
         if cost > 0 {
             return (self.tokensInUse[pool.id] ?? 0) + seats * cost <= pool.license.tokenPool
         }
-        let usage = self.usage[key]
+        let usage = self.usage[source.key]
         let used = usage?.seats ?? 0
         var reserved: UInt32 = 0
         for reservation in pool.reservations where reservation.feature.isEmpty || reservation.feature == feature {
@@ -24,7 +24,7 @@ extension SeatLedger {
             let takenByMembers = usage?.byGroup[GroupPath.normalized(reservation.group)] ?? 0
             reserved += reservation.count > takenByMembers ? reservation.count - takenByMembers : 0
         }
-        let capacity = terms?.count ?? 0
+        let capacity = source.count
         guard capacity >= used + reserved else { return false }
         guard capacity - used - reserved >= seats else { return false }
         return self.restrictionHasRoom(feature: feature, identity: identity, seats: seats)
@@ -63,12 +63,8 @@ extension SeatLedger {
 
     // MARK: - Server-side restrictions
 
-    func restrictions(for feature: String) -> [FeatureRestriction] {
-        self.configuration.restrictions.filter { $0.feature.isEmpty || $0.feature == feature }
-    }
-
     func restrictionRefusal(feature: String, identity: ClientIdentity) -> LicenseError? {
-        for r in self.restrictions(for: feature) {
+        for r in self.configuration.restrictions where r.feature.isEmpty || r.feature == feature {
             let inGroup = { (groups: [String]) in identity.groups.contains { g in groups.contains { GroupPath.isWithin(g, $0) } } }
             if r.excludedUsers.contains(identity.user) || r.excludedHosts.contains(identity.host) || inGroup(r.excludedGroups) {
                 return LicenseError(.userNotAllowed, "the server's options exclude \(identity.user)@\(identity.host) from '\(feature)'")
@@ -84,8 +80,8 @@ extension SeatLedger {
             }
             if r.maxPerUser > 0 {
                 var held: UInt32 = 0
-                for id in self.poolsByFeature[feature] ?? [] {
-                    held += self.usage[PoolKey(licenseID: id, feature: feature)]?.byUser[identity.user] ?? 0
+                for source in self.poolsByFeature[feature] ?? [] {
+                    held += self.usage[source.key]?.byUser[identity.user] ?? 0
                 }
                 if held >= r.maxPerUser {
                     return LicenseError(
@@ -100,22 +96,24 @@ extension SeatLedger {
 
     /// Feature-wide reservations from the server's options.
     func restrictionHasRoom(feature: String, identity: ClientIdentity, seats: UInt32) -> Bool {
-        let rules = self.restrictions(for: feature).filter { !$0.reservations.isEmpty }
+        // The usual server has no reservations in its options: nothing to filter.
+        guard self.configuration.restrictions.contains(where: { !$0.reservations.isEmpty }) else { return true }
+        let rules = self.configuration.restrictions.filter { ($0.feature.isEmpty || $0.feature == feature) && !$0.reservations.isEmpty }
         guard !rules.isEmpty else { return true }
         var capacity: UInt32 = 0
         var used: UInt32 = 0
-        for id in self.poolsByFeature[feature] ?? [] {
-            let pool = self.pools[id]!
-            if pool.unlimited { return true }
-            capacity += pool.capacity(feature)
-            used += self.usage[PoolKey(licenseID: id, feature: feature)]?.seats ?? 0
+        let sources = self.poolsByFeature[feature] ?? []
+        for source in sources {
+            if source.pool.unlimited { return true }
+            capacity += source.count
+            used += self.usage[source.key]?.seats ?? 0
         }
         var reserved: UInt32 = 0
         for rule in rules {
             for (group, count) in rule.reservations where !identity.groups.contains(where: { GroupPath.isWithin($0, group) }) {
                 var taken: UInt32 = 0
-                for id in self.poolsByFeature[feature] ?? [] {
-                    taken += self.usage[PoolKey(licenseID: id, feature: feature)]?.byGroup[GroupPath.normalized(group)] ?? 0
+                for source in sources {
+                    taken += self.usage[source.key]?.byGroup[GroupPath.normalized(group)] ?? 0
                 }
                 reserved += count > taken ? count - taken : 0
             }

@@ -176,6 +176,29 @@ public struct SeatLedger: Sendable {
         var feature: String
     }
 
+    /// One licence granting one feature, and the terms of that feature a check-out reads, taken
+    /// from the generated message once at load (its getters cost ~85 instructions each). A class
+    /// of constants: a check-out's candidates hold it with one retain.
+    final class FeatureSource: Sendable {
+        let pool: LicensePool
+        /// Where the feature's seats are counted.
+        let key: PoolKey
+        /// Seats the licence grants (of its token pool, when `tokenCost` > 0).
+        let count: UInt32
+        /// Tokens one seat costs (0 = counted by its own seats).
+        let tokenCost: UInt32
+        /// The highest client version allowed (empty = any).
+        let version: String
+
+        init(pool: LicensePool, feature: String, terms: Licensed_V1_Feature) {
+            self.pool = pool
+            self.key = PoolKey(licenseID: pool.id, feature: feature)
+            self.count = terms.count
+            self.tokenCost = terms.tokenCost
+            self.version = terms.version
+        }
+    }
+
     /// Leases sharing seats under a licence's dup_group: the same feature and identity key.
     struct DupKey: Hashable {
         var licenseID: String
@@ -224,8 +247,9 @@ public struct SeatLedger: Sendable {
         didSet { self.updateHolderCounting() }
     }
     var pools: [String: LicensePool] = [:]
-    /// Licence ids granting each feature, soonest expiry first.
-    var poolsByFeature: [String: [String]] = [:]
+    /// The licences granting each feature, soonest expiry first, each with its terms for the
+    /// feature: a check-out finds its candidates and their terms with one lookup of the feature.
+    var poolsByFeature: [String: [FeatureSource]] = [:]
     /// What is held under each licence's feature, and ("*") under all of its features.
     var usage: [PoolKey: PoolUsage] = [:]
     /// Whether `usage` counts what each user and group holds: only while a rule reads it
@@ -282,17 +306,18 @@ public struct SeatLedger: Sendable {
         for verified in licenses where verified.license.model == .nodeLocked {
             self.nodeLocked[verified.license.id] = LicensePool(verified, configuration: self.configuration)
         }
-        var byFeature: [String: [String]] = [:]
         for verified in licenses where verified.license.model != .nodeLocked {
             let pool = LicensePool(verified, configuration: self.configuration)
             self.pools[pool.id] = pool
-            for name in pool.features.keys { byFeature[name, default: []].append(pool.id) }
         }
-        for (feature, ids) in byFeature {
-            byFeature[feature] = ids.sorted { a, b in
-                let (x, y) = (self.pools[a]!, self.pools[b]!)
-                return (x.expiryOrder, a) < (y.expiryOrder, b)
+        var byFeature: [String: [FeatureSource]] = [:]
+        for pool in self.pools.values {
+            for (name, terms) in pool.features {
+                byFeature[name, default: []].append(FeatureSource(pool: pool, feature: name, terms: terms))
             }
+        }
+        for (feature, sources) in byFeature {
+            byFeature[feature] = sources.sorted { a, b in (a.pool.expiryOrder, a.pool.id) < (b.pool.expiryOrder, b.pool.id) }
         }
         self.poolsByFeature = byFeature
         self.licensesIssuedMs = licenses.map(\.license.issuedAtMs).max() ?? 0
@@ -319,14 +344,14 @@ public struct SeatLedger: Sendable {
     /// (nil when an unlimited licence grants it).
     public func capacity(of feature: String, at nowMs: Int64) -> UInt32? {
         var total: UInt32 = 0
-        for id in self.poolsByFeature[feature] ?? [] {
-            let pool = self.pools[id]!
+        for source in self.poolsByFeature[feature] ?? [] {
+            let pool = source.pool
             guard Self.isUsable(self.state(of: pool, at: nowMs)) else { continue }
             if pool.unlimited { return nil }
-            if pool.tokenCost(feature) > 0 {
-                total += pool.license.tokenPool / pool.tokenCost(feature)
+            if source.tokenCost > 0 {
+                total += pool.license.tokenPool / source.tokenCost
             } else {
-                total += pool.capacity(feature)
+                total += source.count
             }
         }
         return total
