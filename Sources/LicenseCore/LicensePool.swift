@@ -19,7 +19,7 @@ public final class LicensePool: Sendable {
     /// not_after, with perpetual licences last.
     public let expiryOrder: Int64
     /// See `License.isTimeLimited`.
-    public var isTimeLimited: Bool { self.license.isTimeLimited }
+    public let isTimeLimited: Bool
     /// Parsed allowed_networks.
     public let networks: [NetworkRange]
     /// Networks that did not parse (the licence grants to no network then: failing closed).
@@ -41,9 +41,18 @@ public final class LicensePool: Sendable {
     let reservations: [Licensed_V1_Reservation]
     /// Who shares a seat (`dup_group`).
     let dupGroup: Licensed_V1_DupGroup
+    /// The licence's id.
+    let id: String
+    /// Builds newer than this may not use it (0 = no maintenance date).
+    let maintenanceUntilMs: Int64
+    /// Base licences an add-on needs one of (empty = a base).
+    let requires: [String]
+    /// Its MAX rules for users and groups.
+    let limits: [Licensed_V1_UsageLimit]
+    /// How long a checked-in seat stays held for its identity (0 = not at all).
+    let lingerMs: Int64
 
     var license: Licensed_V1_License { self.verified.license }
-    var id: String { self.verified.license.id }
 
     init(_ verified: VerifiedLicense, configuration: SeatLedger.Configuration) {
         self.verified = verified
@@ -65,6 +74,12 @@ public final class LicensePool: Sendable {
         self.trialDays = license.trialDays
         self.reservations = license.reservations
         self.dupGroup = license.dupGroup
+        self.id = license.id
+        self.isTimeLimited = license.isTimeLimited
+        self.maintenanceUntilMs = license.maintenanceUntilMs
+        self.requires = license.requires
+        self.limits = license.limits
+        self.lingerMs = Int64(license.lease.lingerMs)
         self.scoped = !license.allowedGroups.isEmpty
         self.restricted =
             self.scoped || !license.allowedNetworks.isEmpty || !license.excludedUsers.isEmpty || !license.allowedUsers.isEmpty

@@ -149,7 +149,7 @@ extension SeatLedger {
     mutating func updateHolderCounting() {
         let needed =
             self.configuration.restrictions.contains { $0.maxPerUser > 0 || !$0.reservations.isEmpty }
-            || self.pools.values.contains { !$0.license.limits.isEmpty || !$0.reservations.isEmpty }
+            || self.pools.values.contains { !$0.limits.isEmpty || !$0.reservations.isEmpty }
         guard needed != self.countsHolders else { return }
         self.countsHolders = needed
         self.recountHolders()

@@ -145,7 +145,6 @@ extension SeatLedger {
         for source in sources {
             let pool = source.pool
             let id = pool.id
-            let license = pool.license
             let state = self.state(of: pool, at: nowMs)
             guard Self.isUsable(state) else {
                 refusals.append(self.unusableError(pool, state: state, for: "'\(feature)'", at: nowMs))
@@ -163,40 +162,41 @@ extension SeatLedger {
                 )
                 continue
             }
-            if license.maintenanceUntilMs != 0, request.buildDateMs > license.maintenanceUntilMs {
+            if pool.maintenanceUntilMs != 0, request.buildDateMs > pool.maintenanceUntilMs {
                 refusals.append(
                     LicenseError(
                         .versionNotAllowed,
-                        "this build (\(Timestamp.iso8601(request.buildDateMs))) is newer than the maintenance of licence '\(id)' (until \(Timestamp.iso8601(license.maintenanceUntilMs)))"
+                        "this build (\(Timestamp.iso8601(request.buildDateMs))) is newer than the maintenance of licence '\(id)' (until \(Timestamp.iso8601(pool.maintenanceUntilMs)))"
                     )
                 )
                 continue
             }
             var base: LeaseID? = nil
-            if !license.requires.isEmpty {
+            if !pool.requires.isEmpty {
                 base =
                     (self.sessions[request.sessionID]?.leases ?? []).lazy.compactMap { self.leases[$0] }.first {
-                        !$0.lingering && license.requires.contains($0.licenseID)
+                        !$0.lingering && pool.requires.contains($0.licenseID)
                     }?
                     .id
                 guard base != nil else {
                     refusals.append(
                         LicenseError(
                             .baseRequired,
-                            "feature '\(feature)' is an add-on; check out a base part first (\(license.requires.joined(separator: " or ")))"
+                            "feature '\(feature)' is an add-on; check out a base part first (\(pool.requires.joined(separator: " or ")))"
                         )
                     )
                     continue
                 }
             }
             if request.borrowMs > 0 {
-                guard license.lease.maxBorrowMs > 0 else {
+                let maxBorrowMs = pool.license.lease.maxBorrowMs
+                guard maxBorrowMs > 0 else {
                     refusals.append(LicenseError(.permissionDenied, "licence '\(id)' does not allow borrowing"))
                     continue
                 }
-                guard UInt64(request.borrowMs) <= license.lease.maxBorrowMs else {
+                guard UInt64(request.borrowMs) <= maxBorrowMs else {
                     refusals.append(
-                        LicenseError(.invalidArgument, "licence '\(id)' allows borrowing for at most \(license.lease.maxBorrowMs) ms")
+                        LicenseError(.invalidArgument, "licence '\(id)' allows borrowing for at most \(maxBorrowMs) ms")
                     )
                     continue
                 }

@@ -32,7 +32,7 @@ extension SeatLedger {
 
     /// The licence's MAX rules for users and groups.
     func limitRefusal(_ pool: LicensePool, feature: String, identity: ClientIdentity, seats: UInt32) -> LicenseError? {
-        for limit in pool.license.limits where limit.feature.isEmpty || limit.feature == feature {
+        for limit in pool.limits where limit.feature.isEmpty || limit.feature == feature {
             let key = PoolKey(licenseID: pool.id, feature: limit.feature.isEmpty ? "*" : feature)
             switch limit.kind {
             case "user" where limit.name.isEmpty || limit.name == identity.user:

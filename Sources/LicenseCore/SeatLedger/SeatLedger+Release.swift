@@ -22,7 +22,7 @@ extension SeatLedger {
             addOns.append(other)
             changes.append(.released(other.id, .baseReleased, atMs: nowMs))
         }
-        let linger = Int64(self.pools[lease.licenseID]?.license.lease.lingerMs ?? 0)
+        let linger = self.pools[lease.licenseID]?.lingerMs ?? 0
         if linger > 0, !revoked, !lease.borrowed {
             changes.append(.lingered(leaseID, untilMs: nowMs + linger))
         } else {
