@@ -11,7 +11,7 @@ import NIOCore
 extension LedgerHost {
     /// Who a session is, for the trail: `user@host`.
     func actor(of session: SessionID) -> String {
-        guard let identity = self.ledger.identity(ofSession: session) else { return "session:\(session)" }
+        guard let identity = self.inPlace({ $0.identity(ofSession: session) }) else { return "session:\(session)" }
         return Self.actor(identity)
     }
 

@@ -29,7 +29,7 @@ extension LedgerHost {
         guard request.count <= 1_000_000 else {
             return .answer(.failure(LicenseError(.invalidArgument, "count \(request.count) is not a seat count")))
         }
-        let held = self.ledger.leaseCount(ofSession: session)
+        let held = self.inPlace { $0.leaseCount(ofSession: session) }
         if held >= self.context.configuration.maxLeasesPerSession {
             return .answer(.failure(LicenseError(.resourceExhausted, "this session holds its maximum of \(held) leases")))
         }
@@ -46,7 +46,9 @@ extension LedgerHost {
             borrowMs: Int64(request.borrowMs),
             buildDateMs: request.buildDateMs
         )
-        if let user = self.ledger.identity(ofSession: session)?.user, let refusal = self.directoryRefusal(user: user) {
+        if !self.directory.leavers.isEmpty, let user = self.inPlace({ $0.identity(ofSession: session)?.user }),
+            let refusal = self.directoryRefusal(user: user)
+        {
             return .answer(.failure(self.denied(refusal, command)))
         }
         let now = self.nowMs

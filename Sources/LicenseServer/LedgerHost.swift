@@ -24,6 +24,7 @@ package final class LedgerHost {
     /// The commit log every change goes to before its request is answered.
     let log: any CommitLog
     /// The seats, activations and sessions (inspected and administered on the loop by tests too).
+    /// Read it on the request path through `inPlace`.
     var ledger: SeatLedger
     /// The licences in force.
     var loaded: LicenseLoadResult
@@ -284,4 +285,13 @@ package final class LedgerHost {
     func admitConnection(from address: String) -> LicenseError? { self.limits.admit(from: address) }
 
     func releaseConnection(from address: String) { self.limits.release(from: address) }
+}
+
+extension LedgerHost {
+    /// Runs `body` on the ledger where it is stored. A non-mutating ledger method called on
+    /// `self.ledger` directly first copies the whole ledger out of this object (224 bytes and
+    /// some twenty retains, then as many releases: 0.65% of the daemon's CPU at full load, from
+    /// one such call per check-out); through an `inout` access it reads the stored one.
+    @inline(__always)
+    func inPlace<Result>(_ body: (inout SeatLedger) -> Result) -> Result { body(&self.ledger) }
 }
