@@ -19,15 +19,17 @@ extension LedgerHost {
 
     /// Logs `changes` and their audit records. `leases` are the leases the changes end (gone from
     /// the ledger by now), so that their records say what was held, by whom and for how long.
+    /// `time` is when they were made (the clock is read when not given).
     func commit(
         _ changes: [LedgerChange],
         actor: String,
         leases: [Lease] = [],
         waitedMs: Int64? = nil,
-        details: [(String, AuditEvent.Value)] = []
+        details: [(String, AuditEvent.Value)] = [],
+        at time: Int64? = nil
     ) {
         guard !changes.isEmpty else { return }
-        let now = self.nowMs
+        let now = time ?? self.nowMs
         var events: [AuditEvent] = []
         events.reserveCapacity(changes.count)
         for change in changes {

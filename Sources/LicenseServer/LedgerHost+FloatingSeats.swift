@@ -67,7 +67,7 @@ extension LedgerHost {
         case .success(let grant) where grant.lease.borrowed:
             return .answer(.success(self.granted(grant, at: now)))
         case .success(let grant):
-            self.record(grant)
+            self.record(grant, at: now)
             return .granted(Self.reply(to: grant, requestID: requestID))
         }
     }
@@ -100,16 +100,16 @@ extension LedgerHost {
 
     /// Logs a grant, appends its changes to the log, and builds the reply (with a signed token for a borrow).
     func granted(_ grant: SeatLedger.Grant, at now: Int64, waitedMs: Int64? = nil) -> Licensed_V1_CheckOutResponse {
-        self.record(grant, waitedMs: waitedMs)
+        self.record(grant, waitedMs: waitedMs, at: now)
         var response = Self.reply(to: grant, requestID: 0).message.checkOut
         if grant.lease.borrowed { response.borrowToken = self.signer.borrowToken(for: grant.lease) }
         return response
     }
 
-    /// Appends a grant's changes to the log (with its audit record), counts and logs it.
-    func record(_ grant: SeatLedger.Grant, waitedMs: Int64? = nil) {
+    /// Appends a grant's changes, made at `now`, to the log (with its audit record), counts and logs it.
+    func record(_ grant: SeatLedger.Grant, waitedMs: Int64? = nil, at now: Int64) {
         let lease = grant.lease
-        self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs)
+        self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs, at: now)
         if !grant.replayed {
             self.counters(of: lease.feature).checkouts.increment()
             self.logger.info(
@@ -137,7 +137,8 @@ extension LedgerHost {
         guard let id = LeaseID(bytes: request.leaseID) else {
             return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes, not \(request.leaseID.count)"))
         }
-        switch self.ledger.checkIn(id, by: session, asAdmin: role.mayRevoke, at: self.nowMs) {
+        let now = self.nowMs
+        switch self.ledger.checkIn(id, by: session, asAdmin: role.mayRevoke, at: now) {
         case .failure(let error):
             return .failure(error)
         case .success(let checkIn):
@@ -147,8 +148,9 @@ extension LedgerHost {
             self.commit(
                 checkIn.changes,
                 actor: actor ?? self.actor(of: session),
-                leases: [checkIn.lease] + checkIn.releasedAddOns,
-                details: details
+                leases: checkIn.releasedAddOns.isEmpty ? [checkIn.lease] : [checkIn.lease] + checkIn.releasedAddOns,
+                details: details,
+                at: now
             )
             self.counters(of: checkIn.lease.feature).checkins.increment()
             let lease = checkIn.lease

@@ -14,6 +14,8 @@ import SwiftProtobuf
 extension LedgerHost {
     /// Grants what waiting check-outs can now have (after any seat came free) and answers them.
     func serveQueues() {
+        // After every check-in: without waiters, nothing to do (and no clock to read).
+        guard self.inPlace({ $0.hasWaiters }) else { return }
         let now = self.nowMs
         for (waiter, result) in self.ledger.serveQueues(at: now) {
             guard let (handler, requestID) = self.queued.waiters.removeValue(forKey: waiter.id) else { continue }

@@ -15,6 +15,9 @@ extension SeatLedger {
         return nil
     }
 
+    /// True when some check-out waits for a seat.
+    public var hasWaiters: Bool { !self.queues.isEmpty }
+
     /// Grants what the queues' heads can now have, in arrival order per feature. A head that still
     /// finds no seat keeps everyone behind it waiting (first in, first out); a head refused for
     /// another reason leaves the queue with that error.
