@@ -37,6 +37,8 @@ public final class AuditLog {
     private var fileFirstSequence: UInt64
     private var fileBytes: Int
     private var unsynced = false
+    /// Where in the current file the bytes not yet synced begin.
+    private var unsyncedFrom = 0
     /// Compression and removal of rotated files.
     public let retention: AuditRetention
     /// Told what each maintenance pass did, or why it failed (for the log).
@@ -208,6 +210,15 @@ public final class AuditLog {
         try self.flush(buffer.written)
     }
 
+    /// Starts writing the bytes not yet synced to disk, without waiting for them. The store calls
+    /// it before the write-ahead log's fdatasync: the file system allocates this file's blocks now,
+    /// in the journal transaction that fdatasync commits, and `sync()` then finds the data
+    /// written and nothing left to commit — without it, it wrote back and committed again.
+    public func startWriteback() {
+        guard self.unsynced, self.syncs else { return }
+        FileIO.startWriteback(self.fd, offset: self.unsyncedFrom, count: self.fileBytes - self.unsyncedFrom)
+    }
+
     /// Makes everything written durable (when the policy syncs).
     public func sync() throws {
         guard self.unsynced else { return }
@@ -226,6 +237,7 @@ public final class AuditLog {
     private func flush(_ bytes: UnsafeRawBufferPointer) throws {
         guard !bytes.isEmpty else { return }
         try FileIO.writeAll(self.fd, bytes, path: self.path)
+        if !self.unsynced { self.unsyncedFrom = self.fileBytes }
         self.fileBytes += bytes.count
         self.unsynced = true
     }

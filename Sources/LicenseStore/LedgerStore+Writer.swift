@@ -85,6 +85,7 @@ extension LedgerStore {
                         // commits the file system's journal for both, so the audit file's
                         // fdatasync after it finds little left to do.
                         try files.auditLog?.write(batch.audit)
+                        files.auditLog?.startWriteback()
                         try self.writeAndSync(bytes[...], &files)
                         try self.writeAudit([], &files)
                     }
