@@ -101,7 +101,7 @@ public final class AuditOperations {
     /// Adds the audit record of `change` (one of `leases`' changes) to the batch, writing the
     /// batch when it is full.
     public func record(_ change: LedgerChange, actor: String, leases: [Lease], atMs: Int64) throws {
-        if let event = LedgerHost.auditEvent(for: change, actor: actor, leases: leases, waitedMs: nil, details: [], at: atMs) {
+        if let event = LedgerHost.auditEvent(for: change, actor: actor, leases: EndedLeases(leases), waitedMs: nil, details: [], at: atMs) {
             self.batch.append(event)
         }
         if self.batch.count >= self.batchSize { try self.flush() }

@@ -30,17 +30,18 @@ extension LedgerHost {
     ) {
         guard !changes.isEmpty else { return }
         let now = time ?? self.nowMs
+        let ended = EndedLeases(leases)
         var events: [AuditEvent] = []
         events.reserveCapacity(changes.count)
         for change in changes {
-            if let event = Self.auditEvent(for: change, actor: actor, leases: leases, waitedMs: waitedMs, details: details, at: now) {
+            if let event = Self.auditEvent(for: change, actor: actor, leases: ended, waitedMs: waitedMs, details: details, at: now) {
                 events.append(event)
             }
         }
         self.replies.lastAppended = self.log.append(changes, audit: events, wakeWriter: false)
         self.wakeWriterSoon()
         if !self.thresholds.thresholds.isEmpty {
-            self.checkThresholds(self.featuresTouched(by: changes, leases: leases))
+            self.checkThresholds(self.featuresTouched(by: changes, leases: ended))
         }
     }
 
@@ -138,7 +139,7 @@ extension LedgerHost {
     package static func auditEvent(
         for change: LedgerChange,
         actor: String,
-        leases: [Lease],
+        leases: EndedLeases,
         waitedMs: Int64?,
         details extra: [(String, AuditEvent.Value)],
         at now: Int64
@@ -152,7 +153,7 @@ extension LedgerHost {
             )
         case .released(let id, let cause, let atMs):
             let record =
-                if let lease = leases.first(where: { $0.id == id }) {
+                if let lease = leases[id] {
                     AuditLeaseRecord(lease: lease, actor: actor, kind: .release(cause: cause, atMs: atMs), extra: extra)
                 } else {
                     AuditLeaseRecord(id: id, actor: actor, cause: cause, atMs: atMs, extra: extra)
@@ -168,7 +169,7 @@ extension LedgerHost {
             )
         case .lingered(let id, let untilMs):
             var details: [(String, AuditEvent.Value)] =
-                leases.first(where: { $0.id == id }).map(Self.leaseDetails) ?? [("lease", .string(id.description))]
+                leases[id].map(Self.leaseDetails) ?? [("lease", .string(id.description))]
             details.append(("until_ms", .int(untilMs)))
             return AuditEvent(timeMs: now, action: "linger", actor: actor, subject: "lease:\(id)", details: details)
         case .trialStarted(let licenseID, let atMs):
@@ -221,5 +222,36 @@ extension LedgerHost {
                 ]
             )
         }
+    }
+}
+
+/// The leases a batch of changes ends, found by id: by a look along a few (a check-in's lease and
+/// its add-ons), through an index for many. A reaper's pass after an outage ends every lease at
+/// once, and a look along all of them for each of its changes was quadratic: at a million
+/// leases, hours with the serving loop stuck.
+package struct EndedLeases {
+    private let leases: [Lease]
+    private let positions: [LeaseID: Int]?
+
+    /// Leases looked along when there are at most this many.
+    static let indexedAbove = 8
+
+    package init(_ leases: [Lease]) {
+        self.leases = leases
+        if leases.count > Self.indexedAbove {
+            var positions = [LeaseID: Int](minimumCapacity: leases.count)
+            // The first of a repeated id, as a look along them finds.
+            for (position, lease) in leases.enumerated() where positions[lease.id] == nil { positions[lease.id] = position }
+            self.positions = positions
+        } else {
+            self.positions = nil
+        }
+    }
+
+    /// The ended lease with `id`, if it is one of them.
+    package subscript(id: LeaseID) -> Lease? {
+        if let positions { return positions[id].map { self.leases[$0] } }
+        for lease in self.leases where lease.id == id { return lease }
+        return nil
     }
 }

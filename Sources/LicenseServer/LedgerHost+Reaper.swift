@@ -50,7 +50,16 @@ extension LedgerHost {
             self.serveQueues()
             self.snapshotIfDue()
         }
-        let reclaimed = self.ledger.reap(at: self.nowMs)
+        self.reclaimLapsed()
+    }
+
+    /// Reclaims up to `reaper_batch` lapsed leases; when that many were, the next pass follows
+    /// once the loop has read and answered what arrived meanwhile. (One pass over a million
+    /// leases lapsing together held the loop for seconds.)
+    func reclaimLapsed() {
+        let limit = self.context.configuration.reaperBatch
+        let reclaimed = self.ledger.reap(at: self.nowMs, limit: limit)
+        defer { if reclaimed.count >= limit { self.reclaimMoreSoon() } }
         self.commit(reclaimed.map(\.change), actor: "server", leases: reclaimed.map(\.lease))
         for (lease, _) in reclaimed {
             self.count("licensed_leases_reclaimed_total", [("feature", lease.feature), ("cause", "expired")])
@@ -62,6 +71,23 @@ extension LedgerHost {
                 ]
             )
             self.tell(holderOf: lease, .leaseReclaimed, "lease of '\(lease.feature)' reclaimed: no heartbeat within \(lease.ttlMs) ms")
+        }
+    }
+
+    /// Queues the next pass of `reclaimLapsed`. Not `execute`: the loop runs tasks queued by a
+    /// task in the same turn, before it reads any socket again; a task due in a millisecond is
+    /// not due when this turn looks for more, so the sockets come first.
+    private func reclaimMoreSoon() {
+        guard !self.reclaimQueued else { return }
+        self.reclaimQueued = true
+        let host = NIOLoopBound(self, eventLoop: self.eventLoop)
+        self.eventLoop.scheduleTask(in: .milliseconds(1)) {
+            let host = host.value
+            host.reclaimQueued = false
+            // Not when the reaper stopped (the server is stopping) or the node may not write.
+            guard host.reaper != nil, host.mayWrite else { return }
+            host.reclaimLapsed()
+            host.serveQueues()
         }
     }
 

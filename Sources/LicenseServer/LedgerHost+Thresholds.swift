@@ -54,13 +54,13 @@ extension LedgerHost {
     }
 
     /// Features whose seats `changes` move.
-    func featuresTouched(by changes: [LedgerChange], leases: [Lease]) -> Set<String> {
+    func featuresTouched(by changes: [LedgerChange], leases: EndedLeases) -> Set<String> {
         var features = Set<String>()
         for change in changes {
             switch change {
             case .granted(let lease): features.insert(lease.feature)
             case .released(let id, _, _):
-                if let lease = leases.first(where: { $0.id == id }) { features.insert(lease.feature) }
+                if let lease = leases[id] { features.insert(lease.feature) }
             default: break
             }
         }

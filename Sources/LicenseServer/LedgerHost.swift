@@ -53,6 +53,8 @@ package final class LedgerHost {
     var randomIDs = RandomIDs()
     var reaper: RepeatedTask?
     var reapTicks = 0
+    /// A further pass of the reaper is queued on the loop (`reclaimLapsed`).
+    var reclaimQueued = false
     var snapshotRunning = false
     /// A wake-up of the log's writer is queued on the loop (see `wakeWriterSoon`).
     var writerWakeScheduled = false

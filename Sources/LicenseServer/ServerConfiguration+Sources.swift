@@ -113,6 +113,9 @@ extension ServerConfiguration {
         Option(name: "reaper_interval_ms", help: "how often lapsed leases are looked for") {
             $0.reaperIntervalMs = try int($1, "reaper_interval_ms")
         },
+        Option(name: "reaper_batch", help: "most leases reclaimed in one pass; more follow at once, between requests") {
+            $0.reaperBatch = try int($1, "reaper_batch")
+        },
         Option(name: "require_client_token", help: "refuse sessions that present no token (true/false)") {
             $0.requireClientToken = try bool($1, "require_client_token")
         },

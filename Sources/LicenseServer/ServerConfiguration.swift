@@ -91,6 +91,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxQueueLength = 1_000
     /// How often the reaper looks for lapsed leases.
     public var reaperIntervalMs = 1_000
+    /// Most leases one pass of the reaper reclaims; when more lapsed, the next pass follows at
+    /// once, after the requests that arrived meanwhile.
+    public var reaperBatch = 1_024
     /// `always`: fsync before acknowledging (the default); `none`: for tests and throw-away demos only.
     public var sync = LedgerStore.SyncPolicy.always
     /// Take a snapshot once the log holds this many records since the last one.
@@ -206,6 +209,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         guard self.reaperIntervalMs >= 10, self.reaperIntervalMs <= 60_000 else {
             throw ConfigurationError("reaper_interval_ms must be between 10 and 60000")
         }
+        guard self.reaperBatch >= 1 else { throw ConfigurationError("reaper_batch must be at least 1") }
         guard Self.logLevels.contains(self.logLevel) else {
             throw ConfigurationError("log_level '\(self.logLevel)' is not one of \(Self.logLevels.joined(separator: ", "))")
         }

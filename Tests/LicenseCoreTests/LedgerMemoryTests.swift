@@ -35,4 +35,32 @@ struct LedgerMemoryTests {
         #expect(ledger.reap(at: now + 30_000).count == 3)
         #expect(ledger.expiryIndexCount == 0)
     }
+
+    @Test("a reaper pass with a limit reclaims that many of the lapsed leases, soonest first; the next passes the rest, each once")
+    func reapInPasses() throws {
+        let t0: Int64 = 1_790_000_000_000
+        var ledger = ClockStepTests.ledger(count: 1_000)
+        let session = ID128(high: 1, low: 1)
+        ledger.openSession(session, identity: ClientIdentity(user: "a", host: "h"))
+        for low in 1...1_000 {
+            _ = try ledger.checkOut(
+                .init(sessionID: session, feature: "cad", newLeaseID: ID128(high: 2, low: UInt64(low))),
+                at: t0 + Int64(low)
+            )
+            .get()
+        }
+        let now = t0 + 1_000 + 30_000
+        var passes: [[LeaseID]] = []
+        while true {
+            let pass = ledger.reap(at: now, limit: 300).map(\.lease.id)
+            if pass.isEmpty { break }
+            passes.append(pass)
+        }
+        #expect(passes.map(\.count) == [300, 300, 300, 100])
+        // Soonest expiry first: the lease granted first goes in the first pass.
+        #expect(passes[0].first == ID128(high: 2, low: 1))
+        let all = passes.flatMap { $0 }
+        #expect(Set(all).count == 1_000)
+        #expect(ledger.leases.isEmpty)
+    }
 }

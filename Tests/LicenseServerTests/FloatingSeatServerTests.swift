@@ -1,3 +1,4 @@
+import LicenseAudit
 import LicenseCore
 import LicenseCrypto
 import LicenseProtocol
@@ -128,6 +129,53 @@ struct FloatingSeatServerTests {
             #expect(lease.feature == "cad")
             await other.close()
         }
+    }
+
+    @Test(
+        "leases that lapse together are reclaimed in passes of reaper_batch that follow each other by themselves, each once, each audited"
+    )
+    func reclaimInPasses() async throws {
+        let scratch = try TemporaryDirectory()
+        let clock = ManualClock(startMs: Self.start)
+        try await withTestServer(
+            configure: {
+                $0.leaseTTLMs = 20_000
+                $0.reaperBatch = 2
+            },
+            licenses: [Self.license(count: 5)],
+            clock: clock,
+            stateDirectory: scratch.path("state")
+        ) { server, port in
+            for index in 0..<5 {
+                let holder = try await RawConnection.connect(port: port)
+                _ = try await holder.hello(user: "holder\(index)")
+                var checkOut = Licensed_V1_ClientMessage()
+                checkOut.requestID = 2
+                checkOut.checkOut.feature = "cad"
+                try await holder.send(checkOut)
+                guard case .checkOut = try await holder.readMessage().body else {
+                    Issue.record("holder \(index) was not granted a seat")
+                    return
+                }
+                await holder.close()  // like kill -9: no check-in, no more heartbeats
+            }
+            let other = Self.client(port, user: "other")
+            #expect(try await other.status().features.first?.inUse == 5)
+            clock.advance(byMs: 20_000)
+            // One pass of the reaper: 2 leases, then passes of 2 and 1 queued on the loop.
+            try await server.reapNow()
+            var inUse: UInt32 = 5
+            for _ in 0..<200 where inUse > 0 {
+                inUse = try await other.status().features.first?.inUse ?? 5
+            }
+            #expect(inUse == 0)
+            for _ in 0..<5 { _ = try await other.checkOut(feature: "cad") }
+            await other.close()
+        }
+        let records = try await SecurityServerTests.auditRecords(scratch.path("state") + "/audit", atLeast: 10)
+        let reclaimed = records.filter { $0.action == "reclaim" }.map(\.subject)
+        #expect(reclaimed.count == 5)
+        #expect(Set(reclaimed).count == 5)
     }
 
     @Test("a client whose connection is cut reconnects, resumes its session and keeps its lease")

@@ -84,9 +84,13 @@ extension SeatLedger {
     /// all leases. Add-ons of a reclaimed base go with it.
     ///
     /// The expiry index holds, for every live lease, an entry no later than its expiry.
-    public mutating func reap(at nowMs: Int64) -> [(lease: Lease, change: LedgerChange)] {
+    ///
+    /// Stops once `limit` leases are reclaimed (add-ons of the last may take it past): the rest
+    /// are reclaimed by the next call, so that a host can serve requests between passes when
+    /// every lease lapsed at once (after an outage of the network, or of all its clients).
+    public mutating func reap(at nowMs: Int64, limit: Int = .max) -> [(lease: Lease, change: LedgerChange)] {
         var reclaimed: [(Lease, LedgerChange)] = []
-        while let next = self.expiries.min, next.atMs <= nowMs {
+        while reclaimed.count < limit, let next = self.expiries.min, next.atMs <= nowMs {
             self.expiries.removeMin()
             guard let lease = self.leases[next.leaseID] else { continue }
             guard lease.expiresAtMs <= nowMs else {
