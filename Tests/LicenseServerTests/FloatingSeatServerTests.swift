@@ -102,21 +102,28 @@ struct FloatingSeatServerTests {
         await client.close()
     }
 
+    /// A holder checks a seat of "cad" out over a raw connection and vanishes, like kill -9: no
+    /// check-in, no more heartbeats. False (an issue recorded) when it was not granted one.
+    static func holdAndVanish(port: Int, user: String = "ada") async throws -> Bool {
+        let holder = try await RawConnection.connect(port: port)
+        _ = try await holder.hello(user: user)
+        var checkOut = Licensed_V1_ClientMessage()
+        checkOut.requestID = 2
+        checkOut.checkOut.feature = "cad"
+        try await holder.send(checkOut)
+        guard case .checkOut = try await holder.readMessage().body else {
+            Issue.record("holder \(user) was not granted a seat")
+            return false
+        }
+        await holder.close()
+        return true
+    }
+
     @Test("a holder that vanishes gets its seat reclaimed at the TTL and not before")
     func reclaimAfterTTL() async throws {
         let clock = ManualClock(startMs: Self.start)
         try await withTestServer(configure: { $0.leaseTTLMs = 20_000 }, licenses: [Self.license(count: 1)], clock: clock) { server, port in
-            let holder = try await RawConnection.connect(port: port)
-            _ = try await holder.hello()
-            var checkOut = Licensed_V1_ClientMessage()
-            checkOut.requestID = 2
-            checkOut.checkOut.feature = "cad"
-            try await holder.send(checkOut)
-            guard case .checkOut = try await holder.readMessage().body else {
-                Issue.record("holder was not granted a seat")
-                return
-            }
-            await holder.close()  // like kill -9: no check-in, no more heartbeats
+            guard try await Self.holdAndVanish(port: port) else { return }
 
             let other = Self.client(port, user: "other")
             clock.advance(byMs: 19_999)
@@ -147,17 +154,7 @@ struct FloatingSeatServerTests {
             stateDirectory: scratch.path("state")
         ) { server, port in
             for index in 0..<5 {
-                let holder = try await RawConnection.connect(port: port)
-                _ = try await holder.hello(user: "holder\(index)")
-                var checkOut = Licensed_V1_ClientMessage()
-                checkOut.requestID = 2
-                checkOut.checkOut.feature = "cad"
-                try await holder.send(checkOut)
-                guard case .checkOut = try await holder.readMessage().body else {
-                    Issue.record("holder \(index) was not granted a seat")
-                    return
-                }
-                await holder.close()  // like kill -9: no check-in, no more heartbeats
+                guard try await Self.holdAndVanish(port: port, user: "holder\(index)") else { return }
             }
             let other = Self.client(port, user: "other")
             #expect(try await other.status().features.first?.inUse == 5)
