@@ -96,8 +96,6 @@ extension SeatLedger {
 
     /// Feature-wide reservations from the server's options.
     func restrictionHasRoom(feature: String, identity: ClientIdentity, seats: UInt32) -> Bool {
-        // The usual server has no reservations in its options: nothing to filter.
-        guard self.configuration.restrictions.contains(where: { !$0.reservations.isEmpty }) else { return true }
         let rules = self.configuration.restrictions.filter { ($0.feature.isEmpty || $0.feature == feature) && !$0.reservations.isEmpty }
         guard !rules.isEmpty else { return true }
         var capacity: UInt32 = 0
