@@ -184,11 +184,17 @@ public final class AuditLog {
 
     /// Numbers, chains and writes `events` (not yet synced: see `sync()`).
     public func write(_ events: [AuditEvent]) throws {
-        guard !events.isEmpty else { return }
+        try self.write(self.render(events))
+    }
+
+    /// Numbers and chains `events` as the trail's next records and renders their lines, for
+    /// `write(_:)`: the trail counts them as written from here on (its last sequence and hash are
+    /// theirs), so they must be written next, and before any other records are rendered.
+    public func render(_ events: [AuditEvent]) -> Rendered {
         var buffer = ByteWriter(capacity: events.count * 512)
+        let first = self.lastSequence + 1
         for event in events {
             let sequence = self.lastSequence + 1
-            let before = buffer.count
             let hash = self.renderer.append(sequence: sequence, event: event, previousHash: self.lastHashBytes, to: &buffer)
             // The next record's `prev`, copied in place (64 bytes, no array per record).
             let hashBytes = buffer.bytes(hash)
@@ -197,17 +203,115 @@ public final class AuditLog {
             } else {
                 self.lastHashBytes = Array(hashBytes)
             }
-            let length = buffer.count - before
-            if self.fileBytes + before > 0, self.fileBytes + before + length > self.maxFileBytes {
-                // The record starts the next file: write what precedes it, rotate, keep it.
-                try self.flush(buffer.bytes(0..<before))
-                buffer.removeFirst(before)
-                try self.rotate(firstSequence: sequence)
-            }
             self.lastSequence = sequence
             self.latestTimeMs = max(self.latestTimeMs, event.timeMs)
         }
-        try self.flush(buffer.written)
+        return Rendered(firstSequence: first, count: events.count, buffer: buffer)
+    }
+
+    /// Records rendered by `render(_:)`: their lines, one JSON line each with its newline.
+    public struct Rendered: ~Copyable {
+        /// Sequence number of the first.
+        public let firstSequence: UInt64
+        /// How many.
+        public let count: Int
+        fileprivate var buffer: ByteWriter
+
+        /// The lines' bytes, for as long as `body` runs.
+        public func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+            try body(self.buffer.written)
+        }
+
+        /// Their size in bytes.
+        public var byteCount: Int { self.buffer.count }
+    }
+
+    /// Writes records rendered by `render(_:)` (not yet synced: see `sync()`). A record that
+    /// would take the current file past `maxFileBytes` starts the next file.
+    public func write(_ rendered: borrowing Rendered) throws {
+        let bytes = rendered.buffer.written
+        guard !bytes.isEmpty else { return }
+        guard self.fileBytes + bytes.count > self.maxFileBytes else { return try self.flush(bytes) }
+        // Some record starts a new file: find which, line by line.
+        try self.write(lines: bytes, firstSequence: rendered.firstSequence)
+    }
+
+    /// Writes whole `lines` (each with its newline) numbered from `firstSequence`, rotating before
+    /// a line that would take the current file past `maxFileBytes`.
+    private func write(lines bytes: UnsafeRawBufferPointer, firstSequence: UInt64) throws {
+        var flushed = 0
+        var start = 0
+        var sequence = firstSequence
+        while start < bytes.count {
+            let end = (bytes[start...].firstIndex(of: 0x0A) ?? bytes.count - 1) + 1
+            let pending = start - flushed
+            if self.fileBytes + pending > 0, self.fileBytes + pending + (end - start) > self.maxFileBytes {
+                try self.flush(UnsafeRawBufferPointer(rebasing: bytes[flushed..<start]))
+                flushed = start
+                try self.rotate(firstSequence: sequence)
+            }
+            start = end
+            sequence += 1
+        }
+        try self.flush(UnsafeRawBufferPointer(rebasing: bytes[flushed...]))
+    }
+
+    /// A restore that would break the chain: the lines offered do not continue the trail.
+    public struct RestoreMismatch: Error, CustomStringConvertible, Sendable {
+        /// What does not fit, for a person.
+        public var description: String
+    }
+
+    /// Appends those of `lines` — `count` records from `firstSequence`, each a JSON line with its
+    /// newline, as `render(_:)` made them and a store kept them — that come after the trail's last
+    /// record: a trail whose unsynced tail a power cut took back gets it again from the log.
+    /// Returns how many were appended (0 when the trail has them all). Throws `RestoreMismatch`
+    /// when they would leave a gap or do not continue the chain (the line's `seq` or `prev` is not
+    /// the next), appending nothing of that line on; other errors are the files'.
+    public func restore(firstSequence: UInt64, count: Int, lines: ArraySlice<UInt8>) throws -> Int {
+        let last = firstSequence + UInt64(count) - 1
+        guard count > 0, last > self.lastSequence else { return 0 }
+        guard firstSequence <= self.lastSequence + 1 else {
+            throw RestoreMismatch(
+                description:
+                    "the audit trail ends at record \(self.lastSequence) and the log's audit lines resume at \(firstSequence): records \(self.lastSequence + 1)–\(firstSequence - 1) are in neither"
+            )
+        }
+        // The lines that continue the chain are checked one by one and written together.
+        var start = lines.startIndex
+        var sequence = firstSequence
+        var from: (index: Int, sequence: UInt64)?
+        var mismatch: RestoreMismatch?
+        while start < lines.endIndex, sequence <= last {
+            guard let newline = lines[start...].firstIndex(of: 0x0A) else {
+                mismatch = RestoreMismatch(description: "the log's audit line for record \(sequence) has no newline")
+                break
+            }
+            if sequence > self.lastSequence {
+                guard let parsed = AuditRecord.parse(lines[start..<newline]), parsed.hashMatches,
+                    parsed.record.sequence == sequence, parsed.record.previousHash == self.lastHash
+                else {
+                    mismatch = RestoreMismatch(
+                        description:
+                            "the log's audit line for record \(sequence) does not continue the trail (after record \(self.lastSequence), hash \(self.lastHash))"
+                    )
+                    break
+                }
+                if from == nil { from = (start, sequence) }
+                self.lastSequence = sequence
+                self.lastHashBytes = Array(parsed.record.hash.utf8)
+                self.latestTimeMs = max(self.latestTimeMs, parsed.record.timeMs)
+            }
+            start = newline + 1
+            sequence += 1
+        }
+        var appended = 0
+        if let from {
+            appended = Int(self.lastSequence - from.sequence + 1)
+            try lines[from.index..<start].withUnsafeBytes { try self.write(lines: $0, firstSequence: from.sequence) }
+        }
+        if let mismatch { throw mismatch }
+        return appended
     }
 
     /// Starts writing the bytes not yet synced to disk, without waiting for them. The store calls

@@ -74,11 +74,4 @@ struct ByteWriter: ~Copyable {
 
     /// Everything written.
     var written: UnsafeRawBufferPointer { self.bytes(0..<self.count) }
-
-    /// Drops the first `count` bytes, moving the rest to the start.
-    mutating func removeFirst(_ count: Int) {
-        precondition(count >= 0 && count <= self.count)
-        memmove(self.base, self.base + count, self.count - count)
-        self.count -= count
-    }
 }

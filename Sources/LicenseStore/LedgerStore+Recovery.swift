@@ -45,6 +45,13 @@ extension LedgerStore {
         public var setAside: [String] = []
         /// With `acceptDataLoss` only: what could not be recovered.
         public var lostHistory: String?
+        /// Audit records the audit file lacked and got back from the log's copy of them (written,
+        /// not yet synced, when the machine stopped), as the range of their sequence numbers.
+        public var auditRestored: ClosedRange<UInt64>?
+        /// Why audit lines the log holds could not be given back to the audit file, if so.
+        public var auditNotRestored: String?
+        /// The log's audit lines that reach past the audit file's last record, for the restore.
+        var auditLines: [WalRecordWire.AuditLines] = []
         /// True when a snapshot should be taken before serving: something was damaged, so the
         /// state on disk has less redundancy than it should (or, after accepted loss, a gap).
         public var needsSnapshot: Bool { !self.passedOver.isEmpty || !self.damagedOlder.isEmpty || self.lostHistory != nil }
@@ -65,7 +72,10 @@ extension LedgerStore {
     /// sequence number, it throws a `RecoveryRefusal` that names the damaged files and the
     /// records lost, unless `acceptDataLoss` (an operator's explicit decision) is set.
     /// A torn tail of the last segment is cut off (the file is truncated there).
-    static func recover(directory: String, acceptDataLoss: Bool = false) throws -> Recovery {
+    ///
+    /// `auditAfter` is the audit file's last record: the log's audit lines past it are kept in
+    /// `auditLines` for `restoreAudit`.
+    static func recover(directory: String, acceptDataLoss: Bool = false, auditAfter: UInt64? = nil) throws -> Recovery {
         var recovery = Recovery()
         // A snapshot cut short by a crash never replaced anything: its temporary file goes.
         for name in try FileIO.list(directory) where name.hasSuffix(".snap.tmp") { unlink("\(directory)/\(name)") }
@@ -84,6 +94,13 @@ extension LedgerStore {
                 break
             }
             logged.append(contentsOf: result.records.map { LoggedRecord(record: $0, file: segment.path) })
+            if let auditAfter {
+                for record in result.records {
+                    if let lines = WalRecordWire.auditLines(in: record.body), lines.lastSequence > auditAfter {
+                        recovery.auditLines.append(lines)
+                    }
+                }
+            }
             if result.tornTail {
                 guard index == segments.count - 1 else {
                     logDamage =
@@ -201,6 +218,25 @@ extension LedgerStore {
         if !damaged.isEmpty { try FileIO.syncDirectory(directory) }
         return recovery
     }
+
+    /// Gives `audit` the records of `recovery.auditLines` it lacks, in order, and syncs it. A
+    /// line that does not continue its chain stops the restore (recorded in `auditNotRestored`):
+    /// the trail then goes on from its own last record.
+    static func restoreAudit(_ recovery: inout Recovery, into audit: AuditLog) throws {
+        defer { recovery.auditLines = [] }
+        let before = audit.lastSequence
+        for lines in recovery.auditLines {
+            do {
+                _ = try audit.restore(firstSequence: lines.firstSequence, count: Int(lines.count), lines: lines.lines)
+            } catch let mismatch as AuditLog.RestoreMismatch {
+                recovery.auditNotRestored = mismatch.description
+                break
+            }
+        }
+        guard audit.lastSequence > before else { return }
+        try audit.sync()
+        recovery.auditRestored = (before + 1)...audit.lastSequence
+    }
 }
 
 extension LedgerStore.Recovery {
@@ -222,6 +258,17 @@ extension LedgerStore.Recovery {
         for damaged in self.damagedOlder { findings.append((.error, "\(damaged) (not needed this time; a fresh snapshot replaces it)")) }
         for file in self.setAside { findings.append((.warning, "damaged snapshot kept for inspection as \(file)")) }
         if let lost = self.lostHistory { findings.append((.critical, "started with --accept-data-loss: \(lost)")) }
+        if let restored = self.auditRestored {
+            findings.append(
+                (
+                    .warning,
+                    "audit trail: records \(restored.lowerBound)–\(restored.upperBound) were durable in the write-ahead log but not in the audit file (the machine stopped before it was synced); copied back from the log"
+                )
+            )
+        }
+        if let problem = self.auditNotRestored {
+            findings.append((.error, "audit trail: \(problem); it goes on from its own last record. Run `licensectl audit verify`"))
+        }
         var details: [(String, AuditEvent.Value)] = [("snapshot", .string(self.snapshotFile ?? ""))]
         if !self.passedOver.isEmpty { details.append(("snapshots_passed_over", .strings(self.passedOver))) }
         if !self.damagedOlder.isEmpty { details.append(("snapshots_damaged", .strings(self.damagedOlder))) }

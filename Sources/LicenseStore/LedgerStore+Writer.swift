@@ -54,41 +54,9 @@ extension LedgerStore {
                 continue
             }
             let started = DispatchTime.now().uptimeNanoseconds
-            // Encoded here, off the serving loop: one buffer of framed records for the batch.
-            // A snapshot cuts the batch at its index: records before it end the old segment.
-            var bytes: [UInt8] = []
-            var sequence = batch.last - UInt64(batch.changes.count)
-            func encode(_ part: Range<Int>) {
-                for index in part {
-                    sequence += 1
-                    // Serializing a message of known fields cannot fail.
-                    let body = batch.records[index] ?? WalRecordWire.bytes(of: batch.changes[index])
-                    LogSegment.encode(sequence: sequence, body: body, into: &bytes)
-                }
-            }
-            let cutIndex = batch.rotation?.cutIndex ?? 0
-            encode(0..<cutIndex)
-            let cutOffset = bytes.count
-            encode(cutIndex..<batch.changes.count)
-            let bytesAfterCut = bytes.count - cutOffset
-            if bytesAfterCut > 0 { self.queue.withLock { $0.bytesSinceSnapshot += bytesAfterCut } }
             let outcome = self.files.withLock { files -> (reported: UInt64, error: (any Error)?) in
                 do {
-                    if let rotation = batch.rotation {
-                        try self.writeAndSync(bytes[..<cutOffset], &files)
-                        try self.startSegment(firstSequence: rotation.sequence + 1, &files)
-                        try self.writeAndSync(bytes[cutOffset...], &files)
-                        self.startSnapshot(rotation)
-                        try self.writeAudit(batch.audit, &files)
-                    } else {
-                        // Both files are written before either is synced: the log's fdatasync
-                        // commits the file system's journal for both, so the audit file's
-                        // fdatasync after it finds little left to do.
-                        try files.auditLog?.write(batch.audit)
-                        files.auditLog?.startWriteback()
-                        try self.writeAndSync(bytes[...], &files)
-                        try self.writeAudit([], &files)
-                    }
+                    try self.write(batch, &files)
                 } catch {
                     return (files.lastReported, error)
                 }
@@ -109,9 +77,102 @@ extension LedgerStore {
         }
         self.files.withLock { files in
             Glibc.close(files.segmentFD)
+            // What the log alone held of the trail reaches its file too (on a failure as well: the
+            // log has those lines anyway).
+            try? files.auditLog?.sync()
             files.auditLog?.close()
         }
         self.finished.signal()
+    }
+
+    /// Audit lines of a batch above this size are not copied into the log: its audit file is
+    /// synced instead (a batch that large shares its fsyncs among hundreds of requests anyway,
+    /// and a record stays far below `LogSegment.maximumRecordLength`).
+    static let maximumAuditLinesInLog = 256 << 10
+
+    /// Writes `batch` and makes it durable: its records, and its audit records either in the log
+    /// (on the last record, under `sync: always`: one fdatasync for both, the audit file synced
+    /// later) or in the audit file synced after the log.
+    private func write(_ batch: Batch, _ files: inout Files) throws {
+        var sequence = batch.last - UInt64(batch.changes.count)
+        var bytes: [UInt8] = []
+        if let rotation = batch.rotation {
+            // The snapshot cuts the batch at its index: records before it end the old segment.
+            self.frame(batch, 0..<rotation.cutIndex, from: &sequence, into: &bytes)
+            let cut = bytes.count
+            self.frame(batch, rotation.cutIndex..<batch.changes.count, from: &sequence, into: &bytes)
+            self.countSinceSnapshot(bytes.count - cut)
+            try self.writeAndSync(bytes[..<cut], &files)
+            try self.startSegment(firstSequence: rotation.sequence + 1, &files)
+            try self.writeAndSync(bytes[cut...], &files)
+            // Synced before the snapshot starts: no log segment is ever removed while it holds
+            // audit lines that the audit file lacks on disk.
+            try self.writeAudit(batch.audit, &files)
+            self.startSnapshot(rotation)
+            return
+        }
+        guard let auditLog = files.auditLog, self.sync == .always, !batch.changes.isEmpty, !batch.audit.isEmpty else {
+            self.frame(batch, 0..<batch.changes.count, from: &sequence, into: &bytes)
+            self.countSinceSnapshot(bytes.count)
+            // Both files are written before either is synced: the log's fdatasync commits the
+            // file system's journal for both, so the audit file's fdatasync after it finds little
+            // left to do.
+            try files.auditLog?.write(batch.audit)
+            files.auditLog?.startWriteback()
+            try self.writeAndSync(bytes[...], &files)
+            try self.writeAudit([], &files)
+            return
+        }
+        let rendered = auditLog.render(batch.audit)
+        guard rendered.byteCount <= Self.maximumAuditLinesInLog else {
+            self.frame(batch, 0..<batch.changes.count, from: &sequence, into: &bytes)
+            self.countSinceSnapshot(bytes.count)
+            try auditLog.write(rendered)
+            auditLog.startWriteback()
+            try self.writeAndSync(bytes[...], &files)
+            try self.writeAudit([], &files)
+            return
+        }
+        // The audit lines ride on the batch's last record: one write and one fdatasync make the
+        // changes and their audit records durable together. The audit file gets the same lines
+        // after, unsynced: recovery gives it back what a power cut takes from it.
+        let last = batch.changes.count - 1
+        self.frame(batch, 0..<last, from: &sequence, into: &bytes)
+        let body = self.recordBody(batch, last)
+        let changeBytes = bytes.count + LogSegment.headerLength + body.count
+        let header = WalRecordWire.auditLinesHeader(
+            firstSequence: rendered.firstSequence,
+            count: rendered.count,
+            byteCount: rendered.byteCount
+        )
+        sequence += 1
+        rendered.withBytes { lines in
+            LogSegment.encode(sequence: sequence, body: body, appending: header, lines, into: &bytes)
+        }
+        // The snapshot policy counts the changes' bytes: replay time is theirs.
+        self.countSinceSnapshot(changeBytes)
+        try self.writeAndSync(bytes[...], &files)
+        try auditLog.write(rendered)
+        self.publishAuditHead(auditLog)
+    }
+
+    /// Frames the batch's changes at `part`, numbered on from `sequence`, onto `bytes`.
+    private func frame(_ batch: Batch, _ part: Range<Int>, from sequence: inout UInt64, into bytes: inout [UInt8]) {
+        for index in part {
+            sequence += 1
+            LogSegment.encode(sequence: sequence, body: self.recordBody(batch, index), into: &bytes)
+        }
+    }
+
+    /// The serialized `WalRecord` of the batch's change at `index`: the caller's, or encoded here,
+    /// off the serving loop.
+    private func recordBody(_ batch: Batch, _ index: Int) -> [UInt8] {
+        // Serializing a message of known fields cannot fail.
+        batch.records[index] ?? WalRecordWire.bytes(of: batch.changes[index])
+    }
+
+    private func countSinceSnapshot(_ bytes: Int) {
+        if bytes > 0 { self.queue.withLock { $0.bytesSinceSnapshot += bytes } }
     }
 
     /// Writes `events` (those not written yet) and syncs the audit trail.
@@ -119,6 +180,11 @@ extension LedgerStore {
         guard let auditLog = files.auditLog else { return }
         try auditLog.write(events)
         try auditLog.sync()
+        self.publishAuditHead(auditLog)
+    }
+
+    /// The trail's head, for `auditHead`: its records up to here are durable.
+    private func publishAuditHead(_ auditLog: AuditLog) {
         let head = AuditHead(sequence: auditLog.lastSequence, hash: auditLog.lastHash, timeMs: auditLog.latestTimeMs)
         self.writtenAuditHead.withLock { $0 = head }
     }

@@ -114,7 +114,8 @@ public final class LedgerStore: CommitLog {
         audit: consuming sending AuditLog? = nil
     ) throws -> (LedgerStore, Recovery) {
         try FileIO.makeDirectory(directory)
-        let recovery = try Self.recover(directory: directory, acceptDataLoss: acceptDataLoss)
+        var recovery = try Self.recover(directory: directory, acceptDataLoss: acceptDataLoss, auditAfter: audit?.lastSequence)
+        if let audit { try Self.restoreAudit(&recovery, into: audit) }
         // Append to the newest segment, or start one after the last sequence (always after a
         // loss: older segments may hold numbers past the gap).
         let segments = try Self.segments(in: directory)

@@ -25,6 +25,27 @@ public enum LogSegment {
         buffer.append(contentsOf: body)
     }
 
+    /// Appends one framed record whose body is `body`, then `header` and `tail` (a field added
+    /// after the record's own: the batch's audit lines), without joining the three first.
+    public static func encode(
+        sequence: UInt64,
+        body: [UInt8],
+        appending header: [UInt8],
+        _ tail: UnsafeRawBufferPointer,
+        into buffer: inout [UInt8]
+    ) {
+        var seq = [UInt8](repeating: 0, count: 8)
+        for i in 0..<8 { seq[i] = UInt8(truncatingIfNeeded: sequence >> (56 - 8 * UInt64(i))) }
+        var crc = CRC32C.checksum(body, continuing: CRC32C.checksum(seq))
+        crc = CRC32C.checksum(tail, continuing: CRC32C.checksum(header, continuing: crc))
+        Self.appendUInt32(UInt32(body.count + header.count + tail.count), to: &buffer)
+        Self.appendUInt32(crc, to: &buffer)
+        buffer.append(contentsOf: seq)
+        buffer.append(contentsOf: body)
+        buffer.append(contentsOf: header)
+        buffer.append(contentsOf: tail)
+    }
+
     static func appendUInt32(_ value: UInt32, to buffer: inout [UInt8]) {
         buffer.append(UInt8(value >> 24))
         buffer.append(UInt8(value >> 16 & 0xff))

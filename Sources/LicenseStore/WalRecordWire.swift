@@ -57,8 +57,13 @@ public enum WalRecordWire {
     public static func change(from record: ArraySlice<UInt8>) -> LedgerChange? {
         let fast = record.withUnsafeBytes { bytes -> LedgerChange? in
             var reader = StoredLeaseWire.Reader(bytes: bytes)
-            // Exactly one top-level field (the oneof), filling the record.
-            guard let key = reader.varint(), let body = reader.range(), reader.atEnd else { return nil }
+            // Exactly one top-level field (the oneof), then at most the batch's audit lines.
+            guard let key = reader.varint(), let body = reader.range() else { return nil }
+            if !reader.atEnd {
+                guard reader.varint() == Self.auditLinesKey, let lines = reader.range(), reader.atEnd,
+                    Self.auditLinesField(UnsafeRawBufferPointer(rebasing: bytes[lines])) != nil
+                else { return nil }
+            }
             var inner = StoredLeaseWire.Reader(bytes: UnsafeRawBufferPointer(rebasing: bytes[body]))
             switch key {
             case 1 << 3 | 2:  // granted { lease (1) }, the lease filling it
@@ -98,6 +103,89 @@ public enum WalRecordWire {
         if let fast { return fast }
         guard let decoded = try? Licensed_V1_WalRecord(serializedBytes: Array(record)) else { return nil }
         return LedgerChange(record: decoded)
+    }
+
+    // MARK: - The audit lines on a batch's last record
+
+    /// The key of `WalRecord.audit_lines` (field 100, length-delimited).
+    static let auditLinesKey: UInt64 = 100 << 3 | 2
+
+    /// The bytes that, followed by `byteCount` bytes of `count` audit lines from `firstSequence`,
+    /// make a record's `audit_lines` field: appended after the record's body, as protobuf allows
+    /// a field after the others, without copying the lines into a message first.
+    public static func auditLinesHeader(firstSequence: UInt64, count: Int, byteCount: Int) -> [UInt8] {
+        var inner: [UInt8] = []
+        inner.reserveCapacity(24)
+        Self.varint(1, firstSequence, &inner)
+        Self.varint(2, UInt64(count), &inner)
+        Self.tag(3, wireType: 2, &inner)
+        Self.rawVarint(UInt64(byteCount), &inner)
+        var header: [UInt8] = []
+        header.reserveCapacity(inner.count + 8)
+        Self.rawVarint(Self.auditLinesKey, &header)
+        Self.rawVarint(UInt64(inner.count + byteCount), &header)
+        header.append(contentsOf: inner)
+        return header
+    }
+
+    /// The audit lines a record carries, if any: found by stepping over its top-level fields, not
+    /// by decoding its change (recovery looks at every record for them). Nil when the record has
+    /// none or they do not parse.
+    public static func auditLines(in record: ArraySlice<UInt8>) -> AuditLines? {
+        let found = record.withUnsafeBytes { bytes -> (first: UInt64, count: UInt64, lines: Range<Int>)? in
+            var reader = StoredLeaseWire.Reader(bytes: bytes)
+            while !reader.atEnd {
+                guard let key = reader.varint() else { return nil }
+                switch key & 7 {
+                case 0: guard reader.varint() != nil else { return nil }
+                case 2:
+                    guard let field = reader.range() else { return nil }
+                    guard key == Self.auditLinesKey else { continue }
+                    guard let found = Self.auditLinesField(UnsafeRawBufferPointer(rebasing: bytes[field])) else { return nil }
+                    let lines = (field.lowerBound + found.lines.lowerBound)..<(field.lowerBound + found.lines.upperBound)
+                    return (found.first, found.count, lines)
+                default: return nil
+                }
+            }
+            return nil
+        }
+        guard let found, found.first > 0, found.count > 0 else { return nil }
+        let start = record.startIndex
+        return AuditLines(
+            firstSequence: found.first,
+            count: found.count,
+            lines: record[(start + found.lines.lowerBound)..<(start + found.lines.upperBound)]
+        )
+    }
+
+    /// The fields of an `AuditLines` message; nil unless it holds only those, well formed (then
+    /// the generated decoder reads it the same).
+    private static func auditLinesField(_ bytes: UnsafeRawBufferPointer) -> (first: UInt64, count: UInt64, lines: Range<Int>)? {
+        var reader = StoredLeaseWire.Reader(bytes: bytes)
+        var first: UInt64 = 0
+        var count: UInt64 = 0
+        var lines = 0..<0
+        while !reader.atEnd {
+            switch reader.varint() {
+            case 1 << 3 | 0: guard let value = reader.varint() else { return nil }; first = value
+            case 2 << 3 | 0: guard let value = reader.varint() else { return nil }; count = value
+            case 3 << 3 | 2: guard let range = reader.range() else { return nil }; lines = range
+            default: return nil
+            }
+        }
+        return (first, count, lines)
+    }
+
+    /// `WalRecord.audit_lines`, in place in the record's bytes.
+    public struct AuditLines: Sendable, Equatable {
+        /// Sequence number of the first line's record.
+        public var firstSequence: UInt64
+        /// How many lines.
+        public var count: UInt64
+        /// The lines, each with its newline.
+        public var lines: ArraySlice<UInt8>
+        /// Sequence number of the last line's record.
+        public var lastSequence: UInt64 { self.firstSequence + self.count - 1 }
     }
 
     // MARK: - Wire format (proto3: fields at their default value are left out)

@@ -27,7 +27,7 @@ struct AuditRendererTests {
         }
     }
 
-    @Test("the record buffer grows keeping its bytes, and drops a prefix")
+    @Test("the record buffer grows keeping its bytes")
     func byteWriter() {
         var writer = ByteWriter(capacity: 1)
         var expected: [UInt8] = []
@@ -40,10 +40,7 @@ struct AuditRendererTests {
         }
         #expect(Array(writer.written) == expected)
         #expect(Array(writer.bytes(10..<20)) == Array(expected[10..<20]))
-        writer.removeFirst(1_000)
-        #expect(Array(writer.written) == Array(expected[1_000...]))
-        writer.removeFirst(writer.count)
-        #expect(writer.count == 0)
+        #expect(writer.count == expected.count)
     }
 }
 

@@ -235,3 +235,107 @@ struct AuditTrailTests {
         #expect(try AuditCSV.parseRows("a,\"b,\"\"c\"\"\r\nd\",e\r\n") == [["a", "b,\"c\"\r\nd", "e"]])
     }
 }
+
+/// Records rendered and kept elsewhere (as the store's log keeps them) give a trail back the tail
+/// that a power cut took from it before it was synced.
+@Suite("Audit trail: restore from kept lines")
+struct AuditRestoreTests {
+    typealias Kept = (first: UInt64, count: Int, lines: [UInt8])
+
+    /// Writes 60 varied records in batches of 7, rendered then written as the store's writer
+    /// does, into files of at most 4 KiB; returns each batch's lines.
+    static func writeKept(_ directory: String) throws -> [Kept] {
+        let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true)
+        defer { log.close() }
+        let all = AuditTrailTests.events(60)
+        var kept: [Kept] = []
+        for start in stride(from: 0, to: all.count, by: 7) {
+            let rendered = log.render(Array(all[start..<min(all.count, start + 7)]))
+            kept.append((rendered.firstSequence, rendered.count, rendered.withBytes { Array($0) }))
+            try log.write(rendered)
+        }
+        try log.sync()
+        return kept
+    }
+
+    static func contents(_ directory: String) throws -> [String: [UInt8]] {
+        var contents: [String: [UInt8]] = [:]
+        for file in try AuditTrail.files(in: directory) {
+            contents[file.path] = Array(try Data(contentsOf: URL(fileURLWithPath: file.path)))
+        }
+        return contents
+    }
+
+    @Test(
+        "the newest file cut at a line, inside a line or to nothing: restored to the same bytes, the chain whole; a second restore adds nothing"
+    )
+    func restoresCutTail() throws {
+        let scratch = try TemporaryDirectory()
+        let original = scratch.path("original")
+        let kept = try Self.writeKept(original)
+        let written = try Self.contents(original)
+        #expect(written.count > 3)
+        let newest = try #require(try AuditTrail.files(in: original).last)
+        let newestBytes = try #require(written[newest.path])
+        let lineEnds = newestBytes.indices.filter { newestBytes[$0] == 0x0A }.map { $0 + 1 }
+        #expect(lineEnds.count >= 3)
+        for cut in [lineEnds[0], lineEnds[1] + 5, 0] {
+            let directory = scratch.path("cut-\(cut)")
+            try FileManager.default.copyItem(atPath: original, toPath: directory)
+            let file = directory + "/" + URL(fileURLWithPath: newest.path).lastPathComponent
+            #expect(truncate(file, off_t(cut)) == 0)
+            let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true)
+            let lost = 60 - log.lastSequence
+            #expect(lost > 0)
+            var appended = 0
+            for batch in kept { appended += try log.restore(firstSequence: batch.first, count: batch.count, lines: batch.lines[...]) }
+            #expect(appended == Int(lost))
+            #expect(log.lastSequence == 60)
+            try log.sync()
+            for batch in kept { #expect(try log.restore(firstSequence: batch.first, count: batch.count, lines: batch.lines[...]) == 0) }
+            log.close()
+            let restored = try Self.contents(directory)
+            #expect(restored.count == written.count)
+            for (path, bytes) in written {
+                #expect(restored[directory + "/" + URL(fileURLWithPath: path).lastPathComponent] == bytes, "cut at \(cut): \(path)")
+            }
+            let result = try AuditTrailTests.verify(directory)
+            #expect(result.failure == nil)
+            #expect(result.records == 60)
+        }
+    }
+
+    @Test("lines that would leave a gap are refused whole; a changed line stops the restore just before it")
+    func refusesWhatBreaksTheChain() throws {
+        let scratch = try TemporaryDirectory()
+        let kept = try Self.writeKept(scratch.path("original"))
+
+        // An empty trail offered the third batch on: records 1–14 would be missing.
+        let gap = try AuditLog.open(directory: scratch.path("gap"), maxFileBytes: 4096, syncs: true)
+        #expect(throws: AuditLog.RestoreMismatch.self) {
+            try gap.restore(firstSequence: kept[2].first, count: kept[2].count, lines: kept[2].lines[...])
+        }
+        #expect(gap.lastSequence == 0)
+        gap.close()
+
+        // The second batch's fourth line altered (one letter of its action): its three before it
+        // are appended, it and the rest are not.
+        var altered = kept[1]
+        let lineStarts = [0] + altered.lines.indices.filter { altered.lines[$0] == 0x0A }.map { $0 + 1 }
+        let key = Array("\"action\":\"".utf8)
+        let action = try #require((lineStarts[3]..<altered.lines.count).first { altered.lines[$0...].starts(with: key) })
+        altered.lines[action + key.count] ^= 0x20
+        let log = try AuditLog.open(directory: scratch.path("altered"), maxFileBytes: 4096, syncs: true)
+        #expect(try log.restore(firstSequence: kept[0].first, count: kept[0].count, lines: kept[0].lines[...]) == 7)
+        let error = #expect(throws: AuditLog.RestoreMismatch.self) {
+            try log.restore(firstSequence: altered.first, count: altered.count, lines: altered.lines[...])
+        }
+        #expect(error?.description.contains("record 11") == true)
+        #expect(log.lastSequence == 10)
+        try log.sync()
+        log.close()
+        let result = try AuditTrailTests.verify(scratch.path("altered"))
+        #expect(result.failure == nil)
+        #expect(result.records == 10)
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import LicenseCore
 import LicenseProtocol
 import LicenseStore
@@ -102,6 +103,38 @@ struct WalRecordWireTests {
         }
     }
 
+    /// A record of `change` carrying `count` made-up audit lines from `first`, as the writer lays it.
+    static func withAuditLines(_ change: LedgerChange, first: UInt64, count: Int, _ g: inout Generator) -> (bytes: [UInt8], lines: [UInt8])
+    {
+        let lines = (0..<count).flatMap { index in Array("{\"seq\":\(first + UInt64(index)),\"actor\":\"\(g.text())\"}\n".utf8) }
+        let header = WalRecordWire.auditLinesHeader(firstSequence: first, count: count, byteCount: lines.count)
+        return (WalRecordWire.bytes(of: change) + header + lines, lines)
+    }
+
+    @Test("audit lines after a record: SwiftProtobuf's bytes for audit_lines, found in place; the change reads the same")
+    func auditLines() throws {
+        var g = Generator(state: 71)
+        for round in 0..<400 {
+            let change: LedgerChange =
+                round % 3 == 2
+                ? .lingered(g.id(), untilMs: g.int64())
+                : round % 3 == 0 ? .granted(Self.lease(&g)) : .released(g.id(), .expired, atMs: g.int64())
+            let first = round % 4 == 0 ? UInt64(round + 1) : g.next() >> 1 + 1
+            let count = g.below(300) + 1
+            let (laid, lines) = Self.withAuditLines(change, first: first, count: count, &g)
+            var message = change.record
+            message.auditLines.firstSequence = first
+            message.auditLines.count = UInt64(count)
+            message.auditLines.lines = Data(lines)
+            #expect(laid == (try message.serializedBytes() as [UInt8]))
+            let found = try #require(WalRecordWire.auditLines(in: laid[...]))
+            #expect(found.firstSequence == first && found.count == UInt64(count) && found.lastSequence == first + UInt64(count) - 1)
+            #expect(found.lines == lines[...] && found.lines.endIndex == laid.endIndex)
+            #expect(WalRecordWire.change(from: laid) == change)
+            #expect(WalRecordWire.auditLines(in: WalRecordWire.bytes(of: change)[...]) == nil)
+        }
+    }
+
     @Test("other changes go through SwiftProtobuf")
     func others() throws {
         try self.check(.lingered(ID128(high: 1, low: 2), untilMs: 5))
@@ -141,7 +174,10 @@ struct WalRecordReaderTests {
         for round in 0..<20_000 {
             let change: LedgerChange =
                 g.flag() ? .granted(WalRecordWireTests.lease(&g)) : .released(g.id(), g.flag() ? .checkedIn : .expired, atMs: g.int64())
-            var bytes = WalRecordWire.bytes(of: change)
+            var bytes =
+                round % 3 == 0
+                ? WalRecordWireTests.withAuditLines(change, first: g.next() >> 1 + 1, count: g.below(5) + 1, &g).bytes
+                : WalRecordWire.bytes(of: change)
             g.damage(&bytes)
             #expect(WalRecordWire.change(from: bytes) == Self.generated(bytes), "round \(round): \(bytes)")
         }

@@ -329,6 +329,18 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     set {change = .clockMark(newValue)}
   }
 
+  /// On the last record of a batch under `sync: always`: the batch's audit records, made durable
+  /// by the log's fdatasync; the audit file is synced later, and recovery appends to it what it
+  /// lacks from here. Readers that do not know the field skip it.
+  public var auditLines: Licensed_V1_WalRecord.AuditLines {
+    get {_auditLines ?? Licensed_V1_WalRecord.AuditLines()}
+    set {_auditLines = newValue}
+  }
+  /// Returns true if `auditLines` has been explicitly set.
+  public var hasAuditLines: Bool {self._auditLines != nil}
+  /// Clears the value of `auditLines`. Subsequent reads from it will return its default value.
+  public mutating func clearAuditLines() {self._auditLines = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// The change.
@@ -584,7 +596,29 @@ public nonisolated struct Licensed_V1_WalRecord: Sendable {
     public init() {}
   }
 
+  /// Audit records written with a batch of changes, as the lines of the audit trail.
+  public nonisolated struct AuditLines: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// Sequence number of the first record.
+    public var firstSequence: UInt64 = 0
+
+    /// How many records (lines) follow.
+    public var count: UInt64 = 0
+
+    /// The records as the audit file holds them: one JSON line each, newline included.
+    public var lines: Data = Data()
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
   public init() {}
+
+  fileprivate var _auditLines: Licensed_V1_WalRecord.AuditLines? = nil
 }
 
 /// The whole durable state at one sequence number.
@@ -916,7 +950,7 @@ nonisolated extension Licensed_V1_StoredActivation: SwiftProtobuf.Message, Swift
 
 nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WalRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0\u{3}assignment_run\0\u{3}clock_mark\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}granted\0\u{1}released\0\u{1}rebound\0\u{1}lingered\0\u{3}trial_started\0\u{1}activated\0\u{3}activation_seen\0\u{1}deactivated\0\u{3}assignment_run\0\u{3}clock_mark\0\u{4}Z\u{1}audit_lines\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1054,6 +1088,7 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
           self.change = .clockMark(v)
         }
       }()
+      case 100: try { try decoder.decodeSingularMessageField(value: &self._auditLines) }()
       default: break
       }
     }
@@ -1107,11 +1142,15 @@ nonisolated extension Licensed_V1_WalRecord: SwiftProtobuf.Message, SwiftProtobu
     }()
     case nil: break
     }
+    try { if let v = self._auditLines {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Licensed_V1_WalRecord, rhs: Licensed_V1_WalRecord) -> Bool {
     if lhs.change != rhs.change {return false}
+    if lhs._auditLines != rhs._auditLines {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1434,6 +1473,46 @@ nonisolated extension Licensed_V1_WalRecord.Rebound: SwiftProtobuf.Message, Swif
   public static func ==(lhs: Licensed_V1_WalRecord.Rebound, rhs: Licensed_V1_WalRecord.Rebound) -> Bool {
     if lhs.leaseID != rhs.leaseID {return false}
     if lhs.sessionID != rhs.sessionID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Licensed_V1_WalRecord.AuditLines: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Licensed_V1_WalRecord.protoMessageName + ".AuditLines"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_sequence\0\u{1}count\0\u{1}lines\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.firstSequence) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.lines) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.firstSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.firstSequence, fieldNumber: 1)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt64Field(value: self.count, fieldNumber: 2)
+    }
+    if !self.lines.isEmpty {
+      try visitor.visitSingularBytesField(value: self.lines, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Licensed_V1_WalRecord.AuditLines, rhs: Licensed_V1_WalRecord.AuditLines) -> Bool {
+    if lhs.firstSequence != rhs.firstSequence {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.lines != rhs.lines {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

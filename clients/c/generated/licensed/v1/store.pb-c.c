@@ -151,6 +151,12 @@ void   licensed__v1__wal_record__rebound__init
   static const Licensed__V1__WalRecord__Rebound init_value = LICENSED__V1__WAL_RECORD__REBOUND__INIT;
   *message = init_value;
 }
+void   licensed__v1__wal_record__audit_lines__init
+                     (Licensed__V1__WalRecord__AuditLines         *message)
+{
+  static const Licensed__V1__WalRecord__AuditLines init_value = LICENSED__V1__WAL_RECORD__AUDIT_LINES__INIT;
+  *message = init_value;
+}
 void   licensed__v1__wal_record__init
                      (Licensed__V1__WalRecord         *message)
 {
@@ -1159,6 +1165,70 @@ const ProtobufCMessageDescriptor licensed__v1__wal_record__rebound__descriptor =
   (ProtobufCMessageInit) licensed__v1__wal_record__rebound__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor licensed__v1__wal_record__audit_lines__field_descriptors[3] =
+{
+  {
+    "first_sequence",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__WalRecord__AuditLines, first_sequence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__WalRecord__AuditLines, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lines",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__WalRecord__AuditLines, lines),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned licensed__v1__wal_record__audit_lines__field_indices_by_name[] = {
+  1,   /* field[1] = count */
+  0,   /* field[0] = first_sequence */
+  2,   /* field[2] = lines */
+};
+static const ProtobufCIntRange licensed__v1__wal_record__audit_lines__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor licensed__v1__wal_record__audit_lines__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "licensed.v1.WalRecord.AuditLines",
+  "AuditLines",
+  "Licensed__V1__WalRecord__AuditLines",
+  "licensed.v1",
+  sizeof(Licensed__V1__WalRecord__AuditLines),
+  3,
+  licensed__v1__wal_record__audit_lines__field_descriptors,
+  licensed__v1__wal_record__audit_lines__field_indices_by_name,
+  1,  licensed__v1__wal_record__audit_lines__number_ranges,
+  (ProtobufCMessageInit) licensed__v1__wal_record__audit_lines__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue licensed__v1__wal_record__release_cause__enum_values_by_number[5] =
 {
   { "RELEASE_CAUSE_UNSPECIFIED", "LICENSED__V1__WAL_RECORD__RELEASE_CAUSE__RELEASE_CAUSE_UNSPECIFIED", 0 },
@@ -1193,7 +1263,7 @@ const ProtobufCEnumDescriptor licensed__v1__wal_record__release_cause__descripto
   licensed__v1__wal_record__release_cause__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor licensed__v1__wal_record__field_descriptors[10] =
+static const ProtobufCFieldDescriptor licensed__v1__wal_record__field_descriptors[11] =
 {
   {
     "granted",
@@ -1315,11 +1385,24 @@ static const ProtobufCFieldDescriptor licensed__v1__wal_record__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "audit_lines",
+    100,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Licensed__V1__WalRecord, audit_lines),
+    &licensed__v1__wal_record__audit_lines__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned licensed__v1__wal_record__field_indices_by_name[] = {
   5,   /* field[5] = activated */
   6,   /* field[6] = activation_seen */
   8,   /* field[8] = assignment_run */
+  10,   /* field[10] = audit_lines */
   9,   /* field[9] = clock_mark */
   7,   /* field[7] = deactivated */
   0,   /* field[0] = granted */
@@ -1328,10 +1411,11 @@ static const unsigned licensed__v1__wal_record__field_indices_by_name[] = {
   1,   /* field[1] = released */
   4,   /* field[4] = trial_started */
 };
-static const ProtobufCIntRange licensed__v1__wal_record__number_ranges[1 + 1] =
+static const ProtobufCIntRange licensed__v1__wal_record__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 100, 10 },
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor licensed__v1__wal_record__descriptor =
 {
@@ -1341,10 +1425,10 @@ const ProtobufCMessageDescriptor licensed__v1__wal_record__descriptor =
   "Licensed__V1__WalRecord",
   "licensed.v1",
   sizeof(Licensed__V1__WalRecord),
-  10,
+  11,
   licensed__v1__wal_record__field_descriptors,
   licensed__v1__wal_record__field_indices_by_name,
-  1,  licensed__v1__wal_record__number_ranges,
+  2,  licensed__v1__wal_record__number_ranges,
   (ProtobufCMessageInit) licensed__v1__wal_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

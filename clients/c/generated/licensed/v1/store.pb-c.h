@@ -28,6 +28,7 @@ typedef struct Licensed__V1__WalRecord__ActivationSeen Licensed__V1__WalRecord__
 typedef struct Licensed__V1__WalRecord__Deactivated Licensed__V1__WalRecord__Deactivated;
 typedef struct Licensed__V1__WalRecord__ClockMark Licensed__V1__WalRecord__ClockMark;
 typedef struct Licensed__V1__WalRecord__Rebound Licensed__V1__WalRecord__Rebound;
+typedef struct Licensed__V1__WalRecord__AuditLines Licensed__V1__WalRecord__AuditLines;
 typedef struct Licensed__V1__Snapshot Licensed__V1__Snapshot;
 typedef struct Licensed__V1__Snapshot__TrialStartedMsEntry Licensed__V1__Snapshot__TrialStartedMsEntry;
 
@@ -397,6 +398,30 @@ struct  Licensed__V1__WalRecord__Rebound
     , {0,NULL}, {0,NULL} }
 
 
+/*
+ * Audit records written with a batch of changes, as the lines of the audit trail.
+ */
+struct  Licensed__V1__WalRecord__AuditLines
+{
+  ProtobufCMessage base;
+  /*
+   * Sequence number of the first record.
+   */
+  uint64_t first_sequence;
+  /*
+   * How many records (lines) follow.
+   */
+  uint64_t count;
+  /*
+   * The records as the audit file holds them: one JSON line each, newline included.
+   */
+  ProtobufCBinaryData lines;
+};
+#define LICENSED__V1__WAL_RECORD__AUDIT_LINES__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__wal_record__audit_lines__descriptor) \
+    , 0, 0, {0,NULL} }
+
+
 typedef enum {
   LICENSED__V1__WAL_RECORD__CHANGE__NOT_SET = 0,
   LICENSED__V1__WAL_RECORD__CHANGE_GRANTED = 1,
@@ -418,6 +443,12 @@ typedef enum {
 struct  Licensed__V1__WalRecord
 {
   ProtobufCMessage base;
+  /*
+   * On the last record of a batch under `sync: always`: the batch's audit records, made durable
+   * by the log's fdatasync; the audit file is synced later, and recovery appends to it what it
+   * lacks from here. Readers that do not know the field skip it.
+   */
+  Licensed__V1__WalRecord__AuditLines *audit_lines;
   Licensed__V1__WalRecord__ChangeCase change_case;
   union {
     /*
@@ -464,7 +495,7 @@ struct  Licensed__V1__WalRecord
 };
 #define LICENSED__V1__WAL_RECORD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&licensed__v1__wal_record__descriptor) \
-    , LICENSED__V1__WAL_RECORD__CHANGE__NOT_SET, {0} }
+    , NULL, LICENSED__V1__WAL_RECORD__CHANGE__NOT_SET, {0} }
 
 
 struct  Licensed__V1__Snapshot__TrialStartedMsEntry
@@ -588,6 +619,9 @@ void   licensed__v1__wal_record__clock_mark__init
 /* Licensed__V1__WalRecord__Rebound methods */
 void   licensed__v1__wal_record__rebound__init
                      (Licensed__V1__WalRecord__Rebound         *message);
+/* Licensed__V1__WalRecord__AuditLines methods */
+void   licensed__v1__wal_record__audit_lines__init
+                     (Licensed__V1__WalRecord__AuditLines         *message);
 /* Licensed__V1__WalRecord methods */
 void   licensed__v1__wal_record__init
                      (Licensed__V1__WalRecord         *message);
@@ -664,6 +698,9 @@ typedef void (*Licensed__V1__WalRecord__ClockMark_Closure)
 typedef void (*Licensed__V1__WalRecord__Rebound_Closure)
                  (const Licensed__V1__WalRecord__Rebound *message,
                   void *closure_data);
+typedef void (*Licensed__V1__WalRecord__AuditLines_Closure)
+                 (const Licensed__V1__WalRecord__AuditLines *message,
+                  void *closure_data);
 typedef void (*Licensed__V1__WalRecord_Closure)
                  (const Licensed__V1__WalRecord *message,
                   void *closure_data);
@@ -691,6 +728,7 @@ extern const ProtobufCMessageDescriptor licensed__v1__wal_record__activation_see
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__deactivated__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__clock_mark__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__wal_record__rebound__descriptor;
+extern const ProtobufCMessageDescriptor licensed__v1__wal_record__audit_lines__descriptor;
 extern const ProtobufCEnumDescriptor    licensed__v1__wal_record__release_cause__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__snapshot__descriptor;
 extern const ProtobufCMessageDescriptor licensed__v1__snapshot__trial_started_ms_entry__descriptor;
