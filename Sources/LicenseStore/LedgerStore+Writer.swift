@@ -112,26 +112,13 @@ extension LedgerStore {
             return
         }
         guard let auditLog = files.auditLog, self.sync == .always, !batch.changes.isEmpty, !batch.audit.isEmpty else {
-            self.frame(batch, 0..<batch.changes.count, from: &sequence, into: &bytes)
-            self.countSinceSnapshot(bytes.count)
-            // Both files are written before either is synced: the log's fdatasync commits the
-            // file system's journal for both, so the audit file's fdatasync after it finds little
-            // left to do.
             try files.auditLog?.write(batch.audit)
-            files.auditLog?.startWriteback()
-            try self.writeAndSync(bytes[...], &files)
-            try self.writeAudit([], &files)
-            return
+            return try self.writeThenSyncAudit(batch, &files)
         }
         let rendered = auditLog.render(batch.audit)
         guard rendered.byteCount <= Self.maximumAuditLinesInLog else {
-            self.frame(batch, 0..<batch.changes.count, from: &sequence, into: &bytes)
-            self.countSinceSnapshot(bytes.count)
             try auditLog.write(rendered)
-            auditLog.startWriteback()
-            try self.writeAndSync(bytes[...], &files)
-            try self.writeAudit([], &files)
-            return
+            return try self.writeThenSyncAudit(batch, &files)
         }
         // The audit lines ride on the batch's last record: one write and one fdatasync make the
         // changes and their audit records durable together. The audit file gets the same lines
@@ -154,6 +141,20 @@ extension LedgerStore {
         try self.writeAndSync(bytes[...], &files)
         try auditLog.write(rendered)
         self.publishAuditHead(auditLog)
+    }
+
+    /// Writes and syncs the batch's records, then syncs the audit file, where its audit records
+    /// were written already (records with no change, `sync: none`, or lines too many to carry).
+    private func writeThenSyncAudit(_ batch: Batch, _ files: inout Files) throws {
+        var sequence = batch.last - UInt64(batch.changes.count)
+        var bytes: [UInt8] = []
+        self.frame(batch, 0..<batch.changes.count, from: &sequence, into: &bytes)
+        self.countSinceSnapshot(bytes.count)
+        // Both files are written before either is synced: the log's fdatasync commits the file
+        // system's journal for both, so the audit file's fdatasync after it finds little left.
+        files.auditLog?.startWriteback()
+        try self.writeAndSync(bytes[...], &files)
+        try self.writeAudit([], &files)
     }
 
     /// Frames the batch's changes at `part`, numbered on from `sequence`, onto `bytes`.
