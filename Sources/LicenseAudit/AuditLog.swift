@@ -12,7 +12,9 @@ import Glibc
 /// `maxFileBytes` the next record starts a new file; the chain goes on across files.
 ///
 /// Not thread-safe: the store's writer thread owns it, so records reach the disk with the
-/// write-ahead log's batches and its fsync policy.
+/// write-ahead log's batches and its fsync policy: under `sync: always` the log carries each
+/// batch's lines (`render(_:)`), and `restore` gives this file back any that a power cut took
+/// before it was synced.
 public final class AuditLog {
     /// The directory of the files.
     public let directory: String

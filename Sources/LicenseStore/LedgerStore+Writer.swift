@@ -85,10 +85,13 @@ extension LedgerStore {
         self.finished.signal()
     }
 
-    /// Audit lines of a batch above this size are not copied into the log: its audit file is
-    /// synced instead (a batch that large shares its fsyncs among hundreds of requests anyway,
-    /// and a record stays far below `LogSegment.maximumRecordLength`).
-    static let maximumAuditLinesInLog = 256 << 10
+    /// Audit lines of a batch above this size (about 70 records) are not copied into the log:
+    /// its audit file is synced after the log instead. A second fdatasync shared by that many
+    /// requests costs each less than its lines cost written twice (once in the log, once in the
+    /// audit file) and checksummed: with every batch's lines in the log, 50 connections x 16 in
+    /// flight ran 8% more server CPU a pair and 12% fewer pairs/s, alternating with the build
+    /// before (scripts/bench-ab, pairs.sh).
+    static let maximumAuditLinesInLog = 32 << 10
 
     /// Writes `batch` and makes it durable: its records, and its audit records either in the log
     /// (on the last record, under `sync: always`: one fdatasync for both, the audit file synced
