@@ -3,6 +3,7 @@ import LicenseAudit
 import LicenseCore
 import LicenseStore
 import LicenseTestSupport
+import Synchronization
 import Testing
 
 /// Under `sync: always` a batch's audit records ride on its last log record, so one fdatasync
@@ -16,12 +17,24 @@ struct AuditInLogTests {
         try AuditLog.open(directory: dir.path("audit"), maxFileBytes: 64 << 10, syncs: true)
     }
 
-    static func open(_ dir: TemporaryDirectory, sync: LedgerStore.SyncPolicy = .always) throws -> (LedgerStore, LedgerStore.Recovery) {
+    /// The last sequence number the store reported durable.
+    final class Durable: Sendable {
+        let last = Mutex<UInt64>(0)
+        /// Waits until `sequence` is durable (a client waiting for its reply).
+        func wait(for sequence: UInt64) {
+            for _ in 0..<10_000 where self.last.withLock({ $0 < sequence }) { usleep(100) }
+            #expect(self.last.withLock { $0 } >= sequence)
+        }
+    }
+
+    static func open(_ dir: TemporaryDirectory, sync: LedgerStore.SyncPolicy = .always, durable: Durable = Durable()) throws -> (
+        LedgerStore, LedgerStore.Recovery
+    ) {
         try LedgerStore.open(
             directory: dir.path("state"),
             sync: sync,
             audit: try Self.openAudit(dir),
-            onDurable: { _ in },
+            onDurable: { sequence in durable.last.withLock { $0 = max($0, sequence) } },
             onFatal: { message in Issue.record("fatal: \(message)") }
         )
     }
@@ -29,9 +42,18 @@ struct AuditInLogTests {
     /// Check-outs and check-ins, each appended with its audit record (a lease's record, as the
     /// server writes them), and with `denials` now and then a record with no change (which rides
     /// in the log only when the writer takes it with a batch that has one, else its audit file is
-    /// synced). Returns how many audit records it appended.
+    /// synced). With `durable`, each change waits for the last to be durable, as a client waits for
+    /// its reply: batches stay small, well under the lines a batch may carry in the log. Returns
+    /// how many audit records it appended.
     @discardableResult
-    static func drive(_ ledger: inout SeatLedger, _ store: LedgerStore, rounds: Int, from base: UInt64 = 0, denials: Bool = true) -> Int {
+    static func drive(
+        _ ledger: inout SeatLedger,
+        _ store: LedgerStore,
+        rounds: Int,
+        from base: UInt64 = 0,
+        denials: Bool = true,
+        waitingFor durable: Durable? = nil
+    ) -> Int {
         var appended = 0
         let session = ID128(high: 1, low: 1)
         if !ledger.isAttached(session) { ledger.openSession(session, identity: ClientIdentity(user: "ada", host: "ws1")) }
@@ -46,14 +68,16 @@ struct AuditInLogTests {
             )
             if case .success(let grant) = ledger.checkOut(request, at: now) {
                 let record = AuditLeaseRecord(lease: grant.lease, actor: "ada@ws1", kind: .grant(waitedMs: nil))
-                store.append(grant.changes, audit: [AuditEvent(timeMs: now, lease: record)])
+                let sequence = store.append(grant.changes, audit: [AuditEvent(timeMs: now, lease: record)])
+                durable?.wait(for: sequence)
                 appended += 1
             }
             if round % 3 == 0, let lease = ledger.leases(ofSession: session).first,
                 case .success(let checkIn) = ledger.checkIn(lease.id, by: session, at: now)
             {
                 let record = AuditLeaseRecord(lease: lease, actor: "ada@ws1", kind: .release(cause: .checkedIn, atMs: now))
-                store.append(checkIn.changes, audit: [AuditEvent(timeMs: now, lease: record)])
+                let sequence = store.append(checkIn.changes, audit: [AuditEvent(timeMs: now, lease: record)])
+                durable?.wait(for: sequence)
                 appended += 1
             }
             if denials, round % 7 == 0 {
@@ -99,8 +123,9 @@ struct AuditInLogTests {
     func recordsRideInTheLog() throws {
         let dir = try TemporaryDirectory()
         var ledger = LedgerStoreTests.ledger()
-        let (store, _) = try Self.open(dir)
-        let appended = Self.drive(&ledger, store, rounds: 300)
+        let durable = Durable()
+        let (store, _) = try Self.open(dir, durable: durable)
+        let appended = Self.drive(&ledger, store, rounds: 300, waitingFor: durable)
         store.close()
         let trail = try Self.trail(dir)
         let logged = try Self.linesInLog(dir)
@@ -123,8 +148,9 @@ struct AuditInLogTests {
         let dir = try TemporaryDirectory()
         var ledger = LedgerStoreTests.ledger()
         do {
-            let (store, _) = try Self.open(dir)
-            Self.drive(&ledger, store, rounds: 200, denials: false)
+            let durable = Durable()
+            let (store, _) = try Self.open(dir, durable: durable)
+            Self.drive(&ledger, store, rounds: 200, denials: false, waitingFor: durable)
             store.close()
         }
         let before = try Self.trail(dir)
@@ -165,8 +191,9 @@ struct AuditInLogTests {
         var ledger = LedgerStoreTests.ledger()
         var appended = 0
         do {
-            let (store, _) = try Self.open(dir)
-            appended = Self.drive(&ledger, store, rounds: 50, denials: false)
+            let durable = Durable()
+            let (store, _) = try Self.open(dir, durable: durable)
+            appended = Self.drive(&ledger, store, rounds: 50, denials: false, waitingFor: durable)
             store.close()
         }
         let whole = try Self.trail(dir)
