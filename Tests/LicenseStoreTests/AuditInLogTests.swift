@@ -227,7 +227,7 @@ struct AuditInLogTests {
         #expect(verified.failure == nil && verified.records > 0)
     }
 
-    @Test("not in the log: under sync none, and a batch whose lines pass 32 KiB (its audit file is synced instead)")
+    @Test("not in the log: under sync none, and a batch whose lines pass 8 KiB (its audit file is synced instead)")
     func notInTheLog() throws {
         let none = try TemporaryDirectory()
         var ledger = LedgerStoreTests.ledger()
