@@ -2,9 +2,9 @@
 it, and check the history: every acknowledged grant is still held after recovery (unless a
 check-in for it was sent), and seats in use never exceed capacity.
 
-Every third kill (or the next after it that can) is also a power cut for the audit file: its newest file loses a tail that only
-the write-ahead log holds (the lines written after the log's fdatasync, not yet synced), which
-the next start must copy back from the log, byte for byte.
+Every third kill (or the next after it that can) is also a power cut for the audit file: its
+newest file loses a tail that only the write-ahead log holds (the lines written after the log's
+fdatasync, not yet synced), which the next start must copy back from the log, byte for byte.
 
 Then: kill -9 during snapshots (asked for, with thousands of leases held so that writing one takes
 a while); a clean stop followed by one flipped byte in the newest snapshot (recovery must use the
@@ -176,6 +176,8 @@ def cut_audit_tail():
     files = sorted(glob.glob(os.path.join(audit_dir, "audit-*.jsonl")), key=lambda p: int(os.path.basename(p)[6:-6]))
     newest = files[-1]
     data = open(newest, "rb").read()
+    if not data.endswith(b"\n"):
+        return None
     in_log = audit_lines_in_log()
     starts = [0] + [i + 1 for i, b in enumerate(data) if b == 0x0A][:-1]
     cuttable = []
