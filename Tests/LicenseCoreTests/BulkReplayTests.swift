@@ -135,8 +135,9 @@ struct BulkReplayTests {
 
     @Test("runs of grants moved into the table on a thread of their own, started and stopped many times: the same ledger", arguments: 0..<8)
     func filledTable(seed: UInt64) {
-        // A filler for every run with at least `threshold` changes left: long runs have up to 200
-        // grants, and every other change stops the filler before it applies.
+        // A filler for every run with at least `threshold` changes left, from its `threshold`th
+        // grant (`fillerRun` is larger): long runs have up to 200 grants, and every other change
+        // stops the filler before it applies.
         let changes = Self.history(seed: seed &* 40_503 &+ 3, length: 3_000, plainFirst: 500)
         var oneByOne = SeatLedger(configuration: .init(defaultLeaseTTLMs: 60_000), licenses: [])
         for change in changes { oneByOne.apply(change) }
