@@ -71,6 +71,9 @@ environment = dict(
 daemon = subprocess.Popen(["/bin/sh", "-c", 'exec "$0" "$@"', licensed, "--config", config], stdout=log, stderr=log, env=environment)
 try:
     check(wait_for_port(port), "the daemon starts under libfaketime")
+    # The metrics listener binds on its own, after the protocol's: a slow start refused the first
+    # /metrics request once (clean-clone CI of 152d4fa).
+    check(wait_for_port(metrics_port), "... and its metrics listener")
 
     # A live holder heartbeating every second, and one that checks out and goes away.
     live = Connection(port, user="live")
