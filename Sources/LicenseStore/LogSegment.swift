@@ -16,13 +16,7 @@ public enum LogSegment {
 
     /// Appends one framed record to `buffer`.
     public static func encode(sequence: UInt64, body: [UInt8], into buffer: inout [UInt8]) {
-        var seq = [UInt8](repeating: 0, count: 8)
-        for i in 0..<8 { seq[i] = UInt8(truncatingIfNeeded: sequence >> (56 - 8 * UInt64(i))) }
-        let crc = CRC32C.checksum(body, continuing: CRC32C.checksum(seq))
-        Self.appendUInt32(UInt32(body.count), to: &buffer)
-        Self.appendUInt32(crc, to: &buffer)
-        buffer.append(contentsOf: seq)
-        buffer.append(contentsOf: body)
+        Self.encode(sequence: sequence, body: body, appending: [], UnsafeRawBufferPointer(start: nil, count: 0), into: &buffer)
     }
 
     /// Appends one framed record whose body is `body`, then `header` and `tail` (a field added
@@ -37,13 +31,16 @@ public enum LogSegment {
         var seq = [UInt8](repeating: 0, count: 8)
         for i in 0..<8 { seq[i] = UInt8(truncatingIfNeeded: sequence >> (56 - 8 * UInt64(i))) }
         var crc = CRC32C.checksum(body, continuing: CRC32C.checksum(seq))
-        crc = CRC32C.checksum(tail, continuing: CRC32C.checksum(header, continuing: crc))
+        let trailed = !header.isEmpty || !tail.isEmpty
+        if trailed { crc = CRC32C.checksum(tail, continuing: CRC32C.checksum(header, continuing: crc)) }
         Self.appendUInt32(UInt32(body.count + header.count + tail.count), to: &buffer)
         Self.appendUInt32(crc, to: &buffer)
         buffer.append(contentsOf: seq)
         buffer.append(contentsOf: body)
-        buffer.append(contentsOf: header)
-        buffer.append(contentsOf: tail)
+        if trailed {
+            buffer.append(contentsOf: header)
+            buffer.append(contentsOf: tail)
+        }
     }
 
     static func appendUInt32(_ value: UInt32, to buffer: inout [UInt8]) {
