@@ -68,12 +68,12 @@ public struct LedgerOperations {
     }
 }
 
-/// A write-ahead log record as the writer thread makes it: the change's `WalRecord` serialized
-/// (`WalRecordWire`; before it, `change.record.serializedBytes()`), then framed (length,
-/// CRC-32C, sequence) into the batch's buffer.
+/// A write-ahead log record as the writer thread makes it: framed (length, CRC-32C, sequence) in
+/// the batch's buffer, the change's `WalRecord` laid in place behind the header (`WalRecordWire`;
+/// before it, `change.record.serializedBytes()`, then an array per record and nested message).
 public enum WalRecordOperation {
     public static func append(_ change: LedgerChange, sequence: UInt64, into buffer: inout [UInt8]) {
-        LogSegment.encode(sequence: sequence, body: WalRecordWire.bytes(of: change), into: &buffer)
+        LogSegment.append(sequence: sequence, into: &buffer) { WalRecordWire.append(change, to: &$0) }
     }
 }
 

@@ -131,16 +131,20 @@ extension LedgerStore {
         // after, unsynced: recovery gives it back what a power cut takes from it.
         let last = batch.changes.count - 1
         self.frame(batch, 0..<last, from: &sequence, into: &bytes)
-        let body = self.recordBody(batch, last)
-        let changeBytes = bytes.count + LogSegment.headerLength + body.count
         let header = WalRecordWire.auditLinesHeader(
             firstSequence: rendered.firstSequence,
             count: rendered.count,
             byteCount: rendered.byteCount
         )
         sequence += 1
+        var changeBytes = 0
         rendered.withBytes { lines in
-            LogSegment.encode(sequence: sequence, body: body, appending: header, lines, into: &bytes)
+            LogSegment.append(sequence: sequence, into: &bytes) { out in
+                Self.appendRecord(batch, last, to: &out)
+                changeBytes = out.count
+                out.append(contentsOf: header)
+                out.append(contentsOf: lines)
+            }
         }
         // The snapshot policy counts the changes' bytes: replay time is theirs.
         self.countSinceSnapshot(changeBytes)
@@ -167,15 +171,18 @@ extension LedgerStore {
     private func frame(_ batch: Batch, _ part: Range<Int>, from sequence: inout UInt64, into bytes: inout [UInt8]) {
         for index in part {
             sequence += 1
-            LogSegment.encode(sequence: sequence, body: self.recordBody(batch, index), into: &bytes)
+            LogSegment.append(sequence: sequence, into: &bytes) { Self.appendRecord(batch, index, to: &$0) }
         }
     }
 
-    /// The serialized `WalRecord` of the batch's change at `index`: the caller's, or encoded here,
-    /// off the serving loop.
-    private func recordBody(_ batch: Batch, _ index: Int) -> [UInt8] {
-        // Serializing a message of known fields cannot fail.
-        batch.records[index] ?? WalRecordWire.bytes(of: batch.changes[index])
+    /// Appends the serialized `WalRecord` of the batch's change at `index`: the caller's, or laid
+    /// here in place, off the serving loop.
+    private static func appendRecord(_ batch: Batch, _ index: Int, to out: inout [UInt8]) {
+        if let record = batch.records[index] {
+            out.append(contentsOf: record)
+        } else {
+            WalRecordWire.append(batch.changes[index], to: &out)
+        }
     }
 
     private func countSinceSnapshot(_ bytes: Int) {

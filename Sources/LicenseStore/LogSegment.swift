@@ -16,7 +16,7 @@ public enum LogSegment {
 
     /// Appends one framed record to `buffer`.
     public static func encode(sequence: UInt64, body: [UInt8], into buffer: inout [UInt8]) {
-        Self.encode(sequence: sequence, body: body, appending: [], UnsafeRawBufferPointer(start: nil, count: 0), into: &buffer)
+        Self.append(sequence: sequence, into: &buffer) { $0.append(contentsOf: body) }
     }
 
     /// Appends one framed record whose body is `body`, then `header` and `tail` (a field added
@@ -28,18 +28,26 @@ public enum LogSegment {
         _ tail: UnsafeRawBufferPointer,
         into buffer: inout [UInt8]
     ) {
-        var seq = [UInt8](repeating: 0, count: 8)
-        for i in 0..<8 { seq[i] = UInt8(truncatingIfNeeded: sequence >> (56 - 8 * UInt64(i))) }
-        var crc = CRC32C.checksum(body, continuing: CRC32C.checksum(seq))
-        let trailed = !header.isEmpty || !tail.isEmpty
-        if trailed { crc = CRC32C.checksum(tail, continuing: CRC32C.checksum(header, continuing: crc)) }
-        Self.appendUInt32(UInt32(body.count + header.count + tail.count), to: &buffer)
-        Self.appendUInt32(crc, to: &buffer)
-        buffer.append(contentsOf: seq)
-        buffer.append(contentsOf: body)
-        if trailed {
-            buffer.append(contentsOf: header)
-            buffer.append(contentsOf: tail)
+        Self.append(sequence: sequence, into: &buffer) { out in
+            out.append(contentsOf: body)
+            out.append(contentsOf: header)
+            out.append(contentsOf: tail)
+        }
+    }
+
+    /// Appends one framed record whose body `writeBody` appends to the buffer in place; then
+    /// fills in the header's length and CRC (over the sequence number and the body, which
+    /// follow each other in the frame).
+    public static func append(sequence: UInt64, into buffer: inout [UInt8], writeBody: (inout [UInt8]) -> Void) {
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: 8))
+        withUnsafeBytes(of: sequence.bigEndian) { buffer.append(contentsOf: $0) }
+        writeBody(&buffer)
+        let length = buffer.count - start - Self.headerLength
+        buffer.withUnsafeMutableBytes { raw in
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[(start + 8)...]))
+            raw.storeBytes(of: UInt32(truncatingIfNeeded: length).bigEndian, toByteOffset: start, as: UInt32.self)
+            raw.storeBytes(of: crc.bigEndian, toByteOffset: start + 4, as: UInt32.self)
         }
     }
 

@@ -18,33 +18,80 @@ import SwiftProtobuf
 public enum WalRecordWire {
     /// The serialized `WalRecord` of `change`.
     public static func bytes(of change: LedgerChange) -> [UInt8] {
+        var out: [UInt8] = []
+        Self.append(change, to: &out)
+        return out
+    }
+
+    /// Appends the serialized `WalRecord` of `change` to `out`, laid in place: no array of its own
+    /// for the record or its nested messages (the writer frames a batch's records into one buffer).
+    public static func append(_ change: LedgerChange, to out: inout [UInt8]) {
         switch change {
         case .granted(let lease):
-            var leaseBytes: [UInt8] = []
-            leaseBytes.reserveCapacity(160)
-            StoredLeaseWire.append(lease, to: &leaseBytes)
-            // WalRecord { granted (1) { lease (1) { … } } }
-            var granted: [UInt8] = []
-            granted.reserveCapacity(leaseBytes.count + 8)
-            Self.lengthDelimited(1, leaseBytes, &granted)
-            var record: [UInt8] = []
-            record.reserveCapacity(granted.count + 4)
-            Self.lengthDelimited(1, granted, &record)
-            return record
+            // WalRecord { granted (1) { lease (1) { … } } }. The lease goes first, after room for
+            // the two keys and lengths as a lease of 128 to 16,383 bytes has them (all but odd
+            // ones); another size moves it once the lengths are known.
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: Self.grantedPrefixRoom))
+            StoredLeaseWire.append(lease, to: &out)
+            let leaseCount = out.count - start - Self.grantedPrefixRoom
+            let grantedCount = 1 + Self.varintSize(UInt64(leaseCount)) + leaseCount
+            // Keys and lengths, at most 1 + 10 + 1 + 10 bytes.
+            var prefix: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            let prefixCount = withUnsafeMutableBytes(of: &prefix) { raw in
+                var count = 0
+                func put(_ value: UInt64) {
+                    var value = value
+                    while value >= 0x80 {
+                        raw[count] = UInt8(truncatingIfNeeded: value) | 0x80
+                        count += 1
+                        value >>= 7
+                    }
+                    raw[count] = UInt8(value)
+                    count += 1
+                }
+                put(1 << 3 | 2)
+                put(UInt64(grantedCount))
+                put(1 << 3 | 2)
+                put(UInt64(leaseCount))
+                return count
+            }
+            let room = Self.grantedPrefixRoom
+            if prefixCount > room { out.append(contentsOf: repeatElement(0, count: prefixCount - room)) }
+            out.withUnsafeMutableBytes { bytes in
+                guard let base = bytes.baseAddress else { return }
+                if prefixCount != room { memmove(base + start + prefixCount, base + start + room, leaseCount) }
+                withUnsafeBytes(of: prefix) { base.advanced(by: start).copyMemory(from: $0.baseAddress!, byteCount: prefixCount) }
+            }
+            if prefixCount < room { out.removeLast(room - prefixCount) }
         case .released(let id, let cause, let atMs):
-            var released: [UInt8] = []
-            released.reserveCapacity(32)
-            Self.identifier(1, id, &released)
-            Self.varint(2, UInt64(bitPattern: Int64(cause.stored.rawValue)), &released)
-            Self.varint(3, UInt64(bitPattern: atMs), &released)
-            var record: [UInt8] = []
-            record.reserveCapacity(released.count + 2)
-            Self.lengthDelimited(2, released, &record)
-            return record
+            // WalRecord { released (2) { lease_id (1), cause (2), at_ms (3) } }
+            let causeValue = UInt64(bitPattern: Int64(cause.stored.rawValue))
+            let atValue = UInt64(bitPattern: atMs)
+            let count = 18 + Self.fieldSize(causeValue) + Self.fieldSize(atValue)
+            Self.tag(2, wireType: 2, &out)
+            Self.rawVarint(UInt64(count), &out)
+            Self.identifier(1, id, &out)
+            Self.varint(2, causeValue, &out)
+            Self.varint(3, atValue, &out)
         default:
             // A message of known fields always serializes.
-            return try! change.record.serializedBytes()
+            out.append(contentsOf: try! change.record.serializedBytes() as [UInt8])
         }
+    }
+
+    /// Room for `granted`'s key and length and its lease's key and length (1 + 2 + 1 + 2 bytes).
+    static let grantedPrefixRoom = 6
+
+    /// Bytes of a varint.
+    static func varintSize(_ value: UInt64) -> Int {
+        max(1, (64 - value.leadingZeroBitCount + 6) / 7)
+    }
+
+    /// Bytes of a varint field of a field number below 16 (key, value), as `varint` writes it:
+    /// none for 0.
+    static func fieldSize(_ value: UInt64) -> Int {
+        value == 0 ? 0 : 1 + Self.varintSize(value)
     }
 
     /// The change in a serialized `WalRecord`; nil when it does not parse or is not a change this

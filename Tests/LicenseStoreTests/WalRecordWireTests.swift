@@ -95,6 +95,33 @@ struct WalRecordWireTests {
         for _ in 0..<500 { try self.check(.granted(Self.lease(&g))) }
     }
 
+    @Test("grants of every length around the varint steps of the lease's and the grant's lengths, appended after other bytes")
+    func grantLengths() throws {
+        var g = Generator(state: 5)
+        var base = Self.lease(&g)
+        base.identity = ClientIdentity(user: "", host: "h")
+        base.feature = "f"
+        base.licenseID = "l"
+        base.dupIdentity = ""
+        base.checkoutKey = []
+        base.baseLeaseID = nil
+        let lengths = Array(0..<300) + Array(16_200..<16_500)
+        var sizes: [Int] = []
+        for length in lengths {
+            var lease = base
+            lease.identity.user = String(repeating: "u", count: length)
+            let change = LedgerChange.granted(lease)
+            try self.check(change)
+            var buffer: [UInt8] = [1, 2, 3]
+            WalRecordWire.append(change, to: &buffer)
+            #expect(Array(buffer.prefix(3)) == [1, 2, 3])
+            #expect(Array(buffer.dropFirst(3)) == (try change.record.serializedBytes() as [UInt8]), "user of \(length) bytes")
+            sizes.append(buffer.count - 3)
+        }
+        // Both steps of both lengths were crossed: 1- to 2- and 2- to 3-byte varints.
+        #expect(sizes.contains { $0 < 128 } && sizes.contains { $0 > 300 && $0 < 16_000 } && sizes.contains { $0 > 16_400 })
+    }
+
     @Test("releases: every cause, any time")
     func releases() throws {
         var g = Generator(state: 9)
