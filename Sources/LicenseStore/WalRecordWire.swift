@@ -28,42 +28,15 @@ public enum WalRecordWire {
     public static func append(_ change: LedgerChange, to out: inout [UInt8]) {
         switch change {
         case .granted(let lease):
-            // WalRecord { granted (1) { lease (1) { … } } }. The lease goes first, after room for
-            // the two keys and lengths as a lease of 128 to 16,383 bytes has them (all but odd
-            // ones); another size moves it once the lengths are known.
-            let start = out.count
-            out.append(contentsOf: repeatElement(0, count: Self.grantedPrefixRoom))
-            StoredLeaseWire.append(lease, to: &out)
-            let leaseCount = out.count - start - Self.grantedPrefixRoom
-            let grantedCount = 1 + Self.varintSize(UInt64(leaseCount)) + leaseCount
-            // Keys and lengths, at most 1 + 10 + 1 + 10 bytes.
-            var prefix: (UInt64, UInt64, UInt64) = (0, 0, 0)
-            let prefixCount = withUnsafeMutableBytes(of: &prefix) { raw in
-                var count = 0
-                func put(_ value: UInt64) {
-                    var value = value
-                    while value >= 0x80 {
-                        raw[count] = UInt8(truncatingIfNeeded: value) | 0x80
-                        count += 1
-                        value >>= 7
-                    }
-                    raw[count] = UInt8(value)
-                    count += 1
-                }
-                put(1 << 3 | 2)
-                put(UInt64(grantedCount))
-                put(1 << 3 | 2)
-                put(UInt64(leaseCount))
-                return count
+            // WalRecord { granted (1) { lease (1) { … } } }
+            StoredLeaseWire.withBytes(of: lease) { leaseBytes in
+                let grantedCount = 1 + Self.varintSize(UInt64(leaseBytes.count)) + leaseBytes.count
+                Self.tag(1, wireType: 2, &out)
+                Self.rawVarint(UInt64(grantedCount), &out)
+                Self.tag(1, wireType: 2, &out)
+                Self.rawVarint(UInt64(leaseBytes.count), &out)
+                out.append(contentsOf: leaseBytes)
             }
-            let room = Self.grantedPrefixRoom
-            if prefixCount > room { out.append(contentsOf: repeatElement(0, count: prefixCount - room)) }
-            out.withUnsafeMutableBytes { bytes in
-                guard let base = bytes.baseAddress else { return }
-                if prefixCount != room { memmove(base + start + prefixCount, base + start + room, leaseCount) }
-                withUnsafeBytes(of: prefix) { base.advanced(by: start).copyMemory(from: $0.baseAddress!, byteCount: prefixCount) }
-            }
-            if prefixCount < room { out.removeLast(room - prefixCount) }
         case .released(let id, let cause, let atMs):
             // WalRecord { released (2) { lease_id (1), cause (2), at_ms (3) } }
             let causeValue = UInt64(bitPattern: Int64(cause.stored.rawValue))
@@ -79,9 +52,6 @@ public enum WalRecordWire {
             out.append(contentsOf: try! change.record.serializedBytes() as [UInt8])
         }
     }
-
-    /// Room for `granted`'s key and length and its lease's key and length (1 + 2 + 1 + 2 bytes).
-    static let grantedPrefixRoom = 6
 
     /// Bytes of a varint.
     static func varintSize(_ value: UInt64) -> Int {
@@ -256,12 +226,6 @@ public enum WalRecordWire {
         Self.rawVarint(value, &out)
     }
 
-    static func lengthDelimited(_ field: Int, _ bytes: [UInt8], _ out: inout [UInt8]) {
-        Self.tag(field, wireType: 2, &out)
-        Self.rawVarint(UInt64(bytes.count), &out)
-        out.append(contentsOf: bytes)
-    }
-
     static func identifier(_ field: Int, _ id: ID128, _ out: inout [UInt8]) {
         Self.tag(field, wireType: 2, &out)
         out.append(16)
@@ -269,12 +233,4 @@ public enum WalRecordWire {
         withUnsafeBytes(of: id.low.bigEndian) { out.append(contentsOf: $0) }
     }
 
-    /// A string field; a repeated one's elements are written even when empty (`always`).
-    static func string(_ field: Int, _ text: String, _ out: inout [UInt8], always: Bool = false) {
-        let utf8 = text.utf8
-        guard always || !utf8.isEmpty else { return }
-        Self.tag(field, wireType: 2, &out)
-        Self.rawVarint(UInt64(utf8.count), &out)
-        out.append(contentsOf: utf8)
-    }
 }
