@@ -152,16 +152,18 @@ struct JSONScanner {
             self.position += 1
         }
         let start = self.position
+        // Accumulated with the number's sign, so that Int64.min reads too.
         var value: Int64 = 0
         while self.position < self.bytes.endIndex, case let byte = self.bytes[self.position], byte >= 0x30, byte <= 0x39 {
+            let digit = Int64(byte - 0x30)
             let (times, o1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times.addingReportingOverflow(Int64(byte - 0x30))
+            let (sum, o2) = negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
             guard !o1, !o2 else { return nil }
             value = sum
             self.position += 1
         }
         guard self.position > start else { return nil }
-        return negative ? -value : value
+        return value
     }
 
     /// A JSON string, unescaped.

@@ -128,37 +128,70 @@ struct AuditRenderer {
         }
     }
 
-    /// `word`'s 16 lower-case hex digits, most significant first, at `digits`.
+    /// `word`'s 16 lower-case hex digits, most significant first, at `digits`: two a byte from
+    /// `hexPairs`.
     @inline(__always)
     private static func hex(_ word: UInt64, _ digits: UnsafeMutablePointer<UInt8>) {
-        var rest = word
-        for index in (0..<16).reversed() {
-            let nibble = UInt8(truncatingIfNeeded: rest & 0xF)
-            digits[index] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
-            rest >>= 4
+        let pairs = UnsafeRawPointer(Self.hexPairs.utf8Start)
+        let target = UnsafeMutableRawPointer(digits)
+        for index in 0..<8 {
+            let byte = Int(truncatingIfNeeded: word >> (56 - 8 * UInt64(index))) & 0xFF
+            target.storeBytes(of: pairs.loadUnaligned(fromByteOffset: 2 * byte, as: UInt16.self), toByteOffset: 2 * index, as: UInt16.self)
         }
     }
+
+    /// Every byte's two hex digits, in byte order.
+    private static let hexPairs: StaticString = """
+        000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\
+        202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\
+        404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\
+        606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f\
+        808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f\
+        a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\
+        c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf\
+        e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff
+        """
+
+    /// Every number below 100 as two decimal digits, in order.
+    private static let decimalPairs: StaticString = """
+        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899
+        """
 
     private static func ascii(_ text: StaticString, _ out: inout ByteWriter) {
         out.write(text)
     }
 
+    /// `value` in decimal, written in place from its last digit: two digits at a time from
+    /// `decimalPairs` (the times in milliseconds are 13 digits, several a record).
     private static func decimal(_ value: Int64, _ out: inout ByteWriter) {
-        // Filled from the end: 20 bytes hold any Int64 with its sign.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var magnitude = value.magnitude
-            var first = 24
-            repeat {
-                first -= 1
-                buffer[first] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            if value < 0 {
-                first -= 1
-                buffer[first] = UInt8(ascii: "-")
+        let magnitude = value.magnitude
+        var digitCount = 1
+        var power: UInt64 = 10
+        while digitCount < 20, magnitude >= power {
+            digitCount += 1
+            power = power &* 10
+        }
+        let sign = value < 0 ? 1 : 0
+        out.write(count: sign + digitCount) { start in
+            if sign == 1 { start[0] = UInt8(ascii: "-") }
+            let pairs = UnsafeRawPointer(Self.decimalPairs.utf8Start)
+            var rest = magnitude
+            var end = UnsafeMutableRawPointer(start + sign + digitCount)
+            while rest >= 100 {
+                let pair = Int(truncatingIfNeeded: rest % 100)
+                rest /= 100
+                end -= 2
+                end.storeBytes(of: pairs.loadUnaligned(fromByteOffset: 2 * pair, as: UInt16.self), as: UInt16.self)
             }
-            out.write(UnsafeRawBufferPointer(rebasing: buffer[first...]))
+            if rest >= 10 {
+                end -= 2
+                end.storeBytes(of: pairs.loadUnaligned(fromByteOffset: 2 * Int(rest), as: UInt16.self), as: UInt16.self)
+            } else {
+                end -= 1
+                end.storeBytes(of: UInt8(ascii: "0") + UInt8(rest), as: UInt8.self)
+            }
         }
     }
 

@@ -173,3 +173,48 @@ struct AuditLeaseRecordRenderingTests {
         #expect(unknown.parts.details.map(\.0) == ["lease", "cause"])
     }
 }
+
+@Suite("Audit renderer: numbers and ids")
+struct AuditNumberRenderingTests {
+    /// Every decimal length, both sides of each power of ten, the extremes and negatives, and ids
+    /// of every byte value: rendered by the writer's digit tables, read back by the trail's own
+    /// parser (and `ID128.description` for the subjects).
+    @Test("integers of every length and ids of every byte read back as written")
+    func numbersAndIDs() throws {
+        var values: [Int64] = [0, 1, 9, 10, 11, 99, 100, 101, .max, .min, .min + 1, -1, -9, -10, -99, -100]
+        var power: Int64 = 10
+        while power <= Int64.max / 10 {
+            values += [power - 1, power, power + 1, -(power - 1), -power, -(power + 1)]
+            power *= 10
+        }
+        values += [power - 1, power, power + 1, -power]
+        let ids = (0..<16).map { block -> ID128 in
+            let bytes = (0..<16).map { UInt64(block * 16 + $0) }
+            return ID128(
+                high: bytes[0..<8].reduce(0) { $0 << 8 | $1 },
+                low: bytes[8..<16].reduce(0) { $0 << 8 | $1 }
+            )
+        }
+        let events = values.enumerated().map { index, value in
+            AuditEvent(
+                timeMs: 1_790_000_000_000 + Int64(index),
+                action: "n",
+                actor: "a",
+                subject: "lease:\(ids[index % ids.count])",
+                details: [("v", .int(value))]
+            )
+        }
+        let scratch = try TemporaryDirectory()
+        let lines = try AuditLeaseRecordRenderingTests.lines(events, in: scratch, "numbers")
+        #expect(lines.count == events.count)
+        for (line, event) in zip(lines, events) {
+            let parsed = try #require(AuditRecord.parse(Array(line.utf8)[...]))
+            #expect(parsed.hashMatches)
+            #expect(parsed.record.line == line)
+            #expect(parsed.record.timeMs == event.timeMs)
+            #expect(parsed.record.subject == event.subject)
+            let details = try #require(parsed.record.details)
+            #expect(details.count == 1 && details[0].0 == "v" && details[0].1 == event.details[0].1, "\(line)")
+        }
+    }
+}
