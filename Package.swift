@@ -338,13 +338,16 @@ let package = Package(
         ),
         // The request path's units, one operation at a time (a check-out, a check-in, a
         // heartbeat, a write-ahead log record, an audit record, a request decoded and its reply
-        // encoded): measured by the HotPath benchmarks and, under callgrind, by licensed-micro.
+        // encoded, a check-out and check-in through the session handler and ledger host):
+        // measured by the HotPath benchmarks and, under callgrind, by licensed-micro.
         .target(
             name: "HotPathOperations",
             dependencies: [
-                "LicenseCore", "LicenseProtocol", "LicenseStore", "LicenseAudit", "LicenseServer",
+                "LicenseCore", "LicenseProtocol", "LicenseStore", "LicenseAudit", "LicenseServer", "LicenseCrypto", "LicenseFiles",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/HotPathOperations",
             swiftSettings: swiftSettings

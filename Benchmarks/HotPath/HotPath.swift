@@ -76,4 +76,16 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations { blackHole(requests.answer(with: lease)) }
     }
+
+    Benchmark("check-out and check-in through the session handler and ledger host (serving loop)") { benchmark in
+        let serve = try ServeOperations()
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { blackHole(try serve.pair()) }
+    }
+
+    Benchmark("the same with the default utilisation thresholds watched") { benchmark in
+        let serve = try ServeOperations(thresholds: true)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { blackHole(try serve.pair()) }
+    }
 }

@@ -1,13 +1,18 @@
 // The request path's units, each one operation at a time, on the daemon's own types: what the
 // HotPath benchmarks (mallocs, time) and licensed-micro under callgrind (instructions) measure.
 import Foundation
-public import LicenseAudit
+import LicenseAudit
 public import LicenseCore
-public import LicenseProtocol
+import LicenseCrypto
+import LicenseFiles
+import LicenseProtocol
 import LicenseServer
 import LicenseStore
+import Logging
 public import NIOCore
+import NIOEmbedded
 import SwiftProtobuf
+import Synchronization
 
 /// A ledger with one session (an identity of realistic size) and a feature of a billion seats,
 /// so that check-outs never run out; time moves 1 ms per operation.
@@ -150,5 +155,204 @@ public struct RequestOperations {
         var buffer = self.allocator.buffer(capacity: 64)
         _ = try! buffer.writeFrame(reply)
         return buffer
+    }
+}
+
+/// A check-out and its check-in as the serving loop handles them, each a frame through the
+/// daemon's own session handler and ledger host: decoded, served (the ledger, the audit event,
+/// the change handed to the log), made durable, its reply encoded and written. On an embedded
+/// channel and loop, with no socket; the log only numbers what it is given and reports it durable
+/// when told (its writer thread's work is the `wal-*` and `audit` operations).
+public final class ServeOperations {
+    private let channel: EmbeddedChannel
+    private let log: NumberingCommitLog
+
+    /// With `thresholds` the daemon's default utilisation thresholds are watched; without, none
+    /// (as `scripts/bench` runs the daemon).
+    public init(thresholds: Bool = false) throws {
+        let loop = EmbeddedEventLoop()
+        var configuration = ServerConfiguration()
+        configuration.stateDir = NSTemporaryDirectory()
+        if !thresholds { configuration.utilisationThresholds = [] }
+        var logger = Logger(label: "hot-path-serve")
+        logger.logLevel = .critical
+        let context = try ServerContext(
+            configuration: configuration,
+            serverKey: try Ed25519PrivateKey.generate(),
+            clock: SystemClock(),
+            logger: logger
+        )
+        var license = Licensed_V1_License()
+        license.id = "bench"
+        var feature = Licensed_V1_Feature()
+        feature.name = "cad.solver"
+        feature.count = 1_000_000_000
+        license.features = [feature]
+        var loaded = LicenseLoadResult()
+        loaded.accepted = [VerifiedLicense(license: license, keyID: "k", file: "bench.lic", block: 1)]
+        let log = NumberingCommitLog()
+        let host = try LedgerHost.open(context: context, licenses: loaded, log: log.source, on: loop).host
+        self.log = log
+        self.channel = EmbeddedChannel(loop: loop)
+        try self.channel.pipeline.syncOperations.addHandler(host.value.sessionHandler(context: context))
+        try self.channel.connect(to: SocketAddress(ipAddress: "10.1.2.42", port: 50_000)).wait()
+        var hello = Licensed_V1_Hello()
+        hello.protocolVersion = .protocolVersion1
+        hello.user = "ada.lovelace"
+        hello.host = "ws-0042.eng.example.com"
+        hello.clientName = "solver"
+        hello.clientVersion = "2026.3"
+        var message = Licensed_V1_ClientMessage()
+        message.requestID = 1
+        message.body = .hello(hello)
+        var frame = self.channel.allocator.buffer(capacity: 64)
+        try frame.writeFrame(message)
+        try self.channel.writeInbound(frame)
+        var reply = try self.answer()
+        guard let length = reply.readInteger(endianness: .big, as: UInt32.self), let body = reply.readSlice(length: Int(length)),
+            case .hello = try body.decodeMessage(as: Licensed_V1_ServerMessage.self).body
+        else { throw ServeError("the Hello was refused") }
+        try self.prepareFrames()
+    }
+
+    /// One check-out and its check-in, each answered; returns the reply bytes. The requests are
+    /// frames encoded once, with the check-out key and the lease id written into them in place,
+    /// and the lease id is read from the grant by walking its fields: the harness costs little
+    /// next to what it measures.
+    public func pair() throws -> Int {
+        self.checkoutCount += 1
+        withUnsafeBytes(of: self.checkoutCount.bigEndian) { key in
+            self.checkOutFrame.setBytes(key, at: self.keyOffset)
+        }
+        self.channel.pipeline.fireChannelRead(self.checkOutFrame)
+        let grant = try self.answer()
+        guard let leaseID = Self.leaseID(inGrant: grant) else { throw ServeError("the check-out was not granted") }
+        self.checkInFrame.setBytes(leaseID, at: self.leaseOffset)
+        self.channel.pipeline.fireChannelRead(self.checkInFrame)
+        let returned = try self.answer()
+        return grant.readableBytes + returned.readableBytes
+    }
+
+    private var checkoutCount: UInt64 = 0
+    private var checkOutFrame = ByteBuffer()
+    private var checkInFrame = ByteBuffer()
+    private var keyOffset = 0
+    private var leaseOffset = 0
+
+    /// The frames of a check-out (with a 16-byte key) and of a check-in, and where in them the
+    /// key's first 8 bytes and the lease id go.
+    private func prepareFrames() throws {
+        let marker: [UInt8] = Array(0xA0...0xAF)
+        var checkOut = Licensed_V1_CheckOutRequest()
+        checkOut.feature = "cad.solver"
+        checkOut.checkoutKey = Data(marker)
+        var checkIn = Licensed_V1_CheckInRequest()
+        checkIn.leaseID = Data(marker)
+        for (body, requestID) in [(Licensed_V1_ClientMessage.OneOf_Body.checkOut(checkOut), UInt64(7)), (.checkIn(checkIn), 8)] {
+            var message = Licensed_V1_ClientMessage()
+            message.requestID = requestID
+            message.body = body
+            var frame = self.channel.allocator.buffer(capacity: 64)
+            try frame.writeFrame(message)
+            let bytes = Array(frame.readableBytesView)
+            guard let at = (0...(bytes.count - 16)).first(where: { Array(bytes[$0..<$0 + 16]) == marker }) else {
+                throw ServeError("the marker is not in the frame")
+            }
+            if requestID == 7 {
+                self.checkOutFrame = frame
+                self.keyOffset = at
+            } else {
+                self.checkInFrame = frame
+                self.leaseOffset = at
+            }
+        }
+    }
+
+    /// Makes the log durable, runs the loop and returns the one reply frame written.
+    private func answer() throws -> ByteBuffer {
+        self.channel.embeddedEventLoop.run()
+        self.log.makeDurable()
+        self.channel.embeddedEventLoop.run()
+        guard let reply = try self.channel.readOutbound(as: ByteBuffer.self) else { throw ServeError("no reply") }
+        return reply
+    }
+
+    /// The lease id of a grant's frame: ServerMessage { check_out (field 3) { lease_id (1) } },
+    /// found by stepping over fields.
+    static func leaseID(inGrant frame: ByteBuffer) -> [UInt8]? {
+        var reader = frame
+        guard reader.readInteger(endianness: .big, as: UInt32.self) != nil else { return nil }
+        func varint(_ buffer: inout ByteBuffer) -> UInt64? {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while let byte = buffer.readInteger(as: UInt8.self) {
+                value |= UInt64(byte & 0x7F) << shift
+                if byte < 0x80 { return value }
+                shift += 7
+            }
+            return nil
+        }
+        while reader.readableBytes > 0, let key = varint(&reader) {
+            switch key & 7 {
+            case 0: _ = varint(&reader)
+            case 2:
+                guard let length = varint(&reader), var field = reader.readSlice(length: Int(length)) else { return nil }
+                guard key >> 3 == 3 else { continue }
+                while field.readableBytes > 0, let inner = varint(&field) {
+                    guard inner & 7 == 2, let count = varint(&field), let bytes = field.readBytes(length: Int(count)) else { return nil }
+                    if inner >> 3 == 1 { return bytes }
+                }
+                return nil
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    struct ServeError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+}
+
+/// A commit log that numbers the changes it is given and reports them durable when asked: the
+/// serving loop's side of the log, with none of the writer's.
+final class NumberingCommitLog: CommitLog {
+    private struct State {
+        var assigned: UInt64 = 0
+        var signals: CommitLogSignals?
+    }
+    private let state = Mutex(State())
+
+    var source: CommitLogSource {
+        CommitLogSource { _ in (self, RecoveredLedger(changes: [], auditDetails: [])) }
+    }
+
+    func start(_ signals: CommitLogSignals) { self.state.withLock { $0.signals = signals } }
+
+    func append(_ changes: [LedgerChange], audit events: [AuditEvent], wakeWriter: Bool) -> UInt64 {
+        self.state.withLock { state in
+            state.assigned += UInt64(changes.count)
+            return state.assigned
+        }
+    }
+
+    func audit(_ events: [AuditEvent], wakeWriter: Bool) {}
+    func wakeWriter() {}
+    var lastAssigned: UInt64 { self.state.withLock { $0.assigned } }
+    var auditHead: AuditHead? { nil }
+    var sinceSnapshot: (records: Int, bytes: Int) { (0, 0) }
+    var lastSnapshot: (sequence: UInt64, takenAtMs: Int64)? { nil }
+
+    func snapshot(_ ledger: SeatLedger, takenAtMs: Int64, done: @escaping @Sendable (Result<SnapshotResult, StoreError>) -> Void) -> Bool {
+        false
+    }
+
+    func close() {}
+
+    /// Everything appended so far is durable.
+    func makeDurable() {
+        let (signals, sequence) = self.state.withLock { ($0.signals, $0.assigned) }
+        signals?.durable(sequence)
     }
 }

@@ -1,18 +1,18 @@
 import CMalloc
 import CoreMetrics
 import Dispatch
-import LicenseCore
+package import LicenseCore
 import LicenseFiles
-import LicenseStore
+package import LicenseStore
 import Logging
-import NIOCore
+package import NIOCore
 
 /// The one way a ledger is opened — by the daemon, the fuzz harness and the tests alike: open the
 /// commit log and recover, replay into a host, start the log with signals that reach the host on
 /// its loop, and make the state on disk whole before serving.
 extension LedgerHost {
     /// Opens the ledger of `context` on `eventLoop` with the log of `source`.
-    static func open(
+    package static func open(
         context: ServerContext,
         licenses: LicenseLoadResult,
         log source: CommitLogSource,

@@ -4,7 +4,7 @@ import LicenseCrypto
 import LicenseProtocol
 import LicenseStore
 import Logging
-import NIOCore
+package import NIOCore
 
 /// One client connection: splits the byte stream into frames, decodes each into a
 /// `ClientMessage`, enforces Hello-first, answers, and turns protocol violations into an `Error`
@@ -450,5 +450,13 @@ final class SessionHandler: ChannelInboundHandler {
         context.writeAndFlush(Self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
+    }
+}
+
+extension LedgerHost {
+    /// A client session's handler over this host, for the benchmarks of the serving loop
+    /// (`HotPathOperations`), which sit outside this module.
+    package func sessionHandler(context: ServerContext) -> any ChannelHandler {
+        SessionHandler(context: context, host: self)
     }
 }
