@@ -27,7 +27,11 @@ struct HeldReplies<Target: AnyObject, Reply> {
     private(set) var durable: UInt64
     /// Sequence number of the last change appended (read without asking the log).
     var lastAppended: UInt64
-    private var waiting = Deque<(sequence: UInt64, target: Target, reply: Reply)>()
+    /// The sequence number each held reply waits for, apart from the replies themselves: reading
+    /// the head's number from a queue of whole entries copied the entry (the reply, with a
+    /// retain of each message it holds) for every reply released (`licensed-micro serve`).
+    private var sequences = Deque<UInt64>()
+    private var waiting = Deque<(target: Target, reply: Reply)>()
 
     init(durable: UInt64) {
         self.durable = durable
@@ -41,7 +45,8 @@ struct HeldReplies<Target: AnyObject, Reply> {
     /// held) when it already is.
     mutating func hold(_ reply: Reply, for target: Target) -> Bool {
         guard self.lastAppended > self.durable else { return false }
-        self.waiting.append((self.lastAppended, target, reply))
+        self.sequences.append(self.lastAppended)
+        self.waiting.append((target, reply))
         return true
     }
 
@@ -49,7 +54,8 @@ struct HeldReplies<Target: AnyObject, Reply> {
     /// moved out of the queue (a copy of a reply retains every message it holds).
     mutating func release(upTo sequence: UInt64, _ deliver: (Target, consuming Reply) -> Void) {
         self.durable = max(self.durable, sequence)
-        while !self.waiting.isEmpty, self.waiting[self.waiting.startIndex].sequence <= self.durable {
+        while let next = self.sequences.first, next <= self.durable {
+            self.sequences.removeFirst()
             let held = self.waiting.removeFirst()
             deliver(held.target, held.reply)
         }
@@ -57,7 +63,10 @@ struct HeldReplies<Target: AnyObject, Reply> {
 
     /// Every reply still held (the log failed: none of them will be released).
     mutating func abandonAll() -> [(target: Target, reply: Reply)] {
-        defer { self.waiting.removeAll() }
+        defer {
+            self.sequences.removeAll()
+            self.waiting.removeAll()
+        }
         return self.waiting.map { ($0.target, $0.reply) }
     }
 }

@@ -167,7 +167,7 @@ extension LedgerHost {
         defer {
             self.serveQueues()
             // Capacities changed: levels may have too.
-            self.checkThresholds(Set(self.ledger.status(includeHolders: false, at: self.nowMs).features.map(\.feature)))
+            self.checkThresholds(Array(Set(self.ledger.status(includeHolders: false, at: self.nowMs).features.map(\.feature))))
         }
         for rejected in result.rejected { self.logger.error("\(rejected)") }
         self.logger.info(

@@ -119,7 +119,7 @@ extension LedgerHost {
 
     /// A refused check-out, with the reason.
     func auditDenial(_ error: LicenseError, feature: String, count: UInt32, session: SessionID) {
-        let identity = self.ledger.identity(ofSession: session)
+        let identity = self.inPlace { $0.identity(ofSession: session) }
         self.audit(
             "deny",
             actor: identity.map(Self.actor) ?? "session:\(session)",

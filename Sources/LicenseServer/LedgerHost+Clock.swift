@@ -42,8 +42,7 @@ extension LedgerHost {
     /// grant). While the clock is right, advances the durable high-water mark once a minute.
     func watchClock() {
         let now = self.nowMs
-        let behind = self.ledger.clockSetbackMs(at: now)
-        let reference = self.ledger.clockReferenceMs
+        let (behind, reference) = self.inPlace { ($0.clockSetbackMs(at: now), $0.clockReferenceMs) }
         if behind > 0 {
             if self.clockSetbackMs == nil {
                 let stopped = self.loaded.effective.filter(\.license.isTimeLimited).map(\.license.id)

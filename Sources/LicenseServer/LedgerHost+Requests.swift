@@ -8,17 +8,18 @@ extension LedgerHost {
     /// Answers `message` of an open session: checks the role, runs the request, records what
     /// administrators do, and replies to `handler` (once durable, when the reply acknowledges a change).
     func serve(_ message: Licensed_V1_ClientMessage, session: SessionID, role: Role, replyTo handler: SessionHandler) {
-        var reply = Licensed_V1_ServerMessage()
-        reply.requestID = message.requestID
+        // The body read once: each `message.body` is a copy of the request, with a retain of
+        // every string and bytes field in it.
+        let body = message.body
         let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
         if self.failure != nil {
             result = .failure(self.unavailable)
-        } else if let refusal = self.clusterRefusal(for: message.body) {
+        } else if let refusal = self.clusterRefusal(for: body) {
             result = .failure(refusal)
-        } else if let body = message.body, let refusal = RequestAccess.refusal(for: body, role: role) {
+        } else if let body, let refusal = RequestAccess.refusal(for: body, role: role) {
             result = .failure(refusal)
         } else {
-            switch message.body {
+            switch body {
             case .none:
                 // A body this server does not know: a newer client. Answer and keep the connection.
                 result = .failure(LicenseError(.unimplemented, "this server does not know that request; upgrade the server"))
@@ -82,13 +83,15 @@ extension LedgerHost {
                 return
             case .reload, .snapshot:
                 // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
-                self.administer(message.body!, requestID: message.requestID, actor: self.actor(of: session), replyTo: handler)
+                self.administer(body!, requestID: message.requestID, actor: self.actor(of: session), replyTo: handler)
                 return
             case .some(let body):
                 result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
             }
         }
-        self.auditAdministration(message.body, result: result, session: session, role: role)
+        self.auditAdministration(body, result: result, session: session, role: role)
+        var reply = Licensed_V1_ServerMessage()
+        reply.requestID = message.requestID
         switch result {
         case .success(let body):
             reply.body = body

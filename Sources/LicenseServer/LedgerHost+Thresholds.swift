@@ -8,12 +8,13 @@ import Logging
 extension LedgerHost {
     /// Looks at `features` after a change and reports every crossing: one log line, one audit
     /// record, a counter, and a THRESHOLD_CROSSED event to every subscribed session.
-    func checkThresholds(_ features: Set<String>) {
-        guard !self.thresholds.thresholds.isEmpty else { return }
+    func checkThresholds(_ features: [String]) {
+        guard !self.thresholds.thresholds.isEmpty, !features.isEmpty else { return }
         let now = self.nowMs
-        for feature in features.sorted() {
-            let inUse = self.ledger.seatsInUse(of: feature)
-            let capacity = self.ledger.capacity(of: feature, at: now)
+        // Read in place: `self.ledger.seatsInUse(…)` copied the whole ledger out of the host (and
+        // released it) for each call, twice a change (`licensed-micro serve-thresholds`).
+        for feature in features.count > 1 ? features.sorted() : features {
+            let (inUse, capacity) = self.inPlace { ($0.seatsInUse(of: feature), $0.capacity(of: feature, at: now)) }
             guard let crossing = self.thresholds.observe(feature: feature, inUse: inUse, capacity: capacity) else { continue }
             let direction = crossing.up ? "up" : "down"
             self.logger.notice(
@@ -53,14 +54,15 @@ extension LedgerHost {
         return .success(response)
     }
 
-    /// Features whose seats `changes` move.
-    func featuresTouched(by changes: [LedgerChange], leases: EndedLeases) -> Set<String> {
-        var features = Set<String>()
+    /// Features whose seats `changes` move, each once (a change or two: a list, not a set).
+    func featuresTouched(by changes: [LedgerChange], leases: EndedLeases) -> [String] {
+        var features: [String] = []
+        func add(_ feature: String) { if !features.contains(feature) { features.append(feature) } }
         for change in changes {
             switch change {
-            case .granted(let lease): features.insert(lease.feature)
+            case .granted(let lease): add(lease.feature)
             case .released(let id, _, _):
-                if let lease = leases[id] { features.insert(lease.feature) }
+                if let feature = leases[id]?.feature { add(feature) }
             default: break
             }
         }
