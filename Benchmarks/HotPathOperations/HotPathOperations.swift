@@ -22,17 +22,19 @@ public struct LedgerOperations {
     public private(set) var nowMs: Int64 = 1_790_000_000_000
     private var nextLease: UInt64 = 0
 
-    public init() {
+    /// The licence every operation draws on: a feature of a billion seats.
+    static let license: VerifiedLicense = {
         var license = Licensed_V1_License()
         license.id = "bench"
         var feature = Licensed_V1_Feature()
         feature.name = "cad.solver"
         feature.count = 1_000_000_000
         license.features = [feature]
-        self.ledger = SeatLedger(
-            configuration: .init(defaultLeaseTTLMs: 120_000),
-            licenses: [VerifiedLicense(license: license, keyID: "k", file: "bench.lic", block: 1)]
-        )
+        return VerifiedLicense(license: license, keyID: "k", file: "bench.lic", block: 1)
+    }()
+
+    public init() {
+        self.ledger = SeatLedger(configuration: .init(defaultLeaseTTLMs: 120_000), licenses: [Self.license])
         self.ledger.openSession(
             self.session,
             identity: ClientIdentity(
@@ -182,14 +184,8 @@ public final class ServeOperations {
             clock: SystemClock(),
             logger: logger
         )
-        var license = Licensed_V1_License()
-        license.id = "bench"
-        var feature = Licensed_V1_Feature()
-        feature.name = "cad.solver"
-        feature.count = 1_000_000_000
-        license.features = [feature]
         var loaded = LicenseLoadResult()
-        loaded.accepted = [VerifiedLicense(license: license, keyID: "k", file: "bench.lic", block: 1)]
+        loaded.accepted = [LedgerOperations.license]
         let log = NumberingCommitLog()
         let host = try LedgerHost.open(context: context, licenses: loaded, log: log.source, on: loop).host
         self.log = log
