@@ -19,22 +19,6 @@ public enum LogSegment {
         Self.append(sequence: sequence, into: &buffer) { $0.append(contentsOf: body) }
     }
 
-    /// Appends one framed record whose body is `body`, then `header` and `tail` (a field added
-    /// after the record's own: the batch's audit lines), without joining the three first.
-    public static func encode(
-        sequence: UInt64,
-        body: [UInt8],
-        appending header: [UInt8],
-        _ tail: UnsafeRawBufferPointer,
-        into buffer: inout [UInt8]
-    ) {
-        Self.append(sequence: sequence, into: &buffer) { out in
-            out.append(contentsOf: body)
-            out.append(contentsOf: header)
-            out.append(contentsOf: tail)
-        }
-    }
-
     /// Appends one framed record whose body `writeBody` appends to the buffer in place; then
     /// fills in the header's length and CRC (over the sequence number and the body, which
     /// follow each other in the frame).

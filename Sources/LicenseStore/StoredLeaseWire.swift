@@ -25,8 +25,9 @@ public enum StoredLeaseWire {
     /// record (`licensed-micro wal-grant`, callgrind).
     public static func withBytes<Result>(of lease: Lease, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         let identity = lease.identity
-        // Two ids and the base lease id (key, length, 16 bytes), every varint and string field.
-        var room = 2 * 18 + 19 + 13 * Self.varintFieldRoom + 11 * Self.stringFieldRoom
+        // Two ids (key, length, 16 bytes) and the base lease id (its key takes 2 bytes), the 10
+        // varint fields, and the 9 string and bytes fields besides the groups, with their bytes.
+        var room = 2 * 18 + 19 + 10 * Self.varintFieldRoom + 9 * Self.stringFieldRoom
         room += lease.feature.utf8.count + lease.licenseID.utf8.count + lease.checkoutKey.count + lease.dupIdentity.utf8.count
         room += identity.user.utf8.count + identity.host.utf8.count + identity.clientName.utf8.count
         room += identity.clientVersion.utf8.count + identity.address.utf8.count
