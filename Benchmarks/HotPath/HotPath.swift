@@ -64,7 +64,7 @@ let benchmarks: @Sendable () -> Void = {
         let audit = try AuditOperations()
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
-            try audit.record(grant.changes[0], actor: "ada.lovelace@ws-0042", leases: [], atMs: ledger.nowMs)
+            try audit.record(grant.changes[0], by: grant.lease.identity, leases: [], atMs: ledger.nowMs)
         }
         try audit.flush()
     }

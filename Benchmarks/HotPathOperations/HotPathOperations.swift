@@ -105,10 +105,17 @@ public final class AuditOperations {
         try? FileManager.default.removeItem(atPath: self.directory)
     }
 
-    /// Adds the audit record of `change` (one of `leases`' changes) to the batch, writing the
-    /// batch when it is full.
-    public func record(_ change: LedgerChange, actor: String, leases: [Lease], atMs: Int64) throws {
-        if let event = LedgerHost.auditEvent(for: change, actor: actor, leases: EndedLeases(leases), waitedMs: nil, details: [], at: atMs) {
+    /// Adds the audit record of `change` (one of `leases`' changes), made by a session of
+    /// `identity` as the daemon's check-outs are, to the batch, writing the batch when it is full.
+    public func record(_ change: LedgerChange, by identity: ClientIdentity, leases: [Lease], atMs: Int64) throws {
+        if let event = LedgerHost.auditEvent(
+            for: change,
+            actor: .session(identity),
+            leases: EndedLeases(leases),
+            waitedMs: nil,
+            details: [],
+            at: atMs
+        ) {
             self.batch.append(event)
         }
         if self.batch.count >= self.batchSize { try self.flush() }

@@ -35,7 +35,7 @@ case "wal-grant", "wal-release":
 case "audit":
     let grant = ledger.checkOut()
     let audit = try AuditOperations()
-    for _ in 0..<count { try audit.record(grant.changes[0], actor: "ada.lovelace@ws-0042", leases: [], atMs: ledger.nowMs) }
+    for _ in 0..<count { try audit.record(grant.changes[0], by: grant.lease.identity, leases: [], atMs: ledger.nowMs) }
     try audit.flush()
 case "request":
     let lease = ledger.checkOut().lease

@@ -21,15 +21,17 @@ public struct AuditLeaseRecord: Sendable {
     /// The lease; nil for a release of a lease the server no longer knew (its record says only
     /// its id and the cause).
     public var lease: Lease?
-    /// Who: `user@host`, `admin-socket`, `server`.
-    public var actor: String
+    /// Who: `user@host`, `admin-socket`, `server`; nil for the lease's holder, whose `user@host`
+    /// the writer thread writes from the lease's identity (no string is built on the serving loop
+    /// for a holder's own check-out and check-in).
+    public var actor: String?
     /// What happened.
     public var kind: Kind
     /// More particulars after the lease's own (a revocation's reason, ...).
     public var extra: [(String, AuditEvent.Value)]
 
-    /// A record of `kind` for `lease`.
-    public init(lease: Lease, actor: String, kind: Kind, extra: [(String, AuditEvent.Value)] = []) {
+    /// A record of `kind` for `lease`, by `actor` (nil: its holder).
+    public init(lease: Lease, actor: String?, kind: Kind, extra: [(String, AuditEvent.Value)] = []) {
         self.id = lease.id
         self.lease = lease
         self.actor = actor
@@ -88,8 +90,18 @@ public struct AuditLeaseRecord: Sendable {
             details.append(("cause", .string(cause.rawValue)))
         }
         details.append(contentsOf: self.extra)
-        return (self.actor, "lease:" + id, details)
+        return (self.actorName, "lease:" + id, details)
     }
+
+    /// Who, as the record says it.
+    public var actorName: String {
+        if let actor = self.actor { return actor }
+        guard let identity = self.lease?.identity else { return "" }
+        return Self.holder(identity)
+    }
+
+    /// A holder's name in the trail: `user@host`.
+    public static func holder(_ identity: ClientIdentity) -> String { "\(identity.user)@\(identity.host)" }
 
     /// What every record about a lease says of it: id, feature, licence, seats, whose.
     public static func details(of lease: Lease, id: String, room: Int = 0) -> [(String, AuditEvent.Value)] {

@@ -51,7 +51,17 @@ struct AuditRenderer {
     /// their order of `AuditLeaseRecord.parts`.
     private static func lease(_ record: AuditLeaseRecord, _ out: inout ByteWriter) {
         Self.ascii(",\"actor\":", &out)
-        Self.string(record.actor, &out)
+        if let actor = record.actor {
+            Self.string(actor, &out)
+        } else {
+            // The holder: `AuditLeaseRecord.holder`, escaped as one string (escaping goes byte by byte).
+            let identity = record.lease?.identity
+            out.write(UInt8(ascii: "\""))
+            Self.escaped(identity?.user ?? "", &out)
+            if identity != nil { out.write(UInt8(ascii: "@")) }
+            Self.escaped(identity?.host ?? "", &out)
+            out.write(UInt8(ascii: "\""))
+        }
         Self.ascii(",\"subject\":\"lease:", &out)
         Self.hex(record.id, &out)
         Self.ascii("\",\"details\":{\"lease\":\"", &out)
@@ -198,12 +208,23 @@ struct AuditRenderer {
     /// A JSON string with the escaping of `JSONText.appendString`.
     private static func string(_ text: String, _ out: inout ByteWriter) {
         out.write(UInt8(ascii: "\""))
+        Self.escaped(text, &out)
+        out.write(UInt8(ascii: "\""))
+    }
+
+    /// The inside of a JSON string: `text` with the escaping of `JSONText.appendString`.
+    private static func escaped(_ text: String, _ out: inout ByteWriter) {
+        // Read in place (a native string always is; `withUTF8` would copy the argument first).
+        let done = text.utf8.withContiguousStorageIfAvailable { bytes in
+            guard Self.needsEscaping(bytes) else {
+                out.write(bytes)
+                return true
+            }
+            return false
+        }
+        if done == true { return }
         var text = text
         text.withUTF8 { bytes in
-            if !Self.needsEscaping(bytes) {
-                out.write(bytes)
-                return
-            }
             // Runs of bytes that need no escape are copied whole.
             var run = 0
             for index in bytes.indices {
@@ -225,11 +246,11 @@ struct AuditRenderer {
             }
             out.write(UnsafeBufferPointer(rebasing: bytes[run...]))
         }
-        out.write(UInt8(ascii: "\""))
     }
 
     /// True when `bytes` hold a control character, `"` or `\`: eight bytes at a time (the
     /// classic has-zero-byte tests on a word; exact as to whether any byte matches).
+    @inline(__always)
     static func needsEscaping(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let base = bytes.baseAddress else { return false }
         let raw = UnsafeRawPointer(base)

@@ -49,6 +49,7 @@ struct ByteWriter: ~Copyable {
         self.count += bytes.count
     }
 
+    @inline(__always)
     mutating func write(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.write(UnsafeRawBufferPointer(bytes))
     }

@@ -111,7 +111,7 @@ extension LedgerHost {
     /// Appends a grant's changes, made at `now`, to the log (with its audit record), counts and logs it.
     func record(_ grant: SeatLedger.Grant, waitedMs: Int64? = nil, at now: Int64) {
         let lease = grant.lease
-        self.commit(grant.changes, actor: Self.actor(lease.identity), waitedMs: waitedMs, at: now)
+        self.commit(grant.changes, by: .session(lease.identity), waitedMs: waitedMs, at: now)
         if !grant.replayed {
             self.counters(of: lease.feature).checkouts.increment()
             self.logger.info(
@@ -149,7 +149,7 @@ extension LedgerHost {
             if !reason.isEmpty { details.append(("reason", .string(reason))) }
             self.commit(
                 checkIn.changes,
-                actor: actor ?? self.actor(of: session),
+                by: actor.map { .named($0) } ?? .of(session, in: self),
                 leases: checkIn.releasedAddOns.isEmpty ? [checkIn.lease] : [checkIn.lease] + checkIn.releasedAddOns,
                 details: details,
                 at: now

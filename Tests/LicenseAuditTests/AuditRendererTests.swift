@@ -79,27 +79,37 @@ struct AuditLeaseRecordRenderingTests {
                     checkoutKey: []
                 )
                 lease.borrowed = i == 1
+                // A named actor, and the lease's holder (nil: `user@host` written from the lease).
                 for extra in extras {
-                    let actor = j == 1 ? "o'brien \"the admin\"@ws\u{1}" : "\(identity.user)@\(identity.host)"
-                    for waited: Int64? in [nil, 0, 12_345] {
-                        events.append(
-                            AuditEvent(
-                                timeMs: t0,
-                                lease: AuditLeaseRecord(lease: lease, actor: actor, kind: .grant(waitedMs: waited), extra: extra)
+                    for actor: String? in [j == 1 ? "o'brien \"the admin\"@ws\u{1}" : "\(identity.user)@\(identity.host)", nil] {
+                        for waited: Int64? in [nil, 0, 12_345] {
+                            events.append(
+                                AuditEvent(
+                                    timeMs: t0,
+                                    lease: AuditLeaseRecord(lease: lease, actor: actor, kind: .grant(waitedMs: waited), extra: extra)
+                                )
                             )
-                        )
-                    }
-                    for cause in [ReleaseCause.checkedIn, .baseReleased, .expired, .revoked] {
-                        let at = t0 + 999
-                        events.append(
-                            AuditEvent(
-                                timeMs: at,
-                                lease: AuditLeaseRecord(lease: lease, actor: actor, kind: .release(cause: cause, atMs: at), extra: extra)
+                        }
+                        for cause in [ReleaseCause.checkedIn, .baseReleased, .expired, .revoked] {
+                            let at = t0 + 999
+                            events.append(
+                                AuditEvent(
+                                    timeMs: at,
+                                    lease: AuditLeaseRecord(
+                                        lease: lease,
+                                        actor: actor,
+                                        kind: .release(cause: cause, atMs: at),
+                                        extra: extra
+                                    )
+                                )
                             )
-                        )
-                        events.append(
-                            AuditEvent(timeMs: at, lease: AuditLeaseRecord(id: id, actor: actor, cause: cause, atMs: at, extra: extra))
-                        )
+                            events.append(
+                                AuditEvent(
+                                    timeMs: at,
+                                    lease: AuditLeaseRecord(id: id, actor: actor ?? "server", cause: cause, atMs: at, extra: extra)
+                                )
+                            )
+                        }
                     }
                 }
             }
@@ -164,6 +174,8 @@ struct AuditLeaseRecordRenderingTests {
                 "waited_ms", "x",
             ]
         )
+        #expect(grant.parts.actor == "u@h")
+        #expect(AuditLeaseRecord(lease: lease, actor: nil, kind: .grant(waitedMs: nil)).parts.actor == "u@h", "nil: the holder")
         let release = AuditLeaseRecord(lease: lease, actor: "server", kind: .release(cause: .expired, atMs: 4_000))
         #expect(release.action == "reclaim")
         #expect(release.parts.details.last?.1 == .string("expired"))

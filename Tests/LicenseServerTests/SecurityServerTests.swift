@@ -180,7 +180,10 @@ struct SecurityServerTests {
             #expect(deny.actor == "bob@h-bob")
             #expect(Self.detail(deny, "code") == .string("NO_SEATS"))
             #expect(Self.detail(deny, "feature") == .string("cad"))
+            // The holder's own grants and check-in name the holder (written from the lease).
+            #expect(records[0].actor == "ada@h-ada" && records[1].actor == "ada@h-ada" && records[4].actor == "bob@h-bob")
             let checkin = records[3]
+            #expect(checkin.actor == "ada@h-ada")
             #expect(Self.detail(checkin, "held_ms") == .int(61_000))
             #expect(Self.detail(checkin, "cause") == .string("checked_in"))
             #expect(records[5].actor == "server")
