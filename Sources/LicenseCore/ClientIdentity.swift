@@ -94,6 +94,12 @@ public struct ClientIdentity: Sendable, Hashable, Codable {
         self.box = Box(fields)
     }
 
+    /// True when `other` names the same user on the same host (a lease's identity is its
+    /// session's box, so this is usually one pointer comparison).
+    public func isSameUserAndHost(as other: ClientIdentity) -> Bool {
+        self.box === other.box || (self.box.fields.user == other.box.fields.user && self.box.fields.host == other.box.fields.host)
+    }
+
     public static func == (lhs: ClientIdentity, rhs: ClientIdentity) -> Bool {
         lhs.box === rhs.box || lhs.box.fields == rhs.box.fields
     }

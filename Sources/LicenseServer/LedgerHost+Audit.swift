@@ -37,7 +37,7 @@ extension LedgerHost {
 
         /// The actor of `lease`'s record: nil when it is the lease's holder.
         func name(recordOf lease: Lease) -> String? {
-            if case .session(let identity) = self, identity.user == lease.identity.user, identity.host == lease.identity.host {
+            if case .session(let identity) = self, identity.isSameUserAndHost(as: lease.identity) {
                 return nil
             }
             return self.name

@@ -11,6 +11,24 @@ extension LedgerHost {
         // The body read once: each `message.body` is a copy of the request, with a retain of
         // every string and bytes field in it.
         let body = message.body
+        let requestID = message.requestID
+        if self.failure == nil, self.cluster == nil {
+            // The hot path on its own: open to every role, nothing to refuse before it runs.
+            switch body {
+            case .checkOut(let request):
+                if let result = self.serveCheckOut(request, session: session, requestID: requestID, handler: handler) {
+                    self.answer(body, result, requestID: requestID, session: session, role: role, to: handler)
+                }
+                return
+            case .checkIn(let request):
+                if let result = self.serveCheckIn(request, session: session, role: role, requestID: requestID, handler: handler) {
+                    self.answer(body, result, requestID: requestID, session: session, role: role, to: handler)
+                }
+                return
+            default:
+                break
+            }
+        }
         let result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>
         if self.failure != nil {
             result = .failure(self.unavailable)
@@ -26,27 +44,13 @@ extension LedgerHost {
             case .hello:
                 result = .failure(LicenseError(.invalidArgument, "the session is already open; Hello is sent once per connection"))
             case .checkOut(let request):
-                switch self.checkOut(request, session: session, requestID: message.requestID, handler: handler) {
-                case .queued:
-                    return  // answered when a seat is granted, or at the deadline
-                case .granted(let grant):
-                    // Not an administration to audit.
-                    self.acknowledge(.grant(grant), to: handler)
-                    return
-                case .answer(let answer):
-                    result = answer.map { .checkOut($0) }
-                }
+                guard let answer = self.serveCheckOut(request, session: session, requestID: requestID, handler: handler) else { return }
+                result = answer
             case .checkIn(let request):
-                let answer = self.checkIn(request, session: session, role: role)
-                if case .success(let response) = answer, response.releasedAddons.isEmpty, let id = LeaseID(bytes: response.leaseID) {
-                    // Written from the lease id; not an administration to audit.
-                    self.acknowledge(
-                        .return(ServerMessageWire.Return(requestID: message.requestID, leaseID: (id.high, id.low))),
-                        to: handler
-                    )
+                guard let answer = self.serveCheckIn(request, session: session, role: role, requestID: requestID, handler: handler) else {
                     return
                 }
-                result = answer.map { .checkIn($0) }
+                result = answer
             case .heartbeat(let request):
                 result = self.heartbeat(request, session: session).map { .heartbeat($0) }
             case .status(let request):
@@ -75,23 +79,74 @@ extension LedgerHost {
                 result = self.subscribe(session: session).map { .subscribe($0) }
             case .directorySync(let request):
                 // Read from the directory off the loop; the reply follows.
-                self.directorySync(request, requestID: message.requestID, session: session, role: role, replyTo: handler)
+                self.directorySync(request, requestID: requestID, session: session, role: role, replyTo: handler)
                 return
             case .clusterStatus:
                 // Read from etcd off the loop; the reply follows.
-                self.clusterStatus(requestID: message.requestID, replyTo: handler)
+                self.clusterStatus(requestID: requestID, replyTo: handler)
                 return
             case .reload, .snapshot:
                 // Slow work (file reads, snapshot writes) happens off the loop; the reply follows.
-                self.administer(body!, requestID: message.requestID, actor: self.actor(of: session), replyTo: handler)
+                self.administer(body!, requestID: requestID, actor: self.actor(of: session), replyTo: handler)
                 return
             case .some(let body):
                 result = .failure(LicenseError(.unimplemented, "\(body.requestName) is not available in this server version"))
             }
         }
+        self.answer(body, result, requestID: requestID, session: session, role: role, to: handler)
+    }
+
+    /// A check-out: nil when answered already (a grant, acknowledged once durable) or queued
+    /// (answered when a seat is granted, or at the deadline); otherwise the answer.
+    private func serveCheckOut(
+        _ request: Licensed_V1_CheckOutRequest,
+        session: SessionID,
+        requestID: UInt64,
+        handler: SessionHandler
+    ) -> Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>? {
+        switch self.checkOut(request, session: session, requestID: requestID, handler: handler) {
+        case .queued:
+            return nil
+        case .granted(let grant):
+            // Written from the lease; not an administration to audit.
+            self.acknowledge(.grant(grant), to: handler)
+            return nil
+        case .answer(let answer):
+            return answer.map { .checkOut($0) }
+        }
+    }
+
+    /// A check-in: nil when answered already (a plain return, acknowledged once durable);
+    /// otherwise the answer.
+    private func serveCheckIn(
+        _ request: Licensed_V1_CheckInRequest,
+        session: SessionID,
+        role: Role,
+        requestID: UInt64,
+        handler: SessionHandler
+    ) -> Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>? {
+        let answer = self.checkIn(request, session: session, role: role)
+        if case .success(let response) = answer, response.releasedAddons.isEmpty, let id = LeaseID(bytes: response.leaseID) {
+            // Written from the lease id; not an administration to audit.
+            self.acknowledge(.return(ServerMessageWire.Return(requestID: requestID, leaseID: (id.high, id.low))), to: handler)
+            return nil
+        }
+        return answer.map { .checkIn($0) }
+    }
+
+    /// Answers a request with `result`: audited when an administration, and held until durable
+    /// when it acknowledges a change.
+    private func answer(
+        _ body: Licensed_V1_ClientMessage.OneOf_Body?,
+        _ result: Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>,
+        requestID: UInt64,
+        session: SessionID,
+        role: Role,
+        to handler: SessionHandler
+    ) {
         self.auditAdministration(body, result: result, session: session, role: role)
         var reply = Licensed_V1_ServerMessage()
-        reply.requestID = message.requestID
+        reply.requestID = requestID
         switch result {
         case .success(let body):
             reply.body = body
