@@ -18,7 +18,17 @@ extension LedgerHost {
 
     /// The check-out and check-in counters of `feature`: one lookup of the feature's name,
     /// instead of a dimensions array and the hash of three strings per request.
+    /// The feature asked for last is checked first: a run of requests for one feature (a
+    /// check-out and its check-in, a site's main product) skips hashing its name (about 400
+    /// instructions a lookup, `licensed-micro serve`); another feature costs one comparison more.
     func counters(of feature: String) -> FeatureCounters {
+        if let last = self.lastFeatureCounters, last.feature == feature { return last.counters }
+        let counters = self.lookUpCounters(of: feature)
+        self.lastFeatureCounters = (feature, counters)
+        return counters
+    }
+
+    private func lookUpCounters(of feature: String) -> FeatureCounters {
         if let known = self.featureCounters[feature] { return known }
         let made = FeatureCounters(
             checkouts: self.counter("licensed_checkouts_total", [("feature", feature)]),

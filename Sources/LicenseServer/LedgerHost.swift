@@ -49,6 +49,8 @@ package final class LedgerHost {
     var oneDimensionCounters: [OneDimensionCounter: Counter] = [:]
     /// The check-out and check-in counters of each feature, by the feature alone (two per pair).
     var featureCounters: [String: FeatureCounters] = [:]
+    /// The last of `featureCounters` looked up.
+    var lastFeatureCounters: (feature: String, counters: FeatureCounters)?
     /// Lease and session ids, drawn from the CSPRNG in batches.
     var randomIDs = RandomIDs()
     var reaper: RepeatedTask?
