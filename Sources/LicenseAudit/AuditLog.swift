@@ -195,9 +195,11 @@ public final class AuditLog {
     public func render(_ events: [AuditEvent]) -> Rendered {
         var buffer = ByteWriter(capacity: events.count * 512)
         let first = self.lastSequence + 1
-        for event in events {
+        // By index: the array's element is read in place (a `for in` copies each event out, with
+        // a retain and release of each of its strings).
+        for index in events.indices {
             let sequence = self.lastSequence + 1
-            let hash = self.renderer.append(sequence: sequence, event: event, previousHash: self.lastHashBytes, to: &buffer)
+            let hash = self.renderer.append(sequence: sequence, event: events[index], previousHash: self.lastHashBytes, to: &buffer)
             // The next record's `prev`, copied in place (64 bytes, no array per record).
             let hashBytes = buffer.bytes(hash)
             if self.lastHashBytes.count == hashBytes.count {
@@ -206,7 +208,7 @@ public final class AuditLog {
                 self.lastHashBytes = Array(hashBytes)
             }
             self.lastSequence = sequence
-            self.latestTimeMs = max(self.latestTimeMs, event.timeMs)
+            self.latestTimeMs = max(self.latestTimeMs, events[index].timeMs)
         }
         return Rendered(firstSequence: first, count: events.count, buffer: buffer)
     }
