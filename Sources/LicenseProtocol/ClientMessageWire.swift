@@ -44,6 +44,38 @@ public enum ClientMessageWire {
         return sawBody ? message : nil
     }
 
+    /// A check-in of one lease and nothing else — `request_id` (if any), then a `check_in` holding
+    /// only a 16-byte `lease_id`, in that layout — read without building the message: the request
+    /// id and the lease id as two big-endian words (`ID128(bytes:)`). nil for anything else, which
+    /// `decode` or SwiftProtobuf decides. What it reads is what `decode` reads (tests hold them).
+    public static func plainCheckIn(_ bytes: UnsafeRawBufferPointer) -> (requestID: UInt64, leaseID: (high: UInt64, low: UInt64))? {
+        var reader = WireReader(bytes: bytes)
+        var requestID: UInt64 = 0
+        var sawRequestID = false
+        var leaseID: (high: UInt64, low: UInt64)?
+        while !reader.atEnd {
+            guard let (field, wireType) = Self.tag(&reader) else { return nil }
+            switch (field, wireType) {
+            case (1, 0):
+                guard !sawRequestID, let value = reader.varint() else { return nil }
+                requestID = value
+                sawRequestID = true
+            case (4, 2):
+                // The body: lease_id's tag (field 1, length-delimited), its length 16, its bytes.
+                guard leaseID == nil, let range = reader.range(), range.count == 18, bytes[range.lowerBound] == 0x0A,
+                    bytes[range.lowerBound + 1] == 16
+                else { return nil }
+                leaseID = (
+                    UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: range.lowerBound + 2, as: UInt64.self)),
+                    UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: range.lowerBound + 10, as: UInt64.self))
+                )
+            default:
+                return nil
+            }
+        }
+        return leaseID.map { (requestID, $0) }
+    }
+
     private static func checkOut(_ reader: inout WireReader) -> Licensed_V1_CheckOutRequest? {
         var request = Licensed_V1_CheckOutRequest()
         var last = 0

@@ -136,9 +136,37 @@ extension LedgerHost {
         actor: String? = nil,
         teller: String = "an administrator"
     ) -> Result<Licensed_V1_CheckInResponse, LicenseError> {
+        Self.leaseID(of: request).flatMap { id in
+            self.checkIn(lease: id, session: session, role: role, reason: reason, actor: actor, teller: teller).map { addOns in
+                Self.checkInResponse(id, releasedAddOns: addOns)
+            }
+        }
+    }
+
+    /// The lease a check-in names.
+    static func leaseID(of request: Licensed_V1_CheckInRequest) -> Result<LeaseID, LicenseError> {
         guard let id = LeaseID(bytes: request.leaseID) else {
             return .failure(LicenseError(.invalidArgument, "lease_id must be 16 bytes, not \(request.leaseID.count)"))
         }
+        return .success(id)
+    }
+
+    static func checkInResponse(_ id: LeaseID, releasedAddOns: [Lease]) -> Licensed_V1_CheckInResponse {
+        var response = Licensed_V1_CheckInResponse()
+        response.leaseID = Data(id.bytes)
+        response.releasedAddons = releasedAddOns.map { .init($0.id.bytes) }
+        return response
+    }
+
+    /// `checkIn` of lease `id`: the add-ons released with it.
+    func checkIn(
+        lease id: LeaseID,
+        session: SessionID,
+        role: Role,
+        reason: String = "",
+        actor: String? = nil,
+        teller: String = "an administrator"
+    ) -> Result<[Lease], LicenseError> {
         let now = self.nowMs
         switch self.ledger.checkIn(id, by: session, asAdmin: role.mayRevoke, at: now) {
         case .failure(let error):
@@ -170,12 +198,9 @@ extension LedgerHost {
                     "\(teller) checked in your lease of '\(lease.feature)'" + (reason.isEmpty ? "" : ": \(reason)")
                 )
             }
-            var response = Licensed_V1_CheckInResponse()
-            response.leaseID = request.leaseID
-            response.releasedAddons = checkIn.releasedAddOns.map { .init($0.id.bytes) }
             // A seat may have come free: the queue's head gets it at once.
             self.serveQueues()
-            return .success(response)
+            return .success(checkIn.releasedAddOns)
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import LicenseAudit
 import LicenseCore
 import LicenseProtocol
@@ -125,13 +126,48 @@ extension LedgerHost {
         requestID: UInt64,
         handler: SessionHandler
     ) -> Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>? {
-        let answer = self.checkIn(request, session: session, role: role)
-        if case .success(let response) = answer, response.releasedAddons.isEmpty, let id = LeaseID(bytes: response.leaseID) {
+        switch Self.leaseID(of: request) {
+        case .success(let id): self.serveCheckIn(id, session: session, role: role, requestID: requestID, handler: handler)
+        case .failure(let error): .failure(error)
+        }
+    }
+
+    private func serveCheckIn(
+        _ id: LeaseID,
+        session: SessionID,
+        role: Role,
+        requestID: UInt64,
+        handler: SessionHandler
+    ) -> Result<Licensed_V1_ServerMessage.OneOf_Body, LicenseError>? {
+        switch self.checkIn(lease: id, session: session, role: role) {
+        case .success(let addOns) where addOns.isEmpty:
             // Written from the lease id; not an administration to audit.
             self.acknowledge(.return(ServerMessageWire.Return(requestID: requestID, leaseID: (id.high, id.low))), to: handler)
             return nil
+        case .success(let addOns):
+            return .success(.checkIn(Self.checkInResponse(id, releasedAddOns: addOns)))
+        case .failure(let error):
+            return .failure(error)
         }
-        return answer.map { .checkIn($0) }
+    }
+
+    /// A plain check-in, read without building its message (`ClientMessageWire.plainCheckIn`):
+    /// served as `serve` serves a check-in.
+    func serve(checkIn id: LeaseID, requestID: UInt64, session: SessionID, role: Role, replyTo handler: SessionHandler) {
+        var request: Licensed_V1_ClientMessage.OneOf_Body {
+            var checkIn = Licensed_V1_CheckInRequest()
+            checkIn.leaseID = Data(id.bytes)
+            return .checkIn(checkIn)
+        }
+        guard self.failure == nil, self.cluster == nil else {
+            var message = Licensed_V1_ClientMessage()
+            message.requestID = requestID
+            message.body = request
+            return self.serve(message, session: session, role: role, replyTo: handler)
+        }
+        if let result = self.serveCheckIn(id, session: session, role: role, requestID: requestID, handler: handler) {
+            self.answer(request, result, requestID: requestID, session: session, role: role, to: handler)
+        }
     }
 
     /// Answers a request with `result`: audited when an administration, and held until durable

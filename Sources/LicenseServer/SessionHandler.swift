@@ -201,6 +201,12 @@ final class SessionHandler: ChannelInboundHandler {
     }
 
     private func received(_ context: ChannelHandlerContext, frame: ByteBuffer) {
+        if case .open(let session, let role) = self.state, let checkIn = frame.withUnsafeReadableBytes(ClientMessageWire.plainCheckIn) {
+            // The hot path's check-in, without a message built and taken apart.
+            let id = LeaseID(high: checkIn.leaseID.high, low: checkIn.leaseID.low)
+            self.host.serve(checkIn: id, requestID: checkIn.requestID, session: session, role: role, replyTo: self)
+            return
+        }
         let message: Licensed_V1_ClientMessage
         do {
             message = try frame.decodeClientMessage()

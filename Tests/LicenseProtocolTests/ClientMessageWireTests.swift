@@ -53,6 +53,68 @@ struct ClientMessageWireTests {
         }
     }
 
+    /// `plainCheckIn` of `bytes`, as the message SwiftProtobuf would make of it.
+    static func plainCheckIn(_ bytes: [UInt8]) -> Licensed_V1_ClientMessage? {
+        bytes.withUnsafeBytes(ClientMessageWire.plainCheckIn).map { read in
+            var message = Licensed_V1_ClientMessage()
+            message.requestID = read.requestID
+            var words = (read.leaseID.high.bigEndian, read.leaseID.low.bigEndian)
+            message.checkIn.leaseID = withUnsafeBytes(of: &words) { Data($0) }
+            return message
+        }
+    }
+
+    @Test("a plain check-in (one 16-byte lease id) is read as SwiftProtobuf reads it, and nothing else is")
+    func plainCheckIns() throws {
+        var plain = 0
+        for message in Self.requests(3_000) + Self.requests(3_000, seed: 5) {
+            let bytes: [UInt8] = try message.serializedBytes()
+            let read = Self.plainCheckIn(bytes)
+            if case .checkIn(let request) = message.body, request.leaseID.count == 16 {
+                #expect(read == message, "\(message)")
+                plain += 1
+            } else {
+                #expect(read == nil, "\(message)")
+            }
+        }
+        #expect(plain > 300)
+        // Damaged frames: whatever is read is what SwiftProtobuf reads.
+        var random = Generator(state: 11)
+        var readByHand = 0
+        for message in Self.requests(900, seed: 42) where message.checkIn.leaseID.count == 16 {
+            let original: [UInt8] = try message.serializedBytes()
+            for _ in 0..<40 {
+                var bytes = original
+                switch random.below(3) {
+                case 0: bytes[random.below(bytes.count)] = UInt8(truncatingIfNeeded: random.next())
+                case 1: bytes.removeSubrange(random.below(bytes.count)...)
+                default: bytes.insert(UInt8(truncatingIfNeeded: random.next()), at: random.below(bytes.count + 1))
+                }
+                guard let read = Self.plainCheckIn(bytes) else { continue }
+                readByHand += 1
+                #expect(read == (try Licensed_V1_ClientMessage(serializedBytes: bytes)), "\(bytes)")
+                #expect(read == Self.fast(bytes), "\(bytes)")
+            }
+        }
+        #expect(readByHand > 500)
+        // Layouts at the edges: read here only when SwiftProtobuf reads a plain check-in from them.
+        let id = [UInt8](repeating: 7, count: 16)
+        let cases: [(String, [UInt8], Bool)] = [
+            ("request_id after the body", [0x22, 0x12, 0x0A, 0x10] + id + [0x08, 0x01], true),
+            ("no request_id", [0x22, 0x12, 0x0A, 0x10] + id, true),
+            ("a lease id of 17 bytes", [0x22, 0x13, 0x0A, 0x11] + id + [0x00], false),
+            ("no lease id", [0x22, 0x00], false),
+            ("two bodies", [0x08, 0x01, 0x22, 0x12, 0x0A, 0x10] + id + [0x22, 0x12, 0x0A, 0x10] + id, false),
+            ("a tag of two bytes", [0x22, 0x13, 0x8A, 0x00, 0x10] + id, false),
+            ("a check-out", [0x1A, 0x12, 0x0A, 0x10] + id, false),
+        ]
+        for (name, bytes, plain) in cases {
+            let read = Self.plainCheckIn(bytes)
+            #expect((read != nil) == plain, "\(name)")
+            if let read { #expect(read == (try Licensed_V1_ClientMessage(serializedBytes: bytes)), "\(name)") }
+        }
+    }
+
     @Test("every other layout is left to SwiftProtobuf")
     func leftToSwiftProtobuf() throws {
         var hello = Licensed_V1_ClientMessage()
