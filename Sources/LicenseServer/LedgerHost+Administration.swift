@@ -81,9 +81,7 @@ extension LedgerHost {
         }
         var response = Licensed_V1_RevokeResponse()
         for id in leaseIDs {
-            var checkIn = Licensed_V1_CheckInRequest()
-            checkIn.leaseID = .init(id.bytes)
-            if case .success = self.checkIn(checkIn, session: session, role: role, reason: request.reason) { response.leases += 1 }
+            if case .success = self.checkIn(lease: id, session: session, role: role, reason: request.reason) { response.leases += 1 }
         }
         for id in activationIDs {
             if case .success(let changes) = self.ledger.deactivate(id, user: "", asAdmin: true, at: self.nowMs) {

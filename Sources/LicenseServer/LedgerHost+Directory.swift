@@ -148,11 +148,9 @@ extension LedgerHost {
             if self.directory.leavers[reclaim.user]?.sinceMs == now {
                 self.audit("directory_leaver", actor: Self.directoryActor, subject: "user:\(reclaim.user)", details: details)
             }
-            for id in reclaim.leaseIds {
-                var checkIn = Licensed_V1_CheckInRequest()
-                checkIn.leaseID = id
+            for id in reclaim.leaseIds.compactMap({ LeaseID(bytes: $0) }) {
                 _ = self.checkIn(
-                    checkIn,
+                    lease: id,
                     session: self.directorySession,
                     role: .admin,
                     reason: "user \(reclaim.user) is \(reclaim.reason)",

@@ -125,24 +125,6 @@ extension LedgerHost {
         }
     }
 
-    /// Checks a lease in: its holder's own, or (a role that may revoke) anyone's — then the holder
-    /// is told, by `teller`, with the reason. `actor` overrides the session's identity in the
-    /// audit trail (the directory reclaiming from a leaver).
-    func checkIn(
-        _ request: Licensed_V1_CheckInRequest,
-        session: SessionID,
-        role: Role,
-        reason: String = "",
-        actor: String? = nil,
-        teller: String = "an administrator"
-    ) -> Result<Licensed_V1_CheckInResponse, LicenseError> {
-        Self.leaseID(of: request).flatMap { id in
-            self.checkIn(lease: id, session: session, role: role, reason: reason, actor: actor, teller: teller).map { addOns in
-                Self.checkInResponse(id, releasedAddOns: addOns)
-            }
-        }
-    }
-
     /// The lease a check-in names.
     static func leaseID(of request: Licensed_V1_CheckInRequest) -> Result<LeaseID, LicenseError> {
         guard let id = LeaseID(bytes: request.leaseID) else {
@@ -158,7 +140,9 @@ extension LedgerHost {
         return response
     }
 
-    /// `checkIn` of lease `id`: the add-ons released with it.
+    /// Checks lease `id` in: its holder's own, or (a role that may revoke) anyone's — then the
+    /// holder is told, by `teller`, with the reason. `actor` overrides the session's identity in
+    /// the audit trail (the directory reclaiming from a leaver). Returns the add-ons released with it.
     func checkIn(
         lease id: LeaseID,
         session: SessionID,
