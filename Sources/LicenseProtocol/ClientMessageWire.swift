@@ -44,8 +44,8 @@ public enum ClientMessageWire {
         return sawBody ? message : nil
     }
 
-    /// A check-in of one lease and nothing else — `request_id` (if any), then a `check_in` holding
-    /// only a 16-byte `lease_id`, in that layout — read without building the message: the request
+    /// A check-in of one lease and nothing else — `request_id` (if any) and a `check_in` holding
+    /// only a 16-byte `lease_id`, each once — read without building the message: the request
     /// id and the lease id as two big-endian words (`ID128(bytes:)`). nil for anything else, which
     /// `decode` or SwiftProtobuf decides. What it reads is what `decode` reads (tests hold them).
     public static func plainCheckIn(_ bytes: UnsafeRawBufferPointer) -> (requestID: UInt64, leaseID: (high: UInt64, low: UInt64))? {
