@@ -18,6 +18,7 @@ extension LedgerHost {
 
     /// The check-out and check-in counters of `feature`: one lookup of the feature's name,
     /// instead of a dimensions array and the hash of three strings per request.
+    ///
     /// The feature asked for last is checked first: a run of requests for one feature (a
     /// check-out and its check-in, a site's main product) skips hashing its name (about 400
     /// instructions a lookup, `licensed-micro serve`); another feature costs one comparison more.

@@ -20,7 +20,7 @@ struct RequestAccessTests {
     @Test("each request is allowed from its role up and refused below it, saying which tokens may", arguments: Self.table.indices)
     func roles(index: Int) {
         let (body, required) = Self.table[index]
-        #expect(RequestAccess.requirement(for: body).role == required)
+        #expect(RequestAccess.role(for: body) == required)
         for role in Role.allCases {
             let refusal = RequestAccess.refusal(for: body, role: role)
             if role >= required {
