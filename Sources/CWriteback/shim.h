@@ -7,6 +7,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <fcntl.h>
 
 static inline int licensed_start_writeback(int fd, long long offset, long long count) {
@@ -17,6 +18,21 @@ static inline int licensed_start_writeback(int fd, long long offset, long long c
     (void)offset;
     (void)count;
     return 0;
+#endif
+}
+
+/* Linux's fallocate with mode 0: allocates `count` bytes of `fd` from `offset` and extends its
+   size over them (they read as zeros), without writing them. Returns 0, or -1 with errno
+   (EOPNOTSUPP where the file system cannot). */
+static inline int licensed_preallocate(int fd, long long offset, long long count) {
+#if defined(__linux__)
+    return fallocate(fd, 0, (off_t)offset, (off_t)count);
+#else
+    (void)fd;
+    (void)offset;
+    (void)count;
+    errno = EOPNOTSUPP;
+    return -1;
 #endif
 }
 #endif

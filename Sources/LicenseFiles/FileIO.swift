@@ -137,6 +137,29 @@ package enum FileIO {
         }
     }
 
+    /// Writes all of `bytes` at `offset` of `fd` (pwrite, the file position untouched).
+    package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws {
+        var written = 0
+        while written < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset + written))
+            if n < 0 {
+                if Glibc.errno == EINTR { continue }
+                throw StoreError.errno("cannot write", path)
+            }
+            written += n
+        }
+    }
+
+    /// Allocates `count` bytes of `fd` from `offset`, extending its size over them (they read as
+    /// zeros) without writing them. False where the file system cannot (or the disk is full: the
+    /// writes that follow then fail, or not, as they would have anyway).
+    package static func preallocate(_ fd: Int32, offset: Int, count: Int) -> Bool {
+        while true {
+            if licensed_preallocate(fd, Int64(offset), Int64(count)) == 0 { return true }
+            if Glibc.errno != EINTR { return false }
+        }
+    }
+
     /// Asks the kernel to start writing `count` bytes of `fd` from `offset` to disk, without
     /// waiting (a hint: only fsync makes them durable; an error is ignored).
     package static func startWriteback(_ fd: Int32, offset: Int, count: Int) {

@@ -111,6 +111,12 @@ extension LedgerStore {
                     throw StoreError.errno("cannot cut the torn tail of", segment.path)
                 }
                 recovery.tornTail = (segment.path, result.validLength, bytes.count - result.validLength)
+            } else if result.validLength < bytes.count, index == segments.count - 1 {
+                // Space the writer allocated ahead of its records: cut, as the next writer
+                // appends after the records and allocates its own.
+                guard truncate(segment.path, off_t(result.validLength)) == 0 else {
+                    throw StoreError.errno("cannot cut the allocated tail of", segment.path)
+                }
             }
         }
 

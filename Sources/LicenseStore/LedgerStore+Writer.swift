@@ -46,6 +46,7 @@ extension LedgerStore {
     }
 
     func writerLoop(_ signals: CommitLogSignals) {
+        var failed = false
         while true {
             let (taken, stop) = self.take()
             if stop { break }
@@ -67,6 +68,7 @@ extension LedgerStore {
             if let error = outcome.error {
                 // Nothing more is taken: appends are dropped, snapshots refused, close returns.
                 self.queue.withLock { $0.stopping = true }
+                failed = true
                 signals.fatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
                 break
             }
@@ -76,7 +78,13 @@ extension LedgerStore {
             }
         }
         self.files.withLock { files in
-            Glibc.close(files.segmentFD)
+            // A clean stop cuts the segment to its records; after a failure nothing more is
+            // written to it (what it holds past its records reads as the log's end).
+            if failed {
+                files.segment.abandon()
+            } else {
+                try? files.segment.close(syncs: self.sync == .always)
+            }
             // What the log alone held of the trail reaches its file too (on a failure as well: the
             // log has those lines anyway).
             try? files.auditLog?.sync()
@@ -205,19 +213,17 @@ extension LedgerStore {
 
     private func writeAndSync(_ bytes: ArraySlice<UInt8>, _ files: inout Files) throws {
         guard !bytes.isEmpty else { return }
-        let fd = files.segmentFD
-        let path = files.segmentPath
-        try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+        try bytes.withUnsafeBytes { try files.segment.append($0) }
         if self.sync == .always {
-            guard fdatasync(fd) == 0 else { throw StoreError.errno("fdatasync failed on", path) }
+            guard fdatasync(files.segment.fd) == 0 else { throw StoreError.errno("fdatasync failed on", files.segment.path) }
         }
     }
 
     private func startSegment(firstSequence: UInt64, _ files: inout Files) throws {
-        try FileIO.closeAppended(files.segmentFD, path: files.segmentPath, syncs: self.sync == .always)
-        let path = Self.segmentPath(self.directory, firstSequence: firstSequence)
-        files.segmentFD = try FileIO.openForAppending(path, "the write-ahead log segment")
-        files.segmentPath = path
+        // The new file first: whatever fails, `files.segment` is a file still open.
+        let previous = files.segment
+        files.segment = try SegmentFile.open(Self.segmentPath(self.directory, firstSequence: firstSequence))
+        try previous.close(syncs: self.sync == .always)
         try FileIO.syncDirectory(self.directory)
     }
 

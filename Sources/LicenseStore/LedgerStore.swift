@@ -71,8 +71,7 @@ public final class LedgerStore: CommitLog {
 
     /// What only the writer thread touches.
     struct Files {
-        var segmentFD: Int32
-        var segmentPath: String
+        var segment: SegmentFile
         var lastReported: UInt64
         /// The audit trail, written in the same batches as the log.
         var auditLog: AuditLog?
@@ -125,14 +124,14 @@ public final class LedgerStore: CommitLog {
         } else {
             path = Self.segmentPath(directory, firstSequence: recovery.lastSequence + 1)
         }
-        let fd = try FileIO.openForAppending(path, "the write-ahead log")
+        let segment = try SegmentFile.open(path)
         if path != segments.last?.path { try FileIO.syncDirectory(directory) }
         let store = LedgerStore(
             directory: directory,
             sync: sync,
             retainedSnapshots: max(2, retainedSnapshots),
             lastSequence: recovery.lastSequence,
-            files: Files(segmentFD: fd, segmentPath: path, lastReported: recovery.lastSequence, auditLog: audit)
+            files: Files(segment: segment, lastReported: recovery.lastSequence, auditLog: audit)
         )
         store.queue.withLock { $0.recordsSinceSnapshot = recovery.replayedRecords }
         if recovery.snapshotSequence > 0 {
@@ -296,7 +295,7 @@ public final class LedgerStore: CommitLog {
             self.finished.wait()
         } else {
             self.files.withLock { files in
-                Glibc.close(files.segmentFD)
+                files.segment.abandon()
                 files.auditLog?.close()
             }
         }

@@ -7,7 +7,9 @@ import Foundation
 /// | length N (u32)  | CRC-32C (u32)   | sequence number (u64)     | N bytes: record  |
 /// +-----------------+-----------------+---------------------------+------------------+
 /// ```
-/// Big-endian. The CRC covers the sequence number and the record bytes.
+/// Big-endian. The CRC covers the sequence number and the record bytes. Zeros after the last
+/// record are space the writer allocated ahead (no record is all zeros: a zero length has a
+/// non-zero CRC): the segment ends there.
 public enum LogSegment {
     /// Bytes before the record body.
     public static let headerLength = 16
@@ -78,8 +80,10 @@ public enum LogSegment {
         }
     }
 
-    /// Reads every record of `bytes`. A damaged record followed by no whole record is a torn tail
-    /// (the last write, cut short by a crash): reported, not an error. A damaged record followed
+    /// Reads every record of `bytes`. Zeros to the end after a record end the segment (space
+    /// allocated ahead, or a last write of which only zeros reached the disk). A damaged record
+    /// followed by no whole record is a torn tail (the last write, cut short by a crash):
+    /// reported, not an error. A damaged record followed
     /// by whole records is corruption and throws.
     public static func read(_ bytes: [UInt8], file: String) throws(CorruptionError) -> ReadResult {
         var records: [Record] = []
@@ -90,6 +94,9 @@ public enum LogSegment {
                 records.append(record)
                 offset = next
             case .damaged(let reason):
+                if Self.allZero(bytes, from: offset) {
+                    return ReadResult(records: records, validLength: offset, tornTail: false)
+                }
                 // A whole record later in the file means this was not the last write.
                 if let later = Self.findRecord(in: bytes, after: offset) {
                     throw CorruptionError(file: file, offset: offset, reason: "\(reason); a valid record follows at offset \(later)")
@@ -124,10 +131,34 @@ public enum LogSegment {
         return .record(Record(sequence: sequence, body: body, offset: offset), next: offset + headerLength + length)
     }
 
+    /// True when every byte of `bytes` from `offset` on is zero.
+    static func allZero(_ bytes: [UInt8], from offset: Int) -> Bool {
+        Self.firstNonZero(bytes, from: offset) == nil
+    }
+
+    /// The index of the first byte from `offset` on that is not zero, eight bytes at a time.
+    static func firstNonZero(_ bytes: [UInt8], from offset: Int) -> Int? {
+        bytes.withUnsafeBytes { raw in
+            var index = offset
+            while index + 8 <= raw.count, raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) == 0 { index += 8 }
+            while index < raw.count, raw[index] == 0 { index += 1 }
+            return index < raw.count ? index : nil
+        }
+    }
+
     /// The offset of the first whole, checksummed record starting after `offset`, if any.
     static func findRecord(in bytes: [UInt8], after offset: Int) -> Int? {
         var candidate = offset + 1
         while candidate + headerLength <= bytes.count {
+            // A header of zeros is no record: past a run of zeros (allocated space), the next
+            // header can start no earlier than 15 bytes before its first byte that is not zero.
+            if bytes[candidate] == 0 {
+                guard let nonZero = Self.firstNonZero(bytes, from: candidate) else { return nil }
+                if nonZero - candidate >= headerLength {
+                    candidate = nonZero - (headerLength - 1)
+                    continue
+                }
+            }
             if case .record = Self.parse(bytes, at: candidate, expected: nil) { return candidate }
             candidate += 1
         }

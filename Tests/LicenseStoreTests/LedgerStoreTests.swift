@@ -1,5 +1,6 @@
 import Foundation
 import LicenseCore
+import LicenseFiles
 import LicenseProtocol
 import LicenseStore
 import LicenseTestSupport
@@ -172,6 +173,46 @@ struct LedgerStoreTests {
         third.close()
         #expect(clean.tornTail == nil)
         #expect(clean.lastSequence == store.lastAssigned - 1)
+    }
+
+    @Test("the open segment is allocated ahead: a crash leaves zeros that recovery reads as the end and cuts; a clean stop leaves none")
+    func allocatedAhead() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let durable = Mutex<UInt64>(0)
+        let (store, _) = try LedgerStore.open(
+            directory: dir.path("state"),
+            sync: .always,
+            onDurable: { sequence in durable.withLock { $0 = max($0, sequence) } },
+            onFatal: { message in Issue.record("fatal: \(message)") }
+        )
+        Self.drive(&ledger, store, steps: 100, seed: 6, from: 0)
+        for _ in 0..<500 where durable.withLock({ $0 }) < store.lastAssigned { usleep(10_000) }
+        #expect(durable.withLock { $0 } == store.lastAssigned)
+        let segment = try #require(try RecoveryTests.files(dir, ".log").first)
+        func size(_ path: String) throws -> Int { try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) }
+        // What a kill -9 leaves: the records, then the space allocated after them.
+        let crashed = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: dir.path("state"), toPath: crashed.path("state"))
+        let records = try LogSegment.read(FileIO.readAll(dir.path("state/\(segment)")), file: segment).validLength
+        #expect(try size(dir.path("state/\(segment)")) > records)
+        let (again, recovery) = try Self.open(crashed)
+        #expect(recovery.tornTail == nil)
+        #expect(recovery.lastSequence == store.lastAssigned)
+        #expect(Self.recovered(recovery).leases == ledger.leases)
+        #expect(try size(crashed.path("state/\(segment)")) == records)
+        // The recovered store appends after the records, not after the zeros.
+        var more = Self.recovered(recovery)
+        Self.drive(&more, again, steps: 20, seed: 7, from: 50_000)
+        again.close()
+        let (third, after) = try Self.open(crashed)
+        third.close()
+        #expect(after.tornTail == nil)
+        #expect(after.lastSequence == again.lastAssigned)
+        #expect(Self.recovered(after).leases == more.leases)
+        // A clean stop cuts the segment to its records.
+        store.close()
+        #expect(try size(dir.path("state/\(segment)")) == records)
     }
 
     @Test("a corrupt record in the middle stops recovery, naming the file and offset")

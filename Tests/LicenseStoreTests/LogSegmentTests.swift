@@ -36,7 +36,8 @@ struct LogSegmentTests {
             let result = try LogSegment.read(Array(bytes[..<cut]), file: "t.log")
             #expect(result.records.map(\.sequence) == Array(1...9), "cut at \(cut)")
             #expect(result.validLength == lastStart, "cut at \(cut)")
-            #expect(result.tornTail == (cut > lastStart), "cut at \(cut)")
+            // A cut inside the length's leading zero bytes leaves zeros only: read as the end.
+            #expect(result.tornTail == bytes[lastStart..<cut].contains { $0 != 0 }, "cut at \(cut)")
         }
     }
 
@@ -58,5 +59,44 @@ struct LogSegmentTests {
         #expect(error?.offset == damaged)
         #expect(error?.file == "wal-1.log")
         #expect(error?.description.contains("offset \(damaged)") == true)
+    }
+}
+
+@Suite("Write-ahead log framing: space allocated ahead")
+struct LogSegmentAllocatedTests {
+    static let zeros = [UInt8](repeating: 0, count: 1 << 20)
+
+    @Test("zeros after the last record end the segment: no torn tail, every record read")
+    func zeroTail() throws {
+        let (bytes, _) = LogSegmentTests.log(10)
+        let result = try LogSegment.read(bytes + Self.zeros, file: "t.log")
+        #expect(result.records.map(\.sequence) == Array(1...10))
+        #expect(result.validLength == bytes.count)
+        #expect(!result.tornTail)
+    }
+
+    @Test("a record torn inside allocated space is a torn tail, at every cut")
+    func tornInAllocatedSpace() throws {
+        let (bytes, offsets) = LogSegmentTests.log(6)
+        let lastStart = offsets.last!
+        for cut in (lastStart + 1)..<bytes.count {
+            // What reached the disk of the last write, then zeros where the rest did not.
+            let result = try LogSegment.read(Array(bytes[..<cut]) + Self.zeros[..<4096], file: "t.log")
+            #expect(result.records.map(\.sequence) == Array(1...5), "cut at \(cut)")
+            #expect(result.validLength == lastStart, "cut at \(cut)")
+            #expect(result.tornTail == bytes[lastStart..<cut].contains { $0 != 0 }, "cut at \(cut)")
+        }
+    }
+
+    @Test("a whole record after a run of zeros is corruption, found past the zeros", arguments: [16, 17, 4096, 1 << 20])
+    func recordAfterZeros(gap: Int) throws {
+        let (bytes, offsets) = LogSegmentTests.log(6)
+        let head = Array(bytes[..<offsets[3]])
+        let later = head.count + gap
+        let error = #expect(throws: LogSegment.CorruptionError.self) {
+            try LogSegment.read(head + Self.zeros[..<gap] + Array(bytes[offsets[4]...]), file: "wal-1.log")
+        }
+        #expect(error?.offset == head.count)
+        #expect(error?.description.contains("a valid record follows at offset \(later)") == true)
     }
 }

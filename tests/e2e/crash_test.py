@@ -159,8 +159,8 @@ def audit_lines_in_log():
         while offset + 16 <= len(data):
             length = int.from_bytes(data[offset:offset + 4], "big")
             body = data[offset + 16:offset + 16 + length]
-            if len(body) < length:
-                break
+            if len(body) < length or length == 0:
+                break  # a torn tail, or zeros: the space the writer allocated ahead
             record = store_pb2.WalRecord()
             record.ParseFromString(body)
             if record.HasField("audit_lines"):

@@ -184,6 +184,8 @@ def read_wal(directory):
         offset = 0
         while offset + 16 <= len(data):
             length, crc, sequence = struct.unpack(">IIQ", data[offset:offset + 16])
+            if length == 0 and not data[offset:].strip(b"\0"):
+                break  # zeros to the end: the space the writer allocated ahead of its records
             body = data[offset + 16:offset + 16 + length]
             good &= crc32c(data[offset + 8:offset + 16] + body) == crc
             found.append((sequence, note(store_pb2.WalRecord.FromString(body))))
