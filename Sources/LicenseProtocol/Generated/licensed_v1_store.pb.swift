@@ -18,7 +18,8 @@
 ///     +-----------------+-----------------+---------------------------+------------------+
 ///
 /// all big-endian; the CRC-32C (Castagnoli) covers the sequence number and the record bytes.
-/// Sequence numbers increase by one across segments.
+/// Sequence numbers increase by one across segments. Zeros after the last record (space the
+/// writer allocated ahead) end the segment: no record starts with a zero length.
 ///
 /// A snapshot (snapshot-<sequence, 20 digits>.snap) is the magic "LICSNAP1", a u32 CRC-32C and a
 /// u64 length of the serialized `Snapshot` that follows; it holds the state after every record up
