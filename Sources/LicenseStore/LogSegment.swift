@@ -83,8 +83,7 @@ public enum LogSegment {
     /// Reads every record of `bytes`. Zeros to the end after a record end the segment (space
     /// allocated ahead, or a last write of which only zeros reached the disk). A damaged record
     /// followed by no whole record is a torn tail (the last write, cut short by a crash):
-    /// reported, not an error. A damaged record followed
-    /// by whole records is corruption and throws.
+    /// reported, not an error. A damaged record followed by whole records is corruption and throws.
     public static func read(_ bytes: [UInt8], file: String) throws(CorruptionError) -> ReadResult {
         var records: [Record] = []
         var offset = 0

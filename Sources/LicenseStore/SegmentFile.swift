@@ -6,17 +6,17 @@ import Glibc
 
 /// The write-ahead log segment the writer appends to, grown ahead of its writes.
 ///
-/// An fdatasync after an append that grows a file writes the data, then the inode for the new
-/// size, then flushes the disk's cache; inside space allocated before (fallocate, which sets the
-/// size), the inode is not written. On this machine kind's ext4 an append of 600 bytes and its
+/// An fdatasync after an append that grows a file writes the data, the new size and the blocks
+/// allocated for it, then flushes the disk's cache; inside space allocated before (fallocate,
+/// which sets the size), there is no new size or allocation to write. On this machine kind's ext4 an append of 600 bytes and its
 /// fdatasync took 160 µs and about 65 µs of CPU growing the file, 110 µs and about 45 µs inside
 /// allocated space (`scripts/fsync-probe`). The file is allocated `chunk` bytes at a time, past its
 /// last record; those bytes read as zeros, which `LogSegment.read` takes as the segment's end,
 /// and closing the segment cuts them off. Where the file system cannot allocate ahead, the file
 /// grows with each write as before.
 struct SegmentFile {
-    /// How far ahead of its records the file is allocated: one allocation for about 8,000 pairs
-    /// (two records each) at full load.
+    /// How far ahead of its records the file is allocated: one allocation every few thousand
+    /// pairs (a grant's and a release's record, and at light load their audit lines).
     static let chunk = 4 << 20
 
     let fd: Int32
