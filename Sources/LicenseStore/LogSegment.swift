@@ -93,7 +93,7 @@ public enum LogSegment {
                 records.append(record)
                 offset = next
             case .damaged(let reason):
-                if Self.allZero(bytes, from: offset) {
+                if Self.firstNonZero(bytes, from: offset) == nil {
                     return ReadResult(records: records, validLength: offset, tornTail: false)
                 }
                 // A whole record later in the file means this was not the last write.
@@ -128,11 +128,6 @@ public enum LogSegment {
         }
         let body = bytes[(offset + headerLength)..<(offset + headerLength + length)]
         return .record(Record(sequence: sequence, body: body, offset: offset), next: offset + headerLength + length)
-    }
-
-    /// True when every byte of `bytes` from `offset` on is zero.
-    static func allZero(_ bytes: [UInt8], from offset: Int) -> Bool {
-        Self.firstNonZero(bytes, from: offset) == nil
     }
 
     /// The index of the first byte from `offset` on that is not zero, eight bytes at a time.
