@@ -100,6 +100,10 @@ public struct ClientIdentity: Sendable, Hashable, Codable {
         self.box === other.box || (self.box.fields.user == other.box.fields.user && self.box.fields.host == other.box.fields.host)
     }
 
+    /// True when both are the same shared value (one pointer comparison): assigning one to the
+    /// other would change nothing.
+    public func isIdentical(to other: ClientIdentity) -> Bool { self.box === other.box }
+
     public static func == (lhs: ClientIdentity, rhs: ClientIdentity) -> Bool {
         lhs.box === rhs.box || lhs.box.fields == rhs.box.fields
     }

@@ -221,7 +221,7 @@ public enum StoredLeaseWire {
             )
             if identities != nil { identities![session] = identity }
         }
-        var lease = Lease(
+        return Lease(
             id: id,
             sessionID: session,
             feature: feature,
@@ -233,15 +233,14 @@ public enum StoredLeaseWire {
             ttlMs: ttlMs,
             overage: overage,
             fencingToken: fencingToken,
-            checkoutKey: checkoutKey
+            checkoutKey: checkoutKey,
+            borrowed: borrowed,
+            lingering: lingering,
+            baseLeaseID: base ?? nil,
+            sharedSeats: sharedSeats,
+            dupIdentity: dupIdentity,
+            tokenCost: tokenCost
         )
-        lease.borrowed = borrowed
-        lease.lingering = lingering
-        lease.baseLeaseID = base ?? nil
-        lease.sharedSeats = sharedSeats
-        lease.dupIdentity = dupIdentity
-        lease.tokenCost = tokenCost
-        return lease
     }
 
     /// True when `string`'s UTF-8 is `body[range]`.

@@ -54,14 +54,14 @@ extension Lease {
             ttlMs: s.ttlMs,
             overage: s.overage,
             fencingToken: s.fencingToken,
-            checkoutKey: [UInt8](s.checkoutKey)
+            checkoutKey: [UInt8](s.checkoutKey),
+            borrowed: s.borrowed,
+            lingering: s.lingering,
+            baseLeaseID: s.baseLeaseID.isEmpty ? nil : LeaseID(bytes: s.baseLeaseID),
+            sharedSeats: s.sharedSeats,
+            dupIdentity: s.dupIdentity,
+            tokenCost: s.tokenCost
         )
-        self.borrowed = s.borrowed
-        self.lingering = s.lingering
-        self.baseLeaseID = s.baseLeaseID.isEmpty ? nil : LeaseID(bytes: s.baseLeaseID)
-        self.sharedSeats = s.sharedSeats
-        self.dupIdentity = s.dupIdentity
-        self.tokenCost = s.tokenCost
     }
 }
 

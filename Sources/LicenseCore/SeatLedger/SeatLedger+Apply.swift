@@ -9,8 +9,13 @@ extension SeatLedger {
     public mutating func apply(_ change: LedgerChange) {
         switch change {
         case .granted(var lease):
-            // Replayed leases each bring their own copy of the identity: share the session's.
-            if let identity = self.sessions[lease.sessionID]?.identity, identity == lease.identity { lease.identity = identity }
+            // Replayed leases each bring their own copy of the identity: share the session's (a
+            // lease granted here has it already, and setting it would copy the lease's box).
+            if let identity = self.sessions[lease.sessionID]?.identity, !identity.isIdentical(to: lease.identity),
+                identity == lease.identity
+            {
+                lease.identity = identity
+            }
             self.leases[lease.id] = lease
             if lease.sharedSeats > 0 {
                 let key = DupKey(licenseID: lease.licenseID, feature: lease.feature, identity: lease.dupIdentity)
@@ -69,8 +74,10 @@ extension SeatLedger {
             guard var lease = self.leases[id] else { return }
             self.removeFromSession(id, lease.sessionID)
             self.lingering.remove(id)
-            lease.lingering = false
-            lease.sessionID = newSession
+            lease.update {
+                $0.lingering = false
+                $0.sessionID = newSession
+            }
             self.leases[id] = lease
             if self.sessions[newSession] == nil {
                 self.sessions[newSession] = SessionRecord(identity: lease.identity, attached: false)

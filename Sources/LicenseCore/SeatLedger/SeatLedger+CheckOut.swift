@@ -68,7 +68,7 @@ extension SeatLedger {
                 changes.append(.trialStarted(licenseID: pool.id, atMs: nowMs))
             }
             let borrowed = request.borrowMs > 0
-            var lease = Lease(
+            let lease = Lease(
                 id: request.newLeaseID,
                 sessionID: request.sessionID,
                 feature: request.feature,
@@ -80,13 +80,13 @@ extension SeatLedger {
                 ttlMs: borrowed ? request.borrowMs : pool.ttlMs,
                 overage: choice.overage,
                 fencingToken: (self.fencing[request.feature] ?? 0) + 1,
-                checkoutKey: request.checkoutKey
+                checkoutKey: request.checkoutKey,
+                borrowed: borrowed,
+                baseLeaseID: choice.baseLeaseID,
+                sharedSeats: choice.sharedSeats,
+                dupIdentity: choice.dupIdentity,
+                tokenCost: choice.source.tokenCost
             )
-            lease.borrowed = borrowed
-            lease.baseLeaseID = choice.baseLeaseID
-            lease.sharedSeats = choice.sharedSeats
-            lease.dupIdentity = choice.dupIdentity
-            lease.tokenCost = choice.source.tokenCost
             changes.append(.granted(lease))
             for change in changes { self.apply(change) }
             var warnings = self.warnings(for: pool, overage: choice.overage, at: nowMs)

@@ -132,7 +132,7 @@ extension SeatLedger {
     /// Adds `lease` to its session's record (in place: a copy of the record would copy its sets).
     private static func join(_ record: inout SessionRecord, _ lease: inout Lease) {
         // Replayed leases each bring their own copy of the identity: share the session's.
-        if record.identity == lease.identity { lease.identity = record.identity }
+        if !record.identity.isIdentical(to: lease.identity), record.identity == lease.identity { lease.identity = record.identity }
         record.leases.insert(lease.id)
         if lease.baseLeaseID != nil { record.addOns.insert(lease.id) }
     }
