@@ -30,6 +30,7 @@ public struct CommitLogSource: Sendable {
                 let (store, recovery) = try LedgerStore.open(
                     directory: directory,
                     sync: configuration.sync,
+                    writer: configuration.walWriter,
                     retainedSnapshots: configuration.snapshotsRetained,
                     acceptDataLoss: acceptDataLoss,
                     audit: auditLog

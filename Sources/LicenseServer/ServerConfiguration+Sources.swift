@@ -52,6 +52,14 @@ extension ServerConfiguration {
             }
             config.sync = policy
         },
+        Option(name: "wal_writer", help: "loop (the serving loop writes and syncs, the default) or thread (a thread of its own)") {
+            config,
+            value in
+            guard let writer = LedgerStore.Writer(rawValue: value) else {
+                throw ConfigurationError("wal_writer must be 'loop' or 'thread', not '\(value)'")
+            }
+            config.walWriter = writer
+        },
         Option(name: "snapshot_every_records", help: "snapshot after this many log records") {
             $0.snapshotEveryRecords = try int($1, "snapshot_every_records")
         },

@@ -96,6 +96,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var reaperBatch = 1_024
     /// `always`: fsync before acknowledging (the default); `none`: for tests and throw-away demos only.
     public var sync = LedgerStore.SyncPolicy.always
+    /// Which thread writes and syncs the log of a single server: `loop` (the serving loop, after
+    /// each pass over its connections; the default) or `thread` (one of its own, for storage
+    /// whose fsync is slow enough to hold heartbeats up). A cluster node's log always has its own.
+    public var walWriter = LedgerStore.Writer.loop
     /// Take a snapshot once the log holds this many records since the last one.
     public var snapshotEveryRecords = 200_000
     /// ... or this many bytes.

@@ -46,7 +46,6 @@ extension LedgerStore {
     }
 
     func writerLoop(_ signals: CommitLogSignals) {
-        var failed = false
         while true {
             let (taken, stop) = self.take()
             if stop { break }
@@ -54,43 +53,81 @@ extension LedgerStore {
                 self.wake.wait()
                 continue
             }
-            let started = DispatchTime.now().uptimeNanoseconds
-            let outcome = self.files.withLock { files -> (reported: UInt64, error: (any Error)?) in
-                do {
-                    try self.write(batch, &files)
-                } catch {
-                    return (files.lastReported, error)
-                }
-                let previous = files.lastReported
-                files.lastReported = batch.last
-                return (previous, nil)
-            }
-            if let error = outcome.error {
-                // Nothing more is taken: appends are dropped, snapshots refused, close returns.
-                self.queue.withLock { $0.stopping = true }
-                failed = true
-                signals.fatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
-                break
-            }
-            if !batch.changes.isEmpty {
-                signals.synced(Int(batch.last - outcome.reported), DispatchTime.now().uptimeNanoseconds - started)
-                signals.durable(batch.last)
-            }
+            let outcome = self.files.withLock { self.commit(batch, &$0) }
+            guard self.report(outcome, signals) else { break }
         }
-        self.files.withLock { files in
-            // A clean stop cuts the segment to its records; after a failure nothing more is
-            // written to it (what it holds past its records reads as the log's end).
-            if failed {
-                files.segment.abandon()
-            } else {
-                try? files.segment.close(syncs: self.sync == .always)
-            }
-            // What the log alone held of the trail reaches its file too (on a failure as well: the
-            // log has those lines anyway).
-            try? files.auditLog?.sync()
-            files.auditLog?.close()
-        }
+        self.files.withLock { self.closeFiles(&$0) }
         self.finished.signal()
+    }
+
+    /// Writes what is queued on the calling thread (`Writer.loop`), batch after batch until the
+    /// queue is empty, and reports each as the writer thread would. Holding `files` throughout
+    /// keeps the batches in the order they were taken, whichever threads call.
+    func writeQueuedHere() {
+        guard let signals = self.callerSignals else { return }
+        self.files.withLock { files in
+            while !files.failed, !files.closed, let batch = self.take().batch {
+                let outcome = self.commit(batch, &files)
+                var reporting = signals
+                if outcome.error != nil {
+                    // A failure is reported from a thread of its own: the host's handler waits
+                    // for the serving loop, which may be the thread here.
+                    reporting.fatal = { message in Thread.detachNewThread { signals.fatal(message) } }
+                }
+                _ = self.report(outcome, reporting)
+            }
+        }
+    }
+
+    /// What writing one batch came to: the sequence reported durable before it, the batch, and
+    /// the error that stopped it, if any.
+    private typealias Outcome = (batch: Batch, reported: UInt64, started: UInt64, error: (any Error)?)
+
+    /// Writes `batch` and makes it durable.
+    private func commit(_ batch: Batch, _ files: inout Files) -> Outcome {
+        let started = DispatchTime.now().uptimeNanoseconds
+        do {
+            try self.write(batch, &files)
+        } catch {
+            files.failed = true
+            return (batch, files.lastReported, started, error)
+        }
+        let previous = files.lastReported
+        files.lastReported = batch.last
+        return (batch, previous, started, nil)
+    }
+
+    /// Tells `signals` what `commit` did; false when it failed (nothing more is written).
+    private func report(_ outcome: Outcome, _ signals: CommitLogSignals) -> Bool {
+        if let error = outcome.error {
+            // Nothing more is taken: appends are dropped, snapshots refused, close returns.
+            self.queue.withLock { $0.stopping = true }
+            signals.fatal("\(error); stopping: an acknowledged change may not be on disk, and a failed fsync is never retried")
+            return false
+        }
+        if !outcome.batch.changes.isEmpty {
+            signals.synced(Int(outcome.batch.last - outcome.reported), DispatchTime.now().uptimeNanoseconds - outcome.started)
+            signals.durable(outcome.batch.last)
+        }
+        return true
+    }
+
+    /// Closes the log and the audit trail, once.
+    func closeFiles(_ files: inout Files) {
+        guard !files.closed else { return }
+        files.closed = true
+        // A clean stop cuts the segment to its records; after a failure (or with nothing ever
+        // written) nothing more is written to it: what it holds past its records reads as the
+        // log's end.
+        if files.failed {
+            files.segment.abandon()
+        } else {
+            try? files.segment.close(syncs: self.sync == .always)
+        }
+        // What the log alone held of the trail reaches its file too (on a failure as well: the
+        // log has those lines anyway).
+        try? files.auditLog?.sync()
+        files.auditLog?.close()
     }
 
     /// Audit lines of a batch above this size (about 17 records) are not copied into the log:

@@ -2,6 +2,7 @@ import Foundation
 import LicenseDirectory
 import LicenseFiles
 import LicenseServer
+import LicenseStore
 import Testing
 
 @Suite("Server configuration")
@@ -144,6 +145,7 @@ struct ServerConfigurationTests {
             ("tokens: [{role: king, sha256: 00}]", "tokens"),
             ("trusted_keys: [{id: x}]", "trusted_keys"),
             ("clock_setback_tolerance_hours: 0", "clock_setback_tolerance_hours"),
+            ("wal_writer: disk", "wal_writer"),
         ]
     )
     func badValues(_ yaml: String, _ named: String) {
@@ -157,10 +159,12 @@ struct ServerConfigurationTests {
         let config = try ServerConfiguration.load(
             yaml: nil,
             environment: environment,
-            arguments: ["--port=3000", "--license-paths", "/a.lic,/b", "--utilisation-thresholds", "100,80"],
+            arguments: ["--port=3000", "--license-paths", "/a.lic,/b", "--utilisation-thresholds", "100,80", "--wal-writer", "thread"],
             overrides: ["state_dir": "/demo", "port": "4000"]
         )
         #expect(config.port == 3000)
+        #expect(config.walWriter == .thread)
+        #expect(ServerConfiguration().walWriter == .loop)
         #expect(config.licensePaths == ["/a.lic", "/b"])
         #expect(config.utilisationThresholds == [80, 100])
         #expect(config.stateDir == "/demo")  // overrides beat variables
