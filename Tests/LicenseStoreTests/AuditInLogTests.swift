@@ -258,4 +258,38 @@ struct AuditInLogTests {
         #expect(try Self.linesInLog(large).isEmpty)
         #expect(try Self.trail(large).lines.count == 500)
     }
+
+    @Test(
+        "a write that fails stops the log, whichever thread writes it: reported once as fatal, nothing after acknowledged, close returns",
+        arguments: LedgerStore.Writer.allCases
+    )
+    func failedWriteStops(writer: LedgerStore.Writer) throws {
+        let dir = try TemporaryDirectory()
+        // The audit trail's file is /dev/full: its first write fails with ENOSPC.
+        try FileManager.default.createDirectory(atPath: dir.path("audit"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: dir.path("audit/audit-00000000000000000001.jsonl"),
+            withDestinationPath: "/dev/full"
+        )
+        let durable = Durable()
+        let fatal = Mutex<[String]>([])
+        let (store, _) = try LedgerStore.open(
+            directory: dir.path("state"),
+            sync: .always,
+            writer: writer,
+            audit: try Self.openAudit(dir),
+            onDurable: { sequence in durable.last.withLock { $0 = max($0, sequence) } },
+            onFatal: { message in fatal.withLock { $0.append(message) } }
+        )
+        let change = LedgerChange.released(ID128(high: 1, low: 1), .checkedIn, atMs: Self.t0)
+        store.append([change], audit: [AuditEvent(timeMs: Self.t0, action: "checkin", actor: "ada@ws1")])
+        for _ in 0..<500 where fatal.withLock({ $0.isEmpty }) { usleep(10_000) }
+        #expect(fatal.withLock { $0 }.count == 1)
+        #expect(fatal.withLock { $0 }.first?.contains("stopping") == true)
+        store.append([change], audit: [AuditEvent(timeMs: Self.t0, action: "checkin", actor: "ada@ws1")])
+        store.wakeWriter()
+        store.close()
+        #expect(durable.last.withLock { $0 } == 0)
+        #expect(fatal.withLock { $0 }.count == 1)
+    }
 }
