@@ -64,7 +64,7 @@ extension LedgerStore {
     /// queue is empty, and reports each as the writer thread would. Holding `files` throughout
     /// keeps the batches in the order they were taken, whichever threads call.
     func writeQueuedHere() {
-        guard let signals = self.callerSignals else { return }
+        guard let signals = self.callerSignals.withLock({ $0 }) else { return }
         self.files.withLock { files in
             while !files.failed, !files.closed, let batch = self.take().batch {
                 let outcome = self.commit(batch, &files)

@@ -110,8 +110,7 @@ public final class LedgerStore: CommitLog {
     /// Signalled when the writer thread has closed its files.
     let finished = DispatchSemaphore(value: 0)
     /// The signals of a log written by its callers (`Writer.loop`), set once by `start(_:)`.
-    var callerSignals: CommitLogSignals? { self.signals.withLock { $0 } }
-    private let signals = Mutex<CommitLogSignals?>(nil)
+    let callerSignals = Mutex<CommitLogSignals?>(nil)
 
     private init(
         directory: String,
@@ -208,7 +207,7 @@ public final class LedgerStore: CommitLog {
         }
         precondition(first, "a LedgerStore is started once")
         if self.writer == .loop {
-            self.signals.withLock { $0 = signals }
+            self.callerSignals.withLock { $0 = signals }
             // What was appended before the start (and left the writer marked busy).
             self.writeQueuedHere()
             return
