@@ -177,12 +177,15 @@ public final class ServeOperations {
     private let log: NumberingCommitLog
 
     /// With `thresholds` the daemon's default utilisation thresholds are watched; without, none
-    /// (as `scripts/bench` runs the daemon).
-    public init(thresholds: Bool = false) throws {
+    /// (as `scripts/bench` runs the daemon). With `otherFeatures`, the licence grants that many
+    /// more features (f0, f1, …) and the session holds a seat of each: a site of many features.
+    public init(thresholds: Bool = false, otherFeatures: Int = 0) throws {
         let loop = EmbeddedEventLoop()
         var configuration = ServerConfiguration()
         configuration.stateDir = NSTemporaryDirectory()
         if !thresholds { configuration.utilisationThresholds = [] }
+        // The seats held of the other features, and the one a pair takes.
+        configuration.maxLeasesPerSession = max(configuration.maxLeasesPerSession, otherFeatures + 1)
         var logger = Logger(label: "hot-path-serve")
         logger.logLevel = .critical
         let context = try ServerContext(
@@ -192,7 +195,14 @@ public final class ServeOperations {
             logger: logger
         )
         var loaded = LicenseLoadResult()
-        loaded.accepted = [LedgerOperations.license]
+        var license = LedgerOperations.license
+        license.license.features += (0..<otherFeatures).map { index in
+            var feature = Licensed_V1_Feature()
+            feature.name = "f\(index)"
+            feature.count = 10
+            return feature
+        }
+        loaded.accepted = [license]
         let log = NumberingCommitLog()
         let host = try LedgerHost.open(context: context, licenses: loaded, log: log.source, on: loop).host
         self.log = log
@@ -215,6 +225,17 @@ public final class ServeOperations {
         guard let length = reply.readInteger(endianness: .big, as: UInt32.self), let body = reply.readSlice(length: Int(length)),
             case .hello = try body.decodeMessage(as: Licensed_V1_ServerMessage.self).body
         else { throw ServeError("the Hello was refused") }
+        for index in 0..<otherFeatures {
+            var checkOut = Licensed_V1_CheckOutRequest()
+            checkOut.feature = "f\(index)"
+            message.requestID = 100 + UInt64(index)
+            message.body = .checkOut(checkOut)
+            frame.clear()
+            try frame.writeFrame(message)
+            try self.channel.writeInbound(frame)
+            reply = try self.answer()
+            guard Self.leaseID(inGrant: reply) != nil else { throw ServeError("f\(index) was not granted") }
+        }
         try self.prepareFrames()
     }
 

@@ -1,7 +1,7 @@
 // Runs COUNT operations of one kind after the same setup, for valgrind's callgrind: the
 // difference between two counts' instruction totals, divided by the difference in COUNT, is the
 // instructions of one operation (setup and process start cancel out). scripts/bench-micro.
-//   licensed-micro checkout|checkin|heartbeat|wal-grant|wal-release|audit|request|serve|serve-thresholds COUNT
+//   licensed-micro checkout|checkin|heartbeat|wal-grant|wal-release|audit|request|serve|serve-thresholds|serve-wide COUNT
 import Foundation
 import HotPathOperations
 import LicenseCore
@@ -10,7 +10,10 @@ import NIOCore
 let arguments = CommandLine.arguments
 guard arguments.count == 3, let count = Int(arguments[2]), count >= 0 else {
     FileHandle.standardError.write(
-        Data("usage: licensed-micro checkout|checkin|heartbeat|wal-grant|wal-release|audit|request|serve|serve-thresholds COUNT\n".utf8)
+        Data(
+            "usage: licensed-micro checkout|checkin|heartbeat|wal-grant|wal-release|audit|request|serve|serve-thresholds|serve-wide COUNT\n"
+                .utf8
+        )
     )
     exit(64)
 }
@@ -41,8 +44,9 @@ case "request":
     let lease = ledger.checkOut().lease
     let requests = RequestOperations()
     for _ in 0..<count { sink &+= requests.answer(with: lease).readableBytes }
-case "serve", "serve-thresholds":
-    let serve = try ServeOperations(thresholds: arguments[1] == "serve-thresholds")
+case "serve", "serve-thresholds", "serve-wide":
+    // serve-wide: the default thresholds, and 1,000 other features each with a seat held.
+    let serve = try ServeOperations(thresholds: arguments[1] != "serve", otherFeatures: arguments[1] == "serve-wide" ? 1_000 : 0)
     for _ in 0..<count { sink &+= try serve.pair() }
 default:
     FileHandle.standardError.write(Data("licensed-micro: unknown operation '\(arguments[1])'\n".utf8))

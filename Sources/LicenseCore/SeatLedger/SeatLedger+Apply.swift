@@ -133,6 +133,8 @@ extension SeatLedger {
             self.tokensInUse[lease.licenseID] = sign > 0 ? current + tokens : (current > tokens ? current - tokens : 0)
         }
         let key = PoolKey(licenseID: lease.licenseID, feature: lease.feature)
+        let entries = self.usage.count
+        defer { if self.usage.count > entries { self.indexUsage(key) } }
         guard self.countsHolders else {
             // No rule reads who holds seats: the seat counts alone (no user, group or "*" key hashed).
             self.usage[key, default: PoolUsage()].adjust(seats: seats, overage: lease.overage, sign: sign)
@@ -160,6 +162,15 @@ extension SeatLedger {
         guard needed != self.countsHolders else { return }
         self.countsHolders = needed
         self.recountHolders()
+    }
+
+    /// Adds `key`'s licence to its feature's in `usageLicensesByFeature` (a new `usage` entry;
+    /// "*" keys hold no seats and are not indexed).
+    private mutating func indexUsage(_ key: PoolKey) {
+        guard key.feature != "*", self.usage[key] != nil else { return }
+        if self.usageLicensesByFeature[key.feature]?.contains(key.licenseID) != true {
+            self.usageLicensesByFeature[key.feature, default: []].append(key.licenseID)
+        }
     }
 
     /// Counts the seats each user and group holds from the leases (and shared-seat groups) held.

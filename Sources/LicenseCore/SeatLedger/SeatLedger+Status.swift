@@ -27,8 +27,9 @@ extension SeatLedger {
             let capacity = self.capacity(of: name, at: nowMs)
             feature.unlimited = capacity == nil
             feature.capacity = capacity ?? 0
-            feature.inUse = self.seatsInUse(of: name)
-            feature.overage = self.usage.reduce(0) { $0 + ($1.key.feature == name ? $1.value.overage : 0) }
+            let usage = self.usage(of: name)
+            feature.inUse = usage.seats
+            feature.overage = usage.overage
             feature.queued = UInt32(self.queues[name]?.count ?? 0)
             feature.holders = (holdersByFeature[name] ?? []).sorted {
                 $0.sinceMs != $1.sinceMs ? $0.sinceMs < $1.sinceMs : $0.leaseID.lexicographicallyPrecedes($1.leaseID)

@@ -252,6 +252,12 @@ public struct SeatLedger: Sendable {
     var poolsByFeature: [String: [FeatureSource]] = [:]
     /// What is held under each licence's feature, and ("*") under all of its features.
     var usage: [PoolKey: PoolUsage] = [:]
+    /// The licences with a `usage` entry for each feature (not "*"): a feature's seats in use are
+    /// summed over these, not over every entry. The utilisation thresholds (on by default) read
+    /// them after every change, and a site with a thousand features otherwise compared a thousand
+    /// feature names a check-out. Entries are only ever added (a released seat leaves its entry
+    /// at 0), so the index grows when `charge` makes an entry and nowhere else.
+    var usageLicensesByFeature: [String: [String]] = [:]
     /// Whether `usage` counts what each user and group holds: only while a rule reads it
     /// (`updateHolderCounting`); otherwise a grant hashes no user, group or "*" key.
     var countsHolders = false
@@ -359,10 +365,33 @@ public struct SeatLedger: Sendable {
 
     /// Seats of `feature` held now.
     public func seatsInUse(of feature: String) -> UInt32 {
-        var total: UInt32 = 0
-        for (key, usage) in self.usage where key.feature == feature { total += usage.seats }
+        self.usage(of: feature).seats
+    }
+
+    /// Seats and overage seats of `feature` held now, under every licence that has held it. A
+    /// few entries are read in a scan, which costs less than hashing the feature's name twice;
+    /// more go through `usageLicensesByFeature`. Instructions a pair (`licensed-micro`, default
+    /// thresholds): one feature, 73,877 always scanning, 75,959 always through the index, 74,004
+    /// as here; a thousand features held (`serve-wide`), 180,952 scanning, 79,013 as here.
+    func usage(of feature: String) -> (seats: UInt32, overage: UInt32) {
+        var total: (seats: UInt32, overage: UInt32) = (0, 0)
+        if self.usage.count <= Self.usageScannedUpTo {
+            for (key, usage) in self.usage where key.feature == feature {
+                total.seats += usage.seats
+                total.overage += usage.overage
+            }
+            return total
+        }
+        for licenseID in self.usageLicensesByFeature[feature] ?? [] {
+            guard let usage = self.usage[PoolKey(licenseID: licenseID, feature: feature)] else { continue }
+            total.seats += usage.seats
+            total.overage += usage.overage
+        }
         return total
     }
+
+    /// `usage` entries read by a scan at most (see `usage(of:)`).
+    static let usageScannedUpTo = 16
 
     // MARK: - Sessions
 
