@@ -56,6 +56,7 @@ struct SeatsInUseTests {
         let sessions = (1...3).map { F.session(&ledger, $0, user: "u\($0)") }
         var held: [(LeaseID, SessionID)] = []
         var next: UInt64 = 1
+        var overageGranted = false
         for step in 0..<600 {
             switch step {
             case 200:
@@ -84,7 +85,10 @@ struct SeatsInUseTests {
                     count: UInt32(random.next() % 2 + 1),
                     newLeaseID: id
                 )
-                if case .success = ledger.checkOut(request, at: F.t0) { held.append((id, session)) }
+                if case .success(let grant) = ledger.checkOut(request, at: F.t0) {
+                    held.append((id, session))
+                    overageGranted = overageGranted || grant.lease.overage
+                }
             } else {
                 let (id, session) = held.remove(at: Int(random.next() % UInt64(held.count)))
                 _ = try ledger.checkIn(id, by: session, at: F.t0).get()
@@ -93,5 +97,7 @@ struct SeatsInUseTests {
         }
         Self.expectAgree(ledger, features, "seed \(seed) at the end")
         #expect(ledger.seatsInUseTotal == Int(ledger.leases.values.map(\.count).reduce(0, +)))
+        // Seats past the licences' counts were granted (true-up), so overage was compared too.
+        #expect(overageGranted)
     }
 }
