@@ -164,10 +164,10 @@ extension SeatLedger {
         self.recountHolders()
     }
 
-    /// Adds `key`'s licence to its feature's in `usageLicensesByFeature` (a new `usage` entry;
-    /// "*" keys hold no seats and are not indexed).
+    /// Adds `key`'s licence to its feature's in `usageLicensesByFeature` (`charge` just made a
+    /// `usage` entry; "*" keys hold no seats and are not indexed).
     private mutating func indexUsage(_ key: PoolKey) {
-        guard key.feature != "*", self.usage[key] != nil else { return }
+        guard key.feature != "*" else { return }
         if self.usageLicensesByFeature[key.feature]?.contains(key.licenseID) != true {
             self.usageLicensesByFeature[key.feature, default: []].append(key.licenseID)
         }
