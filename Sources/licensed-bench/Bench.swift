@@ -71,7 +71,8 @@ struct Bench: AsyncParsableCommand {
             token: self.options.token ?? ProcessInfo.processInfo.environment["LICENSED_TOKEN"] ?? "",
             intervalNanoseconds: self.rate > 0 ? Int64(Double(self.connections) / self.rate * 1e9) : 0,
             heartbeatNanoseconds: self.heartbeatInterval.map { Int64($0 * 1e9) },
-            quota: self.operations > 0 ? (self.operations + self.connections - 1) / self.connections : 0
+            quota: self.operations > 0 ? (self.operations + self.connections - 1) / self.connections : 0,
+            template: try BenchHandler.template(self.operation, feature: self.feature)
         )
         let sources = try (self.sourceAddresses ?? "").split(separator: ",").map {
             try SocketAddress(ipAddress: String($0.trimmingCharacters(in: .whitespaces)), port: 0)

@@ -26,6 +26,9 @@ final class BenchHandler: ChannelInboundHandler {
         var heartbeatNanoseconds: Int64?
         /// Operations this connection starts at most (0 = no limit).
         var quota: Int
+        /// The request each operation starts, serialized once (check-out, heartbeat, status); nil
+        /// for activations, each of a fingerprint of its own.
+        var template: ClientWire.Template?
     }
 
     private let settings: Settings
@@ -47,6 +50,8 @@ final class BenchHandler: ChannelInboundHandler {
     private var heartbeatNanoseconds: Int64 = 0
     /// Sessions: the seat held, returned at the end.
     private var heldLease: Data?
+    /// Requests written since the last flush: one buffer, and one write, per burst.
+    private var outbound = ByteBuffer()
 
     /// Open loop: this connection's offset in the schedule, so that connections do not all send at
     /// the same instant (connection i of n starts i/n of an interval late).
@@ -68,11 +73,16 @@ final class BenchHandler: ChannelInboundHandler {
             hello = .hello(body)
         }
         self.send(context, hello, timed: false)
-        context.flush()
+        self.flush(context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
+        if self.settings.template != nil, self.settings.operation != .sessions, let reply = frame.withUnsafeReadableBytes(ClientWire.reply),
+            self.handle(context, reply)
+        {
+            return
+        }
         guard let reply = try? frame.decodeMessage(as: Licensed_V1_ServerMessage.self) else {
             self.recorder.errors["UNDECODABLE", default: 0] += 1
             context.close(promise: nil)
@@ -105,7 +115,7 @@ final class BenchHandler: ChannelInboundHandler {
             self.ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: phase, delay: interval) { _ in
                 let (handler, context) = loopBound.value
                 handler.issue(context)
-                context.flush()
+                handler.flush(context)
             }
             // Beats are far apart: stop at the deadline, not at the first beat after it.
             context.eventLoop.scheduleTask(deadline: self.settings.deadline) {
@@ -152,7 +162,48 @@ final class BenchHandler: ChannelInboundHandler {
         default:
             break
         }
-        self.scheduledAt[reply.requestID] = nil
+        self.completed(context, reply.requestID)
+    }
+
+    /// A reply of the steady state, read without building a message (`ClientWire`): a check-out's
+    /// (whose lease is checked in next, for pairs), a check-in's, a heartbeat's or a status's.
+    /// False, with nothing done, for any other (hello, errors, …), which `channelRead` decodes.
+    private func handle(_ context: ChannelHandlerContext, _ reply: ClientWire.Reply) -> Bool {
+        switch reply.body {
+        case 3 where self.settings.operation == .pairs:
+            guard let leaseID = reply.leaseID else { return false }
+            self.answered(reply.requestID)
+            let due = self.scheduledAt.removeValue(forKey: reply.requestID)
+            let id = self.nextRequestID(timed: true)
+            ClientWire.writeCheckInFrame(requestID: id, leaseID: leaseID, to: &self.outbound)
+            if let due { self.scheduledAt[id] = due }
+        case 3 where self.settings.operation == .checkouts:
+            self.answered(reply.requestID)
+            self.recorder.operations += 1
+            self.completed(context, reply.requestID)
+        case 4, 5, 9:
+            self.answered(reply.requestID)
+            self.recorder.operations += 1
+            if let due = self.scheduledAt.removeValue(forKey: reply.requestID) {
+                _ = self.recorder.operationLatency.record(NIODeadline.now().uptimeNanoseconds - due)
+            }
+            self.completed(context, reply.requestID)
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// Records the latency of the request `requestID` (send to reply).
+    private func answered(_ requestID: UInt64) {
+        guard let sent = self.sentAt.removeValue(forKey: requestID) else { return }
+        _ = self.recorder.histogram.record(NIODeadline.now().uptimeNanoseconds - sent)
+        self.recorder.requests += 1
+    }
+
+    /// An operation is over: closed loop, the next one starts.
+    private func completed(_ context: ChannelHandlerContext, _ requestID: UInt64) {
+        self.scheduledAt[requestID] = nil
         if self.settings.intervalNanoseconds == 0 && self.settings.operation != .sessions { self.issue(context) }
     }
 
@@ -171,7 +222,7 @@ final class BenchHandler: ChannelInboundHandler {
             while UInt64(handler.started) < due, !handler.stopping {
                 handler.issue(context, scheduled: handler.openLoopStart + UInt64(handler.started + 1) * interval)
             }
-            context.flush()
+            handler.flush(context)
             if !handler.stopping { handler.armTicker(context) }
         }
     }
@@ -184,7 +235,7 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        self.flush(context)
         if self.stopping && self.sentAt.isEmpty { context.close(promise: nil) }
     }
 
@@ -205,7 +256,7 @@ final class BenchHandler: ChannelInboundHandler {
                 var checkIn = Licensed_V1_CheckInRequest()
                 checkIn.leaseID = lease
                 self.send(context, .checkIn(checkIn), timed: true)
-                context.flush()
+                self.flush(context)
                 return
             }
             if self.sentAt.isEmpty { context.close(promise: nil) }
@@ -213,35 +264,68 @@ final class BenchHandler: ChannelInboundHandler {
         guard !self.stopping else { return }
         let id: UInt64
         self.started += 1
-        switch self.settings.operation {
-        case .pairs, .checkouts:
-            var checkOut = Licensed_V1_CheckOutRequest()
-            checkOut.feature = self.settings.feature
-            id = self.send(context, .checkOut(checkOut), timed: true)
-        case .heartbeat, .sessions:
-            id = self.send(context, .heartbeat(.init()), timed: true)
-        case .status:
-            id = self.send(context, .status(.init()), timed: true)
-        case .activations:
-            var activate = Licensed_V1_ActivateRequest()
-            activate.licenseID = self.settings.feature
-            activate.fingerprint = [SecureRandom.bytes(16).hexString]
-            activate.machineName = "bench"
-            id = self.send(context, .activate(activate), timed: true)
+        if let template = self.settings.template {
+            id = self.nextRequestID(timed: true)
+            template.writeFrame(requestID: id, to: &self.outbound)
+        } else {
+            id = self.send(context, Self.body(self.settings.operation, feature: self.settings.feature), timed: true)
         }
         if let scheduled { self.scheduledAt[id] = scheduled }
+    }
+
+    /// The request that starts an `operation`, as a message (what `Settings.template` holds
+    /// serialized).
+    private static func body(_ operation: Bench.Operation, feature: String) -> Licensed_V1_ClientMessage.OneOf_Body {
+        switch operation {
+        case .pairs, .checkouts:
+            var checkOut = Licensed_V1_CheckOutRequest()
+            checkOut.feature = feature
+            return .checkOut(checkOut)
+        case .heartbeat, .sessions:
+            return .heartbeat(.init())
+        case .status:
+            return .status(.init())
+        case .activations:
+            var activate = Licensed_V1_ActivateRequest()
+            activate.licenseID = feature
+            activate.fingerprint = [SecureRandom.bytes(16).hexString]
+            activate.machineName = "bench"
+            return .activate(activate)
+        }
+    }
+
+    /// The `Settings.template` of `operation` with `feature`: nil for activations.
+    static func template(_ operation: Bench.Operation, feature: String) throws -> ClientWire.Template? {
+        guard operation != .activations else { return nil }
+        var message = Licensed_V1_ClientMessage()
+        message.body = Self.body(operation, feature: feature)
+        return try ClientWire.Template(message)
+    }
+
+    /// The next request id, and when it was sent if `timed`.
+    private func nextRequestID(timed: Bool) -> UInt64 {
+        let id = self.nextID
+        self.nextID += 1
+        if timed { self.sentAt[id] = NIODeadline.now().uptimeNanoseconds }
+        return id
     }
 
     @discardableResult
     private func send(_ context: ChannelHandlerContext, _ body: Licensed_V1_ClientMessage.OneOf_Body, timed: Bool) -> UInt64 {
         var message = Licensed_V1_ClientMessage()
-        message.requestID = self.nextID
-        self.nextID += 1
+        message.requestID = self.nextRequestID(timed: timed)
         message.body = body
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        _ = try? buffer.writeFrame(message)
-        if timed { self.sentAt[message.requestID] = NIODeadline.now().uptimeNanoseconds }
-        context.write(Self.wrapOutboundOut(buffer), promise: nil)
+        _ = try? self.outbound.writeFrame(message)
         return message.requestID
+    }
+
+    /// Writes the requests of this burst, then flushes.
+    private func flush(_ context: ChannelHandlerContext) {
+        if self.outbound.readableBytes > 0 {
+            let capacity = self.outbound.readableBytes
+            context.write(Self.wrapOutboundOut(self.outbound), promise: nil)
+            self.outbound = context.channel.allocator.buffer(capacity: capacity)
+        }
+        context.flush()
     }
 }
