@@ -23,22 +23,24 @@ package enum ClientWire {
 
         /// Appends the request numbered `requestID` as one frame.
         package func writeFrame(requestID: UInt64, to buffer: inout ByteBuffer) {
-            ClientWire.writeFrame(requestID: requestID, bodySize: self.body.count, to: &buffer) { $0.writeBytes(self.body) }
+            ClientWire.writeHeader(requestID: requestID, bodySize: self.body.count, to: &buffer)
+            buffer.writeBytes(self.body)
         }
     }
 
     /// Appends a check-in of the lease `leaseID` (16 bytes) numbered `requestID` as one frame:
     /// `check_in` (field 4) holding only `lease_id` (field 1).
     package static func writeCheckInFrame(requestID: UInt64, leaseID: (high: UInt64, low: UInt64), to buffer: inout ByteBuffer) {
-        Self.writeFrame(requestID: requestID, bodySize: 20, to: &buffer) { out in
-            // Field 4, length-delimited, 18 bytes: field 1, length-delimited, 16 bytes.
-            out.writeInteger(UInt32(0x2212_0A10), endianness: .big)
-            out.writeInteger(leaseID.high, endianness: .big)
-            out.writeInteger(leaseID.low, endianness: .big)
-        }
+        Self.writeHeader(requestID: requestID, bodySize: 20, to: &buffer)
+        // Field 4, length-delimited, 18 bytes: field 1, length-delimited, 16 bytes.
+        buffer.writeInteger(UInt32(0x2212_0A10), endianness: .big)
+        buffer.writeInteger(leaseID.high, endianness: .big)
+        buffer.writeInteger(leaseID.low, endianness: .big)
     }
 
-    private static func writeFrame(requestID: UInt64, bodySize: Int, to buffer: inout ByteBuffer, _ body: (inout ByteBuffer) -> Void) {
+    /// A frame's length (of the request id's field and a body of `bodySize` bytes, which the
+    /// caller writes next) and the request id's field (none for 0).
+    private static func writeHeader(requestID: UInt64, bodySize: Int, to buffer: inout ByteBuffer) {
         let idSize = requestID == 0 ? 0 : 1 + ServerMessageWire.varintLength(requestID)
         buffer.reserveCapacity(minimumWritableBytes: 4 + idSize + bodySize)
         buffer.writeInteger(UInt32(idSize + bodySize), endianness: .big)
@@ -51,7 +53,6 @@ package enum ClientWire {
             }
             buffer.writeInteger(UInt8(value))
         }
-        body(&buffer)
     }
 
     /// What a reply is, read from its bytes.

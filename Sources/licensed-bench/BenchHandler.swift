@@ -32,6 +32,10 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     private let settings: Settings
+    /// `settings.template`, and whether replies are read by hand (`ClientWire`): every
+    /// operation but sessions and activations.
+    private let template: ClientWire.Template?
+    private let readsByHand: Bool
     /// Shared with every connection on this event loop.
     private let recorder: BenchRecorder
     private var nextID: UInt64 = 1
@@ -59,6 +63,8 @@ final class BenchHandler: ChannelInboundHandler {
 
     init(settings: Settings, recorder: BenchRecorder, index: Int = 0, of count: Int = 1) {
         self.settings = settings
+        self.template = settings.template
+        self.readsByHand = settings.template != nil && settings.operation != .sessions
         self.recorder = recorder
         self.phaseNanoseconds = UInt64(max(settings.intervalNanoseconds, 0)) * UInt64(index) / UInt64(max(count, 1))
     }
@@ -78,9 +84,7 @@ final class BenchHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
-        if self.settings.template != nil, self.settings.operation != .sessions, let reply = frame.withUnsafeReadableBytes(ClientWire.reply),
-            self.handle(context, reply)
-        {
+        if self.readsByHand, let reply = frame.withUnsafeReadableBytes(ClientWire.reply), self.handle(context, reply) {
             return
         }
         guard let reply = try? frame.decodeMessage(as: Licensed_V1_ServerMessage.self) else {
@@ -172,20 +176,21 @@ final class BenchHandler: ChannelInboundHandler {
         switch reply.body {
         case 3 where self.settings.operation == .pairs:
             guard let leaseID = reply.leaseID else { return false }
-            self.answered(reply.requestID)
+            self.answered(reply.requestID, at: NIODeadline.now().uptimeNanoseconds)
             let due = self.scheduledAt.removeValue(forKey: reply.requestID)
             let id = self.nextRequestID(timed: true)
             ClientWire.writeCheckInFrame(requestID: id, leaseID: leaseID, to: &self.outbound)
             if let due { self.scheduledAt[id] = due }
         case 3 where self.settings.operation == .checkouts:
-            self.answered(reply.requestID)
+            self.answered(reply.requestID, at: NIODeadline.now().uptimeNanoseconds)
             self.recorder.operations += 1
             self.completed(context, reply.requestID)
         case 4, 5, 9:
-            self.answered(reply.requestID)
+            let now = NIODeadline.now().uptimeNanoseconds
+            self.answered(reply.requestID, at: now)
             self.recorder.operations += 1
             if let due = self.scheduledAt.removeValue(forKey: reply.requestID) {
-                _ = self.recorder.operationLatency.record(NIODeadline.now().uptimeNanoseconds - due)
+                _ = self.recorder.operationLatency.record(now - due)
             }
             self.completed(context, reply.requestID)
         default:
@@ -194,10 +199,10 @@ final class BenchHandler: ChannelInboundHandler {
         return true
     }
 
-    /// Records the latency of the request `requestID` (send to reply).
-    private func answered(_ requestID: UInt64) {
+    /// Records the latency of the request `requestID` (send to its reply, read at `now`).
+    private func answered(_ requestID: UInt64, at now: UInt64) {
         guard let sent = self.sentAt.removeValue(forKey: requestID) else { return }
-        _ = self.recorder.histogram.record(NIODeadline.now().uptimeNanoseconds - sent)
+        _ = self.recorder.histogram.record(now - sent)
         self.recorder.requests += 1
     }
 
@@ -264,7 +269,7 @@ final class BenchHandler: ChannelInboundHandler {
         guard !self.stopping else { return }
         let id: UInt64
         self.started += 1
-        if let template = self.settings.template {
+        if let template = self.template {
             id = self.nextRequestID(timed: true)
             template.writeFrame(requestID: id, to: &self.outbound)
         } else {
