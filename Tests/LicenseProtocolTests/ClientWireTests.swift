@@ -16,11 +16,6 @@ struct ClientWireTests {
         return buffer
     }
 
-    static func expectedFrame(_ message: Licensed_V1_ClientMessage) throws -> [UInt8] {
-        let body: [UInt8] = try message.serializedBytes()
-        return withUnsafeBytes(of: UInt32(body.count).bigEndian, Array.init) + body
-    }
-
     @Test("a template's frame is the message SwiftProtobuf writes with that request id, for ids of every length")
     func templates() throws {
         var checkOut = Licensed_V1_CheckOutRequest()
@@ -40,7 +35,7 @@ struct ClientWireTests {
                 var buffer = ByteBuffer()
                 template.writeFrame(requestID: id, to: &buffer)
                 message.requestID = id
-                #expect(Array(buffer.readableBytesView) == (try Self.expectedFrame(message)))
+                #expect(Array(buffer.readableBytesView) == (try ServerMessageWireTests.expectedFrame(message)))
             }
         }
     }
@@ -58,7 +53,7 @@ struct ClientWireTests {
             var checkIn = Licensed_V1_CheckInRequest()
             checkIn.leaseID = withUnsafeBytes(of: (lease.high.bigEndian, lease.low.bigEndian)) { Data($0) }
             message.checkIn = checkIn
-            #expect(Array(buffer.readableBytesView) == (try Self.expectedFrame(message)))
+            #expect(Array(buffer.readableBytesView) == (try ServerMessageWireTests.expectedFrame(message)))
             let read = try Self.body(buffer).withUnsafeReadableBytes(ClientMessageWire.plainCheckIn)
             #expect(read?.requestID == id && read?.leaseID.high == lease.high && read?.leaseID.low == lease.low)
         }

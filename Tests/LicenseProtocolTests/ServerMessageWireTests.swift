@@ -69,7 +69,8 @@ struct ServerMessageWireTests {
         }
     }
 
-    static func expectedFrame(_ message: Licensed_V1_ServerMessage) throws -> [UInt8] {
+    /// `message` as one frame, as SwiftProtobuf serializes it.
+    static func expectedFrame(_ message: some SwiftProtobuf.Message) throws -> [UInt8] {
         let body: [UInt8] = try message.serializedBytes()
         return withUnsafeBytes(of: UInt32(body.count).bigEndian, Array.init) + body
     }
