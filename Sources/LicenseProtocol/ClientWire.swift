@@ -60,7 +60,8 @@ package enum ClientWire {
         /// The request it answers (0: an event the server pushed).
         package var requestID: UInt64
         /// Its body's field number in `ServerMessage` (3 a check-out's, 4 a check-in's, 5 a
-        /// heartbeat's, 9 a status's, 15 an error's, …).
+        /// heartbeat's, 9 a status's, 15 an error's, …): the one length-delimited field besides
+        /// the request id, so a field unknown to this build is reported by its number too.
         package var body: Int
         /// A check-out's lease id when it is 16 bytes, as two big-endian words.
         package var leaseID: (high: UInt64, low: UInt64)?

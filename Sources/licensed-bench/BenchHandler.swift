@@ -32,10 +32,6 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     private let settings: Settings
-    /// `settings.template`, and whether replies are read by hand (`ClientWire`): every
-    /// operation but sessions and activations.
-    private let template: ClientWire.Template?
-    private let readsByHand: Bool
     /// Shared with every connection on this event loop.
     private let recorder: BenchRecorder
     private var nextID: UInt64 = 1
@@ -63,8 +59,6 @@ final class BenchHandler: ChannelInboundHandler {
 
     init(settings: Settings, recorder: BenchRecorder, index: Int = 0, of count: Int = 1) {
         self.settings = settings
-        self.template = settings.template
-        self.readsByHand = settings.template != nil && settings.operation != .sessions
         self.recorder = recorder
         self.phaseNanoseconds = UInt64(max(settings.intervalNanoseconds, 0)) * UInt64(index) / UInt64(max(count, 1))
     }
@@ -84,7 +78,10 @@ final class BenchHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
-        if self.readsByHand, let reply = frame.withUnsafeReadableBytes(ClientWire.reply), self.handle(context, reply) {
+        // Replies are read by hand (`ClientWire`) for every operation but sessions and activations.
+        if self.settings.template != nil, self.settings.operation != .sessions, let reply = frame.withUnsafeReadableBytes(ClientWire.reply),
+            self.handle(context, reply)
+        {
             return
         }
         guard let reply = try? frame.decodeMessage(as: Licensed_V1_ServerMessage.self) else {
@@ -269,7 +266,7 @@ final class BenchHandler: ChannelInboundHandler {
         guard !self.stopping else { return }
         let id: UInt64
         self.started += 1
-        if let template = self.template {
+        if let template = self.settings.template {
             id = self.nextRequestID(timed: true)
             template.writeFrame(requestID: id, to: &self.outbound)
         } else {
