@@ -65,7 +65,8 @@ public enum AuditArchive {
         for format in FileCompression.allCases {
             for name in names where name.hasPrefix("audit-") && name.hasSuffix(format.suffix + ".tmp") { unlink("\(directory)/\(name)") }
             // An original left next to its compressed copy (a stop between rename and unlink).
-            for name in names where name.hasPrefix("audit-") && name.hasSuffix(".jsonl") && names.contains(name + format.suffix) {
+            for name in names
+            where name.hasPrefix("audit-") && AuditTrail.format(ofName: name) != nil && names.contains(name + format.suffix) {
                 unlink("\(directory)/\(name)")
             }
         }

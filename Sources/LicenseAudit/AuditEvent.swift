@@ -69,28 +69,7 @@ public struct AuditEvent: Sendable, Equatable {
     }
 
     /// The details as a JSON object, keys in order.
-    public var detailsJSON: String {
-        let details = self.resolved.details
-        var out = "{"
-        for (index, (key, value)) in details.enumerated() {
-            if index > 0 { out += "," }
-            JSONText.appendString(key, to: &out)
-            out += ":"
-            switch value {
-            case .string(let text): JSONText.appendString(text, to: &out)
-            case .int(let number): out += String(number)
-            case .bool(let flag): out += flag ? "true" : "false"
-            case .strings(let list):
-                out += "["
-                for (i, item) in list.enumerated() {
-                    if i > 0 { out += "," }
-                    JSONText.appendString(item, to: &out)
-                }
-                out += "]"
-            }
-        }
-        return out + "}"
-    }
+    public var detailsJSON: String { JSONText.object(self.resolved.details) }
 }
 
 /// The small part of JSON the audit trail writes: strings escaped one way only, so a line has
@@ -123,6 +102,29 @@ public enum JSONText {
             }
         }
         out += "\""
+    }
+
+    /// `details` as a JSON object, keys in order.
+    public static func object(_ details: [(String, AuditEvent.Value)]) -> String {
+        var out = "{"
+        for (index, (key, value)) in details.enumerated() {
+            if index > 0 { out += "," }
+            Self.appendString(key, to: &out)
+            out += ":"
+            switch value {
+            case .string(let text): Self.appendString(text, to: &out)
+            case .int(let number): out += String(number)
+            case .bool(let flag): out += flag ? "true" : "false"
+            case .strings(let list):
+                out += "["
+                for (i, item) in list.enumerated() {
+                    if i > 0 { out += "," }
+                    Self.appendString(item, to: &out)
+                }
+                out += "]"
+            }
+        }
+        return out + "}"
     }
 
     /// `text` as a JSON string literal.

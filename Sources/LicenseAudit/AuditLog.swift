@@ -7,9 +7,10 @@ public import LicenseFiles
 import Glibc
 #endif
 
-/// The writing end of the audit trail: `audit-<first sequence>.jsonl` files in one directory,
-/// one JSON line per record, each chained to the one before by its hash. When a file passes
-/// `maxFileBytes` the next record starts a new file; the chain goes on across files.
+/// The writing end of the audit trail: `audit-<first sequence>.rec` files in one directory (or
+/// `.jsonl` in the JSON lines format), one record a line, each chained to the one before by its
+/// hash. When a file passes `maxFileBytes` the next record starts a new file; the chain goes on
+/// across files, and across formats when the format is changed (a new file starts in the new one).
 ///
 /// Not thread-safe: the store's writer thread owns it, so records reach the disk with the
 /// write-ahead log's batches and its fsync policy: under `sync: always` the log carries each
@@ -22,14 +23,16 @@ public final class AuditLog {
     public let maxFileBytes: Int
     /// fdatasync in `sync()`.
     public let syncs: Bool
+    /// How records are written.
+    public let format: AuditFormat
     /// Sequence number of the last record written (0 = none yet).
     public private(set) var lastSequence: UInt64
     /// The latest record time in the trail (its last record's at opening, then the latest
     /// written): a time the server has seen, for the clock-setback check.
     public private(set) var latestTimeMs: Int64 = 0
     /// Hash of the last record written (the genesis hash when none).
-    public var lastHash: String { String(decoding: self.lastHashBytes, as: UTF8.self) }
-    private var lastHashBytes: [UInt8]
+    public var lastHash: String { withUnsafeBytes(of: self.lastDigest) { Array($0) }.hexString }
+    private var lastDigest: AuditRenderer.Digest
     private var renderer = AuditRenderer()
     /// What opening found at the end of the last file and cut off (a torn last write), if anything.
     public private(set) var cutTail: (file: String, droppedBytes: Int)?
@@ -54,6 +57,7 @@ public final class AuditLog {
         directory: String,
         maxFileBytes: Int,
         syncs: Bool,
+        format: AuditFormat,
         retention: AuditRetention,
         nowMs: @escaping @Sendable () -> Int64,
         fd: Int32,
@@ -68,11 +72,21 @@ public final class AuditLog {
         self.directory = directory
         self.maxFileBytes = maxFileBytes
         self.syncs = syncs
+        self.format = format
         self.fd = fd
         self.path = path
         self.fileBytes = fileBytes
         self.lastSequence = last.0
-        self.lastHashBytes = Array(last.1.utf8)
+        self.lastDigest = Self.digest(hex: last.1)
+    }
+
+    /// A hash's 64 hex digits as its digest (the genesis digest for anything else; the hashes
+    /// given here were read by `AuditRecord.parse`, which checks their form).
+    private static func digest(hex: String) -> AuditRenderer.Digest {
+        var digest = AuditRenderer.genesis
+        guard let bytes = [UInt8](hexString: hex), bytes.count == 32 else { return digest }
+        withUnsafeMutableBytes(of: &digest) { $0.copyBytes(from: bytes) }
+        return digest
     }
 
     /// Opens the trail in `directory` (created if missing) for appending after its last record.
@@ -85,6 +99,7 @@ public final class AuditLog {
         directory: String,
         maxFileBytes: Int,
         syncs: Bool,
+        format: AuditFormat = .compact,
         retention: AuditRetention = .keepAll,
         nowMs: @escaping @Sendable () -> Int64 = { SystemClock().nowMs() }
     ) throws -> AuditLog {
@@ -132,11 +147,16 @@ public final class AuditLog {
             latestTimeMs = parsed.record.timeMs
             break
         }
-        // Appended to: the newest file, unless it is compressed (then a new one starts).
+        // Appended to: the newest file, unless it is compressed or of the other format (then a
+        // new one starts; an empty one of the other format, left by a start that wrote nothing,
+        // is removed first, as the new one takes its name's sequence).
+        if let newest = files.last, !newest.compressed, newest.format != format, fileBytes == 0 {
+            guard unlink(newest.path) == 0 else { throw StoreError.errno("cannot remove the empty audit file", newest.path) }
+        }
         let current =
-            files.last.flatMap { $0.compressed ? nil : $0 }
+            files.last.flatMap { $0.compressed || $0.format != format ? nil : $0 }
             ?? AuditTrail.File(
-                path: AuditTrail.filePath(directory, firstSequence: last.0 + 1),
+                path: AuditTrail.filePath(directory, firstSequence: last.0 + 1, format: format),
                 firstSequence: last.0 + 1
             )
         if current.path != files.last?.path { fileBytes = 0 }
@@ -146,6 +166,7 @@ public final class AuditLog {
             directory: directory,
             maxFileBytes: maxFileBytes,
             syncs: syncs,
+            format: format,
             retention: retention,
             nowMs: nowMs,
             fd: fd,
@@ -193,27 +214,26 @@ public final class AuditLog {
     /// `write(_:)`: the trail counts them as written from here on (its last sequence and hash are
     /// theirs), so they must be written next, and before any other records are rendered.
     public func render(_ events: [AuditEvent]) -> Rendered {
-        var buffer = ByteWriter(capacity: events.count * 512)
+        var buffer = ByteWriter(capacity: events.count * (self.format == .compact ? 192 : 512))
         let first = self.lastSequence + 1
         // By index: the array's element is read in place (a `for in` copies each event out, with
         // a retain and release of each of its strings).
         for index in events.indices {
             let sequence = self.lastSequence + 1
-            let hash = self.renderer.append(sequence: sequence, event: events[index], previousHash: self.lastHashBytes, to: &buffer)
-            // The next record's `prev`, copied in place (64 bytes, no array per record).
-            let hashBytes = buffer.bytes(hash)
-            if self.lastHashBytes.count == hashBytes.count {
-                self.lastHashBytes.withUnsafeMutableBytes { $0.copyMemory(from: hashBytes) }
-            } else {
-                self.lastHashBytes = Array(hashBytes)
-            }
+            self.lastDigest = self.renderer.append(
+                format: self.format,
+                sequence: sequence,
+                event: events[index],
+                previous: self.lastDigest,
+                to: &buffer
+            )
             self.lastSequence = sequence
             self.latestTimeMs = max(self.latestTimeMs, events[index].timeMs)
         }
         return Rendered(firstSequence: first, count: events.count, buffer: buffer)
     }
 
-    /// Records rendered by `render(_:)`: their lines, one JSON line each with its newline.
+    /// Records rendered by `render(_:)`: their lines, one each with its newline.
     public struct Rendered: ~Copyable {
         /// Sequence number of the first.
         public let firstSequence: UInt64
@@ -267,7 +287,7 @@ public final class AuditLog {
     }
 
     /// Appends those of `lines` — `count` records from `firstSequence`, each a JSON line with its
-    /// newline, as `render(_:)` made them and a store kept them — that come after the trail's last
+    /// newline, as `render(_:)` made them (in either format) and a store kept them — that come after the trail's last
     /// record: a trail whose unsynced tail a power cut took back gets it again from the log.
     /// Returns how many were appended (0 when the trail has them all). Throws `RestoreMismatch`
     /// when they would leave a gap or do not continue the chain (the line's `seq` or `prev` is not
@@ -303,7 +323,7 @@ public final class AuditLog {
                 }
                 if from == nil { from = (start, sequence) }
                 self.lastSequence = sequence
-                self.lastHashBytes = Array(parsed.record.hash.utf8)
+                self.lastDigest = Self.digest(hex: parsed.record.hash)
                 self.latestTimeMs = max(self.latestTimeMs, parsed.record.timeMs)
             }
             start = newline + 1
@@ -353,7 +373,7 @@ public final class AuditLog {
     private func rotate(firstSequence: UInt64) throws {
         try self.sync()
         try FileIO.closeAppended(self.fd, path: self.path, syncs: self.syncs)
-        let path = AuditTrail.filePath(self.directory, firstSequence: firstSequence)
+        let path = AuditTrail.filePath(self.directory, firstSequence: firstSequence, format: self.format)
         self.fd = try FileIO.openForAppending(path, "the audit file")
         self.path = path
         self.fileFirstSequence = firstSequence

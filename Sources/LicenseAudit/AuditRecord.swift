@@ -1,12 +1,14 @@
 import LicenseCrypto
 
-/// One line of the audit trail, as written:
+/// One record of the audit trail. Written as a compact record (`AuditCompact`) or as a JSON line:
 ///
 ///     {"seq":7,"time":"2026-11-25T01:06:00.123Z","time_ms":1795568760123,"action":"grant",
 ///      "actor":"alice@ws1","subject":"lease:…","details":{…},"prev":"<64 hex>","hash":"<64 hex>"}
 ///
-/// (on one line). `hash` is the SHA-256 of every byte of the line before `,"hash":`, which
-/// includes `prev`, the hash of the record before; the first record's `prev` is 64 zeros.
+/// (on one line). `hash` is the SHA-256 of every byte of the line before `,"hash":` (of a compact
+/// record, of its bytes before its hash), which includes `prev`, the hash of the record before;
+/// the first record's `prev` is 64 zeros. Exported, a record keeps its hash: a JSON export of a
+/// compact record carries the compact record's hash, and is checked by laying it out compactly.
 /// Changing a byte of a record breaks its own hash; removing, inserting or reordering records
 /// breaks the sequence and the `prev` link of the next one.
 public struct AuditRecord: Sendable, Equatable {
@@ -63,11 +65,37 @@ public struct AuditRecord: Sendable, Equatable {
         return out
     }
 
-    /// The whole line, without its newline.
+    /// The record as a JSON line, without its newline.
     public var line: String { self.hashedText + ",\"hash\":\"" + self.hash + "\"}" }
 
-    /// True when `hash` is the SHA-256 of the record's text.
-    public var hashMatches: Bool { SHA256.hash(Array(self.hashedText.utf8)).hexString == self.hash }
+    /// True when `hash` is the SHA-256 of the record's JSON text or of its compact bytes (the
+    /// record as either format writes it: an export does not say which).
+    public var hashMatches: Bool { SHA256.hash(Array(self.hashedText.utf8)).hexString == self.hash || self.compactHashMatches }
+
+    /// The bytes a compact record of these fields has before its hash (nil when the details are
+    /// not the flat object the server writes, or `prev` is not a hash).
+    public var compactHashedBytes: [UInt8]? {
+        guard let details = self.details, let previous = [UInt8](hexString: self.previousHash), previous.count == 32 else { return nil }
+        return AuditCompact.hashedBytes(
+            sequence: self.sequence,
+            timeMs: self.timeMs,
+            action: self.action,
+            actor: self.actor,
+            subject: self.subject,
+            details: details,
+            previousHash: previous
+        )
+    }
+
+    /// The record as a compact record's line, its hash as given, without its newline.
+    public var compactLine: [UInt8]? {
+        guard var bytes = self.compactHashedBytes, let hash = [UInt8](hexString: self.hash), hash.count == 32 else { return nil }
+        bytes += hash
+        return AuditCompact.escaped(bytes)
+    }
+
+    /// True when `hash` is the SHA-256 of the record laid out compactly.
+    var compactHashMatches: Bool { self.compactHashedBytes.map { SHA256.hash($0).hexString == self.hash } ?? false }
 
     /// The time as ISO 8601 (UTC, milliseconds).
     public var time: String { JSONText.iso8601(ms: self.timeMs) }
@@ -94,9 +122,10 @@ public struct AuditRecord: Sendable, Equatable {
         }
     }
 
-    /// Reads one line (without its newline). Only the layout the server writes is accepted, field
-    /// by field; nil for anything else.
+    /// Reads one line (without its newline): a compact record, or a JSON line. Only the layouts
+    /// the server writes are accepted, field by field; nil for anything else.
     public static func parse(_ line: ArraySlice<UInt8>, checkHash: Bool = true) -> Parsed? {
+        if line.first == AuditCompact.marker { return AuditCompact.parse(line, checkHash: checkHash) }
         var s = JSONScanner(line)
         guard s.literal("{\"seq\":"), let seq = s.integer(), seq >= 0,
             s.literal(",\"time\":"), s.string() != nil,
@@ -119,7 +148,8 @@ public struct AuditRecord: Sendable, Equatable {
             previousHash: prev,
             hash: hash
         )
-        let matches = checkHash ? SHA256.hash(line[line.startIndex..<hashedEnd]).hexString == hash : true
+        // A JSON export of a compact record: its hash is the compact record's.
+        let matches = checkHash ? SHA256.hash(line[line.startIndex..<hashedEnd]).hexString == hash || record.compactHashMatches : true
         return Parsed(record: record, hashMatches: matches)
     }
 }

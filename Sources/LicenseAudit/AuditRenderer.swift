@@ -2,15 +2,29 @@ import LicenseCore
 import LicenseCrypto
 
 /// Renders audit records straight into bytes, for the writer thread: the same bytes as
-/// `AuditRecord.line` (the tests hold the two to each other) without building Strings, and the
-/// hash computed over the buffer in place.
+/// `AuditRecord.line` (JSON lines) or `AuditCompact.hashedBytes` and its hash (compact records) —
+/// the tests hold them to each other — without building Strings, and the hash computed over the
+/// buffer in place.
 struct AuditRenderer {
+    /// A SHA-256 digest, its 32 bytes in order.
+    typealias Digest = (UInt64, UInt64, UInt64, UInt64)
+    /// `prev` of the first record.
+    static let genesis: Digest = (0, 0, 0, 0)
+
     private var secondCache: (second: Int64, text: [UInt8]) = (.min, [])
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
-    /// Appends `event` as record `sequence` after `previousHash` (64 hex bytes) to `out`, newline
-    /// included, and returns where in `out` its hash is (64 hex bytes).
-    mutating func append(sequence: UInt64, event: AuditEvent, previousHash: [UInt8], to out: inout ByteWriter) -> Range<Int> {
+    /// Appends `event` as record `sequence` after the record whose hash is `previous`, in
+    /// `format`, to `out`, newline included, and returns its hash.
+    mutating func append(format: AuditFormat, sequence: UInt64, event: AuditEvent, previous: Digest, to out: inout ByteWriter) -> Digest {
+        switch format {
+        case .jsonl: self.appendJSON(sequence: sequence, event: event, previous: previous, to: &out)
+        case .compact: Self.appendCompact(sequence: sequence, event: event, previous: previous, to: &out)
+        }
+    }
+
+    /// The record as a JSON line.
+    mutating func appendJSON(sequence: UInt64, event: AuditEvent, previous: Digest, to out: inout ByteWriter) -> Digest {
         let start = out.count
         Self.ascii("{\"seq\":", &out)
         Self.decimal(Int64(sequence), &out)
@@ -31,20 +45,165 @@ struct AuditRenderer {
             Self.details(event.details, first: true, &out)
         }
         Self.ascii("},\"prev\":\"", &out)
-        previousHash.withUnsafeBytes { out.write($0) }
+        Self.hex(previous, &out)
         out.write(UInt8(ascii: "\""))
-        var digest: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var digest = Self.genesis
         withUnsafeMutableBytes(of: &digest) { SHA256.hash(bytes: out.bytes(start..<out.count), into: $0) }
         Self.ascii(",\"hash\":\"", &out)
-        let hex = out.count
+        Self.hex(digest, &out)
+        Self.ascii("\"}\n", &out)
+        return digest
+    }
+
+    /// A digest's 64 lower-case hex digits.
+    private static func hex(_ digest: Digest, _ out: inout ByteWriter) {
         out.write(count: 64) { digits in
             Self.hex(UInt64(bigEndian: digest.0), digits)
             Self.hex(UInt64(bigEndian: digest.1), digits + 16)
             Self.hex(UInt64(bigEndian: digest.2), digits + 32)
             Self.hex(UInt64(bigEndian: digest.3), digits + 48)
         }
-        Self.ascii("\"}\n", &out)
-        return hex..<hex + 64
+    }
+
+    // MARK: - Compact records
+
+    /// The record in `AuditCompact`'s layout, escaped, as a line.
+    static func appendCompact(sequence: UInt64, event: AuditEvent, previous: Digest, to out: inout ByteWriter) -> Digest {
+        let start = out.count
+        out.write(AuditCompact.marker)
+        AuditCompact.varint(sequence, &out)
+        AuditCompact.varint(AuditCompact.zigzag(event.timeMs), &out)
+        if let record = event.leaseRecord {
+            Self.compactLease(record, &out)
+        } else {
+            Self.compactString(event.action, &out)
+            Self.compactString(event.actor, &out)
+            Self.compactString(event.subject, &out)
+            AuditCompact.varint(UInt64(event.details.count), &out)
+            Self.compactDetails(event.details, &out)
+        }
+        withUnsafeBytes(of: previous) { out.write($0) }
+        var digest = Self.genesis
+        withUnsafeMutableBytes(of: &digest) { SHA256.hash(bytes: out.bytes(start..<out.count), into: $0) }
+        withUnsafeBytes(of: digest) { out.write($0) }
+        AuditCompact.escape(start..<out.count, in: &out)
+        out.write(0x0A)
+        return digest
+    }
+
+    /// A lease's record in the compact layout: the fields and their order of `AuditLeaseRecord.parts`.
+    private static func compactLease(_ record: AuditLeaseRecord, _ out: inout ByteWriter) {
+        typealias Code = AuditCompact.Code
+        let action: Int
+        var count = record.extra.count + (record.lease == nil ? 1 : 8)
+        switch record.kind {
+        case .grant(let waitedMs):
+            action = 0
+            count += (record.lease == nil ? 0 : 3) + (waitedMs == nil ? 0 : 1)
+        case .release(let cause, _):
+            switch cause {
+            case .checkedIn, .baseReleased: action = 1
+            case .expired: action = 2
+            case .revoked: action = 3
+            }
+            count += record.lease == nil ? 1 : 2
+        }
+        Self.code(action, &out)
+        if let actor = record.actor {
+            Self.compactString(actor, &out)
+        } else if let identity = record.lease?.identity {
+            // `user@host`: never an id (no `@` in one) nor a dictionary entry (none has an `@`).
+            AuditCompact.varint(UInt64(identity.user.utf8.count + 1 + identity.host.utf8.count) << 2, &out)
+            Self.utf8(identity.user, &out)
+            out.write(UInt8(ascii: "@"))
+            Self.utf8(identity.host, &out)
+        } else {
+            AuditCompact.varint(0, &out)
+        }
+        Self.id(record.id, prefix: 1, &out)
+        AuditCompact.varint(UInt64(count), &out)
+        Self.code(Code.lease, &out)
+        out.write(AuditCompact.Tag.string)
+        Self.id(record.id, prefix: 0, &out)
+        if let lease = record.lease {
+            Self.code(Code.feature, &out)
+            out.write(AuditCompact.Tag.string)
+            Self.compactString(lease.feature, &out)
+            Self.code(Code.license, &out)
+            out.write(AuditCompact.Tag.string)
+            Self.compactString(lease.licenseID, &out)
+            Self.compactInt(Code.count, Int64(lease.count), &out)
+            Self.code(Code.user, &out)
+            out.write(AuditCompact.Tag.string)
+            Self.compactString(lease.identity.user, &out)
+            Self.code(Code.host, &out)
+            out.write(AuditCompact.Tag.string)
+            Self.compactString(lease.identity.host, &out)
+            Self.code(Code.groups, &out)
+            out.write(AuditCompact.Tag.strings)
+            AuditCompact.varint(UInt64(lease.identity.groups.count), &out)
+            for group in lease.identity.groups { Self.compactString(group, &out) }
+            Self.compactInt(Code.grantedMs, lease.grantedAtMs, &out)
+        }
+        switch record.kind {
+        case .grant(let waitedMs):
+            if let lease = record.lease {
+                Self.compactInt(Code.expiresMs, lease.expiresAtMs, &out)
+                Self.code(Code.overage, &out)
+                out.write(lease.overage ? AuditCompact.Tag.trueValue : AuditCompact.Tag.falseValue)
+                Self.code(Code.borrowed, &out)
+                out.write(lease.borrowed ? AuditCompact.Tag.trueValue : AuditCompact.Tag.falseValue)
+            }
+            if let waitedMs { Self.compactInt(Code.waitedMs, waitedMs, &out) }
+        case .release(let cause, let atMs):
+            if let lease = record.lease { Self.compactInt(Code.heldMs, atMs - lease.grantedAtMs, &out) }
+            Self.code(Code.cause, &out)
+            out.write(AuditCompact.Tag.string)
+            Self.compactString(cause.rawValue, &out)
+        }
+        Self.compactDetails(record.extra, &out)
+    }
+
+    private static func compactDetails(_ details: [(String, AuditEvent.Value)], _ out: inout ByteWriter) {
+        for index in details.indices {
+            Self.compactString(details[index].0, &out)
+            AuditCompact.value(details[index].1, &out)
+        }
+    }
+
+    /// A dictionary entry's code (those below 32: one byte).
+    @inline(__always)
+    private static func code(_ code: Int, _ out: inout ByteWriter) {
+        out.write(UInt8(truncatingIfNeeded: code << 2 | 1))
+    }
+
+    @inline(__always)
+    private static func compactInt(_ key: Int, _ value: Int64, _ out: inout ByteWriter) {
+        Self.code(key, &out)
+        out.write(AuditCompact.Tag.int)
+        AuditCompact.varint(AuditCompact.zigzag(value), &out)
+    }
+
+    /// An id in its compact form after `AuditCompact.idPrefixes[prefix]`.
+    @inline(__always)
+    private static func id(_ id: ID128, prefix: Int, _ out: inout ByteWriter) {
+        out.write(UInt8(truncatingIfNeeded: prefix << 2 | 2))
+        withUnsafeBytes(of: (id.high.bigEndian, id.low.bigEndian)) { out.write($0) }
+    }
+
+    /// A string in its one compact spelling, read in place.
+    private static func compactString(_ text: String, _ out: inout ByteWriter) {
+        let done = text.utf8.withContiguousStorageIfAvailable { AuditCompact.string(bytes: $0, &out) }
+        if done == nil { AuditCompact.string(text, &out) }
+    }
+
+    /// `text`'s bytes, read in place.
+    private static func utf8(_ text: String, _ out: inout ByteWriter) {
+        let done = text.utf8.withContiguousStorageIfAvailable { out.write($0) }
+        if done == nil {
+            var copy = text
+            copy.withUTF8 { out.write($0) }
+        }
     }
 
     /// Actor, subject and details of a lease's record, written from the lease: the fields and

@@ -15,8 +15,13 @@ public enum AuditTrail {
         public var path: String
         /// The sequence number of its first record, from its name.
         public var firstSequence: UInt64
-        /// A rotated file, compressed (`.jsonl.zst`, or `.jsonl.gz` when gzip was chosen).
+        /// A rotated file, compressed (`.rec.zst` or `.jsonl.zst`, or `.gz` when gzip was chosen).
         public var compressed: Bool { FileCompression(path: self.path) != nil }
+        /// The format its name says it was started in (its records say each their own).
+        public var format: AuditFormat {
+            let stem = FileCompression(path: self.path).map { self.path.dropLast($0.suffix.count) } ?? self.path[...]
+            return stem.hasSuffix(AuditFormat.jsonl.fileSuffix) ? .jsonl : .compact
+        }
     }
 
     /// The first record found out of place.
@@ -62,18 +67,25 @@ public enum AuditTrail {
         public init() {}
     }
 
-    static func filePath(_ directory: String, firstSequence: UInt64) -> String {
-        "\(directory)/audit-\(FileIO.padded(firstSequence)).jsonl"
+    static func filePath(_ directory: String, firstSequence: UInt64, format: AuditFormat) -> String {
+        "\(directory)/audit-\(FileIO.padded(firstSequence))\(format.fileSuffix)"
     }
 
-    /// The trail's files in `directory`, oldest first: `audit-<first>.jsonl`, or `.jsonl.zst`
-    /// (`.jsonl.gz`) once compressed (when both are there, compression finished but had not yet
-    /// removed the original: the compressed one counts).
+    /// The format whose files end in the suffix that `name` ends in, if any.
+    static func format(ofName name: some StringProtocol) -> AuditFormat? {
+        AuditFormat.allCases.first { name.hasSuffix($0.fileSuffix) }
+    }
+
+    /// The trail's files in `directory`, oldest first: `audit-<first>.rec` or `.jsonl`, or with
+    /// `.zst` (`.gz`) after it once compressed (when both are there, compression finished but had
+    /// not yet removed the original: the compressed one counts).
     public static func files(in directory: String) throws -> [File] {
         var byFirst: [UInt64: File] = [:]
         for name in try FileIO.list(directory) where name.hasPrefix("audit-") {
             let stem = FileCompression(path: name).map { name.dropLast($0.suffix.count) } ?? name[...]
-            guard stem.hasSuffix(".jsonl"), let first = UInt64(stem.dropFirst(6).dropLast(6)) else { continue }
+            guard let format = Self.format(ofName: stem),
+                let first = UInt64(stem.dropFirst(6).dropLast(format.fileSuffix.count))
+            else { continue }
             let file = File(path: "\(directory)/\(name)", firstSequence: first)
             if byFirst[first]?.compressed != true { byFirst[first] = file }
         }

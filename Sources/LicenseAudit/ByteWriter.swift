@@ -67,6 +67,11 @@ struct ByteWriter: ~Copyable {
         self.count += count
     }
 
+    /// The written bytes, to change in place, for as long as `body` runs.
+    mutating func withMutableBytes<Result>(_ body: (UnsafeMutablePointer<UInt8>) -> Result) -> Result {
+        body(self.base)
+    }
+
     /// The bytes at `range` of the written ones.
     func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
         precondition(range.lowerBound >= 0 && range.upperBound <= self.count)

@@ -59,6 +59,7 @@ public struct CommitLogSource: Sendable {
                 directory: configuration.auditDirectory,
                 maxFileBytes: configuration.auditMaxFileBytes,
                 syncs: configuration.sync == .always,
+                format: configuration.auditFormat,
                 retention: AuditRetention(
                     compression: configuration.auditCompression,
                     maxFiles: configuration.auditRetentionFiles,

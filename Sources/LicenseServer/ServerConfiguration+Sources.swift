@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import LicenseAudit
 import LicenseCore
 import LicenseCrypto
 import LicenseDirectory
@@ -135,6 +136,12 @@ extension ServerConfiguration {
         Option(name: "audit_dir", help: "directory of the audit trail (default <state_dir>/audit)") { $0.auditDir = $1 },
         Option(name: "audit_max_file_bytes", help: "start a new audit file past this size") {
             $0.auditMaxFileBytes = try int($1, "audit_max_file_bytes")
+        },
+        Option(name: "audit_format", help: "how audit records are written: compact (the default) or jsonl") {
+            guard let format = AuditFormat(rawValue: $1.trimmingCharacters(in: .whitespaces).lowercased()) else {
+                throw ConfigurationError("audit_format must be compact or jsonl, not '\($1)'")
+            }
+            $0.auditFormat = format
         },
         Option(name: "audit_compress", help: "compress rotated audit files: zstd, gzip or false (true = zstd)") {
             $0.auditCompression = try compression($1, "audit_compress")

@@ -1,4 +1,4 @@
-import LicenseAudit
+public import LicenseAudit
 public import LicenseCore
 public import LicenseDirectory
 public import LicenseFiles
@@ -114,6 +114,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var auditDir = ""
     /// Start a new audit file once the current one reaches this size.
     public var auditMaxFileBytes = 64 * 1024 * 1024
+    /// How audit records are written: compact binary records (read out by `licensectl audit
+    /// export`), or JSON lines for sites whose log shippers read the files.
+    public var auditFormat: AuditFormat = .compact
     /// How rotated audit files are compressed (read back transparently by verify, export and
     /// reports); nil keeps them as written.
     public var auditCompression: FileCompression? = .zstd

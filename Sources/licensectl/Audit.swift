@@ -36,7 +36,7 @@ struct Audit: AsyncParsableCommand {
                 throw CLIError("no audit trail at \(directory) (use --dir or --state-dir)")
             }
             let files = try AuditTrail.files(in: directory)
-            guard !files.isEmpty else { throw CLIError("\(directory) holds no audit-*.jsonl files") }
+            guard !files.isEmpty else { throw CLIError("\(directory) holds no audit-*.rec or audit-*.jsonl files") }
             return files
         }
 
@@ -207,7 +207,8 @@ struct Audit: AsyncParsableCommand {
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write the records between two times as CSV or JSON lines (the original lines, hashes included)."
+            abstract:
+                "Write the records between two times as CSV or JSON lines (hashes included: a JSON lines trail's lines as written, compact records as JSON)."
         )
 
         @OptionGroup var location: Location

@@ -118,30 +118,29 @@ struct AuditLeaseRecordRenderingTests {
     }
 
     /// The lines an audit log writes for `events`.
-    static func lines(_ events: [AuditEvent], in directory: TemporaryDirectory, _ name: String) throws -> [String] {
+    static func lines(_ events: [AuditEvent], in directory: TemporaryDirectory, _ name: String, format: AuditFormat) throws -> [[UInt8]] {
         let path = directory.path(name)
-        let log = try AuditLog.open(directory: path, maxFileBytes: 1 << 26, syncs: false)
+        let log = try AuditLog.open(directory: path, maxFileBytes: 1 << 26, syncs: false, format: format)
         try log.write(events)
         log.close()
         let files = try AuditTrail.files(in: path)
         #expect(try AuditTrail.verify(files).failure == nil)
-        return try files.flatMap {
-            String(decoding: try AuditTrail.contents(of: $0.path), as: UTF8.self).split(separator: "\n").map(String.init)
-        }
+        return try files.flatMap { try AuditTrailTests.lines(of: $0.path) }
     }
 
-    @Test("a lease record renders to the same bytes as its particulars listed, and parses back to them")
-    func sameBytes() throws {
+    @Test("a lease record renders to the same bytes as its particulars listed, and parses back to them", arguments: AuditFormat.allCases)
+    func sameBytes(format: AuditFormat) throws {
         let events = Self.records()
         let scratch = try TemporaryDirectory()
-        let direct = try Self.lines(events, in: scratch, "direct")
-        let listed = try Self.lines(events.map(\.resolved), in: scratch, "listed")
+        let direct = try Self.lines(events, in: scratch, "direct", format: format)
+        let listed = try Self.lines(events.map(\.resolved), in: scratch, "listed", format: format)
         #expect(direct.count == events.count)
         #expect(direct == listed)
         for (line, event) in zip(direct, events) {
-            let parsed = try #require(AuditRecord.parse(Array(line.utf8)[...]))
+            let parsed = try #require(AuditRecord.parse(line[...]))
             #expect(parsed.hashMatches)
-            #expect(parsed.record.line == line)
+            #expect(parsed.record.hashMatches)
+            #expect(AuditTrailTests.line(parsed.record, format) == line)
             let resolved = event.resolved
             #expect(parsed.record.action == resolved.action)
             #expect(parsed.record.actor == resolved.actor)
@@ -191,8 +190,8 @@ struct AuditNumberRenderingTests {
     /// Every decimal length, both sides of each power of ten, the extremes and negatives, and ids
     /// of every byte value: rendered by the writer's digit tables, read back by the trail's own
     /// parser (and `ID128.description` for the subjects).
-    @Test("integers of every length and ids of every byte read back as written")
-    func numbersAndIDs() throws {
+    @Test("integers of every length and ids of every byte read back as written", arguments: AuditFormat.allCases)
+    func numbersAndIDs(format: AuditFormat) throws {
         var values: [Int64] = [0, 1, 9, 10, 11, 99, 100, 101, .max, .min, .min + 1, -1, -9, -10, -99, -100]
         var power: Int64 = 10
         while power <= Int64.max / 10 {
@@ -217,12 +216,12 @@ struct AuditNumberRenderingTests {
             )
         }
         let scratch = try TemporaryDirectory()
-        let lines = try AuditLeaseRecordRenderingTests.lines(events, in: scratch, "numbers")
+        let lines = try AuditLeaseRecordRenderingTests.lines(events, in: scratch, "numbers", format: format)
         #expect(lines.count == events.count)
         for (line, event) in zip(lines, events) {
-            let parsed = try #require(AuditRecord.parse(Array(line.utf8)[...]))
+            let parsed = try #require(AuditRecord.parse(line[...]))
             #expect(parsed.hashMatches)
-            #expect(parsed.record.line == line)
+            #expect(AuditTrailTests.line(parsed.record, format) == line)
             #expect(parsed.record.timeMs == event.timeMs)
             #expect(parsed.record.subject == event.subject)
             let details = try #require(parsed.record.details)

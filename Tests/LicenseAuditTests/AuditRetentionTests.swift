@@ -35,8 +35,8 @@ struct AuditRetentionTests {
         #expect(result.firstSequence == files[0].firstSequence)
         #expect(result.lastSequence == 400)
         // Compressed files read back as the lines that were written.
-        let gzipped = try AuditTrail.contents(of: files[0].path)
-        #expect(String(decoding: gzipped, as: UTF8.self).hasPrefix("{\"seq\":\(files[0].firstSequence),"))
+        let first = try #require(try Trail.lines(of: files[0].path).first)
+        #expect(AuditRecord.parse(first[...])?.record.sequence == files[0].firstSequence)
         // The same trail reopened continues the chain after the last record.
         let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true)
         #expect(log.lastSequence == 400)
@@ -105,11 +105,49 @@ struct AuditRetentionTests {
             // Oldest first, every record once, in order: the second run continued the first's chain.
             #expect(second.count == 300)
             #expect(Array(second.prefix(first.count)) == first)
-            #expect(second.enumerated().allSatisfy { $1.hasPrefix("{\"seq\":\($0 + 1),") })
+            #expect(second.enumerated().allSatisfy { AuditRecord.parse($1[...])?.record.sequence == UInt64($0 + 1) })
             let verification = try Trail.verify(directory)
             #expect(verification.failure == nil)
             #expect(verification.lastSequence == 300)
         }
+    }
+
+    @Test(
+        "JSON lines continued compact (an upgrade), with starts in the other format that wrote nothing: one chain, each file in one format"
+    )
+    func mixedRecordFormats() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        var written: [[UInt8]] = []
+        let runs: [AuditFormat] = [.jsonl, .jsonl, .compact, .compact]
+        for (run, format) in runs.enumerated() {
+            if run > 0 {
+                // A start in the other format that writes nothing leaves an empty file of its own,
+                // which this run's start removes (it would take the same sequence in its name).
+                try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true, format: format == .compact ? .jsonl : .compact)
+                    .close()
+            }
+            written = try Trail.writeTrail(
+                directory,
+                count: 100 * (run + 1),
+                maxFileBytes: 4096,
+                format: format,
+                retention: AuditRetention(compression: .zstd)
+            )
+        }
+        #expect(written.count == 1_000)
+        let files = try AuditTrail.files(in: directory)
+        #expect(Set(files.map(\.format)) == [.jsonl, .compact])
+        #expect(files.dropLast().allSatisfy { $0.compressed })
+        for file in files {
+            let lines = try Trail.lines(of: file.path)
+            #expect(!lines.isEmpty, "\(file.path)")
+            #expect(lines.allSatisfy { $0.first == (file.format == .compact ? AuditCompact.marker : UInt8(ascii: "{")) }, "\(file.path)")
+        }
+        #expect(written.enumerated().allSatisfy { AuditRecord.parse($1[...])?.record.sequence == UInt64($0 + 1) })
+        let verification = try Trail.verify(directory)
+        #expect(verification.failure == nil)
+        #expect(verification.lastSequence == 1_000)
     }
 
     @Test("a checkpoint file that is not JSON is an error naming it")

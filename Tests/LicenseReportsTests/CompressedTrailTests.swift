@@ -12,7 +12,7 @@ struct CompressedTrailTests {
         let events = ReportTests.usageTrail().events.enumerated().sorted { ($0.element.timeMs, $0.offset) < ($1.element.timeMs, $1.offset) }
             .map(\.element)
         func write(_ directory: String, _ retention: AuditRetention) throws -> [AuditTrail.File] {
-            let log = try AuditLog.open(directory: directory, maxFileBytes: 1024, syncs: false, retention: retention)
+            let log = try AuditLog.open(directory: directory, maxFileBytes: 320, syncs: false, retention: retention)
             for event in events {
                 try log.write([event])
                 try log.sync()

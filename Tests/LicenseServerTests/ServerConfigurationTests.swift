@@ -1,4 +1,5 @@
 import Foundation
+import LicenseAudit
 import LicenseDirectory
 import LicenseFiles
 import LicenseServer
@@ -51,6 +52,21 @@ struct ServerConfigurationTests {
             try ServerConfiguration.load(yaml: "audit_compress: lz4", environment: [:], arguments: [])
         }
         #expect("\(error.map { "\($0)" } ?? "")".contains("audit_compress must be zstd, gzip, true (zstd) or false, not 'lz4'"))
+    }
+
+    @Test("audit_format: compact by default, jsonl on request, as a key, a variable or a flag; anything else names the choices")
+    func auditFormat() throws {
+        #expect(ServerConfiguration().auditFormat == .compact)
+        #expect(try ServerConfiguration.load(yaml: "audit_format: jsonl", environment: [:], arguments: []).auditFormat == .jsonl)
+        #expect(
+            try ServerConfiguration.load(yaml: "", environment: ["LICENSED_AUDIT_FORMAT": "JSONL"], arguments: []).auditFormat == .jsonl
+        )
+        let flag = try ServerConfiguration.load(yaml: "audit_format: jsonl", environment: [:], arguments: ["--audit-format", "compact"])
+        #expect(flag.auditFormat == .compact)
+        let error = #expect(throws: (any Error).self) {
+            try ServerConfiguration.load(yaml: "audit_format: xml", environment: [:], arguments: [])
+        }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("audit_format must be compact or jsonl, not 'xml'"))
     }
 
     @Test("the example config documents every option and parses")

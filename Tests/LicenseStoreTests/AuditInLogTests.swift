@@ -14,7 +14,7 @@ struct AuditInLogTests {
     static let t0 = LedgerStoreTests.t0
 
     static func openAudit(_ dir: TemporaryDirectory) throws -> sending AuditLog {
-        try AuditLog.open(directory: dir.path("audit"), maxFileBytes: 64 << 10, syncs: true)
+        try AuditLog.open(directory: dir.path("audit"), maxFileBytes: 20 << 10, syncs: true)
     }
 
     /// The last sequence number the store reported durable.
@@ -268,7 +268,7 @@ struct AuditInLogTests {
         // The audit trail's file is /dev/full: its first write fails with ENOSPC.
         try FileManager.default.createDirectory(atPath: dir.path("audit"), withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(
-            atPath: dir.path("audit/audit-00000000000000000001.jsonl"),
+            atPath: dir.path("audit/audit-00000000000000000001.rec"),
             withDestinationPath: "/dev/full"
         )
         let durable = Durable()

@@ -170,10 +170,34 @@ def audit_lines_in_log():
     return sequences
 
 
+def record_sequence(line):
+    """The sequence number of one line of the audit trail: a JSON line, or a compact record (0xC1,
+    then the sequence as a varint; 0x1B escapes 0x0A as 0x1B 0x6E and itself as 0x1B 0x65)."""
+    if line[:1] == b"{":
+        return int(line[7:line.index(b",")])
+    value, shift, index = 0, 0, 1
+    while True:
+        byte = line[index]
+        index += 1
+        if byte == 0x1B:
+            byte = {0x6E: 0x0A, 0x65: 0x1B}[line[index]]
+            index += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value
+
+
+def audit_files():
+    """The trail's uncompressed files, oldest first (compact `.rec` or JSON lines `.jsonl`)."""
+    files = glob.glob(os.path.join(audit_dir, "audit-*.rec")) + glob.glob(os.path.join(audit_dir, "audit-*.jsonl"))
+    return sorted(files, key=lambda p: int(os.path.basename(p)[6:].split(".")[0]))
+
+
 def cut_audit_tail():
     """A power cut after kill -9: the newest audit file loses a tail that only the log holds (the
     lines written after the log's fdatasync and not yet synced). Returns the file and its bytes."""
-    files = sorted(glob.glob(os.path.join(audit_dir, "audit-*.jsonl")), key=lambda p: int(os.path.basename(p)[6:-6]))
+    files = audit_files()
     newest = files[-1]
     data = open(newest, "rb").read()
     if not data.endswith(b"\n"):
@@ -183,7 +207,7 @@ def cut_audit_tail():
     cuttable = []
     for start in reversed(starts):
         line = data[start:data.index(b"\n", start)]
-        if int(line[7:line.index(b",")]) not in in_log:
+        if record_sequence(line) not in in_log:
             break
         cuttable.append(start)
     if not cuttable:
@@ -304,8 +328,8 @@ daemon = subprocess.Popen([binary, "--config", config, "--accept-data-loss"], st
 check(wait_for_port(port) and "started with --accept-data-loss" in log_text(), "--accept-data-loss starts and logs what was lost")
 daemon.send_signal(signal.SIGTERM)
 check(daemon.wait(timeout=30) == 0, "... and stops cleanly")
-audit_text = "".join(open(path, errors="replace").read() for path in glob.glob(os.path.join(audit_dir, "audit-*.jsonl")))
-check('"data_loss_accepted"' in audit_text, "... and the start is audited with what was lost")
+audit_bytes = b"".join(open(path, "rb").read() for path in audit_files())
+check(b"data_loss_accepted" in audit_bytes, "... and the start is audited with what was lost")
 restarted = start_daemon()
 check(restarted.poll() is None, "the next start, without the flag, is clean")
 restarted.send_signal(signal.SIGTERM)
