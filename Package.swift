@@ -497,5 +497,11 @@ if ProcessInfo.processInfo.environment["LICENSED_FUZZ"] != nil {
             path: "Fuzz/FuzzRequestHandler",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "FuzzAuditRecord",
+            dependencies: ["LicenseAudit", "LicenseCore"],
+            path: "Fuzz/FuzzAuditRecord",
+            swiftSettings: swiftSettings
+        ),
     ]
 }

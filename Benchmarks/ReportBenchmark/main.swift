@@ -1,7 +1,8 @@
 // Measures the reports at scale: writes an audit trail of N records (grants, releases and
 // denials of 10 features by 500 users in 50 groups over 30 days, through AuditLog as the server
 // writes them), then times reading it and each report, and `audit verify`.
-// Usage: licensed-report-bench [RECORDS] [DIRECTORY]     (build with -c release; a DIRECTORY given is kept)
+// Usage: licensed-report-bench [RECORDS] [DIRECTORY] [compact|jsonl]
+//        (build with -c release; a DIRECTORY given is kept; the trail's format, compact by default)
 import Foundation
 import LicenseAudit
 import LicenseReports
@@ -11,6 +12,7 @@ let directory = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : NST
 try? FileManager.default.removeItem(atPath: directory)
 // A directory given on the command line is kept, for `licensectl report … --dir` on it.
 let keep = CommandLine.arguments.count > 2
+let format = CommandLine.arguments.count > 3 ? AuditFormat(rawValue: CommandLine.arguments[3]) ?? .compact : .compact
 defer { if !keep { try? FileManager.default.removeItem(atPath: directory) } }
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -102,7 +104,7 @@ while events.count < count {
 }
 
 let writeTime = try seconds {
-    let log = try AuditLog.open(directory: directory, maxFileBytes: 64 * 1024 * 1024, syncs: false)
+    let log = try AuditLog.open(directory: directory, maxFileBytes: 64 * 1024 * 1024, syncs: false, format: format)
     var index = 0
     while index < events.count {
         let end = min(events.count, index + 1000)
@@ -115,7 +117,14 @@ let writeTime = try seconds {
 let files = try AuditTrail.files(in: directory)
 let bytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.path)[.size] as? Int) ?? 0) }
 print(
-    String(format: "wrote %d audit records (%d files, %.0f MiB) in %.2f s", events.count, files.count, Double(bytes) / 1_048_576, writeTime)
+    String(
+        format: "wrote %d audit records as %@ (%d files, %.0f MiB) in %.2f s",
+        events.count,
+        format.rawValue,
+        files.count,
+        Double(bytes) / 1_048_576,
+        writeTime
+    )
 )
 
 var trail = UsageTrail()

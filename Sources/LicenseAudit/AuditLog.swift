@@ -31,7 +31,7 @@ public final class AuditLog {
     /// written): a time the server has seen, for the clock-setback check.
     public private(set) var latestTimeMs: Int64 = 0
     /// Hash of the last record written (the genesis hash when none).
-    public var lastHash: String { withUnsafeBytes(of: self.lastDigest) { Array($0) }.hexString }
+    public var lastHash: String { AuditRenderer.hexString(self.lastDigest) }
     private var lastDigest: AuditRenderer.Digest
     private var renderer = AuditRenderer()
     /// What opening found at the end of the last file and cut off (a torn last write), if anything.
@@ -77,16 +77,7 @@ public final class AuditLog {
         self.path = path
         self.fileBytes = fileBytes
         self.lastSequence = last.0
-        self.lastDigest = Self.digest(hex: last.1)
-    }
-
-    /// A hash's 64 hex digits as its digest (the genesis digest for anything else; the hashes
-    /// given here were read by `AuditRecord.parse`, which checks their form).
-    private static func digest(hex: String) -> AuditRenderer.Digest {
-        var digest = AuditRenderer.genesis
-        guard let bytes = [UInt8](hexString: hex), bytes.count == 32 else { return digest }
-        withUnsafeMutableBytes(of: &digest) { $0.copyBytes(from: bytes) }
-        return digest
+        self.lastDigest = AuditRenderer.digest(hex: last.1)
     }
 
     /// Opens the trail in `directory` (created if missing) for appending after its last record.
@@ -323,7 +314,7 @@ public final class AuditLog {
                 }
                 if from == nil { from = (start, sequence) }
                 self.lastSequence = sequence
-                self.lastDigest = Self.digest(hex: parsed.record.hash)
+                self.lastDigest = AuditRenderer.digest(hex: parsed.record.hash)
                 self.latestTimeMs = max(self.latestTimeMs, parsed.record.timeMs)
             }
             start = newline + 1

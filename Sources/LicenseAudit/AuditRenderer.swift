@@ -57,12 +57,32 @@ struct AuditRenderer {
 
     /// A digest's 64 lower-case hex digits.
     private static func hex(_ digest: Digest, _ out: inout ByteWriter) {
-        out.write(count: 64) { digits in
-            Self.hex(UInt64(bigEndian: digest.0), digits)
-            Self.hex(UInt64(bigEndian: digest.1), digits + 16)
-            Self.hex(UInt64(bigEndian: digest.2), digits + 32)
-            Self.hex(UInt64(bigEndian: digest.3), digits + 48)
+        out.write(count: 64) { Self.hex(digest, $0) }
+    }
+
+    private static func hex(_ digest: Digest, _ digits: UnsafeMutablePointer<UInt8>) {
+        Self.hex(UInt64(bigEndian: digest.0), digits)
+        Self.hex(UInt64(bigEndian: digest.1), digits + 16)
+        Self.hex(UInt64(bigEndian: digest.2), digits + 32)
+        Self.hex(UInt64(bigEndian: digest.3), digits + 48)
+    }
+
+    /// A digest as the trail writes hashes: 64 lower-case hex digits (the head published once a
+    /// batch, written in place).
+    static func hexString(_ digest: Digest) -> String {
+        String(unsafeUninitializedCapacity: 64) { text in
+            Self.hex(digest, text.baseAddress!)
+            return 64
         }
+    }
+
+    /// A hash's 64 hex digits as its digest (the genesis digest for anything else: the hashes given
+    /// were read by `AuditRecord.parse`, which checks their form).
+    static func digest(hex: String) -> Digest {
+        var digest = Self.genesis
+        guard let bytes = [UInt8](hexString: hex), bytes.count == 32 else { return digest }
+        withUnsafeMutableBytes(of: &digest) { $0.copyBytes(from: bytes) }
+        return digest
     }
 
     // MARK: - Compact records
