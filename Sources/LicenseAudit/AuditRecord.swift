@@ -134,10 +134,10 @@ public struct AuditRecord: Sendable, Equatable {
             s.literal(",\"actor\":"), let actor = s.string(),
             s.literal(",\"subject\":"), let subject = s.string(),
             s.literal(",\"details\":"), let details = s.rawObject(),
-            s.literal(",\"prev\":"), let prev = s.string(), prev.utf8.count == 64
+            s.literal(",\"prev\":"), let prev = s.string(), Self.isHash(prev)
         else { return nil }
         let hashedEnd = s.position
-        guard s.literal(",\"hash\":"), let hash = s.string(), hash.utf8.count == 64, s.literal("}"), s.atEnd else { return nil }
+        guard s.literal(",\"hash\":"), let hash = s.string(), Self.isHash(hash), s.literal("}"), s.atEnd else { return nil }
         let record = AuditRecord(
             sequence: UInt64(seq),
             timeMs: timeMs,
@@ -151,6 +151,13 @@ public struct AuditRecord: Sendable, Equatable {
         // A JSON export of a compact record: its hash is the compact record's.
         let matches = checkHash ? SHA256.hash(line[line.startIndex..<hashedEnd]).hexString == hash || record.compactHashMatches : true
         return Parsed(record: record, hashMatches: matches)
+    }
+}
+
+extension AuditRecord {
+    /// True for a hash as the trail writes it: 64 lower-case hex digits.
+    static func isHash(_ text: String) -> Bool {
+        text.utf8.count == 64 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 }
 

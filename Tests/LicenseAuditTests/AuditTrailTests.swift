@@ -270,6 +270,21 @@ struct AuditTrailTests {
         #expect(result.records == Int(count) + 1)
     }
 
+    @Test("a JSON line whose prev or hash is not 64 lower-case hex digits is not a record (escapes included: FuzzAuditRecord's find)")
+    func hashesAreHex() throws {
+        let scratch = try TemporaryDirectory()
+        let line = String(decoding: try #require(try Self.writeTrail(scratch.path("audit"), count: 2, format: .jsonl).last), as: UTF8.self)
+        #expect(AuditRecord.parse(Array(line.utf8)[...])?.hashMatches == true)
+        let record = try #require(AuditRecord.parse(Array(line.utf8)[...])).record
+        for (field, hash) in [("prev", record.previousHash), ("hash", record.hash)] {
+            for bad in [hash.uppercased(), String(hash.dropLast(2)) + "\\b", String(hash.dropLast()) + "g", String(hash.dropLast(6)) + "\\u0041"] {
+                let changed = line.replacingOccurrences(of: "\"\(field)\":\"\(hash)\"", with: "\"\(field)\":\"\(bad)\"")
+                #expect(changed != line)
+                #expect(AuditRecord.parse(Array(changed.utf8)[...]) == nil, "\(field): \(bad)")
+            }
+        }
+    }
+
     @Test("a CSV export reads back into the same records, whose chain still verifies", arguments: AuditFormat.allCases)
     func csvRoundTrip(format: AuditFormat) throws {
         let scratch = try TemporaryDirectory()
