@@ -277,7 +277,9 @@ struct AuditTrailTests {
         #expect(AuditRecord.parse(Array(line.utf8)[...])?.hashMatches == true)
         let record = try #require(AuditRecord.parse(Array(line.utf8)[...])).record
         for (field, hash) in [("prev", record.previousHash), ("hash", record.hash)] {
-            for bad in [hash.uppercased(), String(hash.dropLast(2)) + "\\b", String(hash.dropLast()) + "g", String(hash.dropLast(6)) + "\\u0041"] {
+            for bad in [
+                hash.uppercased(), String(hash.dropLast(2)) + "\\b", String(hash.dropLast()) + "g", String(hash.dropLast(6)) + "\\u0041",
+            ] {
                 let changed = line.replacingOccurrences(of: "\"\(field)\":\"\(hash)\"", with: "\"\(field)\":\"\(bad)\"")
                 #expect(changed != line)
                 #expect(AuditRecord.parse(Array(changed.utf8)[...]) == nil, "\(field): \(bad)")
