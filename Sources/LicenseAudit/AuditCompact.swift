@@ -217,31 +217,47 @@ public enum AuditCompact {
 
     // MARK: - The line
 
-    /// Escapes the record at `range` of `out` in place (the bytes move up by one for each 0x0A or
-    /// 0x1B among them).
+    /// Escapes the record at `range` of `out` (its last bytes) in place: the bytes after each 0x0A
+    /// or 0x1B move up by one, a run at a time.
     static func escape(_ range: Range<Int>, in out: inout ByteWriter) {
         precondition(range.upperBound == out.count)
-        var extra = 0
-        for byte in out.bytes(range) where byte == 0x0A || byte == Self.escape { extra += 1 }
+        let extra = Self.escapesNeeded(out.bytes(range))
         guard extra > 0 else { return }
         out.write(count: extra) { _ in }
         out.withMutableBytes { base in
-            var from = range.upperBound - 1
-            var to = range.upperBound - 1 + extra
-            while extra > 0 {
-                let byte = base[from]
-                if byte == 0x0A || byte == Self.escape {
-                    base[to] = byte == 0x0A ? Self.escapedNewline : Self.escapedEscape
-                    base[to - 1] = Self.escape
-                    to -= 2
-                    extra -= 1
-                } else {
-                    base[to] = byte
-                    to -= 1
-                }
-                from -= 1
+            var end = range.upperBound
+            var shift = extra
+            while shift > 0 {
+                var at = end - 1
+                while base[at] != 0x0A && base[at] != Self.escape { at -= 1 }
+                UnsafeMutableRawPointer(base + at + 1 + shift).copyMemory(from: base + at + 1, byteCount: end - at - 1)
+                base[at + shift] = base[at] == 0x0A ? Self.escapedNewline : Self.escapedEscape
+                base[at + shift - 1] = Self.escape
+                shift -= 1
+                end = at
             }
         }
+    }
+
+    /// How many of `bytes` are 0x0A or 0x1B: eight bytes at a time (the has-zero-byte test on the
+    /// word xor each; a word with a match is counted byte by byte). Most records have none.
+    @inline(__always)
+    static func escapesNeeded(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var count = 0
+        var index = 0
+        while index + 8 <= bytes.count {
+            let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            let newline = word ^ (0x0A &* ones)
+            let escape = word ^ (UInt64(Self.escape) &* ones)
+            if (((newline &- ones) & ~newline) | ((escape &- ones) & ~escape)) & highs != 0 {
+                for byte in bytes[index..<index + 8] where byte == 0x0A || byte == Self.escape { count += 1 }
+            }
+            index += 8
+        }
+        for byte in bytes[index...] where byte == 0x0A || byte == Self.escape { count += 1 }
+        return count
     }
 
     /// `bytes` escaped, as a line holds them.

@@ -56,6 +56,31 @@ struct AuditCompactTests {
         #expect(found.newline > 400 && found.escape > 800)
     }
 
+    @Test("the word-at-a-time count finds every 0x0A and 0x1B at every position; escaping in place and back gives the bytes")
+    func escapeScan() throws {
+        for length in 0..<40 {
+            for first in 0..<max(length, 1) {
+                for second in [first, (first * 7 + 3) % max(length, 1)] {
+                    var bytes = (0..<length).map { UInt8(truncatingIfNeeded: 0x41 + $0) }
+                    if length > 0 {
+                        bytes[first] = 0x0A
+                        bytes[second] = second == first ? 0x0A : AuditCompact.escape
+                    }
+                    let expected = bytes.filter { $0 == 0x0A || $0 == AuditCompact.escape }.count
+                    #expect(bytes.withUnsafeBytes { AuditCompact.escapesNeeded($0) } == expected)
+                    var out = ByteWriter(capacity: 4)
+                    out.write("prefix")
+                    bytes.withUnsafeBytes { out.write($0) }
+                    AuditCompact.escape(6..<out.count, in: &out)
+                    let line = Array(out.written.dropFirst(6))
+                    #expect(line.count == length + expected && !line.contains(0x0A))
+                    #expect(AuditCompact.unescape(line[...]) == bytes)
+                    #expect(Array(out.written.prefix(6)) == Array("prefix".utf8))
+                }
+            }
+        }
+    }
+
     @Test("dictionary words and ids in any field take their short spelling; near misses stay text; all read back")
     func spellings() throws {
         let id = "0123456789abcdef0123456789abcdef"
