@@ -130,15 +130,17 @@ extension LedgerStore {
         files.auditLog?.close()
     }
 
-    /// Audit lines of a batch above this size (about 17 records) are not copied into the log:
-    /// its audit file is synced after the log instead. One fdatasync instead of two shortens a
+    /// Audit lines of a batch above this size (about 45 compact records, 17 JSON lines) are not
+    /// copied into the log: its audit file is synced after the log instead. One fdatasync instead of two shortens a
     /// small batch's cycle (at 200 pairs/s: p50 -16%, server CPU a pair -12%, scripts/bench-ab);
     /// under load it costs: the lines are written twice (log and audit file), and the shorter
     /// cycle makes the next batch smaller too, so requests share each fsync with fewer others.
-    /// With every batch's lines in the log, 50 connections x 16 in flight ran 8% more server CPU
-    /// a pair and 12% fewer pairs/s; with batches up to 32 KiB (~70 records), still +4.7% CPU a
+    /// With every batch's JSON lines in the log, 50 connections x 16 in flight ran 8% more server
+    /// CPU a pair and 12% fewer pairs/s; with batches up to 32 KiB (~70 records), still +4.7% CPU a
     /// pair, the batches settling around that size. At 8 KiB a batch that small only forms under
     /// light load (up to ~10,000 pairs/s here), and the saturated writer keeps the shared fsyncs.
+    /// With compact records 3 KiB (17 records), 8 KiB and 32 KiB measured 8.8-10.2, 8.9-9.7 and
+    /// 9.1-10.0 us a pair at 50 x 16, alternating: the limit stays.
     static let maximumAuditLinesInLog = 8 << 10
 
     /// Writes `batch` and makes it durable: its records, and its audit records either in the log
