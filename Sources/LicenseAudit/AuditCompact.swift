@@ -311,21 +311,31 @@ public enum AuditCompact {
         }
         guard bytes.count - reader.position == 64 else { return nil }
         let hashedEnd = reader.position + 32
-        let previous = Array(bytes[reader.position..<hashedEnd])
-        let hash = Array(bytes[hashedEnd...])
         let record = AuditRecord(
             sequence: sequence,
             timeMs: Int64(bitPattern: time >> 1) ^ -Int64(bitPattern: time & 1),
             action: action,
             actor: actor,
             subject: subject,
-            detailsJSON: JSONText.object(details),
-            previousHash: previous.hexString,
-            hash: hash.hexString
+            details: details,
+            previousHash: Self.hex(bytes[reader.position..<hashedEnd]),
+            hash: Self.hex(bytes[hashedEnd...])
         )
-        let matches = checkHash ? bytes[..<hashedEnd].withUnsafeBytes { SHA256.hash(bytes: $0) } == hash : true
+        let matches = checkHash ? bytes[..<hashedEnd].withUnsafeBytes { SHA256.hash(bytes: $0) }[...] == bytes[hashedEnd...] : true
         return AuditRecord.Parsed(record: record, hashMatches: matches)
     }
+
+    /// `bytes` as lower-case hex digits, written in place.
+    static func hex(_ bytes: ArraySlice<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: 2 * bytes.count) { text in
+            for (index, byte) in bytes.enumerated() {
+                text[2 * index] = Self.hexDigits[Int(byte >> 4)]
+                text[2 * index + 1] = Self.hexDigits[Int(byte & 0x0F)]
+            }
+            return 2 * bytes.count
+        }
+    }
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// A strict reader of the record's fields.
     private struct Reader {
@@ -374,7 +384,7 @@ public enum AuditCompact {
             case 2:
                 guard argument < UInt64(AuditCompact.idPrefixes.count), self.bytes.count - self.position >= 16 else { return nil }
                 defer { self.position += 16 }
-                return AuditCompact.idPrefixes[Int(argument)] + self.bytes[self.position..<self.position + 16].hexString
+                return AuditCompact.idPrefixes[Int(argument)] + AuditCompact.hex(self.bytes[self.position..<self.position + 16])
             default: return nil
             }
         }
@@ -398,8 +408,4 @@ public enum AuditCompact {
             }
         }
     }
-}
-
-extension ArraySlice<UInt8> {
-    fileprivate var hexString: String { Array(self).hexString }
 }

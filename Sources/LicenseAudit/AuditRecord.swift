@@ -22,8 +22,23 @@ public struct AuditRecord: Sendable, Equatable {
     public var actor: String
     /// What it was done to.
     public var subject: String
-    /// The particulars, as the JSON object text written.
-    public var detailsJSON: String
+    /// The particulars, as the JSON object text written (of a compact record, rendered from them).
+    public var detailsJSON: String {
+        get {
+            switch self.particulars {
+            case .json(let text): text
+            case .list(let list): JSONText.object(list)
+            }
+        }
+        set { self.particulars = .json(newValue) }
+    }
+    /// The particulars as read: a JSON line's text, or a compact record's list (so that reading a
+    /// compact trail renders and parses no JSON).
+    private var particulars: Particulars
+    private enum Particulars: Sendable {
+        case json(String)
+        case list([(String, AuditEvent.Value)])
+    }
     /// Hash (hex) of the record before.
     public var previousHash: String
     /// This record's hash (hex).
@@ -48,9 +63,39 @@ public struct AuditRecord: Sendable, Equatable {
         self.action = action
         self.actor = actor
         self.subject = subject
-        self.detailsJSON = detailsJSON
+        self.particulars = .json(detailsJSON)
         self.previousHash = previousHash
         self.hash = hash
+    }
+
+    /// A record read from a compact record: its details as a list.
+    init(
+        sequence: UInt64,
+        timeMs: Int64,
+        action: String,
+        actor: String,
+        subject: String,
+        details: [(String, AuditEvent.Value)],
+        previousHash: String,
+        hash: String
+    ) {
+        self.init(
+            sequence: sequence,
+            timeMs: timeMs,
+            action: action,
+            actor: actor,
+            subject: subject,
+            detailsJSON: "",
+            previousHash: previousHash,
+            hash: hash
+        )
+        self.particulars = .list(details)
+    }
+
+    /// Equal when every field is, the details compared as the JSON text they are written as.
+    public static func == (a: AuditRecord, b: AuditRecord) -> Bool {
+        a.sequence == b.sequence && a.timeMs == b.timeMs && a.action == b.action && a.actor == b.actor && a.subject == b.subject
+            && a.previousHash == b.previousHash && a.hash == b.hash && a.detailsJSON == b.detailsJSON
     }
 
     /// The part of the line the hash covers.
@@ -102,8 +147,12 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// The details as key/value pairs, in order; nil if they are not the flat object the server writes.
     public var details: [(String, AuditEvent.Value)]? {
-        var scanner = JSONScanner(Array(self.detailsJSON.utf8)[...])
-        return scanner.flatObject()
+        switch self.particulars {
+        case .list(let list): return list
+        case .json(let text):
+            var scanner = JSONScanner(Array(text.utf8)[...])
+            return scanner.flatObject()
+        }
     }
 
     // MARK: - Reading
