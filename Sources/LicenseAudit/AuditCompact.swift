@@ -93,7 +93,7 @@ public enum AuditCompact {
     // MARK: - Laying out a record from its parts
 
     /// The record's bytes before its hash (not escaped): the bytes its hash covers.
-    public static func hashedBytes(
+    static func hashedBytes(
         sequence: UInt64,
         timeMs: Int64,
         action: String,
