@@ -45,8 +45,9 @@ public enum AuditCompact {
     static let escapedNewline: UInt8 = 0x6E
     static let escapedEscape: UInt8 = 0x65
 
-    /// Strings written as a number. Fixed for the format: entries are never changed or reordered
-    /// (a record's bytes, so its hash, depend on them).
+    /// Strings written as a number. Fixed for the format: never changed, reordered or added to (a
+    /// record's bytes, so its hash, depend on them, and an added entry would change the one
+    /// spelling of records that hold its text as bytes); a new dictionary takes a new marker byte.
     static let dictionary: [String] = [
         "grant", "checkin", "reclaim", "revoke", "deny", "lease", "feature", "license", "count", "user", "host", "groups",
         "granted_ms", "expires_ms", "overage", "borrowed", "waited_ms", "held_ms", "cause", "checked_in", "expired", "revoked",
@@ -58,6 +59,9 @@ public enum AuditCompact {
 
     enum Code {
         static let grant = 0
+        static let checkin = 1
+        static let reclaim = 2
+        static let revoke = 3
         static let lease = 5
         static let feature = 6
         static let license = 7

@@ -118,13 +118,14 @@ struct AuditRenderer {
         var count = record.extra.count + (record.lease == nil ? 1 : 8)
         switch record.kind {
         case .grant(let waitedMs):
-            action = 0
+            action = Code.grant
             count += (record.lease == nil ? 0 : 3) + (waitedMs == nil ? 0 : 1)
         case .release(let cause, _):
+            // `AuditLeaseRecord.action(for:)`'s words, by their codes.
             switch cause {
-            case .checkedIn, .baseReleased: action = 1
-            case .expired: action = 2
-            case .revoked: action = 3
+            case .checkedIn, .baseReleased: action = Code.checkin
+            case .expired: action = Code.reclaim
+            case .revoked: action = Code.revoke
             }
             count += record.lease == nil ? 1 : 2
         }
