@@ -86,7 +86,6 @@ public enum AuditCompact {
         static let strings: UInt8 = 4
     }
 
-    private static let codes: [String: Int] = Dictionary(uniqueKeysWithValues: dictionary.enumerated().map { ($1, $0) })
     /// The dictionary's entries by length in bytes, for the renderer's lookup without hashing.
     static let entriesByLength: [[(code: Int, bytes: [UInt8])]] = {
         var table = [[(code: Int, bytes: [UInt8])]](repeating: [], count: 16)
@@ -138,10 +137,14 @@ public enum AuditCompact {
         }
     }
 
-    /// A string in its one spelling: an id's form, else the dictionary's entry, else its bytes.
+    /// A string in its one spelling: an id's form, else the dictionary's entry, else its bytes
+    /// (read in place: `withUTF8` would copy the argument first).
     static func string(_ text: String, _ out: inout ByteWriter) {
-        var text = text
-        text.withUTF8 { Self.string(bytes: $0, &out) }
+        let done = text.utf8.withContiguousStorageIfAvailable { Self.string(bytes: $0, &out) }
+        if done == nil {
+            var copy = text
+            copy.withUTF8 { Self.string(bytes: $0, &out) }
+        }
     }
 
     static func string(bytes: UnsafeBufferPointer<UInt8>, _ out: inout ByteWriter) {
@@ -200,6 +203,9 @@ public enum AuditCompact {
 
     @inline(__always)
     static func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
+
+    @inline(__always)
+    static func unzigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }
 
     @inline(__always)
     static func varint(_ value: UInt64, _ out: inout ByteWriter) {
@@ -317,29 +323,17 @@ public enum AuditCompact {
         let hashedEnd = reader.position + 32
         let record = AuditRecord(
             sequence: sequence,
-            timeMs: Int64(bitPattern: time >> 1) ^ -Int64(bitPattern: time & 1),
+            timeMs: Self.unzigzag(time),
             action: action,
             actor: actor,
             subject: subject,
             details: details,
-            previousHash: Self.hex(bytes[reader.position..<hashedEnd]),
-            hash: Self.hex(bytes[hashedEnd...])
+            previousHash: bytes[reader.position..<hashedEnd].withUnsafeBytes { AuditRenderer.hexString($0) },
+            hash: bytes[hashedEnd...].withUnsafeBytes { AuditRenderer.hexString($0) }
         )
         let matches = checkHash ? bytes[..<hashedEnd].withUnsafeBytes { SHA256.hash(bytes: $0) }[...] == bytes[hashedEnd...] : true
         return AuditRecord.Parsed(record: record, hashMatches: matches)
     }
-
-    /// `bytes` as lower-case hex digits, written in place.
-    static func hex(_ bytes: ArraySlice<UInt8>) -> String {
-        String(unsafeUninitializedCapacity: 2 * bytes.count) { text in
-            for (index, byte) in bytes.enumerated() {
-                text[2 * index] = Self.hexDigits[Int(byte >> 4)]
-                text[2 * index + 1] = Self.hexDigits[Int(byte & 0x0F)]
-            }
-            return 2 * bytes.count
-        }
-    }
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// A strict reader of the record's fields.
     private struct Reader {
@@ -388,7 +382,8 @@ public enum AuditCompact {
             case 2:
                 guard argument < UInt64(AuditCompact.idPrefixes.count), self.bytes.count - self.position >= 16 else { return nil }
                 defer { self.position += 16 }
-                return AuditCompact.idPrefixes[Int(argument)] + AuditCompact.hex(self.bytes[self.position..<self.position + 16])
+                let id = self.bytes[self.position..<self.position + 16].withUnsafeBytes { AuditRenderer.hexString($0) }
+                return AuditCompact.idPrefixes[Int(argument)] + id
             default: return nil
             }
         }
@@ -397,7 +392,7 @@ public enum AuditCompact {
             switch self.byte() {
             case Tag.string: return self.string().map { .string($0) }
             case Tag.int:
-                return self.varint().map { .int(Int64(bitPattern: $0 >> 1) ^ -Int64(bitPattern: $0 & 1)) }
+                return self.varint().map { .int(AuditCompact.unzigzag($0)) }
             case Tag.falseValue: return .bool(false)
             case Tag.trueValue: return .bool(true)
             case Tag.strings:

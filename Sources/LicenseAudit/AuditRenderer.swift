@@ -57,23 +57,33 @@ struct AuditRenderer {
 
     /// A digest's 64 lower-case hex digits.
     private static func hex(_ digest: Digest, _ out: inout ByteWriter) {
-        out.write(count: 64) { Self.hex(digest, $0) }
+        withUnsafeBytes(of: digest) { bytes in out.write(count: 64) { Self.hex(bytes, $0) } }
     }
 
-    private static func hex(_ digest: Digest, _ digits: UnsafeMutablePointer<UInt8>) {
-        Self.hex(UInt64(bigEndian: digest.0), digits)
-        Self.hex(UInt64(bigEndian: digest.1), digits + 16)
-        Self.hex(UInt64(bigEndian: digest.2), digits + 32)
-        Self.hex(UInt64(bigEndian: digest.3), digits + 48)
-    }
-
-    /// A digest as the trail writes hashes: 64 lower-case hex digits (the head published once a
-    /// batch, written in place).
-    static func hexString(_ digest: Digest) -> String {
-        String(unsafeUninitializedCapacity: 64) { text in
-            Self.hex(digest, text.baseAddress!)
-            return 64
+    /// Each of `bytes` as two lower-case hex digits at `digits`, from `hexPairs`.
+    private static func hex(_ bytes: UnsafeRawBufferPointer, _ digits: UnsafeMutablePointer<UInt8>) {
+        let pairs = UnsafeRawPointer(Self.hexPairs.utf8Start)
+        let target = UnsafeMutableRawPointer(digits)
+        for (index, byte) in bytes.enumerated() {
+            target.storeBytes(
+                of: pairs.loadUnaligned(fromByteOffset: 2 * Int(byte), as: UInt16.self),
+                toByteOffset: 2 * index,
+                as: UInt16.self
+            )
         }
+    }
+
+    /// `bytes` as lower-case hex digits: hashes and ids as the trail's records read back give them.
+    static func hexString(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: 2 * bytes.count) { text in
+            if let digits = text.baseAddress { Self.hex(bytes, digits) }
+            return 2 * bytes.count
+        }
+    }
+
+    /// A digest as the trail writes hashes (the head published once a batch).
+    static func hexString(_ digest: Digest) -> String {
+        withUnsafeBytes(of: digest) { Self.hexString($0) }
     }
 
     /// A hash's 64 hex digits as its digest (the genesis digest for anything else: the hashes given
@@ -96,9 +106,9 @@ struct AuditRenderer {
         if let record = event.leaseRecord {
             Self.compactLease(record, &out)
         } else {
-            Self.compactString(event.action, &out)
-            Self.compactString(event.actor, &out)
-            Self.compactString(event.subject, &out)
+            AuditCompact.string(event.action, &out)
+            AuditCompact.string(event.actor, &out)
+            AuditCompact.string(event.subject, &out)
             AuditCompact.varint(UInt64(event.details.count), &out)
             Self.compactDetails(event.details, &out)
         }
@@ -131,7 +141,7 @@ struct AuditRenderer {
         }
         Self.code(action, &out)
         if let actor = record.actor {
-            Self.compactString(actor, &out)
+            AuditCompact.string(actor, &out)
         } else if let identity = record.lease?.identity {
             // `user@host`: never an id (no `@` in one) nor a dictionary entry (none has an `@`).
             AuditCompact.varint(UInt64(identity.user.utf8.count + 1 + identity.host.utf8.count) << 2, &out)
@@ -149,21 +159,21 @@ struct AuditRenderer {
         if let lease = record.lease {
             Self.code(Code.feature, &out)
             out.write(AuditCompact.Tag.string)
-            Self.compactString(lease.feature, &out)
+            AuditCompact.string(lease.feature, &out)
             Self.code(Code.license, &out)
             out.write(AuditCompact.Tag.string)
-            Self.compactString(lease.licenseID, &out)
+            AuditCompact.string(lease.licenseID, &out)
             Self.compactInt(Code.count, Int64(lease.count), &out)
             Self.code(Code.user, &out)
             out.write(AuditCompact.Tag.string)
-            Self.compactString(lease.identity.user, &out)
+            AuditCompact.string(lease.identity.user, &out)
             Self.code(Code.host, &out)
             out.write(AuditCompact.Tag.string)
-            Self.compactString(lease.identity.host, &out)
+            AuditCompact.string(lease.identity.host, &out)
             Self.code(Code.groups, &out)
             out.write(AuditCompact.Tag.strings)
             AuditCompact.varint(UInt64(lease.identity.groups.count), &out)
-            for group in lease.identity.groups { Self.compactString(group, &out) }
+            for group in lease.identity.groups { AuditCompact.string(group, &out) }
             Self.compactInt(Code.grantedMs, lease.grantedAtMs, &out)
         }
         switch record.kind {
@@ -180,14 +190,14 @@ struct AuditRenderer {
             if let lease = record.lease { Self.compactInt(Code.heldMs, atMs - lease.grantedAtMs, &out) }
             Self.code(Code.cause, &out)
             out.write(AuditCompact.Tag.string)
-            Self.compactString(cause.rawValue, &out)
+            AuditCompact.string(cause.rawValue, &out)
         }
         Self.compactDetails(record.extra, &out)
     }
 
     private static func compactDetails(_ details: [(String, AuditEvent.Value)], _ out: inout ByteWriter) {
         for index in details.indices {
-            Self.compactString(details[index].0, &out)
+            AuditCompact.string(details[index].0, &out)
             AuditCompact.value(details[index].1, &out)
         }
     }
@@ -210,12 +220,6 @@ struct AuditRenderer {
     private static func id(_ id: ID128, prefix: Int, _ out: inout ByteWriter) {
         out.write(UInt8(truncatingIfNeeded: prefix << 2 | 2))
         withUnsafeBytes(of: (id.high.bigEndian, id.low.bigEndian)) { out.write($0) }
-    }
-
-    /// A string in its one compact spelling, read in place.
-    private static func compactString(_ text: String, _ out: inout ByteWriter) {
-        let done = text.utf8.withContiguousStorageIfAvailable { AuditCompact.string(bytes: $0, &out) }
-        if done == nil { AuditCompact.string(text, &out) }
     }
 
     /// `text`'s bytes, read in place.

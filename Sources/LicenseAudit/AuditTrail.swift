@@ -18,10 +18,7 @@ public enum AuditTrail {
         /// A rotated file, compressed (`.rec.zst` or `.jsonl.zst`, or `.gz` when gzip was chosen).
         public var compressed: Bool { FileCompression(path: self.path) != nil }
         /// The format its name says it was started in (its records say each their own).
-        public var format: AuditFormat {
-            let stem = FileCompression(path: self.path).map { self.path.dropLast($0.suffix.count) } ?? self.path[...]
-            return stem.hasSuffix(AuditFormat.jsonl.fileSuffix) ? .jsonl : .compact
-        }
+        public var format: AuditFormat { AuditTrail.format(ofName: self.path) ?? .compact }
     }
 
     /// The first record found out of place.
@@ -71,9 +68,10 @@ public enum AuditTrail {
         "\(directory)/audit-\(FileIO.padded(firstSequence))\(format.fileSuffix)"
     }
 
-    /// The format whose files end in the suffix that `name` ends in, if any.
+    /// The format whose files end in the suffix that `name` ends in (before a compression's), if any.
     static func format(ofName name: some StringProtocol) -> AuditFormat? {
-        AuditFormat.allCases.first { name.hasSuffix($0.fileSuffix) }
+        let stem = FileCompression(path: String(name)).map { name.dropLast($0.suffix.count) } ?? name[...]
+        return AuditFormat.allCases.first { stem.hasSuffix($0.fileSuffix) }
     }
 
     /// The trail's files in `directory`, oldest first: `audit-<first>.rec` or `.jsonl`, or with
