@@ -175,20 +175,21 @@ package enum FileIO {
 
     /// Writes `bytes` to `path` crash-safely: temp file, fsync, rename, fsync of the directory.
     package static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
-        try Self.writeAtomically(to: path, directory: directory) { fd, temporary in
-            try bytes.withUnsafeBytes { try Self.writeAll(fd, $0, path: temporary) }
+        try Self.writeAtomically(to: path, directory: directory) { output in
+            try bytes.withUnsafeBytes { try output.write($0) }
         }
     }
 
-    /// Writes a file crash-safely: `write` fills a temporary file next to `path` (given its
-    /// descriptor and path), which is then fsynced and renamed to `path`, and `directory` fsynced.
-    /// On an error the temporary file is removed and `path` is untouched.
-    package static func writeAtomically(to path: String, directory: String, _ write: (Int32, String) throws -> Void) throws {
+    /// Writes a file crash-safely: `write` fills a temporary file next to `path` through a
+    /// `PacedOutput`, which is then fsynced and renamed to `path`, and `directory` fsynced. On an
+    /// error the temporary file is removed and `path` is untouched.
+    package static func writeAtomically(to path: String, directory: String, _ write: (inout PacedOutput) throws -> Void) throws {
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.errno("cannot create", temporary) }
         do {
-            try write(fd, temporary)
+            var output = PacedOutput(fd: fd, path: temporary)
+            try write(&output)
             guard fsync(fd) == 0 else { throw StoreError.errno("fsync failed on", temporary) }
         } catch {
             close(fd)
@@ -253,5 +254,51 @@ package enum FileIO {
         if known { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, min(19, previous + increment)) }
         defer { if known { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, previous) } }
         return try body()
+    }
+}
+
+/// A file written front to back off the serving loop (a snapshot, a compressed audit file). Each
+/// `pace` bytes are handed to the disk as soon as they are written, and the writer then waits
+/// until the part before them is written: no more than two parts are ever in flight or dirty, so
+/// the file's fsync finds little left to write, and the disk never gets the whole file at once.
+/// The serving loop's fdatasync of the log queues behind whatever the disk was handed: with the
+/// compressed audit file (tens of MB) handed over whole at its fsync, that fdatasync took 4 to 30
+/// ms instead of 0.3 (`perf trace`, 58,000 pairs/s open loop, pinned).
+package struct PacedOutput {
+    /// The part handed to the disk at a time (RocksDB's `bytes_per_sync` default, 1 MiB, is the
+    /// precedent).
+    package static let pace = 1 << 20
+
+    package let fd: Int32
+    /// The file's path, for errors.
+    package let path: String
+    /// Where the next `write` goes.
+    package private(set) var offset = 0
+    /// Where the part not yet handed to the disk starts.
+    private var handedOver = 0
+
+    package init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Leaves the bytes up to `offset` for a later `pwrite` (a header whose content is known at
+    /// the end): writes go on from there.
+    package mutating func skip(to offset: Int) {
+        self.offset = offset
+        self.handedOver = offset
+    }
+
+    /// Writes `bytes` at `offset`, handing each complete part to the disk.
+    package mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try FileIO.writeAll(self.fd, bytes, at: self.offset, path: self.path)
+        self.offset += bytes.count
+        while self.offset - self.handedOver >= Self.pace {
+            _ = licensed_start_writeback(self.fd, Int64(self.handedOver), Int64(Self.pace))
+            if self.handedOver >= Self.pace {
+                _ = licensed_finish_writeback(self.fd, Int64(self.handedOver - Self.pace), Int64(Self.pace))
+            }
+            self.handedOver += Self.pace
+        }
     }
 }

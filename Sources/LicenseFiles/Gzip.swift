@@ -21,16 +21,16 @@ package enum Gzip {
             throw StoreError("cannot compress \(source): libdeflate could not allocate a compressor")
         }
         defer { libdeflate_free_compressor(compressor) }
-        var output = [UInt8](repeating: 0, count: libdeflate_gzip_compress_bound(compressor, FileIO.chunkSize))
-        try FileIO.writeAtomically(to: destination, directory: directory) { fd, temporary in
+        var compressed = [UInt8](repeating: 0, count: libdeflate_gzip_compress_bound(compressor, FileIO.chunkSize))
+        try FileIO.writeAtomically(to: destination, directory: directory) { output in
             var empty = true
             func member(_ chunk: UnsafeRawBufferPointer) throws {
-                let size = output.withUnsafeMutableBytes {
+                let size = compressed.withUnsafeMutableBytes {
                     libdeflate_gzip_compress(compressor, chunk.baseAddress, chunk.count, $0.baseAddress, $0.count)
                 }
                 // The bound is the worst case of the chunk size: never 0 unless libdeflate breaks it.
-                guard size > 0 else { throw StoreError("cannot compress \(source) into \(temporary): libdeflate found no room") }
-                try output.withUnsafeBytes { try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<size]), path: temporary) }
+                guard size > 0 else { throw StoreError("cannot compress \(source) into \(output.path): libdeflate found no room") }
+                try compressed.withUnsafeBytes { try output.write(UnsafeRawBufferPointer(rebasing: $0[..<size])) }
             }
             try FileIO.forEachChunk(of: source) { chunk in
                 empty = false

@@ -17,22 +17,20 @@ package enum Zstd {
         defer { ZSTD_freeCCtx(context) }
         try Self.check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Self.level), source)
         try Self.check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), source)
-        var output = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
-        try FileIO.writeAtomically(to: destination, directory: directory) { fd, temporary in
+        var compressed = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
+        try FileIO.writeAtomically(to: destination, directory: directory) { output in
             // Feeds `chunk` (or ends the frame) and writes what libzstd hands back until it has
             // taken all of the input and, at the end, flushed all of the frame.
             func feed(_ chunk: UnsafeRawBufferPointer, _ directive: ZSTD_EndDirective) throws {
                 var input = ZSTD_inBuffer(src: chunk.baseAddress, size: chunk.count, pos: 0)
                 while true {
-                    let (remaining, produced) = try output.withUnsafeMutableBytes { raw in
+                    let (remaining, produced) = try compressed.withUnsafeMutableBytes { raw in
                         var out = ZSTD_outBuffer(dst: raw.baseAddress, size: raw.count, pos: 0)
                         let remaining = try Self.check(ZSTD_compressStream2(context, &out, &input, directive), source)
                         return (remaining, out.pos)
                     }
                     if produced > 0 {
-                        try output.withUnsafeBytes {
-                            try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<produced]), path: temporary)
-                        }
+                        try compressed.withUnsafeBytes { try output.write(UnsafeRawBufferPointer(rebasing: $0[..<produced])) }
                     }
                     let done = directive == ZSTD_e_end ? remaining == 0 : input.pos == input.size
                     if done { return }

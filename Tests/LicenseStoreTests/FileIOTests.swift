@@ -48,4 +48,26 @@ struct FileIOTests {
         #expect(whole.offset == 0 && whole.bytes == Array("ab\ncd".utf8))
         #expect(throws: StoreError.self) { try FileIO.readTail(directory.path("absent")) { _ in true } }
     }
+
+    @Test("a paced file holds exactly what was written, across its parts, after a skipped header")
+    func pacedOutput() throws {
+        let directory = try TemporaryDirectory()
+        // Pieces of odd sizes that cross the 1 MiB parts at different points, 3.5 MiB in all.
+        let pieces = [1, 4_095, PacedOutput.pace - 7, 3, PacedOutput.pace + 11, 65_536, PacedOutput.pace / 2 + 1_000]
+        var expected = [UInt8](repeating: 0x48, count: 20)
+        let path = directory.path("paced")
+        try FileIO.writeAtomically(to: path, directory: directory.url.path) { output in
+            output.skip(to: 20)
+            for (index, size) in pieces.enumerated() {
+                let piece = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ index) }
+                expected += piece
+                try piece.withUnsafeBytes { try output.write($0) }
+            }
+            #expect(output.offset == expected.count)
+            let header = [UInt8](repeating: 0x48, count: 20)
+            #expect(header.withUnsafeBytes { pwrite(output.fd, $0.baseAddress, 20, 0) } == 20)
+        }
+        #expect(try FileIO.readAll(path) == expected)
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+    }
 }
