@@ -9,6 +9,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 
 static inline int licensed_start_writeback(int fd, long long offset, long long count) {
 #if defined(__linux__)
@@ -35,6 +36,20 @@ static inline int licensed_finish_writeback(int fd, long long offset, long long 
     (void)offset;
     (void)count;
     return 0;
+#endif
+}
+
+/* Puts the calling thread (and only it) under SCHED_IDLE: it runs when nothing else on its CPU
+   wants to, and any other thread that wakes there preempts it at once. Returns 0, or -1 with
+   errno. A thread cannot leave SCHED_IDLE again without CAP_SYS_NICE or a raised RLIMIT_NICE: call
+   it only on a thread of its own that ends with its work. */
+static inline int licensed_idle_priority(void) {
+#if defined(__linux__)
+    struct sched_param param = {0};
+    return sched_setscheduler(0, SCHED_IDLE, &param);
+#else
+    errno = ENOSYS;
+    return -1;
 #endif
 }
 

@@ -178,16 +178,29 @@ public final class AuditLog {
         let (directory, currentFirst, retention, nowMs) = (self.directory, self.fileFirstSequence, self.retention, self.nowMs)
         let report = self.onMaintenance
         self.maintenance.async {
-            do {
-                let result = try FileIO.withLowerPriority {
-                    try AuditArchive.maintain(directory: directory, currentFirst: currentFirst, retention: retention, nowMs: nowMs())
+            // On a thread of its own below the serving loop (`FileIO.lowerToBackground`); the
+            // queue keeps the passes in order, and `waitForMaintenance` waiting for them.
+            let done = DispatchSemaphore(value: 0)
+            let thread = Thread {
+                defer { done.signal() }
+                FileIO.lowerToBackground()
+                do {
+                    let result = try AuditArchive.maintain(
+                        directory: directory,
+                        currentFirst: currentFirst,
+                        retention: retention,
+                        nowMs: nowMs()
+                    )
+                    if !result.compressed.isEmpty || !result.removed.isEmpty { report?(.success(result)) }
+                } catch let error as StoreError {
+                    report?(.failure(error))
+                } catch {
+                    report?(.failure(StoreError("audit maintenance failed: \(error)")))
                 }
-                if !result.compressed.isEmpty || !result.removed.isEmpty { report?(.success(result)) }
-            } catch let error as StoreError {
-                report?(.failure(error))
-            } catch {
-                report?(.failure(StoreError("audit maintenance failed: \(error)")))
             }
+            thread.name = "licensed-audit"
+            thread.start()
+            done.wait()
         }
     }
 

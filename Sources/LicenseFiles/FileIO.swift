@@ -244,16 +244,19 @@ package enum FileIO {
         return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
 
-    /// Runs `body` with the calling thread's nice value raised by `by` (Linux keeps a nice value
-    /// per thread, and `who` 0 is the calling thread), then restores it: background work such
-    /// as compression yields the CPU to the serving loop when both want it.
-    package static func withLowerPriority<T>(by increment: Int32 = 10, _ body: () throws -> T) rethrows -> T {
+    /// Puts the calling thread below every other of its CPU: SCHED_IDLE, so that it runs when no
+    /// other thread there wants to, and the serving loop preempts it as soon as it wakes. At nice
+    /// +10, as compression ran before, a waking loop could wait out the rest of the background
+    /// thread's slice, and the loop's fdatasync then seemed to take milliseconds: at 58,000
+    /// pairs/s, server and generator pinned, 32 to 35 passes a run spent more than 3 ms in it,
+    /// against 10 to 11 with SCHED_IDLE. Where SCHED_IDLE is refused, nice +10. Only for a thread
+    /// of its own that ends with its work (snapshots, audit maintenance): without CAP_SYS_NICE a
+    /// thread cannot leave SCHED_IDLE again.
+    package static func lowerToBackground() {
+        guard licensed_idle_priority() != 0 else { return }
         errno = 0
-        let previous = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-        let known = errno == 0
-        if known { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, min(19, previous + increment)) }
-        defer { if known { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, previous) } }
-        return try body()
+        let current = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        if errno == 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, min(19, current + 10)) }
     }
 }
 
@@ -263,7 +266,7 @@ package enum FileIO {
 /// the file's fsync finds little left to write, and the disk never gets the whole file at once.
 /// The serving loop's fdatasync of the log queues behind whatever the disk was handed: with the
 /// compressed audit file (tens of MB) handed over whole at its fsync, that fdatasync took 4 to 30
-/// ms instead of 0.3 (`perf trace`, 58,000 pairs/s open loop, pinned).
+/// ms instead of 0.3 (each of the loop's fdatasyncs timed, 58,000 pairs/s open loop, pinned).
 package struct PacedOutput {
     /// The part handed to the disk at a time (RocksDB's `bytes_per_sync` default, 1 MiB, is the
     /// precedent).

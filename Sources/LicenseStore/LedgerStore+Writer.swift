@@ -270,11 +270,14 @@ extension LedgerStore {
     private func startSnapshot(_ rotation: Rotation) {
         let directory = self.directory
         let retained = self.retainedSnapshots
-        Thread.detachNewThread {
-            // Below the serving loop, as the audit trail's compression is: where both want the
+        let thread = Thread {
+            // Below the serving loop, as the audit trail's maintenance is: where both want the
             // CPU, the loop gets it.
-            FileIO.withLowerPriority { self.writeSnapshot(rotation, directory: directory, retained: retained) }
+            FileIO.lowerToBackground()
+            self.writeSnapshot(rotation, directory: directory, retained: retained)
         }
+        thread.name = "licensed-snapshot"
+        thread.start()
     }
 
     private func writeSnapshot(_ rotation: Rotation, directory: String, retained: Int) {
