@@ -62,6 +62,7 @@ public enum AuditArchive {
     public static func maintain(directory: String, currentFirst: UInt64, retention: AuditRetention, nowMs: Int64) throws -> Report {
         var report = Report()
         let names = Set(try FileIO.list(directory))
+        for name in names where name.hasPrefix("audit-") && name.hasSuffix(FileIO.removingSuffix) { unlink("\(directory)/\(name)") }
         for format in FileCompression.allCases {
             for name in names where name.hasPrefix("audit-") && name.hasSuffix(format.suffix + ".tmp") { unlink("\(directory)/\(name)") }
             // An original left next to its compressed copy (a stop between rename and unlink).
@@ -73,7 +74,7 @@ public enum AuditArchive {
         if let format = retention.compression {
             for file in try AuditTrail.files(in: directory) where file.firstSequence < currentFirst && !file.compressed {
                 try format.compressFile(file.path, to: file.path + format.suffix, directory: directory)
-                guard unlink(file.path) == 0 else { throw StoreError.errno("cannot remove the compressed original", file.path) }
+                try FileIO.removeGradually([file.path], directory: directory)
                 report.compressed.append(file.path + format.suffix)
             }
         }

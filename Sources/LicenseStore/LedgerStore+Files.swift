@@ -26,11 +26,12 @@ extension LedgerStore {
     static func prune(_ directory: String, retaining: Int) throws {
         let snapshots = try Self.snapshots(in: directory)
         guard snapshots.count >= retaining, let oldestKept = snapshots.prefix(retaining).last else { return }
-        for old in snapshots.dropFirst(retaining) { unlink(old.path) }
+        var removing = snapshots.dropFirst(retaining).map(\.path)
         let segments = try Self.segments(in: directory)
         for (index, segment) in segments.enumerated() where index + 1 < segments.count {
-            if segments[index + 1].firstSequence <= oldestKept.sequence + 1 { unlink(segment.path) }
+            if segments[index + 1].firstSequence <= oldestKept.sequence + 1 { removing.append(segment.path) }
         }
+        try FileIO.removeGradually(removing, directory: directory)
         try FileIO.syncDirectory(directory)
     }
 

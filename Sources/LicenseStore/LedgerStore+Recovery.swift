@@ -77,8 +77,11 @@ extension LedgerStore {
     /// `auditLines` for `restoreAudit`.
     static func recover(directory: String, acceptDataLoss: Bool = false, auditAfter: UInt64? = nil) throws -> Recovery {
         var recovery = Recovery()
-        // A snapshot cut short by a crash never replaced anything: its temporary file goes.
-        for name in try FileIO.list(directory) where name.hasSuffix(".snap.tmp") { unlink("\(directory)/\(name)") }
+        // A snapshot cut short by a crash never replaced anything: its temporary file goes, as
+        // does what a stop left of a file being removed.
+        for name in try FileIO.list(directory) where name.hasSuffix(".snap.tmp") || name.hasSuffix(FileIO.removingSuffix) {
+            unlink("\(directory)/\(name)")
+        }
         let snapshots = try Self.snapshots(in: directory)
         let segments = try Self.segments(in: directory)
 

@@ -43,6 +43,26 @@ struct AuditRetentionTests {
         log.close()
     }
 
+    @Test("compressed originals leave through a rename; what a stop left of one is never read and goes at the next pass")
+    func removalLeftovers() throws {
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path("audit")
+        try Self.write(directory, count: 200, retention: AuditRetention(compression: .zstd))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(FileIO.removingSuffix) }.isEmpty)
+        let files = try AuditTrail.files(in: directory)
+        #expect(files.dropLast().allSatisfy { $0.compressed })
+        // A stop in the middle of removing an original: a piece of it, renamed.
+        let leftover = files[0].path.replacingOccurrences(of: ".zst", with: "") + FileIO.removingSuffix
+        try Data("{\"seq\": 1, cut sh".utf8).write(to: URL(fileURLWithPath: leftover))
+        #expect(try AuditTrail.files(in: directory).map(\.path) == files.map(\.path))
+        #expect(try AuditTrail.verify(files).failure == nil)
+        let log = try AuditLog.open(directory: directory, maxFileBytes: 4096, syncs: true, retention: AuditRetention(compression: .zstd))
+        log.scheduleMaintenance()
+        log.waitForMaintenance()
+        log.close()
+        #expect(!FileManager.default.fileExists(atPath: leftover))
+    }
+
     @Test("a removed middle file, an edited checkpoint, another key's checkpoint, or none at all: each is reported")
     func tampering() throws {
         let scratch = try TemporaryDirectory()

@@ -70,4 +70,19 @@ struct FileIOTests {
         #expect(try FileIO.readAll(path) == expected)
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
     }
+
+    @Test("removeGradually removes every file named, small or of several steps, and nothing else")
+    func removeGradually() throws {
+        let directory = try TemporaryDirectory()
+        var paths: [String] = []
+        for size in [0, 1, 3 << 20 | 5] {
+            let path = directory.path("file-\(size)")
+            try Data(repeating: 0x5A, count: size).write(to: URL(fileURLWithPath: path))
+            paths.append(path)
+        }
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: directory.path("kept")))
+        try FileIO.removeGradually(paths, directory: directory.url.path, step: 1 << 20)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == ["kept"])
+        #expect(throws: StoreError.self) { try FileIO.removeGradually([directory.path("absent")], directory: directory.url.path) }
+    }
 }

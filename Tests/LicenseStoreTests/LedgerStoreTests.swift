@@ -130,6 +130,34 @@ struct LedgerStoreTests {
         #expect(files.filter { $0.hasSuffix(".log") }.count == 2)
     }
 
+    @Test("pruned files leave through a rename, and what a stop left of one is removed at the next open, never read")
+    func prunedFilesLeaveGradually() throws {
+        let dir = try TemporaryDirectory()
+        var ledger = Self.ledger()
+        let (store, _) = try Self.open(dir)
+        var last: SnapshotResult?
+        for round in 0..<3 {
+            Self.drive(&ledger, store, steps: 100, seed: UInt64(10 + round), from: UInt64(round) * 10_000)
+            last = try Self.snapshot(ledger, in: store)
+        }
+        store.close()
+        // Two snapshots kept, the log since the older of them; nothing left half removed.
+        var files = try FileManager.default.contentsOfDirectory(atPath: dir.path("state")).sorted()
+        #expect(files.filter { $0.hasSuffix(".snap") }.count == 2)
+        #expect(files.filter { $0.hasSuffix(".log") }.count == 2)
+        #expect(!files.contains { $0.hasSuffix(FileIO.removingSuffix) })
+        // A stop in the middle of a removal: a segment cut short and a snapshot, both renamed.
+        let torn = [UInt8](repeating: 0xA5, count: 1_000)
+        try Data(torn).write(to: URL(fileURLWithPath: dir.path("state/wal-00000000000000000001.log" + FileIO.removingSuffix)))
+        try Data(torn).write(to: URL(fileURLWithPath: dir.path("state/snapshot-00000000000000000100.snap" + FileIO.removingSuffix)))
+        let (again, recovery) = try Self.open(dir)
+        again.close()
+        #expect(recovery.snapshotSequence == last?.sequence)
+        #expect(Self.recovered(recovery).leases == ledger.leases)
+        files = try FileManager.default.contentsOfDirectory(atPath: dir.path("state"))
+        #expect(!files.contains { $0.hasSuffix(FileIO.removingSuffix) })
+    }
+
     @Test("a snapshot keeps the bulk-assignment runs: recovered from it alone, with no log record left")
     func snapshotKeepsAssignmentRuns() throws {
         let dir = try TemporaryDirectory()
