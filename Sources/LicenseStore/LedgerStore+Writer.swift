@@ -292,10 +292,12 @@ extension LedgerStore {
                 to: path,
                 directory: directory
             )
+            // Its time is encoding and writing it, up to durable (removing what it replaces takes
+            // longer than it did: `FileIO.removeGradually`).
+            let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
             // The snapshot is durable: keep it and the next newest ones, and the log since the
             // oldest kept, so that recovery can fall back when one snapshot is damaged.
             try Self.prune(directory, retaining: retained)
-            let elapsed = Int((DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1_000_000)
             result = .success(
                 SnapshotResult(
                     sequence: rotation.sequence,
