@@ -256,14 +256,18 @@ package enum FileIO {
     /// moment for 5 to 18 ms; in steps, for no more than one step. The rename comes first so that
     /// no file is ever left cut short under its own name, where it would read as damaged. For
     /// background threads only.
+    /// Every file is tried; the first failure is thrown after.
     package static func removeGradually(_ paths: [String], directory: String, step: Int = 1 << 20) throws {
+        var failure: StoreError?
         var renamed: [String] = []
         for path in paths {
-            guard rename(path, path + Self.removingSuffix) == 0 else { throw StoreError.errno("cannot remove", path) }
-            renamed.append(path + Self.removingSuffix)
+            if rename(path, path + Self.removingSuffix) == 0 {
+                renamed.append(path + Self.removingSuffix)
+            } else if failure == nil {
+                failure = StoreError.errno("cannot remove", path)
+            }
         }
-        guard !renamed.isEmpty else { return }
-        try Self.syncDirectory(directory)
+        if !renamed.isEmpty { try Self.syncDirectory(directory) }
         for path in renamed {
             let fd = open(path, O_WRONLY | O_CLOEXEC)
             if fd >= 0 {
@@ -278,8 +282,9 @@ package enum FileIO {
                 }
                 close(fd)
             }
-            guard unlink(path) == 0 else { throw StoreError.errno("cannot remove", path) }
+            if unlink(path) != 0, failure == nil { failure = StoreError.errno("cannot remove", path) }
         }
+        if let failure { throw failure }
     }
 
     /// Puts the calling thread below every other of its CPU: SCHED_IDLE, so that it runs when no
