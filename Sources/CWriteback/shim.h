@@ -1,9 +1,12 @@
 #ifndef LICENSED_CWRITEBACK_SHIM_H
 #define LICENSED_CWRITEBACK_SHIM_H
 /* Linux's sync_file_range, which Swift's Glibc module does not export (it needs _GNU_SOURCE).
-   SYNC_FILE_RANGE_WRITE starts writing a range of a file's dirty pages to disk and returns
-   without waiting: a large file written piece by piece is then mostly on disk by the time its
-   fsync is called. It is a hint — only fsync makes anything durable. */
+   With `wait` 0, SYNC_FILE_RANGE_WRITE: starts writing a range of a file's dirty pages to disk
+   and returns without waiting, so a large file written piece by piece is mostly on disk by the
+   time its fsync is called. With `wait` 1, WAIT_BEFORE | WRITE | WAIT_AFTER: returns once the
+   range is written (not the disk's cache flushed, not the file's metadata), so a writer that
+   waits so for the part before the one it just handed over keeps at most two parts in flight.
+   Either way a hint: only fsync makes anything durable. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -11,30 +14,16 @@
 #include <fcntl.h>
 #include <sched.h>
 
-static inline int licensed_start_writeback(int fd, long long offset, long long count) {
+static inline int licensed_writeback(int fd, long long offset, long long count, int wait) {
 #if defined(__linux__)
-    return sync_file_range(fd, (off_t)offset, (off_t)count, SYNC_FILE_RANGE_WRITE);
+    unsigned int flags = wait ? (SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
+                              : SYNC_FILE_RANGE_WRITE;
+    return sync_file_range(fd, (off_t)offset, (off_t)count, flags);
 #else
     (void)fd;
     (void)offset;
     (void)count;
-    return 0;
-#endif
-}
-
-/* sync_file_range with SYNC_FILE_RANGE_WAIT_BEFORE | WRITE | WAIT_AFTER: writes a range's dirty
-   pages and waits until they are on their way to the disk and written (not its cache flushed, not
-   the file's metadata: still only a hint, fsync makes it durable). A writer of a large file that
-   waits so for the part before the one it just handed over keeps at most two parts in flight,
-   instead of leaving the whole file for its fsync to push at the disk at once. */
-static inline int licensed_finish_writeback(int fd, long long offset, long long count) {
-#if defined(__linux__)
-    return sync_file_range(fd, (off_t)offset, (off_t)count,
-        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-#else
-    (void)fd;
-    (void)offset;
-    (void)count;
+    (void)wait;
     return 0;
 #endif
 }

@@ -163,7 +163,13 @@ package enum FileIO {
     /// Asks the kernel to start writing `count` bytes of `fd` from `offset` to disk, without
     /// waiting (a hint: only fsync makes them durable; an error is ignored).
     package static func startWriteback(_ fd: Int32, offset: Int, count: Int) {
-        _ = licensed_start_writeback(fd, Int64(offset), Int64(count))
+        _ = licensed_writeback(fd, Int64(offset), Int64(count), 0)
+    }
+
+    /// Writes `count` bytes of `fd` from `offset` to disk and waits until they are written (not
+    /// synced: the disk's cache and the file's metadata are fsync's).
+    package static func finishWriteback(_ fd: Int32, offset: Int, count: Int) {
+        _ = licensed_writeback(fd, Int64(offset), Int64(count), 1)
     }
 
     package static func syncDirectory(_ path: String) throws {
@@ -255,8 +261,7 @@ package enum FileIO {
     /// blocks, which this disk is told to discard) held the serving loop's fdatasync at that
     /// moment for 5 to 18 ms; in steps, for no more than one step. The rename comes first so that
     /// no file is ever left cut short under its own name, where it would read as damaged. For
-    /// background threads only.
-    /// Every file is tried; the first failure is thrown after.
+    /// background threads only. Every file is tried; the first failure is thrown after.
     package static func removeGradually(_ paths: [String], directory: String, step: Int = 1 << 20) throws {
         var failure: StoreError?
         var renamed: [String] = []
@@ -269,22 +274,26 @@ package enum FileIO {
         }
         if !renamed.isEmpty { try Self.syncDirectory(directory) }
         for path in renamed {
-            let fd = open(path, O_WRONLY | O_CLOEXEC)
-            if fd >= 0 {
-                var info = stat()
-                if fstat(fd, &info) == 0 {
-                    var size = Int(info.st_size)
-                    while size > step {
-                        size -= step
-                        guard ftruncate(fd, off_t(size)) == 0 else { break }
-                        usleep(1_000)
-                    }
-                }
-                close(fd)
-            }
+            Self.cutDown(path, step: step)
             if unlink(path) != 0, failure == nil { failure = StoreError.errno("cannot remove", path) }
         }
         if let failure { throw failure }
+    }
+
+    /// Cuts the file at `path` from its end, `step` bytes at a time a millisecond apart, down to
+    /// its first step (what is left goes with the unlink); stops quietly where it cannot.
+    private static func cutDown(_ path: String, step: Int) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return }
+        var size = Int(info.st_size)
+        while size > step {
+            size -= step
+            guard ftruncate(fd, off_t(size)) == 0 else { return }
+            usleep(1_000)
+        }
     }
 
     /// Puts the calling thread below every other of its CPU: SCHED_IDLE, so that it runs when no
@@ -340,9 +349,9 @@ package struct PacedOutput {
         try FileIO.writeAll(self.fd, bytes, at: self.offset, path: self.path)
         self.offset += bytes.count
         while self.offset - self.handedOver >= Self.pace {
-            _ = licensed_start_writeback(self.fd, Int64(self.handedOver), Int64(Self.pace))
+            FileIO.startWriteback(self.fd, offset: self.handedOver, count: Self.pace)
             if self.handedOver >= Self.pace {
-                _ = licensed_finish_writeback(self.fd, Int64(self.handedOver - Self.pace), Int64(Self.pace))
+                FileIO.finishWriteback(self.fd, offset: self.handedOver - Self.pace, count: Self.pace)
             }
             self.handedOver += Self.pace
         }
