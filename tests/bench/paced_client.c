@@ -12,45 +12,21 @@
  * Prints one JSON line: completed, errors, p50/p90/p99 in µs, and how late the client itself sent.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "licensed/v1/protocol.pb-c.h"
+#include "paced.h"
 
-#define MAX_CONNECTIONS 256
 #define SLOTS 65536
 
 typedef struct {
     int fd;
     uint64_t next_id;
-    uint64_t started;
-    int64_t phase;
     uint8_t buffer[1 << 16];
     size_t filled;
     int64_t due[SLOTS]; /* by request id modulo SLOTS */
 } Session;
-
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
 
 static void send_message(Session *s, Licensed__V1__ClientMessage *message) {
     size_t length = licensed__v1__client_message__get_packed_size(message);
@@ -58,13 +34,7 @@ static void send_message(Session *s, Licensed__V1__ClientMessage *message) {
     if (length + 4 > sizeof frame) die("frame too long");
     frame[0] = (uint8_t)(length >> 24); frame[1] = (uint8_t)(length >> 16); frame[2] = (uint8_t)(length >> 8); frame[3] = (uint8_t)length;
     licensed__v1__client_message__pack(message, frame + 4);
-    size_t sent = 0;
-    while (sent < length + 4) {
-        ssize_t n = send(s->fd, frame + sent, length + 4 - sent, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (n < 0) die("send");
-        sent += (size_t)n;
-    }
+    send_all(s->fd, frame, length + 4);
 }
 
 static uint64_t request(Session *s, Licensed__V1__ClientMessage *message, int64_t due) {
@@ -104,15 +74,43 @@ static Licensed__V1__ServerMessage *next_reply(Session *s) {
     return message;
 }
 
-static int compare(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+typedef struct {
+    Session *sessions;
+    const char *feature;
+    int64_t *latencies, *lateness;
+    size_t done, late_count, capacity;
+    long errors;
+} Run;
+
+/* A pair is due: its check-out goes out now. */
+static void begin_pair(int index, int64_t due, int64_t now, void *context) {
+    Run *run = context;
+    check_out(&run->sessions[index], run->feature, due);
+    if (run->late_count < run->capacity) run->lateness[run->late_count++] = now - due;
 }
 
-static double percentile(int64_t *values, size_t count, double p) {
-    if (count == 0) return 0;
-    size_t index = (size_t)((double)count * p / 100);
-    return (double)values[index < count ? index : count - 1] / 1000.0;
+/* Reads connection `index`'s replies: a check-out's is followed by the check-in of its lease,
+ * a check-in's or an error ends the pair. Returns how many pairs ended. */
+static long read_replies(int index, void *context) {
+    Run *run = context;
+    Session *s = &run->sessions[index];
+    if (!receive(s->fd, s->buffer, sizeof s->buffer, &s->filled)) return 0;
+    long ended = 0;
+    Licensed__V1__ServerMessage *reply;
+    while ((reply = next_reply(s))) {
+        int64_t due = s->due[reply->request_id % SLOTS];
+        if (reply->body_case == LICENSED__V1__SERVER_MESSAGE__BODY_CHECK_OUT) {
+            check_in(s, reply->check_out->lease_id, due);
+        } else if (reply->body_case == LICENSED__V1__SERVER_MESSAGE__BODY_CHECK_IN) {
+            if (run->done < run->capacity) run->latencies[run->done++] = now_ns() - due;
+            ended++;
+        } else if (reply->body_case == LICENSED__V1__SERVER_MESSAGE__BODY_ERROR) {
+            run->errors++;
+            ended++;
+        }
+        licensed__v1__server_message__free_unpacked(reply, NULL);
+    }
+    return ended;
 }
 
 int main(int argc, char **argv) {
@@ -127,17 +125,13 @@ int main(int argc, char **argv) {
     if (connections < 1 || connections > MAX_CONNECTIONS || rate <= 0 || seconds <= 0) return 2;
     int64_t interval = (int64_t)((double)connections / rate * 1e9);
     static Session sessions[MAX_CONNECTIONS];
+    static Pace paces[MAX_CONNECTIONS];
     struct pollfd fds[MAX_CONNECTIONS];
     for (int i = 0; i < connections; i++) {
         Session *s = &sessions[i];
-        s->fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(s->fd, (struct sockaddr *)&address, sizeof address) != 0) die("connect");
-        int one = 1;
-        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        s->fd = connect_loopback(port);
         s->next_id = 1;
-        s->phase = interval * i / connections;
+        paces[i].phase = interval * i / connections;
         char user[32];
         snprintf(user, sizeof user, "paced-c-%d", i);
         Licensed__V1__Hello hello = LICENSED__V1__HELLO__INIT;
@@ -161,73 +155,20 @@ int main(int argc, char **argv) {
         fds[i].fd = s->fd;
         fds[i].events = POLLIN;
     }
-    for (int i = 0; i < connections; i++) {
-        int nonblocking = 1;
-        if (ioctl(sessions[i].fd, FIONBIO, &nonblocking) != 0) die("FIONBIO");
-    }
-    size_t capacity = (size_t)(rate * seconds) + 16, done = 0, late_count = 0;
-    int64_t *latencies = calloc(capacity, sizeof *latencies), *lateness = calloc(capacity, sizeof *lateness);
-    long errors = 0, pending = 0;
+    for (int i = 0; i < connections; i++) set_nonblocking(sessions[i].fd);
+    size_t capacity = (size_t)(rate * seconds) + 16;
+    Run run = {.sessions = sessions, .feature = feature, .capacity = capacity,
+               .latencies = calloc(capacity, sizeof(int64_t)), .lateness = calloc(capacity, sizeof(int64_t))};
     int64_t start = now_ns() + 50000000, end = start + (int64_t)(seconds * 1e9);
-    for (;;) {
-        int64_t now = now_ns(), next_due = INT64_MAX;
-        for (int i = 0; i < connections; i++) {
-            Session *s = &sessions[i];
-            for (;;) {
-                int64_t due = start + s->phase + (int64_t)s->started * interval;
-                if (due >= end) break;
-                if (due > now) {
-                    if (due < next_due) next_due = due;
-                    break;
-                }
-                check_out(s, feature, due);
-                if (late_count < capacity) lateness[late_count++] = now - due;
-                s->started++;
-                pending++;
-            }
-        }
-        if (next_due == INT64_MAX && pending == 0) break;
-        struct timespec timeout, *wait = NULL;
-        if (next_due != INT64_MAX) {
-            int64_t left = next_due - now_ns();
-            if (left < 0) left = 0;
-            timeout.tv_sec = left / 1000000000;
-            timeout.tv_nsec = left % 1000000000;
-            wait = &timeout;
-        }
-        int ready = ppoll(fds, (nfds_t)connections, wait, NULL);
-        if (ready < 0 && errno != EINTR) die("ppoll");
-        for (int i = 0; ready > 0 && i < connections; i++) {
-            if (!(fds[i].revents & POLLIN)) continue;
-            Session *s = &sessions[i];
-            ssize_t n = recv(s->fd, s->buffer + s->filled, sizeof s->buffer - s->filled, 0);
-            if (n == 0) die("the server closed a connection");
-            if (n < 0) continue;
-            s->filled += (size_t)n;
-            Licensed__V1__ServerMessage *reply;
-            while ((reply = next_reply(s))) {
-                int64_t due = s->due[reply->request_id % SLOTS];
-                if (reply->body_case == LICENSED__V1__SERVER_MESSAGE__BODY_CHECK_OUT) {
-                    check_in(s, reply->check_out->lease_id, due);
-                } else if (reply->body_case == LICENSED__V1__SERVER_MESSAGE__BODY_CHECK_IN) {
-                    if (done < capacity) latencies[done++] = now_ns() - due;
-                    pending--;
-                } else if (reply->body_case == LICENSED__V1__SERVER_MESSAGE__BODY_ERROR) {
-                    errors++;
-                    pending--;
-                }
-                licensed__v1__server_message__free_unpacked(reply, NULL);
-            }
-        }
-    }
-    qsort(latencies, done, sizeof *latencies, compare);
-    qsort(lateness, late_count, sizeof *lateness, compare);
+    run_schedule(paces, fds, connections, start, interval, end, begin_pair, read_replies, &run);
+    qsort(run.latencies, run.done, sizeof *run.latencies, compare_int64);
+    qsort(run.lateness, run.late_count, sizeof *run.lateness, compare_int64);
     printf("{\"offered_per_s\": %.0f, \"connections\": %d, \"completed\": %zu, \"errors\": %ld, \"p50_us\": %.0f, \"p90_us\": %.0f, "
            "\"p99_us\": %.0f, \"client_send_late_p50_us\": %.0f, \"client_send_late_p99_us\": %.0f}\n",
-           rate, connections, done, errors, percentile(latencies, done, 50), percentile(latencies, done, 90), percentile(latencies, done, 99),
-           percentile(lateness, late_count, 50), percentile(lateness, late_count, 99));
+           rate, connections, run.done, run.errors, percentile(run.latencies, run.done, 50), percentile(run.latencies, run.done, 90),
+           percentile(run.latencies, run.done, 99), percentile(run.lateness, run.late_count, 50), percentile(run.lateness, run.late_count, 99));
     for (int i = 0; i < connections; i++) close(sessions[i].fd);
-    free(latencies);
-    free(lateness);
+    free(run.latencies);
+    free(run.lateness);
     return 0;
 }
