@@ -31,10 +31,10 @@ extension LedgerStore {
         for (index, segment) in segments.enumerated() where index + 1 < segments.count {
             if segments[index + 1].firstSequence <= oldestKept.sequence + 1 { removing.append(segment.path) }
         }
-        // The snapshot is durable whatever happens here: a file that could not be removed is
-        // tried again after the next snapshot (and one left half removed at the next start).
+        // The snapshot is durable whatever happens here (its file and the directory were synced
+        // when it was written): a file that could not be removed is tried again after the next
+        // snapshot, and one left half removed (renamed, synced) at the next start.
         try? FileIO.removeGradually(removing, directory: directory)
-        try FileIO.syncDirectory(directory)
     }
 
     static func segments(in directory: String) throws -> [Segment] {
